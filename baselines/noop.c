@@ -1,0 +1,22 @@
+/* noop.c - an index that indexes nothing: the seed talk's "no-op hooks" row.
+ *
+ * The library built with it runs exactly the hooks every other index runs
+ * (same header, same lock, same statistics), so its cost over the
+ * uninstrumented program is the cost of the hooks alone.  Lookups always
+ * answer "not found". */
+#include "index.h"
+
+INDEX_DECLARE(noop)
+
+int noop_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
+{
+	(void)cfg, (void)err, (void)errlen;
+	return 0;
+}
+
+void noop_index_insert(struct chunk *c) { (void)c; }
+void noop_index_remove(struct chunk *c) { (void)c; }
+struct chunk *noop_index_lookup(uintptr_t addr) { (void)addr; return NULL; }
+void noop_index_write_stats(struct json_out *out) { (void)out; }
+
+INDEX_DEFINE_OPS(noop, 0)

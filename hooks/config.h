@@ -1,0 +1,37 @@
+/* config.h - settings read once from the environment.
+ *
+ * Shared by the hook libraries (read at the first allocation) and by the
+ * `heapindex` command (checked before it starts a program), so a bad value
+ * gets the same one-line error from both.
+ */
+#ifndef HEAPINDEX_CONFIG_H
+#define HEAPINDEX_CONFIG_H
+
+#include <stddef.h>
+
+struct heapindex_config {
+	unsigned addr_bits;     /* width of the address space the memtable covers */
+	unsigned bin_shift;     /* log2 of the bytes one memtable bin covers      */
+	const char *stats_path; /* append per-process JSON stats here, or NULL    */
+};
+
+/* Valid ranges, also printed in error messages and --help.
+ * bin_shift: bins smaller than 16 bytes would hold less than one chunk start;
+ * the memtable's list links are 8-bit numbers of 16-byte slots (0: none), so
+ * a bin has at most 255 slots: 2^11 bytes (128 slots) is the largest. */
+#define CONFIG_ADDR_BITS_MIN 32
+#define CONFIG_ADDR_BITS_MAX 57
+#define CONFIG_BIN_SHIFT_MIN 4
+#define CONFIG_BIN_SHIFT_MAX 11
+#define CONFIG_BIN_SHIFT_DEFAULT 9
+
+/* This machine's user address-space width: 47 bits on x86-64 (4-level
+ * paging; Linux keeps mmap below 2^47 even with 5-level paging unless asked),
+ * 48 on AArch64. */
+unsigned config_default_addr_bits(void);
+
+/* Fill cfg from the environment. Returns 0, or -1 with a one-line message in
+ * err naming the variable, its value and the valid range. Calls no malloc. */
+int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen);
+
+#endif /* HEAPINDEX_CONFIG_H */

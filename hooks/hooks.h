@@ -1,0 +1,46 @@
+/* hooks.h - what the interposer (hooks.c) shares with its exit statistics
+ * (process_stats.c). Internal to the hook libraries. */
+#ifndef HEAPINDEX_HOOKS_H
+#define HEAPINDEX_HOOKS_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "lock.h"
+
+/* The allocator entry points the hooks replace, in the order stats list them. */
+#define HOOK_ENTRY_POINTS(X)                                                   \
+	X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(memalign)     \
+	X(posix_memalign) X(aligned_alloc) X(valloc) X(pvalloc)                \
+	X(malloc_usable_size)
+
+enum hook_entry {
+#define HOOK_ENUM(name) ENTRY_##name,
+	HOOK_ENTRY_POINTS(HOOK_ENUM)
+#undef HOOK_ENUM
+	ENTRY_COUNT
+};
+
+/* Updated under hooks_lock, except the relaxed atomic counts of calls that
+ * take no lock (free(NULL), malloc_usable_size). */
+struct hook_counters {
+	uint64_t calls[ENTRY_COUNT];
+	uint64_t failed_allocs;
+	uint64_t lookups_found, lookups_missed;
+	uint64_t live_chunks, live_bytes, live_meta_bytes;
+	uint64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
+};
+
+extern spinlock_t hooks_lock;
+extern struct hook_counters hooks_counters;
+extern struct heapindex_config hooks_config;
+extern size_t hooks_header_bytes;      /* struct chunk + the index's links */
+extern const char *hooks_allocator;    /* file name of the library behind us */
+extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
+
+double monotonic_seconds(void);
+
+/* Append this process's statistics as one JSON line to hooks_config.stats_path. */
+void process_stats_write(void);
+
+#endif /* HEAPINDEX_HOOKS_H */

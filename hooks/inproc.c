@@ -1,0 +1,69 @@
+/* inproc.c - see inproc.h. */
+#include "inproc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "index_list.h"
+
+#define DECLARE_OPS(name) extern const struct index_ops name##_index_ops;
+HEAPINDEX_FOR_EACH_INDEX(DECLARE_OPS)
+#define OPS_ADDRESS(name) &name##_index_ops,
+const struct index_ops *const all_indexes[] = { HEAPINDEX_FOR_EACH_INDEX(OPS_ADDRESS) NULL };
+
+const struct index_ops *index_by_name(const char *name)
+{
+	for (int i = 0; all_indexes[i]; i++)
+		if (strcmp(all_indexes[i]->name, name) == 0)
+			return all_indexes[i];
+	return NULL;
+}
+
+int inproc_init(struct inproc *d, const struct index_ops *ops,
+                const struct heapindex_config *cfg, char *err, size_t errlen)
+{
+	d->ops = ops;
+	d->header_bytes = CHUNK_HEADER_BYTES + ops->links_bytes;
+	return ops->init(cfg, err, errlen);
+}
+
+void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site)
+{
+	if (align < CHUNK_ALIGN)
+		align = CHUNK_ALIGN;
+	size_t pad = (d->header_bytes + align - 1) & ~(align - 1);
+	if (size > CHUNK_SIZE_MAX - pad)
+		return NULL;
+	void *real = aligned_alloc(align, (size + pad + align - 1) & ~(align - 1));
+	if (!real)
+		return NULL;
+	unsigned char *user = (unsigned char *)real + pad;
+	struct chunk *c = chunk_of_user(user);
+	chunk_init(c, size, pad, site);
+	d->ops->insert(c);
+	return user;
+}
+
+void inproc_free(struct inproc *d, void *user)
+{
+	if (!user)
+		return;
+	struct chunk *c = chunk_of_user(user);
+	d->ops->remove(c);
+	free((unsigned char *)user - chunk_pad(c));
+}
+
+int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
+                  const void **site)
+{
+	struct chunk *c = d->ops->lookup((uintptr_t)addr);
+	if (!c)
+		return 0;
+	if (base)
+		*base = (void *)chunk_user(c);
+	if (size)
+		*size = chunk_size(c);
+	if (site)
+		*site = (const void *)chunk_site(c);
+	return 1;
+}

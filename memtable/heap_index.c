@@ -1,0 +1,285 @@
+/* heap_index.c - the memtable heap index: live chunks binned by address.
+ *
+ * Doug Lea's malloc bins *free* chunks by size; this bins *allocated* chunks
+ * by address (S. Kell, "How to make a virtual machine less virtual").  The
+ * address space is cut into 2^shift-byte bins; the memtable has one byte per
+ * bin; each bin's chunks form a list threaded through their own headers.
+ *
+ * Invariants (checked by tests/test_memtable.c against a reference):
+ *  - a chunk is on the list of the bin holding its user pointer, and only
+ *    there ("bin-local" lists, as in liballocs 2012-2016);
+ *  - slots: user pointers are 16-byte aligned, so a chunk's position in its
+ *    bin is a slot number 1 .. 2^(shift-4); 0 means "none".  The table byte
+ *    is the slot of the list head; the chunk's 16 index bits hold the slots
+ *    of its next (low byte) and prev (high byte) neighbours.  So a list link
+ *    costs no memory beyond the 16-byte header every index has;
+ *  - small chunks are at most big_threshold = 256 bins long, so a chunk
+ *    covering addr starts at most max_small_size bytes below it: the backward
+ *    walk over the table is bounded by max_small_size / binsize entries;
+ *  - big chunks (and chunks above the covered address range) live in a
+ *    sorted array instead, found by binary search.
+ */
+#include "index.h"
+#include "memtable.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+INDEX_DECLARE(memtable)
+
+static struct memtable table;
+static size_t bin_bytes, big_threshold;
+static size_t max_small_size; /* largest small chunk ever indexed */
+
+/* Big chunks, sorted by user address. */
+static struct chunk **big;
+static size_t big_count, big_capacity, big_peak;
+
+static struct {
+	uint64_t lookups, list_steps, bins_scanned, big_lookups;
+	uint64_t longest_list_walked, longest_backward_scan;
+	uint64_t uncovered_inserts;
+} stat;
+
+#define SLOT_NONE 0u
+
+static inline unsigned slot_of(uintptr_t user)
+{
+	return (unsigned)((user & (bin_bytes - 1)) >> 4) + 1;
+}
+
+static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
+{
+	return chunk_of_user((void *)(bin_base + ((uintptr_t)(slot - 1) << 4)));
+}
+
+static inline unsigned next_slot(const struct chunk *c) { return chunk_links(c) & 0xff; }
+static inline unsigned prev_slot(const struct chunk *c) { return chunk_links(c) >> 8; }
+
+static inline void set_slots(struct chunk *c, unsigned next, unsigned prev)
+{
+	chunk_set_links(c, next | prev << 8);
+}
+
+static inline int is_big(const struct chunk *c)
+{
+	return chunk_size(c) > big_threshold || !memtable_covers(&table, chunk_user(c));
+}
+
+/* --- big chunks: a sorted array ------------------------------------------ */
+
+/* Index of the first big chunk whose user pointer is > addr. */
+static size_t big_upper_bound(uintptr_t addr)
+{
+	size_t lo = 0, hi = big_count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (chunk_user(big[mid]) <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int big_insert(struct chunk *c)
+{
+	if (big_count == big_capacity) {
+		size_t cap = big_capacity ? big_capacity * 2 : 512;
+		struct chunk **grown = index_map_pages(cap * sizeof *grown);
+		if (!grown)
+			return -1;
+		if (big)
+			memcpy(grown, big, big_count * sizeof *big);
+		index_unmap_pages(big, big_capacity * sizeof *big);
+		big = grown;
+		big_capacity = cap;
+	}
+	size_t at = big_upper_bound(chunk_user(c));
+	memmove(big + at + 1, big + at, (big_count - at) * sizeof *big);
+	big[at] = c;
+	if (++big_count > big_peak)
+		big_peak = big_count;
+	return 0;
+}
+
+static void big_remove(struct chunk *c)
+{
+	size_t at = big_upper_bound(chunk_user(c));
+	if (at == 0 || big[at - 1] != c)
+		return; /* not ours: the hooks never do this */
+	at--;
+	memmove(big + at, big + at + 1, (big_count - at - 1) * sizeof *big);
+	big_count--;
+}
+
+static struct chunk *big_lookup(uintptr_t addr)
+{
+	stat.big_lookups++;
+	size_t at = big_upper_bound(addr);
+	if (at == 0)
+		return NULL;
+	struct chunk *c = big[at - 1];
+	return chunk_contains(c, addr) ? c : NULL;
+}
+
+/* --- the index ------------------------------------------------------------ */
+
+int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
+{
+	int e = memtable_init(&table, cfg->addr_bits, cfg->bin_shift, 1);
+	if (e) {
+		snprintf(err, errlen,
+		         "heapindex: cannot reserve the memtable (%zu bytes for %u address bits, bin shift %u): %s; "
+		         "allow overcommit (sysctl vm.overcommit_memory=0 or 1), raise ulimit -v, "
+		         "or lower HEAPINDEX_ADDR_BITS / raise HEAPINDEX_BIN_SHIFT",
+		         memtable_reserved_bytes(cfg->addr_bits, cfg->bin_shift, 1),
+		         cfg->addr_bits, cfg->bin_shift, strerror(e));
+		return -1;
+	}
+	bin_bytes = (size_t)1 << cfg->bin_shift;
+	big_threshold = bin_bytes * 256;
+	return 0;
+}
+
+void memtable_index_insert(struct chunk *c)
+{
+	if (is_big(c)) {
+		if (!memtable_covers(&table, chunk_user(c)))
+			stat.uncovered_inserts++;
+		big_insert(c); /* on failure the chunk is unindexed, never corrupt */
+		return;
+	}
+	uintptr_t user = chunk_user(c);
+	size_t bin = memtable_bin(&table, user);
+	unsigned char *head = memtable_entry(&table, bin);
+	unsigned slot = slot_of(user);
+	if (*head != SLOT_NONE) {
+		struct chunk *first = chunk_at(memtable_bin_base(&table, bin), *head);
+		set_slots(first, next_slot(first), slot);
+	}
+	set_slots(c, *head, SLOT_NONE);
+	*head = (unsigned char)slot;
+	if (chunk_size(c) > max_small_size)
+		max_small_size = chunk_size(c);
+}
+
+void memtable_index_remove(struct chunk *c)
+{
+	if (is_big(c)) {
+		big_remove(c);
+		return;
+	}
+	uintptr_t user = chunk_user(c);
+	size_t bin = memtable_bin(&table, user);
+	uintptr_t base = memtable_bin_base(&table, bin);
+	unsigned next = next_slot(c), prev = prev_slot(c);
+	if (prev != SLOT_NONE) {
+		struct chunk *p = chunk_at(base, prev);
+		set_slots(p, next, prev_slot(p));
+	} else {
+		*(unsigned char *)memtable_entry(&table, bin) = (unsigned char)next;
+	}
+	if (next != SLOT_NONE) {
+		struct chunk *n = chunk_at(base, next);
+		set_slots(n, next_slot(n), prev);
+	}
+}
+
+/* The chunk of bin's list with the highest user pointer <= addr, or NULL. */
+static struct chunk *bin_predecessor(size_t bin, uintptr_t addr)
+{
+	uintptr_t base = memtable_bin_base(&table, bin);
+	struct chunk *best = NULL;
+	uint64_t steps = 0;
+	for (unsigned s = *(unsigned char *)memtable_entry(&table, bin); s != SLOT_NONE;) {
+		struct chunk *c = chunk_at(base, s);
+		uintptr_t user = chunk_user(c);
+		if (user <= addr && (!best || user > chunk_user(best)))
+			best = c;
+		s = next_slot(c);
+		steps++;
+	}
+	stat.list_steps += steps;
+	if (steps > stat.longest_list_walked)
+		stat.longest_list_walked = steps;
+	return best;
+}
+
+/* The highest bin in [lowest, from) whose table byte is non-zero, or
+ * SIZE_MAX.  Reads the table eight entries at a time, as liballocs did. */
+static size_t last_nonempty_bin(size_t from, size_t lowest)
+{
+	const unsigned char *t = table.entries;
+	size_t i = from;
+	while (i > lowest && (i & 7)) {
+		if (t[--i])
+			return i;
+	}
+	while (i >= lowest + 8) {
+		uint64_t word;
+		memcpy(&word, t + i - 8, 8);
+		if (word) /* little-endian: the highest non-zero byte is the last bin */
+			return i - 8 + (size_t)(63 - __builtin_clzll(word)) / 8;
+		i -= 8;
+	}
+	while (i > lowest) {
+		if (t[--i])
+			return i;
+	}
+	return SIZE_MAX;
+}
+
+static struct chunk *small_lookup(uintptr_t addr)
+{
+	size_t bin = memtable_bin(&table, addr);
+	struct chunk *c = bin_predecessor(bin, addr);
+	if (!c && max_small_size) {
+		/* A small chunk covering addr starts above addr - max_small_size. */
+		uintptr_t reach = addr > max_small_size ? addr - max_small_size : 0;
+		size_t lowest = memtable_bin(&table, reach);
+		size_t found = last_nonempty_bin(bin, lowest);
+		uint64_t scanned = bin - (found == SIZE_MAX ? lowest : found);
+		stat.bins_scanned += scanned;
+		if (scanned > stat.longest_backward_scan)
+			stat.longest_backward_scan = scanned;
+		if (found != SIZE_MAX)
+			c = bin_predecessor(found, addr);
+	}
+	return c && chunk_contains(c, addr) ? c : NULL;
+}
+
+struct chunk *memtable_index_lookup(uintptr_t addr)
+{
+	stat.lookups++;
+	struct chunk *c = NULL;
+	if (memtable_covers(&table, addr))
+		c = small_lookup(addr);
+	/* A big chunk may start between the small predecessor and addr. */
+	if (!c && big_count)
+		c = big_lookup(addr);
+	return c;
+}
+
+void memtable_index_write_stats(struct json_out *out)
+{
+	json_u64(out, "addr_bits", table.addr_bits);
+	json_u64(out, "bin_shift", table.shift);
+	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
+	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
+	json_u64(out, "big_threshold", big_threshold);
+	json_u64(out, "big_live", big_count);
+	json_u64(out, "big_peak", big_peak);
+	json_u64(out, "big_array_bytes", big_capacity * sizeof *big);
+	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
+	json_u64(out, "max_small_size", max_small_size);
+	json_u64(out, "lookups", stat.lookups);
+	json_u64(out, "list_steps", stat.list_steps);
+	json_u64(out, "longest_list_walked", stat.longest_list_walked);
+	json_u64(out, "bins_scanned", stat.bins_scanned);
+	json_u64(out, "longest_backward_scan", stat.longest_backward_scan);
+	json_u64(out, "big_lookups", stat.big_lookups);
+}
+
+INDEX_DEFINE_OPS(memtable, 0)

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Install the Debian packages heapindex needs, or say exactly how to.
+# Runs before `make test` and `make bench`; quiet when all is there.
+set -eu
+PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
+hyperfine python3-matplotlib valgrind npm"
+missing=""
+for p in $PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+	echo "heapindex: installing Debian packages:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq $missing >/dev/null
+else
+	echo "heapindex: missing Debian packages:$missing" >&2
+	echo "heapindex: install them with: sudo apt-get install -y$missing" >&2
+	exit 1
+fi
