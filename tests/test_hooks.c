@@ -1,0 +1,200 @@
+/* test_hooks.c - every hook library preloaded into real programs: they must
+ * compute exactly what they compute without it, keep the C library's
+ * promises, survive threads and fork, and report per-process statistics.
+ * Programs run as children (tests/support.h): never the runner itself. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inproc.h"
+#include "support.h"
+
+static const char *prog(const char *name)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
+	return path;
+}
+
+/* Every index built, as Criterion parameters.  Names are copied by value:
+ * Criterion may run a test in a freshly started process, where pointers
+ * into this one's memory would mean nothing. */
+struct index_name {
+	char name[32];
+};
+
+static struct criterion_test_params every_index(void)
+{
+	static struct index_name names[32];
+	size_t n = 0;
+	for (; all_indexes[n] && n < 32; n++)
+		snprintf(names[n].name, sizeof names[n].name, "%s", all_indexes[n]->name);
+	return cr_make_param_array(struct index_name, names, n);
+}
+
+static int answers_lookups(const char *index)
+{
+	return strcmp(index, "noop") != 0;
+}
+
+static const char *expect_lookup(const char *index)
+{
+	return answers_lookups(index) ? "EXPECT_LOOKUP=1" : "EXPECT_LOOKUP=0";
+}
+
+/* Run argv with and without the index; both must succeed with equal stdout. */
+static void same_output(const char *index, char *const argv[], const char *const env[])
+{
+	struct program_result plain = run_program(argv, NULL, env);
+	struct program_result hooked = run_program(argv, hook_library(index), env);
+	cr_assert_eq(plain.status, 0, "%s uninstrumented: %s", argv[0], plain.err);
+	cr_assert_eq(hooked.status, 0, "%s under %s: %s", argv[0], index, hooked.err);
+	cr_assert_eq(plain.out_len, hooked.out_len, "%s under %s: output length differs", argv[0], index);
+	cr_assert(memcmp(plain.out, hooked.out, plain.out_len) == 0, "%s under %s: output differs",
+	          argv[0], index);
+	cr_assert_gt(plain.out_len, 0, "%s printed nothing", argv[0]);
+	program_result_free(&plain);
+	program_result_free(&hooked);
+}
+
+ParameterizedTestParameters(hooks, keep_the_c_library_promises) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, keep_the_c_library_promises)
+{
+	const char *index = param->name;
+	char *argv[] = { (char *)prog("alloc_semantics"), NULL };
+	const char *env[] = { expect_lookup(index), NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	cr_assert(strstr(r.out, answers_lookups(index) ? "(with lookups)" : "checks passed"),
+	          "%s: %s", index, r.out);
+	program_result_free(&r);
+}
+
+ParameterizedTestParameters(hooks, keep_the_promises_over_jemalloc) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, keep_the_promises_over_jemalloc)
+{
+	const char *index = param->name;
+	const char *jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+	if (access(jemalloc, R_OK))
+		cr_skip_test("jemalloc is not installed");
+	char preload[8192];
+	snprintf(preload, sizeof preload, "%s:%s", hook_library(index), jemalloc);
+	char *argv[] = { (char *)prog("alloc_semantics"), NULL };
+	const char *env[] = { expect_lookup(index), NULL };
+	struct program_result r = run_program(argv, preload, env);
+	cr_assert_eq(r.status, 0, "%s over jemalloc: %s", index, r.err);
+	program_result_free(&r);
+}
+
+ParameterizedTestParameters(hooks, survive_threads_and_fork) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, survive_threads_and_fork, .timeout = 60)
+{
+	const char *index = param->name;
+	char *argv[] = { (char *)prog("threads_fork"), NULL };
+	const char *env[] = { expect_lookup(index), NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	cr_assert(strstr(r.out, "forks ok"), "%s: %s", index, r.out);
+	program_result_free(&r);
+}
+
+ParameterizedTestParameters(hooks, leave_python_output_unchanged) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, leave_python_output_unchanged, .timeout = 120)
+{
+	const char *index = param->name;
+	char *argv[] = { "/usr/bin/python3", "-c",
+		"import json, collections\n"
+		"d = {str(i): list(range(i % 7)) for i in range(20000)}\n"
+		"c = collections.Counter(json.dumps(d))\n"
+		"print(len(json.dumps(d)), sorted(c.items())[:5], sum(map(len, d.values())))\n",
+		NULL };
+	const char *env[] = { "PYTHONMALLOC=malloc", NULL };
+	same_output(index, argv, env);
+}
+
+ParameterizedTestParameters(hooks, leave_shell_pipelines_unchanged) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, leave_shell_pipelines_unchanged)
+{
+	const char *index = param->name;
+	char *argv[] = { "sh", "-c",
+		"for i in 3 1 2 10; do echo line $i; done | sort -r | tr '\\n' ',' ; ls / | wc -l", NULL };
+	same_output(index, argv, NULL);
+}
+
+/* gcc's object file must be byte-identical, and the driver's children
+ * (cc1, as) must be indexed too: LD_PRELOAD stays in their environment. */
+ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return every_index(); }
+ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, .timeout = 120)
+{
+	const char *index = param->name;
+	char src[4096], plain_obj[64], hooked_obj[64], stats[64], stats_env[128];
+	snprintf(src, sizeof src, "%s/tests/progs/alloc_semantics.c", repo_root());
+	snprintf(plain_obj, sizeof plain_obj, "/tmp/heapindex-test-%d-plain.o", (int)getpid());
+	snprintf(hooked_obj, sizeof hooked_obj, "/tmp/heapindex-test-%d-hooked.o", (int)getpid());
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	char *plain_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", plain_obj, NULL };
+	char *hooked_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", hooked_obj, NULL };
+	const char *env[] = { stats_env, NULL };
+	struct program_result a = run_program(plain_argv, NULL, NULL);
+	struct program_result b = run_program(hooked_argv, hook_library(index), env);
+	cr_assert_eq(a.status, 0, "gcc: %s", a.err);
+	cr_assert_eq(b.status, 0, "gcc under %s: %s", index, b.err);
+	char *cmp_argv[] = { "cmp", plain_obj, hooked_obj, NULL };
+	struct program_result c = run_program(cmp_argv, NULL, NULL);
+	cr_assert_eq(c.status, 0, "object files differ under %s: %s", index, c.out);
+
+	char *cat_argv[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat_argv, NULL, NULL);
+	cr_assert(strstr(s.out, "\"exe\":\"cc1\""), "no statistics from cc1 under %s", index);
+	/* as may be installed as x86_64-linux-gnu-as: match the name's end. */
+	cr_assert(strstr(s.out, "as\",\"index\""), "no statistics from as under %s", index);
+	char want_index[64];
+	snprintf(want_index, sizeof want_index, "\"index\":\"%s\"", index);
+	cr_assert(strstr(s.out, want_index), "statistics name another index: %s", s.out);
+	unlink(plain_obj), unlink(hooked_obj), unlink(stats);
+	program_result_free(&a), program_result_free(&b), program_result_free(&c);
+	program_result_free(&s);
+}
+
+/* A bad setting stops the program before it runs, with one line naming the
+ * variable, the value and the valid range. */
+Test(hooks, reject_bad_settings_before_the_program_runs)
+{
+	static const char *const bad[][2] = {
+		{ "HEAPINDEX_BIN_SHIFT=3", "from 4 to 11" },
+		{ "HEAPINDEX_BIN_SHIFT=12", "from 4 to 11" },
+		{ "HEAPINDEX_BIN_SHIFT=nine", "from 4 to 11" },
+		{ "HEAPINDEX_ADDR_BITS=64", "from 32 to 57" },
+		{ "HEAPINDEX_ADDR_BITS=", "from 32 to 57" },
+		{ "HEAPINDEX_STATS=", "file path" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char *argv[] = { "sh", "-c", "echo ran", NULL };
+		const char *env[] = { bad[i][0], NULL };
+		struct program_result r = run_program(argv, hook_library("memtable"), env);
+		cr_assert_eq(r.status, 2, "%s: exit %d", bad[i][0], r.status);
+		cr_assert_str_empty(r.out, "%s: the program ran", bad[i][0]);
+		cr_assert(strstr(r.err, bad[i][1]), "%s: %s", bad[i][0], r.err);
+		char name[64];
+		snprintf(name, sizeof name, "%.*s", (int)(strchr(bad[i][0], '=') - bad[i][0]), bad[i][0]);
+		cr_assert(strstr(r.err, name), "error does not name %s: %s", name, r.err);
+		cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
+		program_result_free(&r);
+	}
+}
+
+/* A memtable that cannot be reserved says so and how to fix it. */
+Test(hooks, unreservable_memtable_explains_the_fix)
+{
+	char *argv[] = { "sh", "-c", "ulimit -v 1000000; exec sh -c 'echo ran'", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), NULL);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert(strstr(r.err, "cannot reserve the memtable"), "%s", r.err);
+	cr_assert(strstr(r.err, "overcommit"), "%s", r.err);
+	program_result_free(&r);
+}

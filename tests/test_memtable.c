@@ -1,0 +1,197 @@
+/* test_memtable.c - the generic memtable and the memtable heap index, by
+ * the cases the design must get right: chunk edges, neighbours, bins, big
+ * chunks, frees, and addresses that are not heap at all. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "inproc.h"
+#include "memtable.h"
+
+/* --- the generic table ----------------------------------------------------- */
+
+Test(memtable, reserves_two_to_the_width_minus_shift_entries)
+{
+	struct memtable t;
+	cr_assert_eq(memtable_init(&t, 47, 9, 1), 0);
+	cr_assert_eq(t.reserved_bytes, (size_t)1 << 38);
+	cr_assert_eq(memtable_reserved_bytes(32, 10, 1), (size_t)1 << 22,
+	             "the seed talk: a 32-bit space needs a 2^22-byte index");
+	memtable_destroy(&t);
+}
+
+Test(memtable, entries_are_zero_until_written_and_commit_lazily)
+{
+	struct memtable t;
+	cr_assert_eq(memtable_init(&t, 47, 9, 2), 0);
+	uintptr_t addr = (uintptr_t)&t;
+	size_t bin = memtable_bin(&t, addr);
+	unsigned short *e = memtable_entry(&t, bin);
+	cr_assert_eq(*e, 0);
+	size_t before = memtable_resident_bytes(&t);
+	*e = 0xbeef;
+	cr_assert_eq(*(unsigned short *)memtable_entry(&t, memtable_bin(&t, addr)), 0xbeef);
+	cr_assert_eq(memtable_bin_base(&t, bin), addr & ~(uintptr_t)511);
+	size_t after = memtable_resident_bytes(&t);
+	cr_assert_eq(after, before + (size_t)sysconf(_SC_PAGESIZE),
+	             "one written entry commits one page (%zu -> %zu)", before, after);
+	cr_assert(memtable_covers(&t, addr));
+	cr_assert_not(memtable_covers(&t, (uintptr_t)1 << 47));
+	memtable_destroy(&t);
+}
+
+Test(memtable, refuses_a_table_larger_than_the_address_space)
+{
+	struct memtable t;
+	cr_assert_neq(memtable_init(&t, 57, 4, 1), 0, "2^53 bytes cannot be reserved");
+}
+
+/* --- the heap index ---------------------------------------------------------- */
+
+static struct inproc d;
+
+static void with_shift(unsigned shift)
+{
+	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(), .bin_shift = shift };
+	char err[256];
+	const struct index_ops *ops = index_by_name("memtable");
+	cr_assert_not_null(ops);
+	cr_assert_eq(inproc_init(&d, ops, &cfg, err, sizeof err), 0, "%s", err);
+}
+
+static void setup_default(void) { with_shift(9); }
+
+static int found(const void *addr, void *want_base, size_t want_size)
+{
+	void *base = NULL;
+	size_t size = 0;
+	int hit = inproc_lookup(&d, addr, &base, &size, NULL);
+	if (hit && (base != want_base || size != want_size))
+		cr_assert_fail("lookup(%p) gave [%p, +%zu), want [%p, +%zu)", addr, base, size,
+		         want_base, want_size);
+	return hit;
+}
+
+TestSuite(memtable_index, .init = setup_default);
+
+Test(memtable_index, first_and_last_byte_found_one_past_end_not)
+{
+	char *p = inproc_alloc(&d, 100, 16, 0x1234);
+	cr_assert(found(p, p, 100));
+	cr_assert(found(p + 50, p, 100));
+	cr_assert(found(p + 99, p, 100));
+	cr_assert_not(found(p + 100, p, 100));
+	const void *site;
+	cr_assert(inproc_lookup(&d, p + 7, NULL, NULL, &site));
+	cr_assert_eq((uintptr_t)site, 0x1234);
+}
+
+Test(memtable_index, adjacent_chunks_are_told_apart)
+{
+	/* Carve neighbours out of one block so they really touch: a memalign'd
+	 * chunk's header sits just before it, so chunk k+1 starts 16 bytes
+	 * (its header) after chunk k ends. */
+	enum { N = 64 };
+	char *p[N];
+	for (int i = 0; i < N; i++)
+		p[i] = inproc_alloc(&d, (size_t)(i % 5) * 16 + 16, 16, (uintptr_t)i);
+	for (int i = 0; i < N; i++) {
+		size_t size = (size_t)(i % 5) * 16 + 16;
+		cr_assert(found(p[i], p[i], size));
+		cr_assert(found(p[i] + size - 1, p[i], size));
+	}
+}
+
+Test(memtable_index, zero_size_chunk_contains_nothing)
+{
+	char *p = inproc_alloc(&d, 0, 16, 0);
+	cr_assert_not_null(p);
+	cr_assert_not(found(p, p, 0));
+	inproc_free(&d, p);
+}
+
+Test(memtable_index, chunk_spanning_many_bins_found_from_its_far_end)
+{
+	size_t size = 100000; /* 195 bins of 512 bytes, still small */
+	char *p = inproc_alloc(&d, size, 16, 0);
+	for (size_t off = 0; off < size; off += 511)
+		cr_assert(found(p + off, p, size), "offset %zu", off);
+	cr_assert(found(p + size - 1, p, size));
+	cr_assert_not(found(p + size, p, size));
+}
+
+Test(memtable_index, big_chunk_over_threshold_found_and_removed)
+{
+	size_t size = (size_t)8 << 20; /* far over the 128 KiB big threshold */
+	char *small = inproc_alloc(&d, 32, 16, 0);
+	char *big = inproc_alloc(&d, size, 16, 0);
+	cr_assert(found(big, big, size));
+	cr_assert(found(big + size / 2, big, size));
+	cr_assert(found(big + size - 1, big, size));
+	cr_assert_not(found(big + size, big, size));
+	cr_assert(found(small + 31, small, 32));
+	inproc_free(&d, big);
+	cr_assert_not(found(big + size / 2, big, size));
+	cr_assert(found(small, small, 32));
+}
+
+Test(memtable_index, lookup_after_free_not_found)
+{
+	char *a = inproc_alloc(&d, 48, 16, 0);
+	char *b = inproc_alloc(&d, 48, 16, 0);
+	inproc_free(&d, a);
+	cr_assert_not(found(a, a, 48));
+	cr_assert_not(found(a + 47, a, 48));
+	cr_assert(found(b + 47, b, 48));
+	inproc_free(&d, b);
+	cr_assert_not(found(b, b, 48));
+}
+
+static int static_datum = 42;
+
+Test(memtable_index, non_heap_addresses_are_not_found)
+{
+	char *p = inproc_alloc(&d, 64, 16, 0);
+	int local = 0;
+	void *unmapped = mmap(NULL, 1 << 16, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	const void *wild[] = {
+		NULL, (void *)1, (void *)4095, &local, &static_datum, (void *)setup_default,
+		unmapped, (void *)0xffff800000000000ull, (void *)UINTPTR_MAX,
+		(void *)((uintptr_t)1 << 47), (void *)(((uintptr_t)1 << 47) - 1),
+	};
+	for (size_t i = 0; i < sizeof wild / sizeof *wild; i++)
+		cr_assert_not(inproc_lookup(&d, wild[i], NULL, NULL, NULL), "address %p", wild[i]);
+	cr_assert(found(p, p, 64));
+}
+
+/* Every bin size the configuration allows keeps the same answers. */
+ParameterizedTestParameters(memtable_shift, same_answers_at_every_bin_shift)
+{
+	static unsigned shifts[] = { 4, 5, 6, 7, 8, 9, 10, 11 };
+	return cr_make_param_array(unsigned, shifts, sizeof shifts / sizeof *shifts);
+}
+
+ParameterizedTest(unsigned *shift, memtable_shift, same_answers_at_every_bin_shift)
+{
+	with_shift(*shift);
+	enum { N = 2000 };
+	static char *p[N];
+	static size_t size[N];
+	unsigned x = 12345;
+	for (int i = 0; i < N; i++) {
+		x = x * 1103515245u + 12345u;
+		size[i] = (x >> 8) % 3000 + (i % 97 == 0 ? 300000 : 1);
+		p[i] = inproc_alloc(&d, size[i], (i % 7 == 0) ? 64 : 16, 0);
+	}
+	for (int i = 0; i < N; i += 2)
+		inproc_free(&d, p[i]);
+	for (int i = 0; i < N; i++) {
+		int live = i % 2;
+		cr_assert_eq(found(p[i], p[i], size[i]), live, "shift %u chunk %d first byte", *shift, i);
+		cr_assert_eq(found(p[i] + size[i] - 1, p[i], size[i]), live, "shift %u chunk %d last byte",
+		             *shift, i);
+	}
+}
