@@ -3,11 +3,13 @@
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-hyperfine python3-matplotlib valgrind npm"
+hyperfine python3-matplotlib valgrind"
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# npm fetches the pinned gcc input; any npm will do (Node.js may bring its own).
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
 	echo "heapindex: installing Debian packages:$missing"
