@@ -95,7 +95,7 @@ test-only:
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr -Iinclude -Ihooks -Imemtable -D_GNU_SOURCE hooks memtable baselines cli
+	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -D_GNU_SOURCE hooks memtable baselines cli
 	clang-tidy --quiet $(COMMON_SRC) $(HOOK_SRC) $(CLI_SRC) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable
 
 clean:

@@ -49,7 +49,8 @@ const char *cli_lib_dir(void)
 	char *slash = strrchr(dir, '/'); /* .../build/bin/heapindex -> .../build/lib */
 	*slash = '\0';
 	slash = strrchr(dir, '/');
-	strcpy(slash ? slash + 1 : dir, "lib");
+	char *tail = slash ? slash + 1 : dir;
+	snprintf(tail, sizeof dir - (size_t)(tail - dir), "lib");
 	return dir;
 }
 

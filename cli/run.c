@@ -81,7 +81,7 @@ static void parse_options(int argc, char **argv, struct run_options *o)
 	o->command = argv + optind;
 	if (!cli_index_known(o->index))
 		cli_usage_error("run: unknown index '%s': expected one of %s", o->index, cli_index_names());
-	if (strcmp(o->allocator, "glibc") && strcmp(o->allocator, "jemalloc"))
+	if (strcmp(o->allocator, "glibc") != 0 && strcmp(o->allocator, "jemalloc") != 0)
 		cli_usage_error("run: unknown allocator '%s': expected glibc or jemalloc", o->allocator);
 	if (o->stats_path && !*o->stats_path)
 		cli_usage_error("run: --stats needs a file path");
@@ -92,7 +92,7 @@ static void parse_options(int argc, char **argv, struct run_options *o)
 static void set_preload(const struct run_options *o)
 {
 	char preload[8192] = "";
-	if (strcmp(o->index, "none")) {
+	if (strcmp(o->index, "none") != 0) {
 		char lib[4096];
 		snprintf(lib, sizeof lib, "%s/libheapindex-%s.so", cli_lib_dir(), o->index);
 		if (access(lib, R_OK))
@@ -242,7 +242,7 @@ int cmd_run(int argc, char **argv)
 		close(fd);
 		stats_path = temp_path;
 	}
-	if (strcmp(o.index, "none"))
+	if (strcmp(o.index, "none") != 0)
 		setenv("HEAPINDEX_STATS", stats_path, 1);
 	set_preload(&o);
 
@@ -275,7 +275,7 @@ int cmd_run(int argc, char **argv)
 	fprintf(stderr, "heapindex: %s under index %s, allocator %s\n", o.command[0], o.index, o.allocator);
 	int processes = print_processes(stats_path);
 	unlink(temp_path);
-	if (!processes && strcmp(o.index, "none"))
+	if (!processes && strcmp(o.index, "none") != 0)
 		fprintf(stderr, "  (no process wrote statistics: a static binary, or all exited via _exit/exec)\n");
 	fprintf(stderr,
 	        "  %-12s exit %d  wall %7.3f s  user %7.3f s  sys %6.3f s  max RSS %8.1f MiB (largest process)  faults %ld minor %ld major\n",

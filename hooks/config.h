@@ -19,11 +19,11 @@ struct heapindex_config {
  * bin_shift: bins smaller than 16 bytes would hold less than one chunk start;
  * the memtable's list links are 8-bit numbers of 16-byte slots (0: none), so
  * a bin has at most 255 slots: 2^11 bytes (128 slots) is the largest. */
-#define CONFIG_ADDR_BITS_MIN 32
-#define CONFIG_ADDR_BITS_MAX 57
-#define CONFIG_BIN_SHIFT_MIN 4
-#define CONFIG_BIN_SHIFT_MAX 11
-#define CONFIG_BIN_SHIFT_DEFAULT 9
+#define CONFIG_ADDR_BITS_MIN 32u
+#define CONFIG_ADDR_BITS_MAX 57u
+#define CONFIG_BIN_SHIFT_MIN 4u
+#define CONFIG_BIN_SHIFT_MAX 11u
+#define CONFIG_BIN_SHIFT_DEFAULT 9u
 
 /* This machine's user address-space width: 47 bits on x86-64 (4-level
  * paging; Linux keeps mmap below 2^47 even with 5-level paging unless asked),

@@ -51,7 +51,7 @@ static struct {
  * functions are known, allocations come from this static arena: never freed,
  * zero from the start (so calloc needs no memset), recognised by address. */
 
-#define BOOT_ARENA_BYTES (64 * 1024)
+#define BOOT_ARENA_BYTES ((size_t)64 * 1024)
 static _Alignas(16) unsigned char boot_arena[BOOT_ARENA_BYTES];
 static size_t boot_used;
 
