@@ -2,9 +2,9 @@
 # gcc.sh [--print] SIZE OUT.o
 #
 # The gcc workload: compile a pinned, real C program to an object file.
-#   small  gcc -O0 -c shell.c     SQLite 3.44.2 shell, 0.9 MB of C  (~1 s here)
-#   full   gcc -O0 -c sqlite3.c   SQLite 3.49.2 amalgamation, 9.2 MB (~6 s)
-#   O2     gcc -O2 -c sqlite3.c   same input, optimising: more passes, more heap
+#   small  gcc -O0 -c shell.c     SQLite 3.44.2 shell, 0.9 MB of C  (~1 s)
+#   full   gcc -O0 -c sqlite3.c   SQLite 3.49.2 amalgamation, 9.2 MB (~5 s)
+#   O2     gcc -O2 -c sqlite3.c   same input, optimising (~25 s): more passes, more heap
 #
 # Inputs live in ${HEAPINDEX_CACHE:-$HOME/.cache/heapindex}; missing ones are
 # fetched first with fetch-inputs.sh (its output goes to stderr). Checksums

@@ -32,7 +32,10 @@ import ctypes
 import os
 import sys
 
-from churn import DEFAULT_OPS, Churn, positive_int
+# Importing churn.py must not write a .pyc into the source tree (nor do file
+# I/O that a plain churn.py run does not do).
+sys.dont_write_bytecode = True
+from churn import DEFAULT_OPS, Churn, positive_int  # noqa: E402
 
 DEFAULT_EVERY = 10
 

@@ -1,0 +1,66 @@
+/* test_workloads.c - the Python workloads on a small size: their output does
+ * not change under any index, and dwarfpy_query's answers, checked against
+ * what CPython knows of its own objects, are right under every index that
+ * answers lookups. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "inproc.h"
+#include "support.h"
+
+struct index_name {
+	char name[32];
+};
+
+static struct criterion_test_params answering_indexes(void)
+{
+	static struct index_name names[32];
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i] && n < 32; i++)
+		if (strcmp(all_indexes[i]->name, "noop") != 0)
+			snprintf(names[n++].name, sizeof names[0].name, "%s", all_indexes[i]->name);
+	return cr_make_param_array(struct index_name, names, n);
+}
+
+static const char *script(const char *name)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/workloads/python/%s", repo_root(), name);
+	return path;
+}
+
+ParameterizedTestParameters(workloads, dwarfpy_query_answers_verify) { return answering_indexes(); }
+ParameterizedTest(struct index_name *param, workloads, dwarfpy_query_answers_verify, .timeout = 120)
+{
+	char *argv[] = { "/usr/bin/python3", (char *)script("dwarfpy_query.py"), "--ops", "20000",
+	                 "--every", "5", NULL };
+	const char *env[] = { "PYTHONMALLOC=malloc", NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 0, "dwarfpy_query under %s: %s%s", param->name, r.out, r.err);
+	program_result_free(&r);
+}
+
+/* The noop index answers nothing: the verification must notice. */
+Test(workloads, dwarfpy_query_fails_when_the_index_does_not_answer, .timeout = 120)
+{
+	char *argv[] = { "/usr/bin/python3", (char *)script("dwarfpy_query.py"), "--ops", "2000", NULL };
+	const char *env[] = { "PYTHONMALLOC=malloc", NULL };
+	struct program_result r = run_program(argv, hook_library("noop"), env);
+	cr_assert_eq(r.status, 1, "exit %d: %s%s", r.status, r.out, r.err);
+	program_result_free(&r);
+}
+
+Test(workloads, python_workload_output_unchanged_by_the_memtable, .timeout = 120)
+{
+	char *argv[] = { "/usr/bin/python3", (char *)script("churn.py"), "--ops", "20000", NULL };
+	const char *env[] = { "PYTHONMALLOC=malloc", NULL };
+	struct program_result plain = run_program(argv, NULL, env);
+	struct program_result hooked = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(plain.status, 0, "%s", plain.err);
+	cr_assert_eq(hooked.status, 0, "%s", hooked.err);
+	cr_assert_str_eq(plain.out, hooked.out);
+	program_result_free(&plain);
+	program_result_free(&hooked);
+}
