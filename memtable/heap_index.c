@@ -231,9 +231,11 @@ static size_t last_nonempty_bin(size_t from, size_t lowest)
 	return SIZE_MAX;
 }
 
+/* addr may lie above the covered range while a small chunk starting just
+ * below the limit reaches it: the walk then starts at the last bin. */
 static struct chunk *small_lookup(uintptr_t addr)
 {
-	size_t bin = memtable_bin(&table, addr);
+	size_t bin = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
 	struct chunk *c = bin_predecessor(bin, addr);
 	if (!c && max_small_size) {
 		/* A small chunk covering addr starts above addr - max_small_size. */
@@ -254,7 +256,7 @@ struct chunk *memtable_index_lookup(uintptr_t addr)
 {
 	stat.lookups++;
 	struct chunk *c = NULL;
-	if (memtable_covers(&table, addr))
+	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small_size))
 		c = small_lookup(addr);
 	/* A big chunk may start between the small predecessor and addr. */
 	if (!c && big_count)
