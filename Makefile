@@ -6,23 +6,40 @@ CC       ?= cc
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra -Werror
-CPPFLAGS := -Iinclude -Ihooks -Imemtable -Ibaselines -D_GNU_SOURCE
+CPPFLAGS := -Iinclude -Ihooks -Isites -Imemtable -Ibaselines -D_GNU_SOURCE
 BASE     := -std=gnu11 -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
 # The hooks define malloc: stop gcc from turning their own code back into
 # calls to malloc/calloc, and keep thread-locals off __tls_get_addr.
 HOOKFLAGS := -fno-builtin -ftls-model=initial-exec
 
-ifeq ($(SANITIZE),1)
-BASE += -fsanitize=address,undefined -fno-omit-frame-pointer
-endif
-
 B := build
+
+# SANITIZE=1: ASan and UBSan over what runs in the test process -- the index
+# archive (every index, memtable, inproc), the command and the test binary --
+# built apart in build-san/.  The hook libraries cannot be instrumented: a
+# preloaded ASan library must come first and would replace malloc itself, so
+# `make SANITIZE=1 test` builds them (and the test programs) normally in
+# build/ and the sanitized tests preload those.
+ifeq ($(SANITIZE),1)
+BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+B := build-san
+SAN_ENV := ASAN_OPTIONS=detect_leaks=0
+# test_differential maps its arena at a fixed low address, which lies in
+# ASan's shadow gap on x86-64, and runs 10x slower instrumented: it is left
+# out here (`make fuzz` checks every index against a reference under ASan).
+SAN_FILTER := --filter '!(differential)/*'
+endif
 INDEXES   := memtable $(sort $(basename $(notdir $(wildcard baselines/*.c))))
 index_src  = $(if $(filter memtable,$1),memtable/heap_index.c,baselines/$1.c)
 
 COMMON_SRC := hooks/config.c hooks/json.c hooks/pages.c memtable/memtable.c
 INPROC_SRC := hooks/inproc.c
-HOOK_SRC   := hooks/hooks.c hooks/process_stats.c
+HOOK_SRC   := hooks/hooks.c hooks/process_stats.c hooks/verify.c
+# Allocation sites (sites/sites.h): only in the hook libraries, which alone
+# link libunwind and libdwarf.
+SITES_SRC  := $(wildcard sites/*.c)
+SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
+SITES_LIBS := -lunwind -ldwarf
 CLI_SRC    := $(wildcard cli/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c
 PROG_SRC   := $(wildcard tests/progs/*.c)
@@ -37,12 +54,17 @@ PROGS      := $(PROG_SRC:tests/progs/%.c=$(B)/tests/progs/%)
 GEN_LIST   := $(B)/gen/index_list.h
 
 .PHONY: all deps test test-only clean lint bench bench-full inputs
+ifeq ($(SANITIZE),1)
+all: $(INDEX_AR) $(CLI) $(TESTS)
+	@$(MAKE) --no-print-directory SANITIZE= all
+else
 all: $(LIBS) $(INDEX_AR) $(CLI) $(TESTS) $(PROGS)
+endif
 
 deps:
 	@sh mk/deps.sh
 
-$(B)/obj/%.o: %.c $(wildcard hooks/*.h memtable/*.h include/*.h) $(GEN_LIST)
+$(B)/obj/%.o: %.c $(wildcard hooks/*.h memtable/*.h include/*.h sites/*.h) $(GEN_LIST)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -c $< -o $@
 
@@ -51,14 +73,15 @@ $(B)/obj/index/%.o: $$(call index_src,$$*) $(wildcard hooks/*.h memtable/*.h bas
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BASE) -c $< -o $@
 
-$(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o: $(HOOK_SRC) $(wildcard hooks/*.h include/*.h)
+$(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/hooks-%/verify.o: $(HOOK_SRC) $(wildcard hooks/*.h include/*.h sites/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -DHEAPINDEX_INDEX=$* -c hooks/hooks.c -o $(B)/obj/hooks-$*/hooks.o
 	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -DHEAPINDEX_INDEX=$* -c hooks/process_stats.c -o $(B)/obj/hooks-$*/process_stats.o
+	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -DHEAPINDEX_INDEX=$* -c hooks/verify.c -o $(B)/obj/hooks-$*/verify.o
 
-$(B)/lib/libheapindex-%.so: $(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/index/%.o $(COMMON_OBJ)
+$(B)/lib/libheapindex-%.so: $(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/hooks-%/verify.o $(B)/obj/index/%.o $(COMMON_OBJ) $(SITES_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -shared -Wl,-z,defs -o $@ $^ -ldl -lpthread
+	$(CC) $(BASE) -shared -Wl,-z,defs -o $@ $^ $(SITES_LIBS) -ldl -lpthread
 
 $(INDEX_AR): $(INDEX_OBJ) $(COMMON_OBJ) $(B)/obj/hooks/inproc.o
 	@mkdir -p $(dir $@)
@@ -86,16 +109,46 @@ $(B)/tests/progs/%: tests/progs/%.c include/heapindex.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -std=gnu11 $(WARN) -Wno-use-after-free -Wno-alloc-size-larger-than -O1 -g -o $@ $< -ldl -lpthread
 
+# sites_demo exports xmalloc (-rdynamic) for HEAPINDEX_SITE_SKIP.
+$(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude -std=gnu11 $(WARN) -O1 -g -rdynamic -o $@ $< -ldl -lpthread
+
+inputs:
+	@sh workloads/fetch-inputs.sh
+
+# The fuzz run comes first so the Criterion synthesis line closes the output.
 test: deps
 	@$(MAKE) --no-print-directory all
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
+	 else echo "fuzz: $(FUZZ_CC) not found, skipped"; fi
 	@$(MAKE) --no-print-directory test-only
 
+# libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),
+# built with clang and ASan/UBSan from the index sources, run for a bounded
+# FUZZ_SECONDS (20 s in `make test`). New inputs go to build/fuzz/corpus;
+# tests/fuzz/corpus is the small seed corpus kept in git.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_BIN     := $(B)/fuzz/fuzz_indexes
+FUZZ_INPUTS  := tests/fuzz/fuzz_indexes.c $(INPROC_SRC) $(COMMON_SRC) $(foreach i,$(INDEXES),$(call index_src,$(i)))
+$(FUZZ_BIN): $(FUZZ_INPUTS) tests/fuzz/coverage-ignore.txt $(GEN_LIST) $(wildcard hooks/*.h memtable/*.h baselines/*.h)
+	@mkdir -p $(dir $@) $(B)/fuzz/corpus
+	$(FUZZ_CC) $(CPPFLAGS) -I$(B)/gen -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
+	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_INPUTS) -lm
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  $(B)/fuzz/corpus tests/fuzz/corpus
+
 test-only:
-	HEAPINDEX_ROOT=$(CURDIR) $(TESTS) --jobs 2
+	HEAPINDEX_ROOT=$(CURDIR) $(SAN_ENV) $(TESTS) --jobs 2 $(SAN_FILTER)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -D_GNU_SOURCE hooks memtable baselines cli
+	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -Isites -D_GNU_SOURCE hooks sites memtable baselines cli
 	clang-tidy --quiet $(COMMON_SRC) $(HOOK_SRC) $(CLI_SRC) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable
 
 clean:

@@ -16,6 +16,10 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  run      run a program with a heap index preloaded and print its costs\n"
+	"  record   run a program and write a trace of its heap events\n"
+	"  replay   play a trace back against the indexes in-process and time them\n"
+	"  scale    time the indexes on synthetic heaps of 10^3 to 10^7 chunks\n"
+	"  census   print the live heap by allocation site (HEAPINDEX_CENSUS)\n"
 	"  bench    run the workload x index x allocator benchmark matrix\n"
 	"  report   turn a bench results directory into tables and plots\n"
 	"\n"
@@ -98,6 +102,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
-	cli_usage_error("unknown command '%s': expected run, bench or report (see heapindex --help)",
+	if (strcmp(argv[1], "record") == 0)
+		return cmd_record(argc - 1, argv + 1);
+	if (strcmp(argv[1], "replay") == 0)
+		return cmd_replay(argc - 1, argv + 1);
+	if (strcmp(argv[1], "scale") == 0)
+		return cmd_scale(argc - 1, argv + 1);
+	if (strcmp(argv[1], "census") == 0)
+		return cmd_census(argc - 1, argv + 1);
+	cli_usage_error("unknown command '%s': expected run, record, replay, scale, census, bench or report (see heapindex --help)",
 	                argv[1]);
 }

@@ -198,13 +198,6 @@ static double tv_seconds(struct timeval tv)
 	return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void append_tree_line(const char *path, const struct run_options *o, int status,
                              double wall, const struct rusage *ru)
 {
@@ -246,27 +239,9 @@ int cmd_run(int argc, char **argv)
 		setenv("HEAPINDEX_STATS", stats_path, 1);
 	set_preload(&o);
 
-	/* Like system(): the command, not us, takes the terminal's signals. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	double start = now_seconds();
-	pid_t pid = fork();
-	if (pid < 0)
-		cli_usage_error("run: fork failed: %s", strerror(errno));
-	if (pid == 0) {
-		signal(SIGINT, SIG_DFL);
-		signal(SIGQUIT, SIG_DFL);
-		execvp(o.command[0], o.command);
-		fprintf(stderr, "heapindex: run: cannot execute %s: %s\n", o.command[0], strerror(errno));
-		_exit(127);
-	}
-	int wstatus;
 	struct rusage ru;
-	while (wait4(pid, &wstatus, 0, &ru) < 0)
-		if (errno != EINTR)
-			cli_usage_error("run: wait4 failed: %s", strerror(errno));
-	double wall = now_seconds() - start;
-	int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+	double wall;
+	int status = cli_spawn("run", o.command, NULL, NULL, &ru, &wall);
 
 	if (o.stats_path) {
 		append_tree_line(o.stats_path, &o, status, wall, &ru);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 unsigned config_default_addr_bits(void)
 {
@@ -35,16 +36,58 @@ static int parse_ranged(const char *name, unsigned min, unsigned max,
 	return 0;
 }
 
+/* HEAPINDEX_SITE=ret|unwind:N, and the two settings that take a path or a
+ * list and must not be empty. */
+static int parse_sites(struct heapindex_config *cfg, char *err, size_t errlen)
+{
+	const char *site = getenv("HEAPINDEX_SITE");
+	if (site && strcmp(site, "ret") != 0) {
+		char *end;
+		errno = 0;
+		unsigned long n = strncmp(site, "unwind:", 7) == 0 && site[7] >= '0' && site[7] <= '9'
+		                          ? strtoul(site + 7, &end, 10) : 0;
+		if (!n || errno || *end || n > CONFIG_SITE_DEPTH_MAX) {
+			snprintf(err, errlen,
+			         "heapindex: HEAPINDEX_SITE='%s' is invalid: expected ret or unwind:N with N from 1 to %u",
+			         site, CONFIG_SITE_DEPTH_MAX);
+			return -1;
+		}
+		cfg->site_depth = (unsigned)n;
+	}
+	static const char *const nonempty[] = { "HEAPINDEX_SITE_SKIP", "HEAPINDEX_CENSUS" };
+	for (int i = 0; i < 2; i++) {
+		const char *v = getenv(nonempty[i]);
+		if (v && !*v) {
+			snprintf(err, errlen, "heapindex: %s is set but empty: expected %s", nonempty[i],
+			         i ? "a file path to append the census to"
+			           : "a comma-separated list of function names");
+			return -1;
+		}
+	}
+	cfg->site_skip = getenv("HEAPINDEX_SITE_SKIP");
+	cfg->census_path = getenv("HEAPINDEX_CENSUS");
+	return 0;
+}
+
 int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 {
 	cfg->addr_bits = config_default_addr_bits();
 	cfg->bin_shift = CONFIG_BIN_SHIFT_DEFAULT;
 	cfg->stats_path = NULL;
+	cfg->fail_every = 0;
+	cfg->verify_every = 0;
+	cfg->site_depth = 0;
+	cfg->site_skip = cfg->census_path = NULL;
 
 	if (parse_ranged("HEAPINDEX_ADDR_BITS", CONFIG_ADDR_BITS_MIN,
 	                 CONFIG_ADDR_BITS_MAX, &cfg->addr_bits, err, errlen) ||
 	    parse_ranged("HEAPINDEX_BIN_SHIFT", CONFIG_BIN_SHIFT_MIN,
-	                 CONFIG_BIN_SHIFT_MAX, &cfg->bin_shift, err, errlen))
+	                 CONFIG_BIN_SHIFT_MAX, &cfg->bin_shift, err, errlen) ||
+	    parse_ranged("HEAPINDEX_FAIL_EVERY", 0, CONFIG_FAIL_EVERY_MAX,
+	                 &cfg->fail_every, err, errlen) ||
+	    parse_ranged("HEAPINDEX_VERIFY", 0, CONFIG_VERIFY_MAX,
+	                 &cfg->verify_every, err, errlen) ||
+	    parse_sites(cfg, err, errlen))
 		return -1;
 
 	const char *stats = getenv("HEAPINDEX_STATS");

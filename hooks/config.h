@@ -13,6 +13,16 @@ struct heapindex_config {
 	unsigned addr_bits;     /* width of the address space the memtable covers */
 	unsigned bin_shift;     /* log2 of the bytes one memtable bin covers      */
 	const char *stats_path; /* append per-process JSON stats here, or NULL    */
+	/* Test-only reliability settings (hooks only; 0: off).
+	 * fail_every: every Nth call into the real allocator fails (ENOMEM).
+	 * verify_every: keep a shadow of live chunks and check the index against
+	 * it at exit (1) or also every K index operations (K >= 2). */
+	unsigned fail_every;
+	unsigned verify_every;
+	/* Allocation sites (sites/sites.h). */
+	unsigned site_depth;     /* HEAPINDEX_SITE: 0 = ret, N = unwind:N          */
+	const char *site_skip;   /* HEAPINDEX_SITE_SKIP: "xmalloc,xcalloc" or NULL */
+	const char *census_path; /* HEAPINDEX_CENSUS: live heap by site, or NULL   */
 };
 
 /* Valid ranges, also printed in error messages and --help.
@@ -24,6 +34,11 @@ struct heapindex_config {
 #define CONFIG_BIN_SHIFT_MIN 4u
 #define CONFIG_BIN_SHIFT_MAX 11u
 #define CONFIG_BIN_SHIFT_DEFAULT 9u
+/* unwind:N keeps at most 32 frames: deeper stacks cost more to capture and
+ * intern than they tell (sites/sites.h). */
+#define CONFIG_SITE_DEPTH_MAX 32u
+#define CONFIG_FAIL_EVERY_MAX 1000000u
+#define CONFIG_VERIFY_MAX 1000000000u
 
 /* This machine's user address-space width: 47 bits on x86-64 (4-level
  * paging; Linux keeps mmap below 2^47 even with 5-level paging unless asked),

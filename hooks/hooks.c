@@ -23,9 +23,11 @@
 
 #include "heapindex.h"
 #include "index.h"
+#include "sites.h"
+#include "verify.h"
 
 #define HOOK_EXPORT __attribute__((visibility("default")))
-#define CALLER_SITE() ((uintptr_t)__builtin_return_address(0))
+#define CALLER_SITE() sites_capture((uintptr_t)__builtin_return_address(0))
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 spinlock_t hooks_lock;
@@ -82,6 +84,20 @@ static size_t boot_size(const void *p)
 	size_t size;
 	memcpy(&size, (const unsigned char *)p - 16, sizeof size);
 	return size;
+}
+
+/* HEAPINDEX_FAIL_EVERY=N (test-only): every Nth call into the real
+ * allocator fails as if it had returned NULL.  Checked before the index is
+ * touched, so a failed call leaves the index as it was. */
+static unsigned fail_every;
+static unsigned long fail_calls;
+
+static inline int injected_failure(void)
+{
+	unsigned n = __atomic_load_n(&fail_every, __ATOMIC_RELAXED);
+	if (__builtin_expect(n == 0, 1))
+		return 0;
+	return (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
 }
 
 /* --- initialisation ---------------------------------------------------------- */
@@ -149,11 +165,16 @@ static void initialise(void)
 	if (config_from_env(&hooks_config, err, sizeof err) ||
 	    INDEX_FN(init)(&hooks_config, err, sizeof err))
 		fatal(err);
+	sites_init(&hooks_config);
 	hooks_header_bytes = CHUNK_HEADER_BYTES + INDEX_OPS.links_bytes;
 	hooks_start_seconds = monotonic_seconds();
+	if (hooks_config.verify_every)
+		verify_start(hooks_config.verify_every);
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
 	pthread_atfork(before_fork, after_fork, after_fork);
+	/* Armed last, so the hooks' own setup never sees an injected failure. */
+	__atomic_store_n(&fail_every, hooks_config.fail_every, __ATOMIC_RELEASE);
 }
 
 /* True once the real allocator can be used; false while bootstrapping. */
@@ -172,8 +193,15 @@ __attribute__((constructor)) static void hooks_constructor(void)
 
 __attribute__((destructor)) static void hooks_destructor(void)
 {
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY && hooks_config.verify_every) {
+		spin_lock(&hooks_lock);
+		verify_check("at exit");
+		spin_unlock(&hooks_lock);
+	}
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY && hooks_config.stats_path)
 		process_stats_write();
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY)
+		sites_census_write("exit");
 }
 
 /* --- accounting (under hooks_lock) ------------------------------------------ */
@@ -197,6 +225,24 @@ static inline void account_remove(size_t size, size_t pad)
 	hooks_counters.live_chunks--;
 	hooks_counters.live_bytes -= size;
 	hooks_counters.live_meta_bytes -= pad;
+}
+
+/* Under hooks_lock: a chunk joins, or leaves, everything that follows the
+ * live heap (the index, the census of sites, the counters, verify's shadow). */
+static inline void track_insert(struct chunk *c, size_t size, size_t pad)
+{
+	INDEX_FN(insert)(c);
+	sites_census_insert(c);
+	account_insert(size, pad);
+	verify_note_insert(c);
+}
+
+static inline void track_remove(struct chunk *c, size_t size, size_t pad)
+{
+	INDEX_FN(remove)(c);
+	sites_census_remove(c);
+	account_remove(size, pad);
+	verify_note_remove(c);
 }
 
 static inline void count_call(enum hook_entry entry)
@@ -225,8 +271,7 @@ static void *index_new_chunk(void *real_chunk, size_t pad, size_t size,
 	chunk_init(c, size, pad, site);
 	spin_lock(&hooks_lock);
 	hooks_counters.calls[entry]++;
-	INDEX_FN(insert)(c);
-	account_insert(size, pad);
+	track_insert(c, size, pad);
 	spin_unlock(&hooks_lock);
 	return user;
 }
@@ -236,7 +281,7 @@ static void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
 	size_t pad = hooks_header_bytes;
 	if (unlikely(size > CHUNK_SIZE_MAX - pad))
 		return fail(entry);
-	void *r = real.malloc(size + pad);
+	void *r = injected_failure() ? NULL : real.malloc(size + pad);
 	if (unlikely(!r))
 		return fail(entry);
 	return index_new_chunk(r, pad, size, site, entry);
@@ -252,7 +297,7 @@ static void *alloc_aligned(size_t align, size_t size, uintptr_t site,
 	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
 	if (unlikely(pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad))
 		return fail(entry);
-	void *r = real.memalign(align, size + pad);
+	void *r = injected_failure() ? NULL : real.memalign(align, size + pad);
 	if (unlikely(!r))
 		return fail(entry);
 	return index_new_chunk(r, pad, size, site, entry);
@@ -264,8 +309,7 @@ static void free_chunk(void *p, enum hook_entry entry)
 	size_t pad = chunk_pad(c);
 	spin_lock(&hooks_lock);
 	hooks_counters.calls[entry]++;
-	INDEX_FN(remove)(c);
-	account_remove(chunk_size(c), pad);
+	track_remove(c, chunk_size(c), pad);
 	spin_unlock(&hooks_lock);
 	real.free((unsigned char *)p - pad);
 }
@@ -277,18 +321,16 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 {
 	struct chunk *c = chunk_of_user(p);
 	size_t pad = chunk_pad(c), old_size = chunk_size(c);
-	if (unlikely(size > CHUNK_SIZE_MAX - pad))
+	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure())
 		return fail(entry);
 	spin_lock(&hooks_lock);
-	INDEX_FN(remove)(c);
-	account_remove(old_size, pad);
+	track_remove(c, old_size, pad);
 	spin_unlock(&hooks_lock);
 
 	void *r = real.realloc((unsigned char *)p - pad, size + pad);
 	if (unlikely(!r)) {
 		spin_lock(&hooks_lock);
-		INDEX_FN(insert)(c);
-		account_insert(old_size, pad);
+		track_insert(c, old_size, pad);
 		spin_unlock(&hooks_lock);
 		return fail(entry);
 	}
@@ -387,7 +429,7 @@ HOOK_EXPORT void *calloc(size_t n, size_t size)
 	if (unlikely(total > CHUNK_SIZE_MAX - pad))
 		return fail(ENTRY_calloc);
 	/* The real calloc zeroes our header too; we overwrite it. */
-	void *r = real.calloc(1, total + pad);
+	void *r = injected_failure() ? NULL : real.calloc(1, total + pad);
 	if (unlikely(!r))
 		return fail(ENTRY_calloc);
 	return index_new_chunk(r, pad, total, CALLER_SITE(), ENTRY_calloc);

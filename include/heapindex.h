@@ -21,10 +21,20 @@ extern "C" {
  * size is the size the caller of malloc/calloc/realloc/memalign asked for),
  * filling whichever of base, size and site are non-NULL; 0 otherwise.
  * site is the allocation site: by default the return address of the call
- * that allocated the chunk.  Never crashes, whatever addr is (NULL, freed,
- * unmapped, stack, kernel-half). A zero-byte chunk contains no address. */
+ * that allocated the chunk; with HEAPINDEX_SITE=unwind:N it is a key for an
+ * interned stack instead (bit 47 set: not a code address, see
+ * sites/sites.h), which heapindex_describe resolves.  Never crashes,
+ * whatever addr is (NULL, freed, unmapped, stack, kernel-half). A zero-byte chunk contains no address. */
 int heapindex_lookup(const void *addr, void **base, size_t *size,
                      const void **site);
+
+/* One line about addr in buf (at most len bytes, NUL-terminated):
+ * "0x... is 24 bytes into a 96-byte chunk allocated at parse_expr (c-parser.c:1234)"
+ * and 1, or "0x... is not in a live heap chunk" and 0.  The site is named
+ * from DWARF (function, file, line) or, without debug info, the ELF symbol
+ * ("xmalloc (libfoo.so, no debug info)").  It may allocate: do not call it
+ * from a signal handler or an allocator. */
+int heapindex_describe(const void *addr, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,899 @@
+#!/usr/bin/python3
+"""heapindex report: turn a bench results directory into tables and plots.
+
+    ./heapindex report DIR
+
+Reads DIR/runs.csv and DIR/meta.json (from `./heapindex bench`), and if
+present DIR/scale.csv (`./heapindex scale --out`) and DIR/replay.csv (replay
+results: index, trace, op, ns_per_op[, callgrind_ir_per_op]). Writes
+DIR/report.md and DIR/*.png, and prints the main table: the seed talk's gcc
+table, reproduced.
+
+Statistics: only measured runs (phase "measure") whose status is ok count.
+Failed runs are listed in their own section and never enter a median.
+Medians over rounds; error bars and ranges are min..max over rounds.
+Overheads are over the uninstrumented run (index none) with the same
+allocator; "ratio to memtable" is computed pair by pair within each round
+(index I's wall / memtable's wall in the same round), then the median of
+those per-round ratios, so drift between rounds cancels.
+
+Standard library plus Debian's python3-matplotlib (Agg backend); without
+matplotlib the tables are still written and the plots are skipped.
+"""
+
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+
+PROG = "heapindex report"
+
+# The seed talk (S. Kell, "How to make a virtual machine less virtual"):
+# "Some preliminary figures (timed gcc, 3 runs)".
+SEED_RUNS = {
+    "none": [1.70, 1.76, 1.72],
+    "noop": [1.73, 1.76, 1.72],
+    "vghash": [1.83, 1.82, 1.85],
+    "memtable": [1.77, 1.78, 1.77],
+}
+LABELS = {
+    "none": "uninstrumented",
+    "noop": "no-op hooks",
+    "vghash": "vgHash index",
+    "memtable": "memtable index",
+    "uthash": "uthash index",
+    "splay": "splay index",
+    "bitmap": "bitmap index",
+}
+INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap"]
+NUMERIC_SKIP = {"workload", "size", "index", "allocator", "phase", "status", "note",
+                "proc_exe", "output_sha256", "started"}
+
+
+def label(index):
+    return LABELS.get(index, f"{index} index")
+
+
+def index_sort_key(index):
+    return (INDEX_ORDER.index(index) if index in INDEX_ORDER else len(INDEX_ORDER), index)
+
+
+# --- reading ------------------------------------------------------------------------
+
+def to_number(text):
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def load_runs(path):
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for k, v in raw.items():
+                if k is None:
+                    continue
+                row[k] = v if k in NUMERIC_SKIP else to_number(v)
+            row.setdefault("phase", "measure")
+            if row.get("phase") in (None, ""):
+                row["phase"] = "measure"
+            rows.append(row)
+    return rows
+
+
+def load_meta(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+# --- statistics -----------------------------------------------------------------------
+
+def median(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+
+
+def overhead_pct(value, base):
+    """Percent over base; None if either is missing or base is 0."""
+    if value is None or base in (None, 0):
+        return None
+    return (value / base - 1.0) * 100.0
+
+
+def paired_ratios(a_rows, b_rows, key="wall_s"):
+    """{round: a/b} for every round where both have an ok value."""
+    b_by_round = {r["round"]: r.get(key) for r in b_rows}
+    out = {}
+    for r in a_rows:
+        b = b_by_round.get(r["round"])
+        a = r.get(key)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+            out[r["round"]] = a / b
+    return out
+
+
+def is_measured_ok(row):
+    return row.get("phase") == "measure" and row.get("status") == "ok"
+
+
+def group(rows):
+    """{(workload, size, allocator): {index: [ok measured rows sorted by round]}}"""
+    groups = {}
+    for r in rows:
+        if not is_measured_ok(r):
+            continue
+        key = (r["workload"], r["size"], r["allocator"])
+        groups.setdefault(key, {}).setdefault(r["index"], []).append(r)
+    for g in groups.values():
+        for lst in g.values():
+            lst.sort(key=lambda r: (r.get("round") or 0))
+    return groups
+
+
+def summary(rows, key):
+    vals = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals),
+            "values": vals}
+
+
+# --- formatting ------------------------------------------------------------------------
+
+def fmt(value, digits=2):
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def fmt_pct(value, digits=1):
+    if value is None:
+        return "n/a"
+    text = f"{value:+.{digits}f}%"
+    return text.replace("+-", "-")
+
+
+def fmt_bytes(n):
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if abs(n) < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n} B"
+
+
+def md_table(header, rows, align=None):
+    """A markdown table padded so it also reads well in a terminal."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+
+    def line(row):
+        out = []
+        for i, c in enumerate(row):
+            out.append(c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i]))
+        return "| " + " | ".join(out) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1))
+                         for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+# --- section a: the seed's table -------------------------------------------------------------
+
+def seed_figures():
+    """Medians, overheads and per-position ratios of the seed's own numbers."""
+    base = statistics.median(SEED_RUNS["none"])
+    out = {}
+    for index, runs in SEED_RUNS.items():
+        med = statistics.median(runs)
+        ratios = [a / b for a, b in zip(runs, SEED_RUNS["memtable"])]
+        out[index] = {"runs": runs, "median": med, "overhead": overhead_pct(med, base),
+                      "ratio_memtable": statistics.median(ratios)}
+    return out
+
+
+def seed_table(groups, workload, size, allocator):
+    """(header, rows, data) of the seed-style table for one gcc group."""
+    g = groups.get((workload, size, allocator), {})
+    seed = seed_figures()
+    base = summary(g.get("none", []), "wall_s")
+    mem_rows = g.get("memtable", [])
+    indexes = sorted(set(g) | set(SEED_RUNS), key=index_sort_key)
+    header = [f"{workload} ({size}, {allocator})", "wall per run (s)", "median", "overhead",
+              "ratio to memtable", "seed runs", "seed median", "seed overhead", "seed ratio",
+              "CPU overhead"]
+    base_cpu = summary(cpu_rows(g.get("none", [])), "cpu_s")
+    rows, data = [], {}
+    for index in indexes:
+        rs = g.get(index, [])
+        s = summary(rs, "wall_s")
+        if s is None and index not in SEED_RUNS:
+            continue
+        ratios = paired_ratios(rs, mem_rows) if mem_rows else {}
+        ratio = median(list(ratios.values()))
+        ov = overhead_pct(s["median"] if s else None, base["median"] if base else None)
+        data[index] = {"runs": [r["wall_s"] for r in rs], "median": s["median"] if s else None,
+                       "overhead": ov, "ratio_memtable": ratio, "ratios": ratios}
+        sd = seed.get(index)
+        ratio_text = "n/a"
+        if ratio is not None:
+            ratio_text = f"{ratio:.3f}"
+            if len(ratios) > 1:
+                ratio_text += f" ({min(ratios.values()):.3f}..{max(ratios.values()):.3f})"
+        rows.append([
+            f"{workload} + {label(index)}" if index != "none" else f"{workload} {label(index)}",
+            ", ".join(f"{r['wall_s']:.2f}" for r in rs) if rs else "(not run)",
+            fmt(s["median"]) if s else "n/a",
+            "—" if index == "none" and s else fmt_pct(ov),
+            ratio_text,
+            ", ".join(f"{v:.2f}" for v in sd["runs"]) if sd else "",
+            fmt(sd["median"]) if sd else "",
+            ("—" if index == "none" else fmt_pct(sd["overhead"])) if sd else "",
+            f"{sd['ratio_memtable']:.3f}" if sd else "",
+            "—" if index == "none" else fmt_pct(overhead_pct(
+                (summary(cpu_rows(rs), "cpu_s") or {}).get("median"), base_cpu and base_cpu["median"])),
+        ])
+    return header, rows, data
+
+
+# --- section b: per workload -------------------------------------------------------------------
+
+def per_round_overheads(rows, base_rows, key):
+    ratios = paired_ratios(rows, base_rows, key)
+    return [(v - 1.0) * 100.0 for v in ratios.values()]
+
+
+def cpu_rows(rows):
+    out = []
+    for r in rows:
+        if isinstance(r.get("user_s"), (int, float)) and isinstance(r.get("sys_s"), (int, float)):
+            r = dict(r)
+            r["cpu_s"] = r["user_s"] + r["sys_s"]
+        out.append(r)
+    return out
+
+
+def time_table(g):
+    header = ["index", "ok runs", "wall median (min..max) s", "wall overhead",
+              "per-round overhead (min..max)", "ratio to memtable (per round)", "CPU user+sys s",
+              "CPU overhead", "main process wall s"]
+    base = cpu_rows(g.get("none", []))
+    mem = g.get("memtable", [])
+    bw = summary(base, "wall_s")
+    bc = summary(base, "cpu_s")
+    rows = []
+    for index in sorted(g, key=index_sort_key):
+        rs = cpu_rows(g[index])
+        w = summary(rs, "wall_s")
+        c = summary(rs, "cpu_s")
+        pw = summary(rs, "proc_wall_s")
+        pr = per_round_overheads(rs, base, "wall_s") if index != "none" else []
+        mr = list(paired_ratios(rs, mem).values()) if mem else []
+        rows.append([
+            label(index), str(len(rs)),
+            f"{fmt(w['median'], 3)} ({fmt(w['min'], 3)}..{fmt(w['max'], 3)})" if w else "n/a",
+            "—" if index == "none" else fmt_pct(overhead_pct(w and w["median"], bw and bw["median"])),
+            f"{fmt_pct(statistics.median(pr))} ({fmt_pct(min(pr))}..{fmt_pct(max(pr))})" if pr else "—",
+            f"{statistics.median(mr):.3f} ({min(mr):.3f}..{max(mr):.3f})" if mr else "n/a",
+            fmt(c["median"], 3) if c else "n/a",
+            "—" if index == "none" else fmt_pct(overhead_pct(c and c["median"], bc and bc["median"])),
+            fmt(pw["median"], 3) if pw else "n/a",
+        ])
+    return header, rows
+
+
+def memory_table(g):
+    header = ["index", "tree max RSS MiB", "vs none", "main proc max RSS MiB", "vs noop",
+              "tree minor faults", "vs none", "main proc minor faults", "vs noop",
+              "major faults (tree)", "peak index metadata"]
+    none_rows, noop_rows = g.get("none", []), g.get("noop", [])
+
+    def med(rs, key):
+        s = summary(rs, key)
+        return s["median"] if s else None
+
+    rows = []
+    for index in sorted(g, key=index_sort_key):
+        rs = g[index]
+        t_rss, p_rss = med(rs, "max_rss_kb"), med(rs, "proc_max_rss_kb")
+        t_flt, p_flt = med(rs, "minflt"), med(rs, "proc_minflt")
+        rows.append([
+            label(index),
+            fmt(t_rss / 1024, 1) if t_rss is not None else "n/a",
+            "—" if index == "none" else fmt_pct(overhead_pct(t_rss, med(none_rows, "max_rss_kb"))),
+            fmt(p_rss / 1024, 1) if p_rss is not None else "n/a",
+            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_rss, med(noop_rows, "proc_max_rss_kb"))),
+            f"{t_flt:.0f}" if t_flt is not None else "n/a",
+            "—" if index == "none" else fmt_pct(overhead_pct(t_flt, med(none_rows, "minflt"))),
+            f"{p_flt:.0f}" if p_flt is not None else "n/a",
+            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_flt, med(noop_rows, "proc_minflt"))),
+            fmt(med(rs, "majflt"), 0),
+            fmt_bytes(med(rs, "proc_peak_meta_bytes")) if med(rs, "proc_peak_meta_bytes") is not None else "n/a",
+        ])
+    return header, rows
+
+
+def index_stats_lines(g):
+    lines = []
+    for index in sorted(g, key=index_sort_key):
+        rs = g[index]
+        keys = sorted({k for r in rs for k, v in r.items() if k.startswith("idx_") and v is not None})
+        if not keys:
+            continue
+        parts = []
+        for k in keys:
+            m = median([r.get(k) for r in rs])
+            if m is None:
+                continue
+            text = f"{m:.0f}" if float(m).is_integer() else f"{m:.3g}"
+            if k.endswith("_bytes"):
+                text = fmt_bytes(m)
+            parts.append(f"{k[4:]}={text}")
+        lk = median([r.get("idx_lookups") for r in rs])
+        steps = median([r.get("idx_list_steps") for r in rs])
+        if lk and steps is not None:
+            parts.append(f"list_steps_per_lookup={steps / lk:.2f}")
+        lines.append(f"- **{label(index)}**: " + ", ".join(parts))
+    return lines
+
+
+# --- sections c and d: scale and replay ----------------------------------------------------------
+
+FLOOR_NAMES = ("floor", "chase", "pointer-chase", "pointer_chase", "ptrchase", "pointer-chase-floor")
+
+
+def first_key(columns, names):
+    for n in names:
+        if n in columns:
+            return n
+    return None
+
+
+def read_csv_rows(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [{k: (v if v is None else v.strip()) for k, v in r.items() if k} for r in reader]
+        return list(reader.fieldnames or []), rows
+
+
+SCALE_WIDE = [("lookup hit", ["lookup_hit_ns", "lookup_ns", "ns_per_lookup", "hit_ns"]),
+              ("lookup miss", ["lookup_miss_ns", "miss_ns"]),
+              ("insert", ["insert_ns"]),
+              ("remove", ["remove_ns"])]
+SCALE_OPS = {"lookup": "lookup hit", "lookups": "lookup hit", "hit": "lookup hit", "find": "lookup hit",
+             "lookup_hit": "lookup hit", "miss": "lookup miss", "lookup_miss": "lookup miss",
+             "insert": "insert", "remove": "remove"}
+
+
+def parse_scale(path):
+    """{'x': column, 'metrics': {metric: {index: [(x, median, min, max)]}},
+    'series': the lookup-hit metric, 'floor': [(x, ns)]} or {'error': ...}.
+    Wide form (heapindex scale --out: index, live_chunks, lookup_hit_ns,
+    lookup_miss_ns, insert_ns, remove_ns, chase_ns, ...) or long form
+    (index, live_chunks, op, ns_per_op). The pointer-chase floor is a
+    chase_ns/floor_ns column or an index named chase/floor/pointer-chase.
+    Repeated rows (several runs appended) give the min..max."""
+    columns, rows = read_csv_rows(path)
+    cols = [c.strip() for c in columns]
+    xk = first_key(cols, ["live_chunks", "chunks", "live", "n", "size"])
+    ik = first_key(cols, ["index", "name"])
+    if not xk or not ik:
+        return {"error": f"scale.csv columns {cols}: expected an index column and live_chunks"}
+    opk = first_key(cols, ["op", "operation"])
+    fk = first_key(cols, ["chase_ns", "floor_ns", "pointer_chase_ns", "ptrchase_ns"])
+    metrics, floor = {}, {}
+
+    def add(metric, name, x, y):
+        metrics.setdefault(metric, {}).setdefault(name, {}).setdefault(x, []).append(y)
+
+    for r in rows:
+        x = to_number(r.get(xk))
+        name = r.get(ik, "?")
+        if not isinstance(x, (int, float)):
+            continue
+        if fk and isinstance(to_number(r.get(fk)), (int, float)):
+            floor.setdefault(x, set()).add(to_number(r.get(fk)))
+        if opk:
+            yk = first_key(cols, ["ns_per_op", "ns", "median_ns"])
+            y = to_number(r.get(yk)) if yk else None
+            if not isinstance(y, (int, float)):
+                continue
+            if name.lower() in FLOOR_NAMES:
+                floor.setdefault(x, set()).add(y)
+                continue
+            metric = SCALE_OPS.get(r.get(opk, "").lower())
+            if metric:
+                add(metric, name, x, y)
+        else:
+            if name.lower() in FLOOR_NAMES:
+                y = next((to_number(r.get(k)) for _, ks in SCALE_WIDE for k in ks if k in cols), None)
+                if isinstance(y, (int, float)):
+                    floor.setdefault(x, set()).add(y)
+                continue
+            for metric, keys in SCALE_WIDE:
+                k = first_key(cols, keys)
+                y = to_number(r.get(k)) if k else None
+                if isinstance(y, (int, float)):
+                    add(metric, name, x, y)
+    if "lookup hit" not in metrics:
+        return {"error": f"scale.csv columns {cols}: no lookup nanoseconds found"}
+    out = {"x": xk, "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
+    for metric, by_index in metrics.items():
+        out["metrics"][metric] = {
+            name: sorted((x, statistics.median(v), min(v), max(v)) for x, v in pts.items())
+            for name, pts in by_index.items()}
+    out["series"] = out["metrics"]["lookup hit"]
+    return out
+
+
+def parse_replay(path):
+    columns, rows = read_csv_rows(path)
+    need = {"index", "trace", "op", "ns_per_op"}
+    wide = {"index", "trace", "insert_ns", "remove_ns", "lookup_ns"}
+    if wide <= set(columns) and not need <= set(columns):
+        # `heapindex replay --csv`: one row per index and round, ns of each op.
+        rows = [{"index": r["index"], "trace": r["trace"], "op": op, "ns_per_op": r[op + "_ns"]}
+                for r in rows for op in ("insert", "remove", "lookup")]
+    elif not need <= set(columns):
+        return {"error": f"replay.csv columns {columns}: expected index, trace, op, ns_per_op"}
+    data = {}
+    for r in rows:
+        ns = to_number(r.get("ns_per_op"))
+        ir = to_number(r.get("callgrind_ir_per_op"))
+        if not isinstance(ns, (int, float)):
+            continue
+        d = data.setdefault((r["trace"], r["op"]), {}).setdefault(r["index"], {"ns": [], "ir": []})
+        d["ns"].append(ns)
+        if isinstance(ir, (int, float)):
+            d["ir"].append(ir)
+    return {"data": data}
+
+
+# --- plots ------------------------------------------------------------------------------------------
+
+def plotting():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        return plt
+    except Exception as e:  # noqa: BLE001 - any failure means: no plots
+        print(f"{PROG}: no plots: matplotlib unavailable ({e}); "
+              "apt-get install -y python3-matplotlib", file=sys.stderr)
+        return None
+
+
+def bar_errors(stats):
+    med = [s["median"] if s else 0 for s in stats]
+    lo = [s["median"] - s["min"] if s else 0 for s in stats]
+    hi = [s["max"] - s["median"] if s else 0 for s in stats]
+    return med, [lo, hi]
+
+
+def plot_workload(plt, groups, workload, size, allocators, path):
+    metrics = [("wall_s", "wall time (s)", 1.0, "Wall time (tree)"),
+               ("max_rss_kb", "max RSS (MiB)", 1 / 1024, "Max RSS (largest process)"),
+               ("minflt", "minor page faults (thousands)", 1 / 1000, "Minor page faults (tree)")]
+    indexes = sorted({i for a in allocators for i in groups.get((workload, size, a), {})},
+                     key=index_sort_key)
+    if not indexes:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    width = 0.8 / max(1, len(allocators))
+    for ax, (key, ylabel, scale, title) in zip(axes, metrics):
+        for k, a in enumerate(allocators):
+            g = groups.get((workload, size, a), {})
+            stats = []
+            for i in indexes:
+                s = summary(g.get(i, []), key)
+                stats.append({kk: (v * scale if isinstance(v, (int, float)) else v)
+                              for kk, v in s.items()} if s else None)
+            med, err = bar_errors(stats)
+            xs = [x + (k - (len(allocators) - 1) / 2) * width for x in range(len(indexes))]
+            ax.bar(xs, med, width, yerr=err, capsize=3, label=a)
+        ax.set_xticks(range(len(indexes)))
+        ax.set_xticklabels([label(i) for i in indexes], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("index")
+        ax.set_title(title)
+        ax.margins(y=0.15)
+    axes[0].legend(title="allocator", fontsize=8, loc="upper left")
+    fig.suptitle(f"{workload} ({size}): median over rounds, error bars min..max")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_overheads(plt, groups, path):
+    keys = sorted(groups)
+    indexes = sorted({i for k in keys for i in groups[k] if i != "none"}, key=index_sort_key)
+    keys = [k for k in keys if "none" in groups[k]]
+    if not keys or not indexes:
+        return False
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(keys) * max(1, len(indexes)) / 3), 5))
+    width = 0.8 / len(indexes)
+    for n, index in enumerate(indexes):
+        med, lo, hi = [], [], []
+        for key in keys:
+            g = groups[key]
+            pr = per_round_overheads(g.get(index, []), g["none"], "wall_s")
+            if pr:
+                m = statistics.median(pr)
+                med.append(m)
+                lo.append(m - min(pr))
+                hi.append(max(pr) - m)
+            else:
+                med.append(0)
+                lo.append(0)
+                hi.append(0)
+        xs = [x + (n - (len(indexes) - 1) / 2) * width for x in range(len(keys))]
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label(index))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{w}\n{s}, {a}" for (w, s, a) in keys], fontsize=8)
+    ax.set_ylabel("wall time overhead over uninstrumented (%)")
+    ax.set_xlabel("workload (size, allocator)")
+    ax.set_title("Wall time overhead, paired within rounds: median, error bars min..max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_scale(plt, scale, path):
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    panels = [("lookup hit", "lookup miss", "Lookups: hits (solid), misses (dotted)"),
+              ("insert", "remove", "Updates: insert (solid), remove (dotted)")]
+    colors = {}
+    for ax, (solid, dotted, title) in zip(axes, panels):
+        for metric, style in ((solid, "-"), (dotted, ":")):
+            series = scale["metrics"].get(metric, {})
+            for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
+                xs = [p[0] for p in pts]
+                ys = [p[1] for p in pts]
+                err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
+                kw = {"color": colors[name]} if name in colors else {}
+                line = ax.errorbar(xs, ys, yerr=err, marker="o", markersize=3, capsize=2, linestyle=style,
+                                   label=f"{label(name)} ({metric})" if style == "-" or name not in colors
+                                   else None, **kw)
+                colors.setdefault(name, line.lines[0].get_color())
+        if scale["floor"] and solid == "lookup hit":
+            ax.plot([p[0] for p in scale["floor"]], [p[1] for p in scale["floor"]], "k--", linewidth=2,
+                    label="pointer-chase floor")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"live chunks ({scale['x']}, log scale)")
+        ax.set_ylabel("time per operation (ns, log scale)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("heapindex scale: cost vs live chunks (in-process; error bars min..max over repeated rows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_replay(plt, replay, path):
+    data = replay["data"]
+    keys = sorted(data)
+    indexes = sorted({i for k in keys for i in data[k]}, key=index_sort_key)
+    fig, ax = plt.subplots(figsize=(max(8, len(keys) * 1.5), 5))
+    width = 0.8 / max(1, len(indexes))
+    for n, index in enumerate(indexes):
+        med, lo, hi = [], [], []
+        for k in keys:
+            v = data[k].get(index, {}).get("ns", [])
+            m = statistics.median(v) if v else 0
+            med.append(m)
+            lo.append(m - min(v) if v else 0)
+            hi.append(max(v) - m if v else 0)
+        xs = [x + (n - (len(indexes) - 1) / 2) * width for x in range(len(keys))]
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label(index))
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{t}\n{op}" for t, op in keys], fontsize=8)
+    ax.set_ylabel("time per operation (ns)")
+    ax.set_xlabel("trace, operation")
+    ax.set_title("Trace replay: ns per operation (median, error bars min..max)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+def load_warning(meta):
+    """A warning when the machine was busier than its CPUs during the bench."""
+    n = (meta.get("machine") or {}).get("nproc")
+    loads = [x for x in (meta.get("loadavg_start"), meta.get("loadavg_end")) if x]
+    if not n or not loads:
+        return None
+    worst = max(l[0] for l in loads)
+    if worst <= n:
+        return None
+    return (f"Warning: load average up to {worst:.1f} on {n} CPUs while this ran: other work "
+            f"competed for the CPUs, so wall times are inflated and noisy; prefer the CPU columns "
+            f"and the per-round ratios.")
+
+
+def meta_lines(meta):
+    if not meta:
+        return ["(no meta.json)"]
+    m = meta.get("machine", {})
+    v = meta.get("versions", {})
+    s = meta.get("settings", {})
+    g = meta.get("git", {})
+    lines = [
+        f"- machine: {m.get('cpu_model')}, {m.get('nproc')} CPUs, "
+        f"{(m.get('mem_total_kb') or 0) / 1048576:.1f} GiB, kernel {m.get('kernel')}",
+        f"- versions: {v.get('gcc')}; glibc {v.get('glibc')}; jemalloc {v.get('jemalloc')}; {v.get('python')}",
+        f"- git: {g.get('commit')}{' (dirty tree)' if g.get('dirty') else ''}",
+        f"- settings: workloads {', '.join(s.get('workloads', []))}; size {s.get('size')}; "
+        f"indexes {', '.join(s.get('indexes', []))}; allocators {', '.join(s.get('allocators', []))}; "
+        f"{s.get('runs')} rounds, {s.get('warmup')} warm-up; shuffle seed {s.get('seed')}",
+        f"- started {meta.get('started')}, finished {meta.get('finished', '?')} "
+        f"({meta.get('duration_s', '?')} s, status {meta.get('status', '?')}); "
+        f"load average at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}",
+    ]
+    for w, cmd in (s.get("commands") or {}).items():
+        lines.append(f"- {w}: `{' '.join(cmd)}`")
+    inputs = meta.get("inputs") or {}
+    for rel, e in inputs.items():
+        if "sha256" in e:
+            pin = "" if "matches_pin" not in e else (" (matches pin)" if e["matches_pin"] else " (DOES NOT match pin)")
+            lines.append(f"- input {rel}: sha256 {e['sha256'][:16]}…{pin}")
+        elif e.get("missing"):
+            lines.append(f"- input {rel}: MISSING")
+    if s.get("skipped"):
+        lines.append(f"- not run (by design): {'; '.join(s['skipped'])}")
+    return lines
+
+
+def build_report(out_dir, make_plots=True):
+    """Write report.md (and plots); return (markdown text, main table text)."""
+    runs_path = os.path.join(out_dir, "runs.csv")
+    rows = load_runs(runs_path)
+    meta = load_meta(os.path.join(out_dir, "meta.json"))
+    groups = group(rows)
+    plt = plotting() if make_plots else None
+    allocators = sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a))
+
+    md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(out_dir))}", ""]
+    md += meta_lines(meta) + [""]
+    measured = [r for r in rows if r.get("phase") == "measure"]
+    failed = [r for r in rows if r.get("status") != "ok"]
+    md.append(f"{len(measured)} measured runs, {len([r for r in measured if r.get('status') == 'ok'])} ok, "
+              f"{len([r for r in measured if r.get('status') != 'ok'])} failed; "
+              f"{len(rows) - len(measured)} warm-up/reference runs. "
+              "Failed runs are listed at the end and excluded from every statistic.")
+    md.append("")
+
+    # a. the seed's table
+    md.append("## 1. The seed's gcc table, reproduced")
+    md.append("")
+    md.append("Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
+              "the uninstrumented median, same allocator. Ratio to memtable: this index's wall / "
+              "memtable's wall in the same round, median over rounds (min..max). Seed columns: the "
+              "talk's \"timed gcc, 3 runs\" and figures computed from them (its ratio pairs runs by "
+              "position; its runs were probably not interleaved).")
+    md.append("")
+    main_text = None
+    gcc_keys = [k for k in sorted(groups, key=lambda k: (k[0] != "gcc", k[0], k[1], k[2] != "glibc", k[2]))
+                if k[0].startswith("gcc")]
+    for key in gcc_keys:
+        header, trows, _ = seed_table(groups, *key)
+        table = md_table(header, trows)
+        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""]
+        if main_text is None:
+            main_text = f"{key[0]} ({key[1]}, {key[2]}): wall time, seed figures beside\n" + table
+    if not gcc_keys:
+        md += ["(no gcc runs in this directory)", ""]
+    sf = seed_figures()
+    md.append("CPU overhead: the same with user+sys CPU seconds of the tree instead of wall time; on a "
+              "busy machine it is the steadier of the two.")
+    md.append("")
+    warn = load_warning(meta)
+    if warn:
+        md += [f"**{warn}**", ""]
+    md.append("Seed overheads from its medians "
+              f"({sf['none']['median']:.2f} / {sf['noop']['median']:.2f} / "
+              f"{sf['vghash']['median']:.2f} / {sf['memtable']['median']:.2f}): "
+              f"no-op {fmt_pct(sf['noop']['overhead'])}, vgHash {fmt_pct(sf['vghash']['overhead'])}, "
+              f"memtable {fmt_pct(sf['memtable']['overhead'])}.")
+    md.append("")
+
+    # b. per workload
+    md.append("## 2. Per workload: time, memory, page faults")
+    md.append("")
+    md.append("Overheads of time and tree figures are over `none` (uninstrumented) with the same "
+              "allocator. The main process (cc1 for gcc, python3 for python) has its own figures only "
+              "under an index (the hooks write them), so its overheads are over `noop` (the hooks "
+              "without an index): they show what the index itself costs. Tree max RSS is the largest "
+              "single process (wait4), which is the main process in these workloads.")
+    md.append("")
+    plots = []
+    for (w, s) in sorted({(k[0], k[1]) for k in groups}):
+        md.append(f"### {w} ({s})")
+        md.append("")
+        about = (meta.get("settings", {}).get("about") or {}).get(w)
+        if about:
+            md += [about, ""]
+        for a in allocators:
+            g = groups.get((w, s, a))
+            if not g:
+                continue
+            md.append(f"**{a}: time**")
+            md.append("")
+            md.append(md_table(*time_table(g)))
+            md.append("")
+            if "none" not in g:
+                md += ["(no uninstrumented run of this workload" + (
+                    ": it needs an index that answers lookups" if w == "dwarfpy" else "")
+                    + "; compare indexes by their ratio to memtable)", ""]
+            md.append(f"**{a}: memory and page faults**")
+            md.append("")
+            md.append(md_table(*memory_table(g)))
+            md.append("")
+            lines = index_stats_lines(g)
+            if lines:
+                md.append(f"**{a}: index statistics of the main process (medians)**")
+                md.append("")
+                md += lines + [""]
+        if plt:
+            name = f"workload_{w}_{s}.png"
+            if plot_workload(plt, groups, w, s, allocators, os.path.join(out_dir, name)):
+                md += [f"![{w} {s}]({name})", ""]
+                plots.append(name)
+    if plt and plot_overheads(plt, groups, os.path.join(out_dir, "overhead_wall.png")):
+        md += ["### Wall time overhead, all workloads", "", "![overhead](overhead_wall.png)", ""]
+        plots.append("overhead_wall.png")
+
+    # c. scale
+    md.append("## 3. Lookup cost vs live chunks (scale.csv)")
+    md.append("")
+    scale_path = os.path.join(out_dir, "scale.csv")
+    if not os.path.exists(scale_path):
+        note = (meta.get("extras") or {}).get("scale")
+        md += ["Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
+               "if that command is built; `./heapindex bench --scale` runs it)."
+               + (f" This bench's attempt: {note}." if note else ""), ""]
+    else:
+        scale = parse_scale(scale_path)
+        if "error" in scale:
+            md += [f"Could not read scale.csv: {scale['error']}", ""]
+        else:
+            floor = dict(scale["floor"])
+            xs = sorted({p[0] for m in scale["metrics"].values() for pts in m.values() for p in pts})
+            xhead = [f"{x:.0f}" if float(x).is_integer() else f"{x:g}" for x in xs]
+            md.append("In-process (no LD_PRELOAD), every index on the same chunks at each step; each "
+                      "lookup's address depends on the previous answer, so these are latencies, "
+                      "comparable with the pointer chase (one dependent random load per hop over a "
+                      "buffer as large as the heap).")
+            md.append("")
+            for metric in ("lookup hit", "lookup miss", "insert", "remove"):
+                series = scale["metrics"].get(metric)
+                if not series:
+                    continue
+                trows = []
+                for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
+                    by = {p[0]: p[1] for p in pts}
+                    trows.append([label(name)] + [fmt(by.get(x), 1) for x in xs])
+                if metric == "lookup hit" and floor:
+                    trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
+                md += [f"**{metric}: ns per operation** (columns: live chunks)", "",
+                       md_table([f"index \\ {scale['x']}"] + xhead, trows), ""]
+            if floor:
+                rrows = []
+                for name, pts in sorted(scale["series"].items(), key=lambda kv: index_sort_key(kv[0])):
+                    by = {p[0]: p[1] for p in pts}
+                    rrows.append([label(name)] + [fmt(by[x] / floor[x], 2) if x in by and floor.get(x) else "n/a"
+                                                  for x in xs])
+                md += ["**Lookup (hit) cost as a multiple of the pointer-chase floor** at the same heap "
+                       "size (1.00 = one random dependent load):", "",
+                       md_table([f"index \\ {scale['x']}"] + xhead, rrows), ""]
+            else:
+                md += ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
+            if plt:
+                plot_scale(plt, scale, os.path.join(out_dir, "scale_lookup.png"))
+                md += ["![scale](scale_lookup.png)", ""]
+                plots.append("scale_lookup.png")
+
+    # d. replay
+    md.append("## 4. Trace replay (replay.csv)")
+    md.append("")
+    replay_path = os.path.join(out_dir, "replay.csv")
+    if not os.path.exists(replay_path):
+        md += ["Not measured: no replay.csv here (`./heapindex replay TRACE --index NAME`, if built).", ""]
+    else:
+        replay = parse_replay(replay_path)
+        if "error" in replay:
+            md += [f"Could not read replay.csv: {replay['error']}", ""]
+        else:
+            data = replay["data"]
+            indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
+            has_ir = any(d["ir"] for k in data for d in data[k].values())
+            trows = []
+            for k in sorted(data):
+                cells = [k[0], k[1]]
+                for i in indexes:
+                    d = data[k].get(i)
+                    if not d:
+                        cells.append("n/a")
+                        continue
+                    text = fmt(statistics.median(d["ns"]), 1)
+                    if has_ir and d["ir"]:
+                        text += f" ({statistics.median(d['ir']):.0f} Ir)"
+                    cells.append(text)
+                trows.append(cells)
+            md += ["ns per operation (median)" + (", callgrind instructions per operation in brackets"
+                                                   if has_ir else "") + ":", "",
+                   md_table(["trace", "op"] + [label(i) for i in indexes], trows,
+                            ["l", "l"] + ["r"] * len(indexes)), ""]
+            if plt and data:
+                plot_replay(plt, replay, os.path.join(out_dir, "replay_ns.png"))
+                md += ["![replay](replay_ns.png)", ""]
+                plots.append("replay_ns.png")
+
+    # failed
+    md.append("## 5. Failed runs")
+    md.append("")
+    if failed:
+        frows = [[r.get("workload"), r.get("size"), r.get("index"), r.get("allocator"), r.get("phase"),
+                  r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
+                  (r.get("note") or "").replace("|", "/")] for r in failed]
+        md += [f"{len(failed)} failed runs (not in any median):", "",
+               md_table(["workload", "size", "index", "allocator", "phase", "round", "exit", "why"],
+                        frows, ["l"] * 5 + ["r", "r", "l"]), ""]
+    else:
+        md += ["None.", ""]
+    md.append("Column meanings: bench/README.md and analysis/README.md.")
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(text)
+    if main_text is None:
+        main_text = "(no gcc runs: see report.md for the other workloads)"
+    if warn:
+        main_text += "\n" + warn
+    if failed:
+        main_text += f"\n{len(failed)} failed runs: see the report's Failed runs section."
+    return text, main_text, plots
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip().split("\n\n")[0] + "\n\n" + __doc__.strip().split("\n\n", 2)[2])
+        return 0
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(f"{PROG}: usage: ./heapindex report DIR (a ./heapindex bench results directory)",
+              file=sys.stderr)
+        return 2
+    out_dir = argv[0]
+    if not os.path.isfile(os.path.join(out_dir, "runs.csv")):
+        print(f"{PROG}: {out_dir}/runs.csv not found: give a ./heapindex bench results directory",
+              file=sys.stderr)
+        return 2
+    _, main_text, plots = build_report(out_dir)
+    print(main_text)
+    print(f"\n{PROG}: wrote {os.path.join(out_dir, 'report.md')}"
+          + (f" and {len(plots)} plots ({', '.join(plots)})" if plots else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+/* bitmap.c - one bit per 16 bytes of heap, set at each chunk start: the
+ * design that replaced the memtable in liballocs (2022).
+ *
+ * A lookup finds the nearest set bit at or below the address, 64 bits (1 KiB
+ * of heap) per word read, and checks that chunk's size in its header.  No
+ * lists, no per-chunk links; one bit of index per 16 bytes of heap span.
+ *
+ * Small chunks (at most BIG_THRESHOLD bytes) are in the bitmaps.  A chunk
+ * containing addr starts less than its size below addr, so the backward scan
+ * stops after max_small_size bytes of heap, at most BIG_THRESHOLD / 1 KiB =
+ * 128 words.  max_small_size is the largest small chunk ever inserted (as
+ * memtable's): cheaper than tracking the live maximum, and bounded anyway.
+ * Big chunks are few and would make that bound huge: they live in a sorted
+ * array, searched by bisection.
+ *
+ * Regions: the bitmap of a 1 GiB-aligned span of address space is 8 MiB,
+ * reserved with MAP_NORESERVE when the first chunk lands in the span and
+ * committed by the kernel page by page as bits are set; the heap of a
+ * process (brk heap, glibc's 64 MiB thread heaps) touches a handful of
+ * spans.  A region is found by its span number in a small open-addressing
+ * table (multiplicative hash, linear probing): O(1) whatever the number of
+ * regions, a few words of cache, and unlike a flat directory over the whole
+ * address space it needs no reservation sized by the address width.
+ * Regions are never released: heaps rarely give address space back.
+ *
+ * Invariants:
+ *  - bit (a - span base) / 16 of a region is set iff a small chunk with user
+ *    pointer a is live;
+ *  - every live chunk is in exactly one of: a region's bitmap, the big array
+ *    (bigger than BIG_THRESHOLD, or its region could not be had);
+ *  - the big array is sorted by user pointer.
+ */
+#include "index.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+INDEX_DECLARE(bitmap)
+
+#define BIG_THRESHOLD ((size_t)128 << 10) /* glibc's default mmap threshold */
+
+#define REGION_SHIFT 30
+#define REGION_BYTES ((uintptr_t)1 << REGION_SHIFT)
+#define BYTES_PER_BIT CHUNK_ALIGN
+#define BYTES_PER_WORD (BYTES_PER_BIT * 64)             /* 1 KiB of heap */
+#define BITMAP_WORDS (REGION_BYTES / BYTES_PER_WORD)     /* 2^20 words */
+#define BITMAP_BYTES (BITMAP_WORDS * sizeof(uint64_t))   /* 8 MiB */
+#define BITMAP_PAGE 4096u                                /* for residency counts */
+#define BITMAP_PAGES (BITMAP_BYTES / BITMAP_PAGE)
+
+/* The region table: at most half full, so probe runs stay short. */
+#define SLOT_BITS 8
+#define SLOTS (1u << SLOT_BITS)
+#define MAX_REGIONS (SLOTS / 2)
+
+static uintptr_t slot_span[SLOTS]; /* span number + 1; 0: empty slot */
+static uint64_t *slot_bits[SLOTS]; /* that span's bitmap */
+static size_t regions;
+/* Bitmap pages ever written, per slot: what the kernel has committed,
+ * counted without asking it (reads of untouched pages commit nothing). */
+static uint64_t slot_dirty_pages[SLOTS][BITMAP_PAGES / 64];
+static size_t dirty_pages;
+
+static size_t max_small_size; /* largest small chunk ever inserted */
+
+/* Big chunks, sorted by user pointer. */
+static struct chunk **big;
+static size_t big_count, big_capacity, big_peak;
+
+static struct {
+	uint64_t lookups, words_scanned, longest_scan, big_lookups;
+	uint64_t uncovered_inserts, big_grow_failures;
+} stat;
+
+/* --- regions ---------------------------------------------------------------- */
+
+static inline size_t slot_hash(uintptr_t span)
+{
+	return (size_t)((span * UINT64_C(0x9e3779b97f4a7c15)) >> (64 - SLOT_BITS));
+}
+
+/* The slot of a span's region, or SLOTS if no chunk ever started there. */
+static inline size_t span_slot(uintptr_t span)
+{
+	for (size_t i = slot_hash(span);; i = (i + 1) & (SLOTS - 1)) {
+		if (slot_span[i] == span + 1)
+			return i;
+		if (slot_span[i] == 0)
+			return SLOTS;
+	}
+}
+
+static inline uint64_t *span_bitmap(uintptr_t span)
+{
+	size_t i = span_slot(span);
+	return i < SLOTS ? slot_bits[i] : NULL;
+}
+
+/* As span_slot, making the region if need be; SLOTS if it cannot. */
+static size_t span_slot_or_create(uintptr_t span)
+{
+	size_t i = slot_hash(span);
+	for (; slot_span[i] != 0; i = (i + 1) & (SLOTS - 1))
+		if (slot_span[i] == span + 1)
+			return i;
+	if (regions == MAX_REGIONS)
+		return SLOTS;
+	/* index_map_pages would commit-charge all 8 MiB; MAP_NORESERVE does not. */
+	void *bits = mmap(NULL, BITMAP_BYTES, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (bits == MAP_FAILED)
+		return SLOTS;
+	regions++;
+	slot_bits[i] = bits;
+	slot_span[i] = span + 1;
+	return i;
+}
+
+static inline void note_dirty_page(size_t slot, size_t word)
+{
+	size_t page = word * sizeof(uint64_t) / BITMAP_PAGE;
+	uint64_t *mask = &slot_dirty_pages[slot][page / 64], bit = UINT64_C(1) << (page % 64);
+	if (!(*mask & bit)) {
+		*mask |= bit;
+		dirty_pages++;
+	}
+}
+
+static inline size_t word_of(uintptr_t addr)
+{
+	return (addr & (REGION_BYTES - 1)) / BYTES_PER_WORD;
+}
+
+static inline uint64_t bit_of(uintptr_t addr)
+{
+	return UINT64_C(1) << ((addr / BYTES_PER_BIT) % 64);
+}
+
+/* --- big chunks: a sorted array ------------------------------------------------
+ * (memtable has the same structure; see the report about sharing it.) */
+
+/* Number of big chunks whose user pointer is <= addr. */
+static size_t big_count_at_or_below(uintptr_t addr)
+{
+	size_t lo = 0, n = big_count;
+	while (n > 0) { /* answer in [lo, lo + n] */
+		size_t half = n / 2;
+		if (chunk_user(big[lo + half]) <= addr) {
+			lo += half + 1;
+			n -= half + 1;
+		} else {
+			n = half;
+		}
+	}
+	return lo;
+}
+
+static void big_insert(struct chunk *c)
+{
+	if (big_count == big_capacity) {
+		size_t capacity = big_capacity ? 2 * big_capacity : 4096 / sizeof *big;
+		struct chunk **grown = index_map_pages(capacity * sizeof *grown);
+		if (!grown) {
+			stat.big_grow_failures++; /* the chunk stays unindexed */
+			return;
+		}
+		if (big_count)
+			memcpy(grown, big, big_count * sizeof *big);
+		index_unmap_pages(big, big_capacity * sizeof *big);
+		big = grown;
+		big_capacity = capacity;
+	}
+	size_t at = big_count_at_or_below(chunk_user(c));
+	memmove(&big[at + 1], &big[at], (big_count - at) * sizeof *big);
+	big[at] = c;
+	big_count++;
+	big_peak = big_count > big_peak ? big_count : big_peak;
+}
+
+static void big_remove(struct chunk *c)
+{
+	size_t below = big_count_at_or_below(chunk_user(c));
+	if (below == 0 || big[below - 1] != c)
+		return; /* not here: its insert failed */
+	memmove(&big[below - 1], &big[below], (big_count - below) * sizeof *big);
+	big_count--;
+}
+
+static struct chunk *big_lookup(uintptr_t addr)
+{
+	stat.big_lookups++;
+	size_t below = big_count_at_or_below(addr);
+	if (below == 0)
+		return NULL;
+	struct chunk *c = big[below - 1];
+	return chunk_contains(c, addr) ? c : NULL;
+}
+
+/* --- the index ------------------------------------------------------------------- */
+
+int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
+{
+	(void)cfg, (void)err, (void)errlen;
+	return 0;
+}
+
+void bitmap_index_insert(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	size_t slot = SLOTS;
+	if (chunk_size(c) <= BIG_THRESHOLD) {
+		slot = span_slot_or_create(user >> REGION_SHIFT);
+		if (slot == SLOTS)
+			stat.uncovered_inserts++;
+	}
+	if (slot == SLOTS) {
+		big_insert(c);
+		return;
+	}
+	size_t w = word_of(user);
+	slot_bits[slot][w] |= bit_of(user);
+	note_dirty_page(slot, w);
+	if (chunk_size(c) > max_small_size)
+		max_small_size = chunk_size(c);
+}
+
+void bitmap_index_remove(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	uint64_t *bits = chunk_size(c) <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
+	if (bits && (bits[word_of(user)] & bit_of(user)))
+		bits[word_of(user)] &= ~bit_of(user);
+	else
+		big_remove(c); /* big, or small but uncovered when inserted */
+}
+
+/* The highest set bit's address in [low, addr] of one span's bitmap, as a
+ * user pointer, or 0.  low and addr are in the same span, low <= addr; bits
+ * below low may be returned too (their chunks cannot contain addr anyway). */
+static uintptr_t scan_back(const uint64_t *bits, uintptr_t low, uintptr_t addr)
+{
+	size_t w = word_of(addr), last = word_of(low);
+	unsigned top = (unsigned)((addr / BYTES_PER_BIT) % 64);
+	uint64_t word = bits[w] & (~UINT64_C(0) >> (63 - top)); /* bits 0..top */
+	uint64_t scanned = 1;
+	while (!word && w > last) {
+		word = bits[--w];
+		scanned++;
+	}
+	stat.words_scanned += scanned;
+	if (scanned > stat.longest_scan)
+		stat.longest_scan = scanned;
+	if (!word)
+		return 0;
+	uintptr_t span_base = addr & ~(REGION_BYTES - 1);
+	unsigned bit = 63u - (unsigned)__builtin_clzll(word);
+	return span_base + (w * 64 + bit) * BYTES_PER_BIT;
+}
+
+/* The nearest small chunk starting at or below addr, if it contains addr. */
+static struct chunk *small_lookup(uintptr_t addr)
+{
+	if (!regions)
+		return NULL;
+	/* The lowest start a chunk containing addr can have. */
+	uintptr_t low = addr >= max_small_size ? addr - max_small_size + 1 : 0;
+	for (uintptr_t span = addr >> REGION_SHIFT;; span--) {
+		uintptr_t span_base = span << REGION_SHIFT;
+		const uint64_t *bits = span_bitmap(span);
+		if (bits) {
+			uintptr_t from = addr < span_base + REGION_BYTES ? addr : span_base + REGION_BYTES - 1;
+			uintptr_t start = scan_back(bits, low > span_base ? low : span_base, from);
+			if (start) {
+				struct chunk *c = chunk_of_user((void *)start);
+				return chunk_contains(c, addr) ? c : NULL;
+			}
+		}
+		/* A chunk starting in the span below may reach addr. */
+		if (low >= span_base || span == 0)
+			return NULL;
+	}
+}
+
+struct chunk *bitmap_index_lookup(uintptr_t addr)
+{
+	stat.lookups++;
+	struct chunk *c = small_lookup(addr);
+	/* A big chunk may start between the small predecessor and addr. */
+	if (!c && big_count)
+		c = big_lookup(addr);
+	return c;
+}
+
+void bitmap_index_write_stats(struct json_out *out)
+{
+	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_capacity * sizeof *big;
+	json_u64(out, "links_bytes", 0);
+	json_u64(out, "region_bytes", REGION_BYTES);
+	json_u64(out, "regions", regions);
+	json_u64(out, "bitmap_reserved_bytes", regions * BITMAP_BYTES);
+	json_u64(out, "bitmap_resident_bytes", resident);
+	json_u64(out, "big_threshold", BIG_THRESHOLD);
+	json_u64(out, "big_live", big_count);
+	json_u64(out, "big_peak", big_peak);
+	json_u64(out, "big_array_bytes", big_bytes);
+	json_u64(out, "index_bytes", resident + big_bytes);
+	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
+	json_u64(out, "big_grow_failures", stat.big_grow_failures);
+	json_u64(out, "max_small_size", max_small_size);
+	json_u64(out, "lookups", stat.lookups);
+	json_u64(out, "words_scanned", stat.words_scanned);
+	json_f64(out, "words_per_lookup",
+	         stat.lookups ? (double)stat.words_scanned / (double)stat.lookups : 0.0);
+	json_u64(out, "longest_scan_words", stat.longest_scan);
+	json_u64(out, "big_lookups", stat.big_lookups);
+}
+
+INDEX_DEFINE_OPS(bitmap, 0)

@@ -1,0 +1,640 @@
+/* scale.c - `heapindex scale`: how each index's costs grow with the number of
+ * live chunks, against the cost of random memory access on this machine.
+ *
+ * In-process, no LD_PRELOAD.  At each step (10^3, 10^4, ... live chunks) the
+ * heap grows to that many chunks of a fixed size mix, allocated with this
+ * process's malloc with the header every index expects.  Every index is then
+ * measured on the very same chunks (so on the same addresses), in an order
+ * that alternates from step to step:
+ *   fill       insert every chunk (untimed);
+ *   hits       random interior addresses of random chunks;
+ *   misses     addresses in freed gaps between chunks, or just past a chunk's
+ *              end (inside the allocator's own overhead);
+ *   remove /   a random subset (up to 10^5 chunks) removed, then inserted
+ *   insert     again, repeated until 20 ms have passed;
+ *   drain      every chunk removed (untimed): the index is empty again.
+ * Each lookup's address depends on the previous answer (and on the size in
+ * the answer's header, which a caller reads), so lookups cannot
+ * overlap in the memory system: the figure is latency, comparable with the
+ * chase, a random cyclic pointer chase over a buffer as large as the heap,
+ * one cache line per hop (the better of one chase before and one after the
+ * indexes of the step).  Every answer is checked.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "config.h"
+#include "inproc.h"
+
+static const char scale_usage[] =
+	"usage: heapindex scale [--index NAME[,NAME...]|all] [--max-chunks N] [--lookups N]\n"
+	"                       [--out FILE.csv] [--seed S] [--budget SECONDS]\n"
+	"\n"
+	"Fill each index with 10^3, 10^4, ... up to N live chunks of a realistic size\n"
+	"mix (92%% 16-256 B, 8%% 256 B-8 KiB, 0.02%% 128 KiB-1 MiB, log-uniform) and time\n"
+	"lookups that hit (random interior pointers) and miss (freed gaps, just past\n"
+	"ends), inserts and removes, next to a random pointer chase over a buffer as\n"
+	"large as the heap: the floor of random memory access on this machine.\n"
+	"Indexes are interleaved per step.  See workloads/scale/README.md.\n"
+	"\n"
+	"  --index LIST      all (default) or a comma-separated list: %s\n"
+	"  --max-chunks N    largest step, 1000 to 10000000 (default 1000000); a value\n"
+	"                    that is not a power of ten is a last step of its own\n"
+	"  --lookups N       hit and miss lookups per index and step (default 1000000)\n"
+	"  --budget SECONDS  stop a lookup or chase measurement after this long and\n"
+	"                    report the ns of what was done (default 2)\n"
+	"  --rounds N        measure every index N times per step, the order of the\n"
+	"                    indexes reversed every other time; medians (default 1)\n"
+	"  --seed S          seed of the size mix and of the random choices (default 1)\n"
+	"  --out FILE        write the results as CSV too\n"
+	"  -h, --help        this text\n"
+	"\n"
+	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
+	"at the largest step (heap plus chase buffer).\n";
+
+static const char *index_list_text(void)
+{
+	static char text[512];
+	if (!text[0])
+		for (int i = 0; all_indexes[i]; i++)
+			snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", i ? ", " : "",
+			         all_indexes[i]->name);
+	return text;
+}
+
+struct scale_options {
+	const char *index, *out;
+	uint64_t max_chunks, lookups, seed;
+	unsigned rounds;
+	double budget_s;
+};
+
+static uint64_t parse_number(const char *option, const char *text, uint64_t min, uint64_t max)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	/* 1e6 and 10^6 are the natural ways to write these sizes. */
+	if (!errno && end != text && (*end == 'e' || *end == 'E' || *end == '^')) {
+		const char *exp_text = end + 1;
+		unsigned long long base = *end == '^' ? v : 10, mant = *end == '^' ? 1 : v;
+		unsigned long long e = strtoull(exp_text, &end, 10);
+		v = end != exp_text && e <= 19 ? mant : 0;
+		for (unsigned long long i = 0; i < e && v; i++)
+			v = v > UINT64_MAX / base ? 0 : v * base;
+		if (!v)
+			end = (char *)text;
+	}
+	if (errno || end == text || *end || *text == '-' || *text == '+' || v < min || v > max)
+		cli_usage_error("scale: %s '%s' is invalid: expected a whole number from %" PRIu64
+		                " to %" PRIu64, option, text, min, max);
+	return v;
+}
+
+/* getopt_long's complaint as one line of ours (opterr is 0). */
+static __attribute__((noreturn)) void bad_option(const char *cmd, char **argv, int opt)
+{
+	const char *text = argv[optind - 1];
+	if (opt == ':')
+		cli_usage_error("%s: option '%s' needs a value (see heapindex %s --help)", cmd, text, cmd);
+	if (optopt && !(text[0] == '-' && text[1] == '-'))
+		cli_usage_error("%s: unknown option '-%c' (see heapindex %s --help)", cmd, optopt, cmd);
+	cli_usage_error("%s: unknown option '%s' (see heapindex %s --help)", cmd, text, cmd);
+}
+
+static void parse_options(int argc, char **argv, struct scale_options *o)
+{
+	static const struct option longopts[] = {
+		{ "index", required_argument, NULL, 'i' },
+		{ "max-chunks", required_argument, NULL, 'm' },
+		{ "lookups", required_argument, NULL, 'k' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "budget", required_argument, NULL, 'b' },
+		{ "rounds", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	*o = (struct scale_options){ .index = "all", .max_chunks = 1000000, .lookups = 1000000,
+	                             .seed = 1, .rounds = 1, .budget_s = 2 };
+	int opt;
+	opterr = 0;
+	char *end;
+	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'i': o->index = optarg; break;
+		case 'm': o->max_chunks = parse_number("--max-chunks", optarg, 1000, 10000000); break;
+		case 'k': o->lookups = parse_number("--lookups", optarg, 1, 1000000000); break;
+		case 'o': o->out = optarg; break;
+		case 's': o->seed = parse_number("--seed", optarg, 0, UINT64_MAX); break;
+		case 'r': o->rounds = (unsigned)parse_number("--rounds", optarg, 1, 100); break;
+		case 'b':
+			errno = 0;
+			o->budget_s = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(o->budget_s >= 0.01 && o->budget_s <= 3600))
+				cli_usage_error("scale: --budget '%s' is invalid: expected seconds from 0.01 to 3600",
+				                optarg);
+			break;
+		case 'h': printf(scale_usage, index_list_text()); exit(0);
+		default: bad_option("scale", argv, opt);
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("scale: unexpected argument '%s' (see heapindex scale --help)", argv[optind]);
+	if (o->out && !*o->out)
+		cli_usage_error("scale: --out needs a file path");
+}
+
+static size_t select_indexes(const char *list, const struct index_ops **out, size_t max)
+{
+	size_t n = 0;
+	if (strcmp(list, "all") == 0) {
+		while (n < max && all_indexes[n]) {
+			out[n] = all_indexes[n];
+			n++;
+		}
+		return n;
+	}
+	char copy[1024];
+	if (strlen(list) >= sizeof copy)
+		cli_usage_error("scale: --index list is too long");
+	snprintf(copy, sizeof copy, "%s", list);
+	char *save = NULL;
+	for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+		const struct index_ops *ops = index_by_name(name);
+		if (!ops)
+			cli_usage_error("scale: unknown index '%s': expected all or some of %s", name,
+			                index_list_text());
+		if (n == max)
+			cli_usage_error("scale: too many indexes in --index");
+		out[n++] = ops;
+	}
+	if (!n)
+		cli_usage_error("scale: --index needs a name");
+	return n;
+}
+
+/* --- helpers ----------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t next_random(uint64_t *state) /* splitmix64 */
+{
+	uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+static void *xmalloc(size_t n, const char *what)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		cli_usage_error("scale: out of memory for %s (%zu bytes)", what, n);
+	return p;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The median of n rates (sorts them): on a shared machine a block that was
+ * preempted is an outlier the mean would keep. */
+static double median(double *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof *v, compare_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("heapindex: scale: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+/* The size mix: log-uniform within three classes. */
+static size_t draw_size(uint64_t *rng)
+{
+	uint64_t r = next_random(rng);
+	double u = (double)(r >> 11) * 0x1.0p-53;
+	unsigned cls = (unsigned)(next_random(rng) % 10000);
+	double lo = 16, hi = 256;
+	if (cls >= 9998)
+		lo = 128 * 1024 + 1, hi = 1024 * 1024;
+	else if (cls >= 9200)
+		lo = 256, hi = 8192;
+	return (size_t)(lo * exp(u * log(hi / lo)));
+}
+
+/* --- the timed loops (never inlined: callgrind can count them by name) ------------- */
+
+void scale_insert_batch(const struct index_ops *ops, struct chunk *const *c, const uint32_t *which,
+                        size_t n);
+void scale_remove_batch(const struct index_ops *ops, struct chunk *const *c, const uint32_t *which,
+                        size_t n);
+void scale_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk **out,
+                        size_t n, uintptr_t zero);
+void *scale_chase(void *p, uint64_t hops);
+
+__attribute__((noinline)) void scale_insert_batch(const struct index_ops *ops,
+                                                  struct chunk *const *c, const uint32_t *which,
+                                                  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ops->insert(c[which[i]]);
+}
+
+__attribute__((noinline)) void scale_remove_batch(const struct index_ops *ops,
+                                                  struct chunk *const *c, const uint32_t *which,
+                                                  size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ops->remove(c[which[i]]);
+}
+
+/* zero is 0 at run time, unknown to the compiler: each address depends on
+ * the previous answer, so the lookups are serialised like the chase's hops. */
+__attribute__((noinline)) void scale_lookup_batch(const struct index_ops *ops,
+                                                  const uintptr_t *addr, struct chunk **out,
+                                                  size_t n, uintptr_t zero)
+{
+	uintptr_t dep = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct chunk *c = ops->lookup(addr[i] + dep);
+		out[i] = c;
+		/* Callers use the answer (heapindex_lookup copies size and site
+		 * from the header): chain through that read too, or a header miss
+		 * an index guards with a well-predicted branch would overlap the
+		 * next lookups and not be counted. */
+		dep = (c ? (uintptr_t)c->size_pad : 0) & zero;
+	}
+}
+
+__attribute__((noinline)) void *scale_chase(void *p, uint64_t hops)
+{
+	for (uint64_t i = 0; i < hops; i++)
+		p = *(void **)p;
+	return p;
+}
+
+static volatile uintptr_t runtime_zero;
+static void *volatile chase_sink;
+
+/* --- the heap ---------------------------------------------------------------------- */
+
+struct gap {
+	uintptr_t start;
+	size_t len;
+};
+
+struct heap {
+	struct chunk **chunk;
+	uint64_t count, bytes; /* live chunks; their sizes plus headers */
+	size_t pad;
+	struct gap *gaps;      /* memory freed after this step's allocation */
+	size_t ngaps;
+	uint64_t rng;
+};
+
+/* Grow to n chunks.  One allocation in eight gets a neighbour that is freed
+ * once the step is allocated: the gaps misses are aimed at. */
+static void heap_grow(struct heap *h, uint64_t n)
+{
+	void **pending = xmalloc((size_t)((n - h->count) / 4 + 1) * sizeof *pending, "gaps");
+	size_t npending = 0;
+	free(h->gaps);
+	h->gaps = xmalloc((size_t)((n - h->count) / 4 + 1) * sizeof *h->gaps, "gaps");
+	h->ngaps = 0;
+	while (h->count < n) {
+		size_t size = draw_size(&h->rng);
+		unsigned char *real = malloc(h->pad + size);
+		if (!real)
+			cli_usage_error("scale: out of memory at %" PRIu64 " chunks", h->count);
+		struct chunk *c = chunk_of_user(real + h->pad);
+		chunk_init(c, size, h->pad, 0x400000 + (h->count % 1021) * 16);
+		h->chunk[h->count++] = c;
+		h->bytes += h->pad + size;
+		if (next_random(&h->rng) % 8 == 0) {
+			size_t gsize = draw_size(&h->rng) % 512 + 1;
+			unsigned char *g = malloc(h->pad + gsize);
+			if (!g)
+				cli_usage_error("scale: out of memory at %" PRIu64 " chunks", h->count);
+			h->gaps[h->ngaps++] = (struct gap){ (uintptr_t)g, h->pad + gsize };
+			pending[npending++] = g;
+		}
+	}
+	for (size_t i = 0; i < npending; i++)
+		free(pending[i]);
+	free(pending);
+}
+
+static void heap_free(struct heap *h)
+{
+	for (uint64_t i = 0; i < h->count; i++)
+		free((unsigned char *)chunk_user(h->chunk[i]) - chunk_pad(h->chunk[i]));
+	free(h->gaps);
+}
+
+/* --- measurements ------------------------------------------------------------------ */
+
+#define LOOKUP_BLOCK 4096
+#define MAX_BLOCKS 65536 /* blocks per measurement: 2.7e8 lookups */
+
+struct buffers {
+	uintptr_t addr[LOOKUP_BLOCK];
+	struct chunk *expect[LOOKUP_BLOCK], *got[LOOKUP_BLOCK];
+	double rate[MAX_BLOCKS]; /* ns per op of each block */
+};
+
+/* ns per lookup: the median over blocks of LOOKUP_BLOCK lookups, up to n
+ * lookups or the budget. */
+static double time_lookups(const struct heap *h, const struct index_ops *ops, uint64_t n,
+                           double budget_s, int hits, uint64_t *rng, struct buffers *b,
+                           uint64_t *done)
+{
+	int verify = !hits || strcmp(ops->name, "noop") != 0; /* noop finds nothing */
+	uint64_t ns = 0, budget_ns = (uint64_t)(budget_s * 1e9);
+	size_t blocks = 0;
+	*done = 0;
+	while (*done < n && ns < budget_ns && blocks < MAX_BLOCKS) {
+		size_t m = n - *done < LOOKUP_BLOCK ? (size_t)(n - *done) : LOOKUP_BLOCK;
+		for (size_t k = 0; k < m; k++) {
+			const struct chunk *c = h->chunk[next_random(rng) % h->count];
+			size_t size = chunk_size(c);
+			if (hits) {
+				b->addr[k] = chunk_user(c) + next_random(rng) % size;
+				b->expect[k] = (struct chunk *)c;
+			} else if (h->ngaps && next_random(rng) % 2) {
+				const struct gap *g = &h->gaps[next_random(rng) % h->ngaps];
+				b->addr[k] = g->start + next_random(rng) % g->len;
+				b->expect[k] = NULL;
+			} else {
+				b->addr[k] = chunk_user(c) + size + next_random(rng) % 16;
+				b->expect[k] = NULL;
+			}
+		}
+		uint64_t start = now_ns();
+		scale_lookup_batch(ops, b->addr, b->got, m, runtime_zero);
+		uint64_t took = now_ns() - start;
+		ns += took;
+		b->rate[blocks++] = (double)took / (double)m;
+		for (size_t k = 0; verify && k < m; k++)
+			if (b->got[k] != b->expect[k])
+				scale_wrong("index %s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
+				            " (%s) returned %s0x%" PRIxPTR, ops->name, h->count, b->addr[k],
+				            hits ? "inside a live chunk" : "outside every live chunk",
+				            b->got[k] ? "the chunk at " : "",
+				            b->got[k] ? chunk_user(b->got[k]) : 0);
+		*done += m;
+	}
+	return median(b->rate, blocks);
+}
+
+/* Remove then re-insert a random subset, at least 3 times and until 20 ms
+ * have passed; the medians of the per-round rates. */
+static void time_churn(const struct heap *h, const struct index_ops *ops, const uint32_t *subset,
+                       size_t m, double *insert_ns, double *remove_ns, struct buffers *b)
+{
+	uint64_t total = 0;
+	size_t rounds = 0;
+	double *ins = b->rate, *rem = b->rate + MAX_BLOCKS / 2;
+	do {
+		uint64_t t0 = now_ns();
+		scale_remove_batch(ops, h->chunk, subset, m);
+		uint64_t t1 = now_ns();
+		scale_insert_batch(ops, h->chunk, subset, m);
+		uint64_t t2 = now_ns();
+		rem[rounds] = (double)(t1 - t0) / (double)m;
+		ins[rounds] = (double)(t2 - t1) / (double)m;
+		rounds++;
+		total += t2 - t0;
+	} while ((total < 20000000 || rounds < 3) && rounds < 100);
+	*insert_ns = median(ins, rounds);
+	*remove_ns = median(rem, rounds);
+}
+
+/* ns per hop of a random cyclic chase over bytes of memory, 64 B per node. */
+static double time_chase(uint64_t bytes, uint64_t hops, double budget_s, uint64_t *rng,
+                         double *rate)
+{
+	size_t nodes = (size_t)(bytes / 64) < 2 ? 2 : (size_t)(bytes / 64);
+	size_t len = nodes * 64;
+	unsigned char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint32_t *perm = xmalloc(nodes * sizeof *perm, "the chase");
+	if (buf == MAP_FAILED)
+		cli_usage_error("scale: cannot map %zu bytes for the chase: %s", len, strerror(errno));
+	for (size_t i = 0; i < nodes; i++)
+		perm[i] = (uint32_t)i;
+	for (size_t i = nodes - 1; i > 0; i--) { /* Sattolo: one cycle through every node */
+		size_t j = (size_t)(next_random(rng) % i);
+		uint32_t x = perm[i];
+		perm[i] = perm[j];
+		perm[j] = x;
+	}
+	for (size_t i = 0; i < nodes; i++)
+		*(void **)(buf + (size_t)i * 64) = buf + (size_t)perm[i] * 64;
+	free(perm);
+	void *p = buf;
+	p = scale_chase(p, nodes < 100000 ? nodes : 100000); /* warm up */
+	uint64_t ns = 0, done = 0, budget_ns = (uint64_t)(budget_s * 1e9);
+	size_t blocks = 0;
+	while (done < hops && ns < budget_ns && blocks < MAX_BLOCKS) {
+		uint64_t m = hops - done < LOOKUP_BLOCK ? hops - done : LOOKUP_BLOCK;
+		uint64_t start = now_ns();
+		p = scale_chase(p, m);
+		uint64_t took = now_ns() - start;
+		ns += took;
+		rate[blocks++] = (double)took / (double)m;
+		done += m;
+	}
+	chase_sink = p;
+	munmap(buf, len);
+	return median(rate, blocks);
+}
+
+/* --- the command ------------------------------------------------------------------- */
+
+struct row {
+	double hit_ns, miss_ns, insert_ns, remove_ns, fill_s;
+	uint64_t hits_done, misses_done;
+};
+
+static void print_step(FILE *csv, const struct heap *h, const struct index_ops *const *chosen,
+                       size_t nidx, const struct row *rows, double chase_ns)
+{
+	printf("\n%" PRIu64 " live chunks, %.1f MiB of heap; chase %.1f ns/hop\n", h->count,
+	       (double)h->bytes / 1048576.0, chase_ns);
+	printf("%-10s %10s %10s %10s %10s %10s %8s\n", "index", "hit_ns", "miss_ns", "insert_ns",
+	       "remove_ns", "hit/chase", "fill_s");
+	for (size_t k = 0; k < nidx; k++) {
+		const struct row *r = &rows[k];
+		printf("%-10s %10.1f %10.1f %10.1f %10.1f %10.2f %8.2f", chosen[k]->name, r->hit_ns,
+		       r->miss_ns, r->insert_ns, r->remove_ns, r->hit_ns / chase_ns, r->fill_s);
+		if (r->hits_done < r->misses_done || r->misses_done < r->hits_done || !r->hits_done)
+			printf("  (budget: %" PRIu64 " hits, %" PRIu64 " misses)", r->hits_done, r->misses_done);
+		printf("\n");
+		if (csv)
+			fprintf(csv, "%s,%" PRIu64 ",%" PRIu64 ",%.3f,%.3f,%.3f,%.3f,%.3f,%.4f\n",
+			        chosen[k]->name, h->count, h->bytes, r->hit_ns, r->miss_ns, r->insert_ns,
+			        r->remove_ns, chase_ns, r->hit_ns / chase_ns);
+	}
+	fflush(stdout);
+	if (csv)
+		fflush(csv);
+}
+
+/* One index at one step: fill, hits, misses, churn, drain. */
+static void measure(const struct heap *h, const struct index_ops *ops, const struct scale_options *o,
+                    uint64_t n, const uint32_t *subset, size_t m, struct buffers *b, struct row *r)
+{
+	for (uint64_t i = 0; i < n; i++) /* fresh headers: index bits cleared */
+		chunk_init(h->chunk[i], chunk_size(h->chunk[i]), h->pad, chunk_site(h->chunk[i]));
+	uint64_t f0 = now_ns();
+	for (uint64_t i = 0; i < n; i++)
+		ops->insert(h->chunk[i]);
+	r->fill_s = (double)(now_ns() - f0) * 1e-9;
+	uint64_t lrng = o->seed + n; /* the same lookups for every index and round */
+	r->hit_ns = time_lookups(h, ops, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
+	r->miss_ns = time_lookups(h, ops, o->lookups, o->budget_s, 0, &lrng, b, &r->misses_done);
+	time_churn(h, ops, subset, m, &r->insert_ns, &r->remove_ns, b);
+	for (uint64_t i = 0; i < n; i++)
+		ops->remove(h->chunk[i]);
+}
+
+/* Field by field medians of n rounds; the fewest lookups any round did. */
+static void median_row(const struct row *rounds, unsigned n, struct row *out, double *scratch)
+{
+	static const size_t fields[] = { offsetof(struct row, hit_ns), offsetof(struct row, miss_ns),
+		                         offsetof(struct row, insert_ns), offsetof(struct row, remove_ns),
+		                         offsetof(struct row, fill_s) };
+	*out = rounds[0];
+	for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+		for (unsigned i = 0; i < n; i++)
+			memcpy(&scratch[i], (const char *)&rounds[i] + fields[f], sizeof(double));
+		double v = median(scratch, n);
+		memcpy((char *)out + fields[f], &v, sizeof v);
+	}
+	for (unsigned i = 1; i < n; i++) {
+		if (rounds[i].hits_done < out->hits_done)
+			out->hits_done = rounds[i].hits_done;
+		if (rounds[i].misses_done < out->misses_done)
+			out->misses_done = rounds[i].misses_done;
+	}
+}
+
+int cmd_scale(int argc, char **argv)
+{
+	struct scale_options o;
+	parse_options(argc, argv, &o);
+	const struct index_ops *chosen[64];
+	size_t nidx = select_indexes(o.index, chosen, 64);
+
+	struct heapindex_config cfg;
+	char err[512];
+	if (config_from_env(&cfg, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	FILE *csv = NULL;
+	if (o.out) {
+		csv = fopen(o.out, "w");
+		if (!csv)
+			cli_usage_error("scale: cannot write %s: %s", o.out, strerror(errno));
+		fprintf(csv, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
+		             "remove_ns,chase_ns,hit_ratio_to_chase\n");
+	}
+	struct inproc d[64];
+	size_t links = 0;
+	for (size_t k = 0; k < nidx; k++) {
+		if (inproc_init(&d[k], chosen[k], &cfg, err, sizeof err)) {
+			fprintf(stderr, "heapindex: scale: index %s: %s\n", chosen[k]->name, err);
+			exit(2);
+		}
+		if (chosen[k]->links_bytes > links)
+			links = chosen[k]->links_bytes;
+	}
+
+	/* One heap for all indexes: room below each chunk for the largest links. */
+	struct heap h = { .pad = CHUNK_HEADER_BYTES + ((links + 15) & ~(size_t)15), .rng = o.seed };
+	h.chunk = xmalloc(o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
+	uint32_t *subset = xmalloc(o.max_chunks * sizeof *subset, "the churn subset");
+	struct buffers *b = xmalloc(sizeof *b, "lookup buffers");
+	struct row rows[64];
+	struct row *all = xmalloc(nidx * o.rounds * sizeof *all, "results");
+	double *chases = xmalloc((o.rounds + 1) * sizeof *chases, "chases");
+	uint64_t rng = o.seed ^ UINT64_C(0x5ca1e);
+	uint64_t steps[16] = { 0 };
+	size_t nsteps = 0;
+	for (uint64_t n = 1000; n <= o.max_chunks; n *= 10)
+		steps[nsteps++] = n;
+	if (!nsteps || steps[nsteps - 1] != o.max_chunks)
+		steps[nsteps++] = o.max_chunks;
+	for (size_t step = 0; step < nsteps; step++) {
+		uint64_t n = steps[step];
+		uint64_t t0 = now_ns();
+		heap_grow(&h, n);
+		fprintf(stderr, "scale: %" PRIu64 " chunks: %.1f MiB allocated in %.2f s\n", n,
+		        (double)h.bytes / 1048576.0, (double)(now_ns() - t0) * 1e-9);
+		/* The churn subset: the first m of a random permutation. */
+		size_t m = n < 100000 ? (size_t)n : 100000;
+		for (uint64_t i = 0; i < n; i++)
+			subset[i] = (uint32_t)i;
+		for (size_t i = 0; i < m; i++) {
+			size_t j = i + (size_t)(next_random(&rng) % (n - i));
+			uint32_t x = subset[i];
+			subset[i] = subset[j];
+			subset[j] = x;
+		}
+		chases[0] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+		for (unsigned round = 0; round < o.rounds; round++) {
+			for (size_t slot = 0; slot < nidx; slot++) {
+				/* Alternate the order from round to round and step to step. */
+				size_t k = (step + round) % 2 ? nidx - 1 - slot : slot;
+				const struct index_ops *ops = chosen[k];
+				struct row *r = &all[k * o.rounds + round];
+				measure(&h, ops, &o, n, subset, m, b, r);
+				fprintf(stderr, "scale: %" PRIu64 " chunks: %-10s hit %.1f ns, miss %.1f ns, insert %.1f ns, remove %.1f ns\n",
+				        n, ops->name, r->hit_ns, r->miss_ns, r->insert_ns, r->remove_ns);
+			}
+			chases[round + 1] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+		}
+		double chase_ns = median(chases, o.rounds + 1);
+		for (size_t k = 0; k < nidx; k++)
+			median_row(&all[k * o.rounds], o.rounds, &rows[k], b->rate);
+		print_step(csv, &h, chosen, nidx, rows, chase_ns);
+	}
+	if (csv && fclose(csv))
+		cli_usage_error("scale: cannot write %s: %s", o.out, strerror(errno));
+	heap_free(&h);
+	free(h.chunk);
+	free(subset);
+	free(b);
+	free(all);
+	free(chases);
+	return 0;
+}

@@ -1,0 +1,169 @@
+/* verify.c - see verify.h.  Compiled per index, like hooks.c, so the index's
+ * lookup is called directly.  Never calls malloc. */
+#include "verify.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "hooks.h"
+#include "index.h"
+
+unsigned verify_every;
+
+struct shadow_entry {
+	uintptr_t user; /* 0: empty */
+	size_t size;
+};
+
+static struct shadow_entry *table;
+static size_t capacity; /* a power of two */
+static size_t count;
+static uint64_t operations;
+
+static __attribute__((noreturn)) void verify_fail(const char *msg)
+{
+	if (write(STDERR_FILENO, msg, strlen(msg)) < 0)
+		_exit(3);
+	_exit(3);
+}
+
+static struct shadow_entry *map_table(size_t n)
+{
+	void *p = mmap(NULL, n * sizeof(struct shadow_entry), PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		verify_fail("heapindex: verify: cannot map the shadow table\n");
+	return p;
+}
+
+static inline size_t slot_of(uintptr_t user)
+{
+	uint64_t h = (uint64_t)user * UINT64_C(0x9e3779b97f4a7c15);
+	return (size_t)(h >> 20) & (capacity - 1);
+}
+
+static void put(uintptr_t user, size_t size)
+{
+	size_t i = slot_of(user);
+	while (table[i].user)
+		i = (i + 1) & (capacity - 1);
+	table[i].user = user;
+	table[i].size = size;
+}
+
+static void grow(void)
+{
+	struct shadow_entry *old = table;
+	size_t old_capacity = capacity;
+	capacity *= 2;
+	table = map_table(capacity);
+	for (size_t i = 0; i < old_capacity; i++)
+		if (old[i].user)
+			put(old[i].user, old[i].size);
+	munmap(old, old_capacity * sizeof *old);
+}
+
+void verify_start(unsigned every)
+{
+	capacity = (size_t)1 << 14;
+	table = map_table(capacity);
+	verify_every = every;
+}
+
+static void after_operation(void)
+{
+	operations++;
+	if (verify_every >= 2 && operations % verify_every == 0)
+		verify_check("periodic check");
+}
+
+void verify_insert(struct chunk *c)
+{
+	if (2 * (count + 1) > capacity)
+		grow();
+	uintptr_t user = chunk_user(c);
+	size_t i = slot_of(user);
+	for (; table[i].user; i = (i + 1) & (capacity - 1)) {
+		if (table[i].user == user) {
+			char msg[256];
+			snprintf(msg, sizeof msg,
+			         "heapindex: verify: operation %llu inserts chunk %#lx (size %zu) that is already live\n",
+			         (unsigned long long)operations + 1, (unsigned long)user, chunk_size(c));
+			verify_fail(msg);
+		}
+	}
+	table[i].user = user;
+	table[i].size = chunk_size(c);
+	count++;
+	after_operation();
+}
+
+void verify_remove(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	size_t i = slot_of(user);
+	while (table[i].user != user) {
+		if (!table[i].user) {
+			char msg[256];
+			snprintf(msg, sizeof msg,
+			         "heapindex: verify: operation %llu removes chunk %#lx (size %zu) that is not live\n",
+			         (unsigned long long)operations + 1, (unsigned long)user, chunk_size(c));
+			verify_fail(msg);
+		}
+		i = (i + 1) & (capacity - 1);
+	}
+	/* Backward-shift deletion: no tombstones. */
+	size_t hole = i;
+	for (size_t j = (hole + 1) & (capacity - 1); table[j].user; j = (j + 1) & (capacity - 1)) {
+		size_t home = slot_of(table[j].user);
+		/* Move j into the hole unless its home lies in (hole, j]. */
+		if (((j - home) & (capacity - 1)) >= ((j - hole) & (capacity - 1))) {
+			table[hole] = table[j];
+			hole = j;
+		}
+	}
+	table[hole].user = 0;
+	table[hole].size = 0;
+	count--;
+	after_operation();
+}
+
+static void check_byte(const char *when, const struct shadow_entry *e, size_t offset)
+{
+	struct chunk *c = INDEX_FN(lookup)(e->user + offset);
+	if (c && chunk_user(c) == e->user && chunk_size(c) == e->size)
+		return;
+	char msg[384];
+	snprintf(msg, sizeof msg,
+	         "heapindex: verify (%s, after operation %llu): chunk %#lx of size %zu: lookup of byte %zu found %s %#lx size %zu\n",
+	         when, (unsigned long long)operations, (unsigned long)e->user, e->size, offset,
+	         c ? "chunk" : "nothing", c ? (unsigned long)chunk_user(c) : 0UL,
+	         c ? chunk_size(c) : (size_t)0);
+	verify_fail(msg);
+}
+
+void verify_check(const char *when)
+{
+	if (!table)
+		return;
+	if (hooks_counters.live_chunks != count) {
+		char msg[256];
+		snprintf(msg, sizeof msg,
+		         "heapindex: verify (%s, after operation %llu): the hooks count %llu live chunks, the shadow %zu\n",
+		         when, (unsigned long long)operations,
+		         (unsigned long long)hooks_counters.live_chunks, count);
+		verify_fail(msg);
+	}
+	if (strcmp(INDEX_OPS.name, "noop") == 0)
+		return;
+	for (size_t i = 0; i < capacity; i++) {
+		const struct shadow_entry *e = &table[i];
+		if (!e->user || !e->size)
+			continue; /* a zero-byte chunk contains no address */
+		check_byte(when, e, 0);
+		check_byte(when, e, e->size / 2);
+		check_byte(when, e, e->size - 1);
+	}
+}

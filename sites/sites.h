@@ -1,0 +1,109 @@
+/* sites.h - allocation sites: how the hooks capture them, count the live heap
+ * by site (the census) and turn them into function, file and line.
+ *
+ * A site is the 48-bit value a chunk header keeps (chunk.h).  Two kinds:
+ *  - a code address: the return address of the allocating call, or with
+ *    HEAPINDEX_SITE_SKIP the first frame outside the named wrappers
+ *    (HEAPINDEX_SITE=ret, the default);
+ *  - an interned stack (HEAPINDEX_SITE=unwind:N): SITE_STACK_TAG | the
+ *    address of its record in sites' own mmap'd arena.  User-space addresses
+ *    are below 2^47 on x86-64 and AArch64 (chunk.h), so bit 47 is free for
+ *    the tag and equal stacks share one record, hence one key.
+ * sites_leaf() maps either kind to the code address a human wants first.
+ *
+ * Internal to the hook libraries: uses the hooks' lock for the census. */
+#ifndef HEAPINDEX_SITES_H
+#define HEAPINDEX_SITES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunk.h"
+#include "config.h"
+
+#define SITE_STACK_TAG (UINT64_C(1) << 47)
+#define SITES_DEPTH_MAX 32
+
+/* An interned stack: frames[0] is the allocating call's return address. */
+struct site_stack {
+	struct site_stack *next; /* hash chain */
+	uint32_t hash;
+	uint32_t depth;
+	uintptr_t frames[];
+};
+
+/* Nonzero when capture needs more than the return address (unwind mode or
+ * a skip list); read on every allocation, written once by sites_init. */
+extern int sites_slow;
+/* Nonzero when HEAPINDEX_CENSUS is set: the hooks then count live chunks per
+ * site.  Written once by sites_init, before the hooks are READY. */
+extern int sites_census_on;
+
+/* Called by the hooks' initialise() once the configuration is read, before
+ * the first indexed chunk. Calls no malloc. */
+void sites_init(const struct heapindex_config *cfg);
+
+uintptr_t sites_capture_slow(uintptr_t ret);
+
+/* The site of an allocation whose caller returns to ret.  In `ret` mode it
+ * is ret itself: one load and a predicted branch. */
+static inline uintptr_t sites_capture(uintptr_t ret)
+{
+	if (__builtin_expect(!sites_slow, 1))
+		return ret;
+	return sites_capture_slow(ret);
+}
+
+static inline const struct site_stack *site_as_stack(uintptr_t site)
+{
+	return (site & SITE_STACK_TAG) ? (const struct site_stack *)(site & ~SITE_STACK_TAG)
+	                               : NULL;
+}
+
+/* The innermost code address of a site (the allocating call). */
+static inline uintptr_t sites_leaf(uintptr_t site)
+{
+	const struct site_stack *s = site_as_stack(site);
+	return s ? s->frames[0] : site;
+}
+
+/* --- census (census.c): called with hooks_lock held ------------------------ */
+/* Set while the symbolizer runs in this thread: what libdwarf allocates
+ * and frees then is heapindex's own memory and stays out of the census. */
+extern __thread int sites_internal __attribute__((tls_model("initial-exec")));
+void sites_census_count(uintptr_t site, size_t size, int delta);
+
+static inline void sites_census_insert(const struct chunk *c)
+{
+	if (__builtin_expect(sites_census_on, 0))
+		sites_census_count(chunk_site(c), chunk_size(c), 1);
+}
+
+static inline void sites_census_remove(const struct chunk *c)
+{
+	if (__builtin_expect(sites_census_on, 0))
+		sites_census_count(chunk_site(c), chunk_size(c), -1);
+}
+
+/* Append the census to HEAPINDEX_CENSUS (reason: "exit", "SIGUSR2").
+ * Takes hooks_lock briefly; never call it with the lock held. */
+void sites_census_write(const char *reason);
+
+/* --- symbolization (symbolize.c) ------------------------------------------- */
+struct site_symbol {
+	char function[128]; /* "parse_expr", or "??" */
+	char file[256];     /* "c-parser.c" (base name), or "" without debug info */
+	unsigned line;      /* 0 without debug info */
+	char object[128];   /* base name of the executable or library */
+	int has_debug;      /* 0: function is the ELF symbol (dladdr) */
+};
+
+/* Describe the code address pc, a return address (looked up at pc - 1).
+ * Returns 0 if nothing at all is known.  Allocates (libdwarf): never call
+ * it on the allocation path or with hooks_lock held.  Results are cached. */
+int sites_symbolize(uintptr_t pc, struct site_symbol *out);
+
+/* "parse_expr (c-parser.c:1234)" or "xmalloc (libfoo.so, no debug info)". */
+void sites_format(uintptr_t pc, char *buf, size_t len);
+
+#endif /* HEAPINDEX_SITES_H */

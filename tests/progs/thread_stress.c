@@ -1,0 +1,196 @@
+/* thread_stress.c - 2 x nproc threads allocate, reallocate and free in random
+ * mixes (malloc, calloc, realloc, memalign, posix_memalign, aligned_alloc)
+ * while other threads look up live, freed and wild pointers.  Each worker
+ * checks its own live chunks are found exactly; at the end, with every
+ * thread joined, every chunk still live is found and none freed is.  Run with
+ * HEAPINDEX_VERIFY=1 the hooks also check at exit that the index holds
+ * exactly the live set.  Usage: thread_stress [ops per worker].
+ * EXPECT_LOOKUP=0 skips lookups that must succeed (noop). */
+#include <dlfcn.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef int lookup_fn(const void *, void **, size_t *, const void **);
+static lookup_fn *lookup;
+static int expect_found;
+static volatile int stop;
+
+#define SLOTS 128
+#define MAX_WORKERS 256
+struct worker {
+	pthread_t thread;
+	unsigned id;
+	long ops;
+	unsigned char *live[SLOTS];
+	size_t sizes[SLOTS];
+	unsigned char *freed[SLOTS]; /* last pointer freed from each slot */
+	size_t freed_sizes[SLOTS];
+};
+static struct worker workers[MAX_WORKERS];
+static int n_workers;
+/* Pointers published for the lookers: live or freed by the time they look. */
+static void *published[1024];
+static unsigned long lookups_done;
+static int static_object;
+
+static void die(const char *what, const void *p, size_t n)
+{
+	fprintf(stderr, "thread_stress: %s (%p, size %zu)\n", what, p, n);
+	exit(1);
+}
+
+static uint64_t step(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+static void check_found(const unsigned char *p, size_t n)
+{
+	if (!lookup || !expect_found || !n)
+		return;
+	void *base;
+	size_t size;
+	if (!lookup(p + (step(&(uint64_t){ (uintptr_t)p | 1 }) % n), &base, &size, NULL) ||
+	    base != p || size != n)
+		die("a live chunk is not found", p, n);
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t x = 0x9e3779b97f4a7c15u * (w->id + 1);
+	for (long op = 0; op < w->ops; op++) {
+		unsigned i = (unsigned)(step(&x) % SLOTS);
+		size_t n = step(&x) % 8 == 0 ? step(&x) % 200000 : step(&x) % 512;
+		unsigned char *p = w->live[i];
+		if (p) {
+			check_found(p, w->sizes[i]);
+			if (w->sizes[i] && p[0] != (unsigned char)i)
+				die("contents changed", p, w->sizes[i]);
+		}
+		unsigned kind = (unsigned)(step(&x) % 8);
+		if (p && kind < 3) {
+			free(p);
+			w->freed[i] = p, w->freed_sizes[i] = w->sizes[i];
+			w->live[i] = NULL;
+			continue;
+		}
+		if (p && kind < 5) {
+			unsigned char *q = realloc(p, n + 1);
+			if (!q)
+				die("realloc failed", p, n + 1);
+			if (q != p)
+				w->freed[i] = p, w->freed_sizes[i] = w->sizes[i];
+			w->live[i] = q, w->sizes[i] = n + 1;
+			q[0] = (unsigned char)i;
+			check_found(q, n + 1);
+			__atomic_store_n(&published[step(&x) % 1024], q, __ATOMIC_RELAXED);
+			continue;
+		}
+		if (p) {
+			free(p);
+			w->freed[i] = p, w->freed_sizes[i] = w->sizes[i];
+		}
+		void *q = NULL;
+		switch (kind % 4) {
+		case 0: q = malloc(n); break;
+		case 1: q = calloc(1, n); break;
+		case 2: q = memalign(64 << (step(&x) % 4), n); break;
+		default:
+			if (posix_memalign(&q, 32, n))
+				q = NULL;
+			break;
+		}
+		if (!q)
+			die("allocation failed", NULL, n);
+		w->live[i] = q, w->sizes[i] = n;
+		if (n)
+			((unsigned char *)q)[0] = (unsigned char)i;
+		check_found(q, n);
+		__atomic_store_n(&published[step(&x) % 1024], q, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Lookups of anything: answers are not checked (the chunk may be freed
+ * meanwhile), only that they never fault and never hang. */
+static void *look(void *arg)
+{
+	uint64_t x = (uintptr_t)arg * 0x2545f4914f6cdd1du + 1;
+	int on_stack;
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+		void *p = __atomic_load_n(&published[step(&x) % 1024], __ATOMIC_RELAXED);
+		const void *wild[] = { p, (char *)p + step(&x) % 300, (char *)p - 16, (char *)p - 1,
+		                       NULL, (void *)1, (void *)0xffffffff80000000u,
+		                       (void *)(uintptr_t)step(&x), &on_stack, &static_object,
+		                       (char *)p + 3 };
+		for (size_t k = 0; k < sizeof wild / sizeof *wild; k++) {
+			void *base;
+			size_t size;
+			const void *site;
+			lookup(wild[k], &base, &size, &site);
+		}
+		__atomic_fetch_add(&lookups_done, sizeof wild / sizeof *wild, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	long ops = argc > 1 ? atol(argv[1]) : 20000;
+	lookup = (lookup_fn *)dlsym(RTLD_DEFAULT, "heapindex_lookup");
+	const char *want = getenv("EXPECT_LOOKUP");
+	expect_found = !want || *want != '0';
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	n_workers = (int)(cpus > 0 ? 2 * cpus : 4);
+	if (n_workers > MAX_WORKERS)
+		n_workers = MAX_WORKERS;
+	int n_lookers = lookup ? 2 : 0;
+	pthread_t lookers[2];
+	for (int i = 0; i < n_lookers; i++)
+		pthread_create(&lookers[i], NULL, look, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < n_workers; i++) {
+		workers[i].id = (unsigned)i;
+		workers[i].ops = ops;
+		if (pthread_create(&workers[i].thread, NULL, work, &workers[i]))
+			die("pthread_create failed", NULL, 0);
+	}
+	for (int i = 0; i < n_workers; i++)
+		pthread_join(workers[i].thread, NULL);
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < n_lookers; i++)
+		pthread_join(lookers[i], NULL);
+
+	/* Quiet now: the index must hold exactly what is live. */
+	long live = 0;
+	for (int i = 0; i < n_workers; i++)
+		for (int s = 0; s < SLOTS; s++)
+			if (workers[i].live[s]) {
+				live++;
+				check_found(workers[i].live[s], workers[i].sizes[s]);
+			}
+	for (int i = 0; i < n_workers && lookup && expect_found; i++)
+		for (int s = 0; s < SLOTS; s++) {
+			unsigned char *p = workers[i].freed[s];
+			void *base;
+			size_t size;
+			if (!p || !workers[i].freed_sizes[s] || !lookup(p, &base, &size, NULL) || base != p)
+				continue;
+			/* Found at its own base: only allowed if it is live again. */
+			int again = 0;
+			for (int j = 0; j < n_workers && !again; j++)
+				for (int t = 0; t < SLOTS; t++)
+					again |= workers[j].live[t] == p;
+			if (!again && size == workers[i].freed_sizes[s])
+				die("a freed chunk is still found", p, size);
+		}
+	printf("thread_stress: %d threads x %ld ops, %d lookup threads (%lu lookups), %ld live at end ok\n",
+	       n_workers, ops, n_lookers, lookups_done, live);
+	return 0;
+}

@@ -1,0 +1,200 @@
+/* test_reliability.c - the hooks under stress: injected allocator failures
+ * (HEAPINDEX_FAIL_EVERY), the shadow check of every index (HEAPINDEX_VERIFY),
+ * many threads, every way of starting a process, and lookups of wild
+ * addresses under every address-space width.  Programs run as children
+ * (tests/support.h), with each index preloaded. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inproc.h"
+#include "support.h"
+
+static const char *prog(const char *name)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
+	return path;
+}
+
+/* Names by value: Criterion may run a test in a fresh process. */
+struct index_name {
+	char name[32];
+};
+
+static struct criterion_test_params every_index(void)
+{
+	static struct index_name names[32];
+	size_t n = 0;
+	for (; all_indexes[n] && n < 32; n++)
+		snprintf(names[n].name, sizeof names[n].name, "%s", all_indexes[n]->name);
+	return cr_make_param_array(struct index_name, names, n);
+}
+
+static const char *expect_lookup(const char *index)
+{
+	return strcmp(index, "noop") ? "EXPECT_LOOKUP=1" : "EXPECT_LOOKUP=0";
+}
+
+static void run_ok(const char *index, char *const argv[], const char *const env[],
+                   const char *want_out)
+{
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s under %s: exit %d: %s", argv[0], index, r.status, r.err);
+	if (want_out)
+		cr_assert(strstr(r.out, want_out), "%s under %s: %s", argv[0], index, r.out);
+	program_result_free(&r);
+}
+
+/* --- failure injection ----------------------------------------------------- */
+
+ParameterizedTestParameters(reliability, survive_injected_failures) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, survive_injected_failures, .timeout = 120)
+{
+	char *argv[] = { (char *)prog("fail_inject"), NULL };
+	const char *env[] = { expect_lookup(param->name), "EXPECT_FAILURES=1",
+		              "HEAPINDEX_FAIL_EVERY=7", "HEAPINDEX_VERIFY=1", NULL };
+	run_ok(param->name, argv, env, "failures survived");
+}
+
+/* Real programs that survive an allocation failing now and then: python
+ * with -I -S.  Without -S, whether it survives depends on where the failures
+ * land: a MemoryError while importing site is fatal to CPython ("Failed to
+ * import the site module"), one in a .pth file is reported and skipped.
+ * gcc, bash and sh are not included: they exit on the first failure
+ * ("xmalloc: cannot allocate"), which is their behaviour, not the hooks'. */
+ParameterizedTestParameters(reliability, python_survives_rare_failures) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, python_survives_rare_failures, .timeout = 120)
+{
+	char *argv[] = { "/usr/bin/python3", "-I", "-S", "-c", "print(1)", NULL };
+	const char *env[] = { "HEAPINDEX_FAIL_EVERY=1000", "HEAPINDEX_VERIFY=1", NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 0, "python under %s: exit %d: %s", param->name, r.status, r.err);
+	cr_assert_str_eq(r.out, "1\n", "python under %s: %s", param->name, r.out);
+	program_result_free(&r);
+}
+
+/* --- verify mode ---------------------------------------------------------- */
+
+ParameterizedTestParameters(reliability, verify_gcc_and_python) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, verify_gcc_and_python, .timeout = 180)
+{
+	char src[4096], obj[64];
+	snprintf(src, sizeof src, "%s/tests/progs/wild_lookup.c", repo_root());
+	snprintf(obj, sizeof obj, "/tmp/heapindex-verify-%d.o", (int)getpid());
+	char *gcc[] = { "gcc", "-O1", "-c", src, "-o", obj, NULL };
+	const char *every_1000[] = { "HEAPINDEX_VERIFY=1000", NULL };
+	run_ok(param->name, gcc, every_1000, NULL);
+	unlink(obj);
+	char *py[] = { "/usr/bin/python3", "-c",
+		       "d = {i: str(i) * (i % 50) for i in range(30000)}\nprint(sum(map(len, d.values())))",
+		       NULL };
+	const char *at_exit[] = { "HEAPINDEX_VERIFY=1", "PYTHONMALLOC=malloc", NULL };
+	run_ok(param->name, py, at_exit, "3403005");
+}
+
+Test(reliability, reject_bad_reliability_settings)
+{
+	static const char *const bad[][2] = {
+		{ "HEAPINDEX_FAIL_EVERY=1000001", "from 0 to 1000000" },
+		{ "HEAPINDEX_FAIL_EVERY=-1", "from 0 to 1000000" },
+		{ "HEAPINDEX_FAIL_EVERY=often", "from 0 to 1000000" },
+		{ "HEAPINDEX_VERIFY=yes", "from 0 to 1000000000" },
+		{ "HEAPINDEX_VERIFY=", "from 0 to 1000000000" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char *argv[] = { "sh", "-c", "echo ran", NULL };
+		const char *env[] = { bad[i][0], NULL };
+		struct program_result r = run_program(argv, hook_library("memtable"), env);
+		cr_assert_eq(r.status, 2, "%s: exit %d", bad[i][0], r.status);
+		cr_assert_str_empty(r.out, "%s: the program ran", bad[i][0]);
+		cr_assert(strstr(r.err, bad[i][1]), "%s: %s", bad[i][0], r.err);
+		cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
+		program_result_free(&r);
+	}
+}
+
+/* --- threads and processes --------------------------------------------------- */
+
+ParameterizedTestParameters(reliability, threads_stress_keeps_the_live_set) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, threads_stress_keeps_the_live_set,
+                  .timeout = 180)
+{
+	char *argv[] = { (char *)prog("thread_stress"), "20000", NULL };
+	const char *env[] = { expect_lookup(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	run_ok(param->name, argv, env, "live at end ok");
+}
+
+ParameterizedTestParameters(reliability, fork_spawn_system_vfork_with_threads) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, fork_spawn_system_vfork_with_threads,
+                  .timeout = 60)
+{
+	char *argv[] = { (char *)prog("spawn_paths"), NULL };
+	const char *env[] = { expect_lookup(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	run_ok(param->name, argv, env, "vfork ok");
+}
+
+/* --- wild pointers ----------------------------------------------------------- */
+
+struct index_bits {
+	char name[32];
+	unsigned bits;
+};
+
+static struct criterion_test_params every_index_and_width(void)
+{
+	static struct index_bits params[32 * 4];
+	static const unsigned widths[] = { 32, 39, 47, 48 };
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i] && i < 32; i++)
+		for (size_t w = 0; w < 4; w++, n++) {
+			snprintf(params[n].name, sizeof params[n].name, "%s", all_indexes[i]->name);
+			params[n].bits = widths[w];
+		}
+	return cr_make_param_array(struct index_bits, params, n);
+}
+
+ParameterizedTestParameters(reliability, wild_lookups_answer_nothing) { return every_index_and_width(); }
+ParameterizedTest(struct index_bits *param, reliability, wild_lookups_answer_nothing)
+{
+	char bits[64];
+	snprintf(bits, sizeof bits, "HEAPINDEX_ADDR_BITS=%u", param->bits);
+	char *argv[] = { (char *)prog("wild_lookup"), NULL };
+	const char *env[] = { expect_lookup(param->name), bits, NULL };
+	run_ok(param->name, argv, env, "wild addresses ok");
+}
+
+/* 57 bits is accepted by the settings but the memtable (2^57 / 2^9 bins)
+ * cannot be reserved: the program must not run, and the error says why. */
+Test(reliability, memtable_57_bits_explains)
+{
+	char *argv[] = { (char *)prog("wild_lookup"), NULL };
+	const char *env[] = { "HEAPINDEX_ADDR_BITS=57", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_str_empty(r.out);
+	cr_assert(strstr(r.err, "cannot reserve the memtable"), "%s", r.err);
+	cr_assert(strstr(r.err, "HEAPINDEX_ADDR_BITS"), "%s", r.err);
+	program_result_free(&r);
+}
+
+/* Verify mode catches an index answering a wrong size: exit 3, one line
+ * naming the chunk. */
+ParameterizedTestParameters(reliability, verify_reports_a_corrupt_chunk) { return every_index(); }
+ParameterizedTest(struct index_name *param, reliability, verify_reports_a_corrupt_chunk)
+{
+	if (strcmp(param->name, "noop") == 0)
+		cr_skip_test("noop answers no lookup: only counts are verified");
+	char *argv[] = { (char *)prog("corrupt_header"), NULL };
+	const char *env[] = { "HEAPINDEX_VERIFY=1", NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 3, "%s: exit %d: %s", param->name, r.status, r.err);
+	char want[64];
+	snprintf(want, sizeof want, "chunk %.*s of size 100", (int)strcspn(r.out, "\n"), r.out);
+	cr_assert(strstr(r.err, "heapindex: verify (at exit"), "%s: %s", param->name, r.err);
+	cr_assert(strstr(r.err, want), "%s: want '%s' in %s", param->name, want, r.err);
+	program_result_free(&r);
+}

@@ -1,0 +1,163 @@
+/* test_sites.c - allocation sites: the census and heapindex_describe name
+ * the function and line that allocated, in every capture mode, and a bad
+ * HEAPINDEX_SITE stops the program with one line.  The program under test,
+ * tests/progs/sites_demo.c, prints the lines of its own allocation sites, so
+ * nothing here hard-codes a line number. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static const char *demo(void)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/build/tests/progs/sites_demo", repo_root());
+	return path;
+}
+
+/* The line sites_demo printed for function name. */
+static int line_of(const char *out, const char *name)
+{
+	char key[64];
+	snprintf(key, sizeof key, "%s ", name);
+	for (const char *p = out; (p = strstr(p, key)); p++)
+		if (p == out || p[-1] == '\n')
+			return atoi(p + strlen(key));
+	return -1;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert(f, "no census written to %s", path);
+	static char buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Run sites_demo under the memtable with a census; returns the census text
+ * and leaves the program's output in r. */
+static char *run_census(struct program_result *r, const char *site, const char *skip,
+                        const char *extra)
+{
+	static char census_path[64];
+	snprintf(census_path, sizeof census_path, "/tmp/heapindex-census-XXXXXX");
+	int fd = mkstemp(census_path);
+	cr_assert(fd >= 0);
+	close(fd);
+	char census[128], site_env[64], skip_env[128];
+	snprintf(census, sizeof census, "HEAPINDEX_CENSUS=%s", census_path);
+	snprintf(site_env, sizeof site_env, "HEAPINDEX_SITE=%s", site);
+	snprintf(skip_env, sizeof skip_env, "HEAPINDEX_SITE_SKIP=%s", skip ? skip : "");
+	const char *env[] = { census, site_env, skip ? skip_env : extra, skip ? extra : NULL, NULL };
+	char *argv[] = { (char *)demo(), NULL };
+	*r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r->status, 0, "sites_demo: %s", r->err);
+	char *text = slurp(census_path);
+	unlink(census_path);
+	return text;
+}
+
+/* The census has a row for function at file:line with these totals. */
+static void expect_row(const char *census, const char *function, int line,
+                       const char *totals)
+{
+	char want[256];
+	snprintf(want, sizeof want, "\t%s\tsites_demo.c:%d\tsites_demo\t", function, line);
+	const char *row = strstr(census, want);
+	cr_assert(row, "no row '%s' in census:\n%s", want, census);
+	if (totals) {
+		const char *start = row;
+		while (start > census && start[-1] != '\n')
+			start--;
+		cr_assert(strncmp(start, totals, strlen(totals)) == 0,
+		          "row for %s: expected it to start '%s':\n%s", function, totals, census);
+	}
+}
+
+Test(sites, census_names_functions_and_lines)
+{
+	struct program_result r;
+	char *census = run_census(&r, "ret", NULL, NULL);
+	expect_row(census, "make_names", line_of(r.out, "make_names"), "10000\t10\t");
+	expect_row(census, "make_tables", line_of(r.out, "make_tables"), "288\t3\t");
+	/* Without a skip list the wrapper is the site. */
+	cr_assert(strstr(census, "\txmalloc\tsites_demo.c:"), "%s", census);
+	cr_assert(strstr(census, "reason=exit"), "%s", census);
+	program_result_free(&r);
+}
+
+Test(sites, skip_list_sees_through_wrappers)
+{
+	struct program_result r;
+	char *census = run_census(&r, "ret", "xcalloc,xmalloc", NULL);
+	expect_row(census, "make_wrapped", line_of(r.out, "make_wrapped"), NULL);
+	cr_assert(!strstr(census, "\txmalloc\t"), "%s", census);
+	program_result_free(&r);
+}
+
+Test(sites, unwind_keeps_the_callers)
+{
+	struct program_result r;
+	char *census = run_census(&r, "unwind:8", "xmalloc", NULL);
+	expect_row(census, "make_names", line_of(r.out, "make_names"), "10000\t10\t");
+	expect_row(census, "make_wrapped", line_of(r.out, "make_wrapped"), NULL);
+	cr_assert(strstr(census, "\tmain (sites_demo.c:"), "callers missing:\n%s", census);
+	program_result_free(&r);
+}
+
+Test(sites, census_on_sigusr2)
+{
+	struct program_result r;
+	char *census = run_census(&r, "ret", NULL, "SIGNAL=1");
+	cr_assert(strstr(census, "reason=SIGUSR2"), "%s", census);
+	cr_assert(strstr(census, "reason=exit"), "%s", census);
+	program_result_free(&r);
+}
+
+Test(sites, describe_names_the_chunk_and_its_site)
+{
+	char *argv[] = { (char *)demo(), NULL };
+	const char *modes[] = { "HEAPINDEX_SITE=ret", "HEAPINDEX_SITE=unwind:4" };
+	for (int i = 0; i < 2; i++) {
+		const char *env[] = { "DESCRIBE=1", modes[i], NULL };
+		struct program_result r = run_program(argv, hook_library("memtable"), env);
+		cr_assert_eq(r.status, 0, "%s", r.err);
+		char want[256];
+		snprintf(want, sizeof want,
+		         " is 24 bytes into a 96-byte chunk allocated at make_tables (sites_demo.c:%d)\n",
+		         line_of(r.out, "make_tables"));
+		cr_assert(strstr(r.out, "describe 1 0x"), "%s", r.out);
+		cr_assert(strstr(r.out, want), "%s: expected '%s' in:\n%s", modes[i], want, r.out);
+		cr_assert(strstr(r.out, " is not in a live heap chunk\n"), "%s", r.out);
+		program_result_free(&r);
+	}
+}
+
+Test(sites, bad_settings_stop_with_one_line)
+{
+	const char *bad[] = { "HEAPINDEX_SITE=unwind:0", "HEAPINDEX_SITE=unwind:33",
+		              "HEAPINDEX_SITE=unwind:", "HEAPINDEX_SITE=stack",
+		              "HEAPINDEX_SITE=unwind:4x", "HEAPINDEX_SITE=unwind:-1",
+		              "HEAPINDEX_CENSUS=", "HEAPINDEX_SITE_SKIP=" };
+	char *argv[] = { (char *)demo(), NULL };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		const char *env[] = { bad[i], NULL };
+		struct program_result r = run_program(argv, hook_library("memtable"), env);
+		cr_assert_eq(r.status, 2, "%s: status %d", bad[i], r.status);
+		const char *name_end = strchr(bad[i], '=');
+		cr_assert(strncmp(r.err, "heapindex: ", 11) == 0 &&
+		          strstr(r.err, "HEAPINDEX_") &&
+		          strncmp(strstr(r.err, "HEAPINDEX_"), bad[i], (size_t)(name_end - bad[i])) == 0,
+		          "%s: %s", bad[i], r.err);
+		cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "%s: not one line: %s", bad[i],
+		             r.err);
+		cr_assert_eq(r.out_len, 0, "%s: the program ran", bad[i]);
+		program_result_free(&r);
+	}
+}
