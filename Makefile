@@ -117,11 +117,13 @@ $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 inputs:
 	@sh workloads/fetch-inputs.sh
 
-# The fuzz run comes first so the Criterion synthesis line closes the output.
+# The fuzz run and the bench scripts' tests come first, so the Criterion
+# synthesis line closes the output.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "fuzz: $(FUZZ_CC) not found, skipped"; fi
+	@$(MAKE) --no-print-directory bench-test
 	@$(MAKE) --no-print-directory test-only
 
 # libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),

@@ -23,7 +23,6 @@ matplotlib the tables are still written and the plots are skipped.
 
 import csv
 import json
-import math
 import os
 import statistics
 import sys
@@ -877,7 +876,7 @@ def build_report(out_dir, make_plots=True):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip().split("\n\n")[0] + "\n\n" + __doc__.strip().split("\n\n", 2)[2])
+        print(__doc__.strip())
         return 0
     if len(argv) != 1 or argv[0].startswith("-"):
         print(f"{PROG}: usage: ./heapindex report DIR (a ./heapindex bench results directory)",

@@ -159,9 +159,8 @@ class ReportTest(unittest.TestCase):
         self.assertTrue(none[2].startswith("1.720 (1.700..1.760)"), none[2])
 
     def test_plots(self):
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("matplotlib") is None:
             self.skipTest("no matplotlib")
         self.assertIn("workload_gcc_small.png", self.plots)
         for name in self.plots:

@@ -20,6 +20,11 @@ int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return errno ? errno : ENOMEM;
+	/* No transparent huge pages: one written entry would commit 2 MiB of
+	 * table instead of 4 KiB.  The flag this sets also keeps the kernel from
+	 * merging the table with a neighbouring anonymous mapping (jemalloc
+	 * maps beside it), so smaps still shows the table alone. */
+	madvise(p, bytes, MADV_NOHUGEPAGE);
 	t->entries = p;
 	t->entry_size = entry_size;
 	t->addr_bits = addr_bits;
