@@ -40,8 +40,24 @@ import heapindex_bench as bench  # noqa: E402
 import heapindex_report as report  # noqa: E402
 
 PROG = "heapindex tune"
-ADDR_BITS_MIN, ADDR_BITS_MAX = 32, 57          # hooks/config.h
-SHIFT_MIN, SHIFT_MAX, SHIFT_DEFAULT = 4, 11, 9  # hooks/config.h
+
+
+def config_constants(path=os.path.join(ROOT, "hooks", "config.h")):
+    """The valid ranges and defaults, read from the C header that defines
+    them, so this script and the hooks cannot disagree."""
+    found = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"#define CONFIG_(\w+) (\d+)u\b", line)
+            if m:
+                found[m.group(1)] = int(m.group(2))
+    return found
+
+
+_CONFIG = config_constants()
+ADDR_BITS_MIN, ADDR_BITS_MAX = _CONFIG["ADDR_BITS_MIN"], _CONFIG["ADDR_BITS_MAX"]
+SHIFT_MIN, SHIFT_MAX = _CONFIG["BIN_SHIFT_MIN"], _CONFIG["BIN_SHIFT_MAX"]
+SHIFT_DEFAULT = _CONFIG["BIN_SHIFT_DEFAULT"]
 ENTRY_BYTES = 1                                 # memtable/heap_index.c: one byte per bin
 WIDTHS = (32, 39, 47, 48, 57)
 # x86-64 Linux with 4-level paging (and 5-level unless a program asks for

@@ -33,7 +33,10 @@ struct heapindex_config {
 #define CONFIG_ADDR_BITS_MAX 57u
 #define CONFIG_BIN_SHIFT_MIN 4u
 #define CONFIG_BIN_SHIFT_MAX 11u
-#define CONFIG_BIN_SHIFT_DEFAULT 9u
+/* 64-byte bins: `heapindex tune --addr-bits 47` measured 1.06 list steps per
+ * lookup at shift 6 against 5.25 at 9 (liballocs' 512-byte bins), for
+ * lookups 3.7x faster and ~0.4 MiB more committed table on a Python heap. */
+#define CONFIG_BIN_SHIFT_DEFAULT 6u
 /* unwind:N keeps at most 32 frames: deeper stacks cost more to capture and
  * intern than they tell (sites/sites.h). */
 #define CONFIG_SITE_DEPTH_MAX 32u
