@@ -41,7 +41,7 @@ SITES_SRC  := $(wildcard sites/*.c)
 SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
 SITES_LIBS := -lunwind -ldwarf
 CLI_SRC    := $(wildcard cli/*.c)
-TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c
+TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c
 PROG_SRC   := $(wildcard tests/progs/*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)

@@ -9,41 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "inproc.h"
+#include "index_params.h"
 #include "support.h"
-
-static const char *prog(const char *name)
-{
-	static char path[4096];
-	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
-	return path;
-}
-
-/* Every index built, as Criterion parameters.  Names are copied by value:
- * Criterion may run a test in a freshly started process, where pointers
- * into this one's memory would mean nothing. */
-struct index_name {
-	char name[32];
-};
-
-static struct criterion_test_params every_index(void)
-{
-	static struct index_name names[32];
-	size_t n = 0;
-	for (; all_indexes[n] && n < 32; n++)
-		snprintf(names[n].name, sizeof names[n].name, "%s", all_indexes[n]->name);
-	return cr_make_param_array(struct index_name, names, n);
-}
-
-static int answers_lookups(const char *index)
-{
-	return strcmp(index, "noop") != 0;
-}
-
-static const char *expect_lookup(const char *index)
-{
-	return answers_lookups(index) ? "EXPECT_LOOKUP=1" : "EXPECT_LOOKUP=0";
-}
 
 /* Run argv with and without the index; both must succeed with equal stdout. */
 static void same_output(const char *index, char *const argv[], const char *const env[])
@@ -60,20 +27,20 @@ static void same_output(const char *index, char *const argv[], const char *const
 	program_result_free(&hooked);
 }
 
-ParameterizedTestParameters(hooks, keep_the_c_library_promises) { return every_index(); }
+ParameterizedTestParameters(hooks, keep_the_c_library_promises) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, keep_the_c_library_promises)
 {
 	const char *index = param->name;
-	char *argv[] = { (char *)prog("alloc_semantics"), NULL };
-	const char *env[] = { expect_lookup(index), NULL };
+	char *argv[] = { (char *)test_program("alloc_semantics"), NULL };
+	const char *env[] = { expect_lookup_setting(index), NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
-	cr_assert(strstr(r.out, answers_lookups(index) ? "(with lookups)" : "checks passed"),
+	cr_assert(strstr(r.out, index_answers_lookups(index) ? "(with lookups)" : "checks passed"),
 	          "%s: %s", index, r.out);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, keep_the_promises_over_jemalloc) { return every_index(); }
+ParameterizedTestParameters(hooks, keep_the_promises_over_jemalloc) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, keep_the_promises_over_jemalloc)
 {
 	const char *index = param->name;
@@ -82,26 +49,26 @@ ParameterizedTest(struct index_name *param, hooks, keep_the_promises_over_jemall
 		cr_skip_test("jemalloc is not installed");
 	char preload[8192];
 	snprintf(preload, sizeof preload, "%s:%s", hook_library(index), jemalloc);
-	char *argv[] = { (char *)prog("alloc_semantics"), NULL };
-	const char *env[] = { expect_lookup(index), NULL };
+	char *argv[] = { (char *)test_program("alloc_semantics"), NULL };
+	const char *env[] = { expect_lookup_setting(index), NULL };
 	struct program_result r = run_program(argv, preload, env);
 	cr_assert_eq(r.status, 0, "%s over jemalloc: %s", index, r.err);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, survive_threads_and_fork) { return every_index(); }
+ParameterizedTestParameters(hooks, survive_threads_and_fork) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, survive_threads_and_fork, .timeout = 60)
 {
 	const char *index = param->name;
-	char *argv[] = { (char *)prog("threads_fork"), NULL };
-	const char *env[] = { expect_lookup(index), NULL };
+	char *argv[] = { (char *)test_program("threads_fork"), NULL };
+	const char *env[] = { expect_lookup_setting(index), NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
 	cr_assert(strstr(r.out, "forks ok"), "%s: %s", index, r.out);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, leave_python_output_unchanged) { return every_index(); }
+ParameterizedTestParameters(hooks, leave_python_output_unchanged) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, leave_python_output_unchanged, .timeout = 120)
 {
 	const char *index = param->name;
@@ -115,7 +82,7 @@ ParameterizedTest(struct index_name *param, hooks, leave_python_output_unchanged
 	same_output(index, argv, env);
 }
 
-ParameterizedTestParameters(hooks, leave_shell_pipelines_unchanged) { return every_index(); }
+ParameterizedTestParameters(hooks, leave_shell_pipelines_unchanged) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, leave_shell_pipelines_unchanged)
 {
 	const char *index = param->name;
@@ -126,7 +93,7 @@ ParameterizedTest(struct index_name *param, hooks, leave_shell_pipelines_unchang
 
 /* gcc's object file must be byte-identical, and the driver's children
  * (cc1, as) must be indexed too: LD_PRELOAD stays in their environment. */
-ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return every_index(); }
+ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, .timeout = 120)
 {
 	const char *index = param->name;

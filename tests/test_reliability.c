@@ -11,33 +11,8 @@
 #include <unistd.h>
 
 #include "inproc.h"
+#include "index_params.h"
 #include "support.h"
-
-static const char *prog(const char *name)
-{
-	static char path[4096];
-	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
-	return path;
-}
-
-/* Names by value: Criterion may run a test in a fresh process. */
-struct index_name {
-	char name[32];
-};
-
-static struct criterion_test_params every_index(void)
-{
-	static struct index_name names[32];
-	size_t n = 0;
-	for (; all_indexes[n] && n < 32; n++)
-		snprintf(names[n].name, sizeof names[n].name, "%s", all_indexes[n]->name);
-	return cr_make_param_array(struct index_name, names, n);
-}
-
-static const char *expect_lookup(const char *index)
-{
-	return strcmp(index, "noop") ? "EXPECT_LOOKUP=1" : "EXPECT_LOOKUP=0";
-}
 
 static void run_ok(const char *index, char *const argv[], const char *const env[],
                    const char *want_out)
@@ -51,11 +26,11 @@ static void run_ok(const char *index, char *const argv[], const char *const env[
 
 /* --- failure injection ----------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, survive_injected_failures) { return every_index(); }
+ParameterizedTestParameters(reliability, survive_injected_failures) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, survive_injected_failures, .timeout = 120)
 {
-	char *argv[] = { (char *)prog("fail_inject"), NULL };
-	const char *env[] = { expect_lookup(param->name), "EXPECT_FAILURES=1",
+	char *argv[] = { (char *)test_program("fail_inject"), NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "EXPECT_FAILURES=1",
 		              "HEAPINDEX_FAIL_EVERY=7", "HEAPINDEX_VERIFY=1", NULL };
 	run_ok(param->name, argv, env, "failures survived");
 }
@@ -66,7 +41,7 @@ ParameterizedTest(struct index_name *param, reliability, survive_injected_failur
  * import the site module"), one in a .pth file is reported and skipped.
  * gcc, bash and sh are not included: they exit on the first failure
  * ("xmalloc: cannot allocate"), which is their behaviour, not the hooks'. */
-ParameterizedTestParameters(reliability, python_survives_rare_failures) { return every_index(); }
+ParameterizedTestParameters(reliability, python_survives_rare_failures) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, python_survives_rare_failures, .timeout = 120)
 {
 	char *argv[] = { "/usr/bin/python3", "-I", "-S", "-c", "print(1)", NULL };
@@ -79,7 +54,7 @@ ParameterizedTest(struct index_name *param, reliability, python_survives_rare_fa
 
 /* --- verify mode ---------------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, verify_gcc_and_python) { return every_index(); }
+ParameterizedTestParameters(reliability, verify_gcc_and_python) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, verify_gcc_and_python, .timeout = 180)
 {
 	char src[4096], obj[64];
@@ -119,21 +94,21 @@ Test(reliability, reject_bad_reliability_settings)
 
 /* --- threads and processes --------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, threads_stress_keeps_the_live_set) { return every_index(); }
+ParameterizedTestParameters(reliability, threads_stress_keeps_the_live_set) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, threads_stress_keeps_the_live_set,
                   .timeout = 180)
 {
-	char *argv[] = { (char *)prog("thread_stress"), "20000", NULL };
-	const char *env[] = { expect_lookup(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	char *argv[] = { (char *)test_program("thread_stress"), "20000", NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
 	run_ok(param->name, argv, env, "live at end ok");
 }
 
-ParameterizedTestParameters(reliability, fork_spawn_system_vfork_with_threads) { return every_index(); }
+ParameterizedTestParameters(reliability, fork_spawn_system_vfork_with_threads) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, fork_spawn_system_vfork_with_threads,
                   .timeout = 60)
 {
-	char *argv[] = { (char *)prog("spawn_paths"), NULL };
-	const char *env[] = { expect_lookup(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	char *argv[] = { (char *)test_program("spawn_paths"), NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
 	run_ok(param->name, argv, env, "vfork ok");
 }
 
@@ -162,8 +137,8 @@ ParameterizedTest(struct index_bits *param, reliability, wild_lookups_answer_not
 {
 	char bits[64];
 	snprintf(bits, sizeof bits, "HEAPINDEX_ADDR_BITS=%u", param->bits);
-	char *argv[] = { (char *)prog("wild_lookup"), NULL };
-	const char *env[] = { expect_lookup(param->name), bits, NULL };
+	char *argv[] = { (char *)test_program("wild_lookup"), NULL };
+	const char *env[] = { expect_lookup_setting(param->name), bits, NULL };
 	run_ok(param->name, argv, env, "wild addresses ok");
 }
 
@@ -171,7 +146,7 @@ ParameterizedTest(struct index_bits *param, reliability, wild_lookups_answer_not
  * cannot be reserved: the program must not run, and the error says why. */
 Test(reliability, memtable_57_bits_explains)
 {
-	char *argv[] = { (char *)prog("wild_lookup"), NULL };
+	char *argv[] = { (char *)test_program("wild_lookup"), NULL };
 	const char *env[] = { "HEAPINDEX_ADDR_BITS=57", NULL };
 	struct program_result r = run_program(argv, hook_library("memtable"), env);
 	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
@@ -183,12 +158,12 @@ Test(reliability, memtable_57_bits_explains)
 
 /* Verify mode catches an index answering a wrong size: exit 3, one line
  * naming the chunk. */
-ParameterizedTestParameters(reliability, verify_reports_a_corrupt_chunk) { return every_index(); }
+ParameterizedTestParameters(reliability, verify_reports_a_corrupt_chunk) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, verify_reports_a_corrupt_chunk)
 {
 	if (strcmp(param->name, "noop") == 0)
 		cr_skip_test("noop answers no lookup: only counts are verified");
-	char *argv[] = { (char *)prog("corrupt_header"), NULL };
+	char *argv[] = { (char *)test_program("corrupt_header"), NULL };
 	const char *env[] = { "HEAPINDEX_VERIFY=1", NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 3, "%s: exit %d: %s", param->name, r.status, r.err);

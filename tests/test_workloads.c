@@ -7,22 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "inproc.h"
+#include "index_params.h"
 #include "support.h"
-
-struct index_name {
-	char name[32];
-};
-
-static struct criterion_test_params answering_indexes(void)
-{
-	static struct index_name names[32];
-	size_t n = 0;
-	for (size_t i = 0; all_indexes[i] && n < 32; i++)
-		if (strcmp(all_indexes[i]->name, "noop") != 0)
-			snprintf(names[n++].name, sizeof names[0].name, "%s", all_indexes[i]->name);
-	return cr_make_param_array(struct index_name, names, n);
-}
 
 static const char *script(const char *name)
 {
@@ -31,7 +17,7 @@ static const char *script(const char *name)
 	return path;
 }
 
-ParameterizedTestParameters(workloads, dwarfpy_query_answers_verify) { return answering_indexes(); }
+ParameterizedTestParameters(workloads, dwarfpy_query_answers_verify) { return index_params(0); }
 ParameterizedTest(struct index_name *param, workloads, dwarfpy_query_answers_verify, .timeout = 120)
 {
 	char *argv[] = { "/usr/bin/python3", (char *)script("dwarfpy_query.py"), "--ops", "20000",

@@ -1,0 +1,35 @@
+/* index_params.c - see index_params.h. */
+#include "index_params.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "inproc.h"
+#include "support.h"
+
+struct criterion_test_params index_params(int with_noop)
+{
+	static struct index_name names[32];
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i] && n < sizeof names / sizeof *names; i++)
+		if (with_noop || index_answers_lookups(all_indexes[i]->name))
+			snprintf(names[n++].name, sizeof names[0].name, "%s", all_indexes[i]->name);
+	return cr_make_param_array(struct index_name, names, n);
+}
+
+int index_answers_lookups(const char *index)
+{
+	return strcmp(index, "noop") != 0;
+}
+
+const char *expect_lookup_setting(const char *index)
+{
+	return index_answers_lookups(index) ? "EXPECT_LOOKUP=1" : "EXPECT_LOOKUP=0";
+}
+
+const char *test_program(const char *name)
+{
+	static char path[4096];
+	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
+	return path;
+}

@@ -1,0 +1,27 @@
+/* index_params.h - every index as Criterion test parameters.
+ *
+ * Names are copied by value: Criterion may run a test in a freshly started
+ * process, where pointers into the runner's memory would mean nothing. */
+#ifndef HEAPINDEX_TEST_INDEX_PARAMS_H
+#define HEAPINDEX_TEST_INDEX_PARAMS_H
+
+#include <criterion/parameterized.h>
+
+struct index_name {
+	char name[32];
+};
+
+/* Every index built; with_noop 0 leaves out the one that answers nothing. */
+struct criterion_test_params index_params(int with_noop);
+
+/* 0 for noop, which indexes nothing by design; 1 for every real index. */
+int index_answers_lookups(const char *index);
+
+/* "EXPECT_LOOKUP=1" for an index that answers lookups, else "EXPECT_LOOKUP=0":
+ * the setting the test programs read to decide whether to check lookups. */
+const char *expect_lookup_setting(const char *index);
+
+/* "<root>/build/tests/progs/<name>" in a static buffer. */
+const char *test_program(const char *name);
+
+#endif
