@@ -21,7 +21,9 @@
  * table (multiplicative hash, linear probing): O(1) whatever the number of
  * regions, a few words of cache, and unlike a flat directory over the whole
  * address space it needs no reservation sized by the address width.
- * Regions are never released: heaps rarely give address space back.
+ * Regions are never released: heaps rarely give address space back.  The
+ * table holds 128 regions (128 GiB of spans); a small chunk beyond them, or
+ * whose bitmap cannot be mapped, goes to the big array (uncovered_inserts).
  *
  * Invariants:
  *  - bit (a - span base) / 16 of a region is set iff a small chunk with user
@@ -46,7 +48,7 @@ INDEX_DECLARE(bitmap)
 #define BYTES_PER_WORD (BYTES_PER_BIT * 64)             /* 1 KiB of heap */
 #define BITMAP_WORDS (REGION_BYTES / BYTES_PER_WORD)     /* 2^20 words */
 #define BITMAP_BYTES (BITMAP_WORDS * sizeof(uint64_t))   /* 8 MiB */
-#define BITMAP_PAGE 4096u                                /* for residency counts */
+#define BITMAP_PAGE 4096u /* residency is counted in 4 KiB units */
 #define BITMAP_PAGES (BITMAP_BYTES / BITMAP_PAGE)
 
 /* The region table: at most half full, so probe runs stay short. */
@@ -159,20 +161,20 @@ static size_t big_count_at_or_below(uintptr_t addr)
 static void big_insert(struct chunk *c)
 {
 	if (big_count == big_capacity) {
-		size_t capacity = big_capacity ? 2 * big_capacity : 4096 / sizeof *big;
-		struct chunk **grown = index_map_pages(capacity * sizeof *grown);
+		size_t capacity = big_capacity ? 2 * big_capacity : 4096 / sizeof(struct chunk *);
+		struct chunk **grown = index_map_pages(capacity * sizeof(struct chunk *));
 		if (!grown) {
 			stat.big_grow_failures++; /* the chunk stays unindexed */
 			return;
 		}
 		if (big_count)
-			memcpy(grown, big, big_count * sizeof *big);
-		index_unmap_pages(big, big_capacity * sizeof *big);
+			memcpy(grown, big, big_count * sizeof(struct chunk *));
+		index_unmap_pages(big, big_capacity * sizeof(struct chunk *));
 		big = grown;
 		big_capacity = capacity;
 	}
 	size_t at = big_count_at_or_below(chunk_user(c));
-	memmove(&big[at + 1], &big[at], (big_count - at) * sizeof *big);
+	memmove(&big[at + 1], &big[at], (big_count - at) * sizeof(struct chunk *));
 	big[at] = c;
 	big_count++;
 	big_peak = big_count > big_peak ? big_count : big_peak;
@@ -183,7 +185,7 @@ static void big_remove(struct chunk *c)
 	size_t below = big_count_at_or_below(chunk_user(c));
 	if (below == 0 || big[below - 1] != c)
 		return; /* not here: its insert failed */
-	memmove(&big[below - 1], &big[below], (big_count - below) * sizeof *big);
+	memmove(&big[below - 1], &big[below], (big_count - below) * sizeof(struct chunk *));
 	big_count--;
 }
 
@@ -294,7 +296,7 @@ struct chunk *bitmap_index_lookup(uintptr_t addr)
 
 void bitmap_index_write_stats(struct json_out *out)
 {
-	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_capacity * sizeof *big;
+	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_capacity * sizeof(struct chunk *);
 	json_u64(out, "links_bytes", 0);
 	json_u64(out, "region_bytes", REGION_BYTES);
 	json_u64(out, "regions", regions);

@@ -35,6 +35,7 @@ struct splay_node {
 };
 
 #define LINKS_BYTES sizeof(struct splay_node)
+_Static_assert(LINKS_BYTES % CHUNK_ALIGN == 0, "links must keep user pointers aligned");
 
 static struct splay_node *root;
 static size_t live_nodes;
