@@ -32,6 +32,7 @@
  *    (bigger than BIG_THRESHOLD, or its region could not be had);
  *  - the big array is sorted by user pointer.
  */
+#include "big_chunks.h"
 #include "index.h"
 
 #include <stdio.h>
@@ -66,13 +67,12 @@ static size_t dirty_pages;
 
 static size_t max_small_size; /* largest small chunk ever inserted */
 
-/* Big chunks, sorted by user pointer. */
-static struct chunk **big;
-static size_t big_count, big_capacity, big_peak;
+/* Big chunks, and small ones whose region could not be had. */
+static struct big_chunks big;
 
 static struct {
-	uint64_t lookups, words_scanned, longest_scan, big_lookups;
-	uint64_t uncovered_inserts, big_grow_failures;
+	uint64_t lookups, words_scanned, longest_scan;
+	uint64_t uncovered_inserts;
 } stat;
 
 /* --- regions ---------------------------------------------------------------- */
@@ -139,66 +139,6 @@ static inline uint64_t bit_of(uintptr_t addr)
 	return UINT64_C(1) << ((addr / BYTES_PER_BIT) % 64);
 }
 
-/* --- big chunks: a sorted array ------------------------------------------------
- * (memtable has the same structure; see the report about sharing it.) */
-
-/* Number of big chunks whose user pointer is <= addr. */
-static size_t big_count_at_or_below(uintptr_t addr)
-{
-	size_t lo = 0, n = big_count;
-	while (n > 0) { /* answer in [lo, lo + n] */
-		size_t half = n / 2;
-		if (chunk_user(big[lo + half]) <= addr) {
-			lo += half + 1;
-			n -= half + 1;
-		} else {
-			n = half;
-		}
-	}
-	return lo;
-}
-
-static void big_insert(struct chunk *c)
-{
-	if (big_count == big_capacity) {
-		size_t capacity = big_capacity ? 2 * big_capacity : 4096 / sizeof(struct chunk *);
-		struct chunk **grown = index_map_pages(capacity * sizeof(struct chunk *));
-		if (!grown) {
-			stat.big_grow_failures++; /* the chunk stays unindexed */
-			return;
-		}
-		if (big_count)
-			memcpy(grown, big, big_count * sizeof(struct chunk *));
-		index_unmap_pages(big, big_capacity * sizeof(struct chunk *));
-		big = grown;
-		big_capacity = capacity;
-	}
-	size_t at = big_count_at_or_below(chunk_user(c));
-	memmove(&big[at + 1], &big[at], (big_count - at) * sizeof(struct chunk *));
-	big[at] = c;
-	big_count++;
-	big_peak = big_count > big_peak ? big_count : big_peak;
-}
-
-static void big_remove(struct chunk *c)
-{
-	size_t below = big_count_at_or_below(chunk_user(c));
-	if (below == 0 || big[below - 1] != c)
-		return; /* not here: its insert failed */
-	memmove(&big[below - 1], &big[below], (big_count - below) * sizeof(struct chunk *));
-	big_count--;
-}
-
-static struct chunk *big_lookup(uintptr_t addr)
-{
-	stat.big_lookups++;
-	size_t below = big_count_at_or_below(addr);
-	if (below == 0)
-		return NULL;
-	struct chunk *c = big[below - 1];
-	return chunk_contains(c, addr) ? c : NULL;
-}
-
 /* --- the index ------------------------------------------------------------------- */
 
 int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
@@ -217,7 +157,7 @@ void bitmap_index_insert(struct chunk *c)
 			stat.uncovered_inserts++;
 	}
 	if (slot == SLOTS) {
-		big_insert(c);
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
 	size_t w = word_of(user);
@@ -234,7 +174,7 @@ void bitmap_index_remove(struct chunk *c)
 	if (bits && (bits[word_of(user)] & bit_of(user)))
 		bits[word_of(user)] &= ~bit_of(user);
 	else
-		big_remove(c); /* big, or small but uncovered when inserted */
+		big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
 }
 
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a
@@ -289,33 +229,29 @@ struct chunk *bitmap_index_lookup(uintptr_t addr)
 	stat.lookups++;
 	struct chunk *c = small_lookup(addr);
 	/* A big chunk may start between the small predecessor and addr. */
-	if (!c && big_count)
-		c = big_lookup(addr);
+	if (!c && big.count)
+		c = big_chunks_lookup(&big, addr);
 	return c;
 }
 
 void bitmap_index_write_stats(struct json_out *out)
 {
-	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_capacity * sizeof(struct chunk *);
+	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_chunks_bytes(&big);
 	json_u64(out, "links_bytes", 0);
 	json_u64(out, "region_bytes", REGION_BYTES);
 	json_u64(out, "regions", regions);
 	json_u64(out, "bitmap_reserved_bytes", regions * BITMAP_BYTES);
 	json_u64(out, "bitmap_resident_bytes", resident);
 	json_u64(out, "big_threshold", BIG_THRESHOLD);
-	json_u64(out, "big_live", big_count);
-	json_u64(out, "big_peak", big_peak);
-	json_u64(out, "big_array_bytes", big_bytes);
+	big_chunks_write_stats(&big, out);
 	json_u64(out, "index_bytes", resident + big_bytes);
 	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
-	json_u64(out, "big_grow_failures", stat.big_grow_failures);
 	json_u64(out, "max_small_size", max_small_size);
 	json_u64(out, "lookups", stat.lookups);
 	json_u64(out, "words_scanned", stat.words_scanned);
 	json_f64(out, "words_per_lookup",
 	         stat.lookups ? (double)stat.words_scanned / (double)stat.lookups : 0.0);
 	json_u64(out, "longest_scan_words", stat.longest_scan);
-	json_u64(out, "big_lookups", stat.big_lookups);
 }
 
 INDEX_DEFINE_OPS(bitmap, 0)

@@ -19,6 +19,7 @@
  *  - big chunks (and chunks above the covered address range) live in a
  *    sorted array instead, found by binary search.
  */
+#include "big_chunks.h"
 #include "index.h"
 #include "memtable.h"
 
@@ -32,12 +33,11 @@ static struct memtable table;
 static size_t bin_bytes, big_threshold;
 static size_t max_small_size; /* largest small chunk ever indexed */
 
-/* Big chunks, sorted by user address. */
-static struct chunk **big;
-static size_t big_count, big_capacity, big_peak;
+/* Big chunks (and chunks above the covered range). */
+static struct big_chunks big;
 
 static struct {
-	uint64_t lookups, list_steps, bins_scanned, big_lookups;
+	uint64_t lookups, list_steps, bins_scanned;
 	uint64_t longest_list_walked, longest_backward_scan;
 	uint64_t uncovered_inserts;
 } stat;
@@ -67,63 +67,6 @@ static inline int is_big(const struct chunk *c)
 	return chunk_size(c) > big_threshold || !memtable_covers(&table, chunk_user(c));
 }
 
-/* --- big chunks: a sorted array ------------------------------------------ */
-
-/* Index of the first big chunk whose user pointer is > addr. */
-static size_t big_upper_bound(uintptr_t addr)
-{
-	size_t lo = 0, hi = big_count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (chunk_user(big[mid]) <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static int big_insert(struct chunk *c)
-{
-	if (big_count == big_capacity) {
-		size_t cap = big_capacity ? big_capacity * 2 : 512;
-		struct chunk **grown = index_map_pages(cap * sizeof *grown);
-		if (!grown)
-			return -1;
-		if (big)
-			memcpy(grown, big, big_count * sizeof *big);
-		index_unmap_pages(big, big_capacity * sizeof *big);
-		big = grown;
-		big_capacity = cap;
-	}
-	size_t at = big_upper_bound(chunk_user(c));
-	memmove(big + at + 1, big + at, (big_count - at) * sizeof *big);
-	big[at] = c;
-	if (++big_count > big_peak)
-		big_peak = big_count;
-	return 0;
-}
-
-static void big_remove(struct chunk *c)
-{
-	size_t at = big_upper_bound(chunk_user(c));
-	if (at == 0 || big[at - 1] != c)
-		return; /* not ours: the hooks never do this */
-	at--;
-	memmove(big + at, big + at + 1, (big_count - at - 1) * sizeof *big);
-	big_count--;
-}
-
-static struct chunk *big_lookup(uintptr_t addr)
-{
-	stat.big_lookups++;
-	size_t at = big_upper_bound(addr);
-	if (at == 0)
-		return NULL;
-	struct chunk *c = big[at - 1];
-	return chunk_contains(c, addr) ? c : NULL;
-}
-
 /* --- the index ------------------------------------------------------------ */
 
 int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
@@ -148,7 +91,7 @@ void memtable_index_insert(struct chunk *c)
 	if (is_big(c)) {
 		if (!memtable_covers(&table, chunk_user(c)))
 			stat.uncovered_inserts++;
-		big_insert(c); /* on failure the chunk is unindexed, never corrupt */
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
 	uintptr_t user = chunk_user(c);
@@ -168,7 +111,7 @@ void memtable_index_insert(struct chunk *c)
 void memtable_index_remove(struct chunk *c)
 {
 	if (is_big(c)) {
-		big_remove(c);
+		big_chunks_remove(&big, c);
 		return;
 	}
 	uintptr_t user = chunk_user(c);
@@ -259,8 +202,8 @@ struct chunk *memtable_index_lookup(uintptr_t addr)
 	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small_size))
 		c = small_lookup(addr);
 	/* A big chunk may start between the small predecessor and addr. */
-	if (!c && big_count)
-		c = big_lookup(addr);
+	if (!c && big.count)
+		c = big_chunks_lookup(&big, addr);
 	return c;
 }
 
@@ -271,9 +214,7 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
 	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
 	json_u64(out, "big_threshold", big_threshold);
-	json_u64(out, "big_live", big_count);
-	json_u64(out, "big_peak", big_peak);
-	json_u64(out, "big_array_bytes", big_capacity * sizeof *big);
+	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
 	json_u64(out, "max_small_size", max_small_size);
 	json_u64(out, "lookups", stat.lookups);
@@ -281,7 +222,6 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "longest_list_walked", stat.longest_list_walked);
 	json_u64(out, "bins_scanned", stat.bins_scanned);
 	json_u64(out, "longest_backward_scan", stat.longest_backward_scan);
-	json_u64(out, "big_lookups", stat.big_lookups);
 }
 
 INDEX_DEFINE_OPS(memtable, 0)
