@@ -7,7 +7,7 @@
 # figures are the index's instructions plus the loop's own: noop's row shows
 # those (6 per insert or remove, 10 per lookup).  A replay is deterministic and
 # valgrind's allocator makes the same addresses every run: the counts repeat
-# exactly.  One valgrind process per index; expect ~50x the native replay time.
+# exactly.  One valgrind process per index; ~5-10x the native replay time.
 #
 # Environment: LOOKUPS (lookups per record, default 1), SEED (default 1),
 # HEAPINDEX_ADDR_BITS (default 40 here: valgrind refuses the memtable's

@@ -407,7 +407,9 @@ static void emit_chunk(const struct chunk *c, unsigned op)
  * the heap we inherited. */
 static void start_fork_child(void)
 {
-	uint32_t parent = rec.pid;
+	/* (Not rec.pid: a child that forks before its own first event would
+	 * name its grandparent.) */
+	uint32_t parent = (uint32_t)getppid();
 	close_trace();
 	rec.fork_pending = 0;
 	rec.finished = 0;
