@@ -3,6 +3,7 @@
 #define HEAPINDEX_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 int cmd_run(int argc, char **argv);
 int cmd_record(int argc, char **argv); /* record.c */
@@ -25,6 +26,23 @@ int cli_index_known(const char *name);
 const char *cli_index_names(void);
 /* Path of libjemalloc.so.2, or NULL if it is not installed. */
 const char *cli_jemalloc_path(void);
+
+/* Shared by the in-process measuring commands (measure.c).  cmd names the
+ * command in error lines; every error is one line and exit 2. */
+struct index_ops;
+__attribute__((noreturn)) void cli_bad_option(const char *cmd, char **argv, int opt);
+/* A whole number in [min, max]; 1e6 and 10^6 are accepted too. */
+uint64_t cli_parse_count(const char *cmd, const char *option, const char *text, uint64_t min,
+                         uint64_t max);
+/* "all" or a comma-separated list of linked indexes, into out (max entries). */
+size_t cli_select_indexes(const char *cmd, const char *list, const struct index_ops **out,
+                          size_t max);
+const char *cli_linked_index_names(void); /* "memtable, bitmap, ..." */
+uint64_t cli_now_ns(void);                /* CLOCK_MONOTONIC */
+uint64_t cli_cpu_ns(void);                /* this thread's CPU time */
+uint64_t cli_next_random(uint64_t *state);
+void *cli_xmalloc(const char *cmd, size_t n, const char *what);
+double cli_median(double *v, size_t n);   /* sorts v */
 
 /* One line on stderr, then exit 2: the error convention of every subcommand. */
 __attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...);

@@ -47,17 +47,6 @@ struct record_options {
 	char **command;
 };
 
-/* getopt_long's complaint as one line of ours (opterr is 0). */
-static __attribute__((noreturn)) void bad_option(const char *cmd, char **argv, int opt)
-{
-	const char *text = argv[optind - 1];
-	if (opt == ':')
-		cli_usage_error("%s: option '%s' needs a value (see heapindex %s --help)", cmd, text, cmd);
-	if (optopt && !(text[0] == '-' && text[1] == '-'))
-		cli_usage_error("%s: unknown option '-%c' (see heapindex %s --help)", cmd, optopt, cmd);
-	cli_usage_error("%s: unknown option '%s' (see heapindex %s --help)", cmd, text, cmd);
-}
-
 static void parse_options(int argc, char **argv, struct record_options *o)
 {
 	static const struct option longopts[] = {
@@ -76,7 +65,7 @@ static void parse_options(int argc, char **argv, struct record_options *o)
 		case 'o': o->output = optarg; break;
 		case 'n': o->children = 0; break;
 		case 'h': fputs(record_usage, stdout); exit(0);
-		default: bad_option("record", argv, opt);
+		default: cli_bad_option("record", argv, opt);
 		}
 	}
 	if (!o->output || !*o->output)

@@ -70,16 +70,6 @@ static const char replay_usage[] =
 	"A bad or truncated trace is one error line naming the problem and its byte\n"
 	"offset, exit 2; a wrong lookup answer is exit 1.\n";
 
-static const char *index_list_text(void)
-{
-	static char text[512];
-	if (!text[0])
-		for (int i = 0; all_indexes[i]; i++)
-			snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", i ? ", " : "",
-			         all_indexes[i]->name);
-	return text;
-}
-
 struct replay_options {
 	const char *path, *index, *csv;
 	int stats;
@@ -87,28 +77,6 @@ struct replay_options {
 	unsigned rounds;
 	size_t batch;
 };
-
-static uint64_t parse_number(const char *option, const char *text, uint64_t min, uint64_t max)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (errno || end == text || *end || *text == '-' || *text == '+' || v < min || v > max)
-		cli_usage_error("replay: %s '%s' is invalid: expected a whole number from %" PRIu64
-		                " to %" PRIu64, option, text, min, max);
-	return v;
-}
-
-/* getopt_long's complaint as one line of ours (opterr is 0). */
-static __attribute__((noreturn)) void bad_option(const char *cmd, char **argv, int opt)
-{
-	const char *text = argv[optind - 1];
-	if (opt == ':')
-		cli_usage_error("%s: option '%s' needs a value (see heapindex %s --help)", cmd, text, cmd);
-	if (optopt && !(text[0] == '-' && text[1] == '-'))
-		cli_usage_error("%s: unknown option '-%c' (see heapindex %s --help)", cmd, optopt, cmd);
-	cli_usage_error("%s: unknown option '%s' (see heapindex %s --help)", cmd, text, cmd);
-}
 
 static void parse_options(int argc, char **argv, struct replay_options *o)
 {
@@ -130,14 +98,14 @@ static void parse_options(int argc, char **argv, struct replay_options *o)
 	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'i': o->index = optarg; break;
-		case 'k': o->lookups = parse_number("--lookups", optarg, 0, 1000); break;
-		case 's': o->seed = parse_number("--seed", optarg, 0, UINT64_MAX); break;
-		case 'r': o->rounds = (unsigned)parse_number("--rounds", optarg, 1, 1000); break;
-		case 'b': o->batch = parse_number("--batch", optarg, 1, 1 << 20); break;
+		case 'k': o->lookups = cli_parse_count("replay", "--lookups", optarg, 0, 1000); break;
+		case 's': o->seed = cli_parse_count("replay", "--seed", optarg, 0, UINT64_MAX); break;
+		case 'r': o->rounds = (unsigned)cli_parse_count("replay", "--rounds", optarg, 1, 1000); break;
+		case 'b': o->batch = cli_parse_count("replay", "--batch", optarg, 1, 1 << 20); break;
 		case 'c': o->csv = optarg; break;
 		case 'S': o->stats = 1; break;
-		case 'h': printf(replay_usage, index_list_text()); exit(0);
-		default: bad_option("replay", argv, opt);
+		case 'h': printf(replay_usage, cli_linked_index_names()); exit(0);
+		default: cli_bad_option("replay", argv, opt);
 		}
 	}
 	if (optind >= argc)
@@ -441,40 +409,6 @@ __attribute__((noinline)) void replay_lookup_batch(const struct index_ops *ops,
 static volatile uintptr_t runtime_zero;
 static volatile uint64_t warm_sink;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The timed loops are read on this thread's CPU clock: time while the
- * thread is descheduled (a shared 2-core machine preempts often) does not
- * count.  It is a system call here (~0.5-1 us, not vDSO), read twice per
- * timed loop: well under 1 ns per operation at the default batch sizes. */
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t next_random(uint64_t *state) /* splitmix64 */
-{
-	uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
-static void *xmalloc(size_t n, const char *what)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p)
-		cli_usage_error("replay: out of memory for %s (%zu bytes)", what, n);
-	return p;
-}
-
 static __attribute__((noreturn, format(printf, 1, 2))) void replay_wrong(const char *fmt, ...)
 {
 	va_list ap;
@@ -526,19 +460,19 @@ static void lookups(struct replay *p, const struct inproc *d, uint64_t n, uint64
 	while (n && p->live_count) {
 		size_t m = n < LOOKUP_CHUNK ? (size_t)n : LOOKUP_CHUNK;
 		for (size_t k = 0; k < m; k++) {
-			uint32_t id = p->live_ids[next_random(rng) % p->live_count];
+			uint32_t id = p->live_ids[cli_next_random(rng) % p->live_count];
 			/* The size from the trace, not the header: reading the
 			 * header here would bring it into cache for the timed loop. */
 			struct chunk *c = chunk_of_user(p->user[id]);
 			size_t size = trace_size(&p->t->rec[id]);
 			p->look_rec[k] = id;
 			/* A zero-byte chunk contains nothing: its address must miss. */
-			p->look_addr[k] = chunk_user(c) + (size ? next_random(rng) % size : 0);
+			p->look_addr[k] = chunk_user(c) + (size ? cli_next_random(rng) % size : 0);
 			p->look_expect[k] = size ? c : NULL;
 		}
-		uint64_t start = cpu_ns();
+		uint64_t start = cli_cpu_ns();
 		replay_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero);
-		*ns += cpu_ns() - start;
+		*ns += cli_cpu_ns() - start;
 		for (size_t k = 0; k < m; k++) {
 			if (p->look_got[k] == p->look_expect[k]) {
 				res->hits += p->look_got[k] != NULL;
@@ -566,7 +500,7 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 	/* noop finds nothing by design: its answers are not checked. */
 	int verify = strcmp(ops->name, "noop") != 0;
 	uint64_t rng = p->o->seed, ins_ns = 0, rem_ns = 0, look_ns = 0, warm = 0;
-	uint64_t start = now_ns();
+	uint64_t start = cli_now_ns();
 	memset(res, 0, sizeof *res);
 	p->live_count = 0;
 	for (uint64_t s = 0; s < t->count; s += p->o->batch) {
@@ -586,11 +520,11 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 				p->batch_rem[nr++] = c;
 			}
 		}
-		uint64_t t0 = cpu_ns();
+		uint64_t t0 = cli_cpu_ns();
 		replay_insert_batch(ops, p->batch_ins, ni);
-		uint64_t t1 = cpu_ns();
+		uint64_t t1 = cli_cpu_ns();
 		replay_remove_batch(ops, p->batch_rem, nr);
-		uint64_t t2 = cpu_ns();
+		uint64_t t2 = cli_cpu_ns();
 		ins_ns += t1 - t0;
 		rem_ns += t2 - t1;
 		for (uint64_t i = s; i < e; i++) {
@@ -612,7 +546,7 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 		free_chunk(c);
 	}
 	p->live_count = 0;
-	res->seconds_ns = now_ns() - start;
+	res->seconds_ns = cli_now_ns() - start;
 	res->insert_ns = t->inserts ? (double)ins_ns / (double)t->inserts : 0;
 	res->remove_ns = t->removes ? (double)rem_ns / (double)t->removes : 0;
 	res->lookup_ns = res->lookups ? (double)look_ns / (double)res->lookups : 0;
@@ -620,54 +554,12 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 
 /* --- the command ----------------------------------------------------------------- */
 
-static size_t select_indexes(const char *list, const struct index_ops **out, size_t max)
-{
-	if (strcmp(list, "all") == 0) {
-		size_t n = 0;
-		while (n < max && all_indexes[n]) {
-			out[n] = all_indexes[n];
-			n++;
-		}
-		return n;
-	}
-	char copy[1024];
-	if (strlen(list) >= sizeof copy)
-		cli_usage_error("replay: --index list is too long");
-	snprintf(copy, sizeof copy, "%s", list);
-	size_t n = 0;
-	char *save = NULL;
-	for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-		const struct index_ops *ops = index_by_name(name);
-		if (!ops)
-			cli_usage_error("replay: unknown index '%s': expected all or some of %s", name,
-			                index_list_text());
-		if (n == max)
-			cli_usage_error("replay: too many indexes in --index");
-		out[n++] = ops;
-	}
-	if (!n)
-		cli_usage_error("replay: --index needs a name");
-	return n;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, unsigned n)
-{
-	qsort(v, n, sizeof *v, compare_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int cmd_replay(int argc, char **argv)
 {
 	struct replay_options o;
 	parse_options(argc, argv, &o);
 	const struct index_ops *chosen[64];
-	size_t nidx = select_indexes(o.index, chosen, 64);
+	size_t nidx = cli_select_indexes("replay", o.index, chosen, 64);
 
 	struct heapindex_config cfg;
 	char err[512];
@@ -698,18 +590,18 @@ int cmd_replay(int argc, char **argv)
 
 	struct replay p = { .t = &t, .o = &o };
 	size_t records = t.count ? (size_t)t.count : 1;
-	p.user = xmalloc(records * sizeof *p.user, "chunk pointers");
-	p.live_pos = xmalloc(records * sizeof *p.live_pos, "live chunk positions");
-	p.live_ids = xmalloc((t.peak_live ? t.peak_live : 1) * sizeof *p.live_ids, "live chunks");
+	p.user = cli_xmalloc("replay", records * sizeof *p.user, "chunk pointers");
+	p.live_pos = cli_xmalloc("replay", records * sizeof *p.live_pos, "live chunk positions");
+	p.live_ids = cli_xmalloc("replay", (t.peak_live ? t.peak_live : 1) * sizeof *p.live_ids, "live chunks");
 	/* (sizeof(void *): the elements are pointers to chunks.) */
-	p.batch_ins = xmalloc(o.batch * sizeof(void *), "a batch");
-	p.batch_rem = xmalloc(o.batch * sizeof(void *), "a batch");
-	p.look_addr = xmalloc(LOOKUP_CHUNK * sizeof *p.look_addr, "lookups");
-	p.look_expect = xmalloc(LOOKUP_CHUNK * sizeof(void *), "lookups");
-	p.look_got = xmalloc(LOOKUP_CHUNK * sizeof(void *), "lookups");
-	p.look_rec = xmalloc(LOOKUP_CHUNK * sizeof *p.look_rec, "lookups");
+	p.batch_ins = cli_xmalloc("replay", o.batch * sizeof(void *), "a batch");
+	p.batch_rem = cli_xmalloc("replay", o.batch * sizeof(void *), "a batch");
+	p.look_addr = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof *p.look_addr, "lookups");
+	p.look_expect = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof(void *), "lookups");
+	p.look_got = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof(void *), "lookups");
+	p.look_rec = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof *p.look_rec, "lookups");
 
-	struct run_result *results = xmalloc(nidx * o.rounds * sizeof *results, "results");
+	struct run_result *results = cli_xmalloc("replay", nidx * o.rounds * sizeof *results, "results");
 	for (unsigned r = 0; r < o.rounds; r++) {
 		for (size_t n = 0; n < nidx; n++) {
 			size_t k = r % 2 ? nidx - 1 - n : n; /* alternate the order per round */
@@ -739,7 +631,7 @@ int cmd_replay(int argc, char **argv)
 	       t.inserts, t.removes, t.peak_live, t.end_live);
 	printf("%-10s %10s %10s %10s %12s %8s%s\n", "index", "insert_ns", "remove_ns", "lookup_ns",
 	       "lookups", "checked", o.rounds > 1 ? "  (medians of rounds)" : "");
-	double *v = xmalloc(o.rounds * sizeof *v, "medians");
+	double *v = cli_xmalloc("replay", o.rounds * sizeof *v, "medians");
 	for (size_t k = 0; k < nidx; k++) {
 		double med[3];
 		for (int f = 0; f < 3; f++) {
@@ -747,7 +639,7 @@ int cmd_replay(int argc, char **argv)
 				const struct run_result *res = &results[k * o.rounds + r];
 				v[r] = f == 0 ? res->insert_ns : f == 1 ? res->remove_ns : res->lookup_ns;
 			}
-			med[f] = median(v, o.rounds);
+			med[f] = cli_median(v, o.rounds);
 		}
 		printf("%-10s %10.1f %10.1f %10.1f %12" PRIu64 " %8s\n", chosen[k]->name, med[0], med[1],
 		       med[2], results[k * o.rounds].lookups,

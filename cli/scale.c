@@ -63,55 +63,12 @@ static const char scale_usage[] =
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
 
-static const char *index_list_text(void)
-{
-	static char text[512];
-	if (!text[0])
-		for (int i = 0; all_indexes[i]; i++)
-			snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", i ? ", " : "",
-			         all_indexes[i]->name);
-	return text;
-}
-
 struct scale_options {
 	const char *index, *out;
 	uint64_t max_chunks, lookups, seed;
 	unsigned rounds;
 	double budget_s;
 };
-
-static uint64_t parse_number(const char *option, const char *text, uint64_t min, uint64_t max)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	/* 1e6 and 10^6 are the natural ways to write these sizes. */
-	if (!errno && end != text && (*end == 'e' || *end == 'E' || *end == '^')) {
-		const char *exp_text = end + 1;
-		unsigned long long base = *end == '^' ? v : 10, mant = *end == '^' ? 1 : v;
-		unsigned long long e = strtoull(exp_text, &end, 10);
-		v = end != exp_text && e <= 19 ? mant : 0;
-		for (unsigned long long i = 0; i < e && v; i++)
-			v = v > UINT64_MAX / base ? 0 : v * base;
-		if (!v)
-			end = (char *)text;
-	}
-	if (errno || end == text || *end || *text == '-' || *text == '+' || v < min || v > max)
-		cli_usage_error("scale: %s '%s' is invalid: expected a whole number from %" PRIu64
-		                " to %" PRIu64, option, text, min, max);
-	return v;
-}
-
-/* getopt_long's complaint as one line of ours (opterr is 0). */
-static __attribute__((noreturn)) void bad_option(const char *cmd, char **argv, int opt)
-{
-	const char *text = argv[optind - 1];
-	if (opt == ':')
-		cli_usage_error("%s: option '%s' needs a value (see heapindex %s --help)", cmd, text, cmd);
-	if (optopt && !(text[0] == '-' && text[1] == '-'))
-		cli_usage_error("%s: unknown option '-%c' (see heapindex %s --help)", cmd, optopt, cmd);
-	cli_usage_error("%s: unknown option '%s' (see heapindex %s --help)", cmd, text, cmd);
-}
 
 static void parse_options(int argc, char **argv, struct scale_options *o)
 {
@@ -134,11 +91,11 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'i': o->index = optarg; break;
-		case 'm': o->max_chunks = parse_number("--max-chunks", optarg, 1000, 10000000); break;
-		case 'k': o->lookups = parse_number("--lookups", optarg, 1, 1000000000); break;
+		case 'm': o->max_chunks = cli_parse_count("scale", "--max-chunks", optarg, 1000, 10000000); break;
+		case 'k': o->lookups = cli_parse_count("scale", "--lookups", optarg, 1, 1000000000); break;
 		case 'o': o->out = optarg; break;
-		case 's': o->seed = parse_number("--seed", optarg, 0, UINT64_MAX); break;
-		case 'r': o->rounds = (unsigned)parse_number("--rounds", optarg, 1, 100); break;
+		case 's': o->seed = cli_parse_count("scale", "--seed", optarg, 0, UINT64_MAX); break;
+		case 'r': o->rounds = (unsigned)cli_parse_count("scale", "--rounds", optarg, 1, 100); break;
 		case 'b':
 			errno = 0;
 			o->budget_s = strtod(optarg, &end);
@@ -146,8 +103,8 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 				cli_usage_error("scale: --budget '%s' is invalid: expected seconds from 0.01 to 3600",
 				                optarg);
 			break;
-		case 'h': printf(scale_usage, index_list_text()); exit(0);
-		default: bad_option("scale", argv, opt);
+		case 'h': printf(scale_usage, cli_linked_index_names()); exit(0);
+		default: cli_bad_option("scale", argv, opt);
 		}
 	}
 	if (optind < argc)
@@ -156,86 +113,7 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 		cli_usage_error("scale: --out needs a file path");
 }
 
-static size_t select_indexes(const char *list, const struct index_ops **out, size_t max)
-{
-	size_t n = 0;
-	if (strcmp(list, "all") == 0) {
-		while (n < max && all_indexes[n]) {
-			out[n] = all_indexes[n];
-			n++;
-		}
-		return n;
-	}
-	char copy[1024];
-	if (strlen(list) >= sizeof copy)
-		cli_usage_error("scale: --index list is too long");
-	snprintf(copy, sizeof copy, "%s", list);
-	char *save = NULL;
-	for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-		const struct index_ops *ops = index_by_name(name);
-		if (!ops)
-			cli_usage_error("scale: unknown index '%s': expected all or some of %s", name,
-			                index_list_text());
-		if (n == max)
-			cli_usage_error("scale: too many indexes in --index");
-		out[n++] = ops;
-	}
-	if (!n)
-		cli_usage_error("scale: --index needs a name");
-	return n;
-}
-
 /* --- helpers ----------------------------------------------------------------------- */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The timed loops are read on this thread's CPU clock: time while the
- * thread is descheduled (a shared 2-core machine preempts often) does not
- * count.  It is a system call here (~0.5-1 us, not vDSO), read twice per
- * timed loop: well under 1 ns per operation at the default batch sizes. */
-static uint64_t cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t next_random(uint64_t *state) /* splitmix64 */
-{
-	uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-	return z ^ (z >> 31);
-}
-
-static void *xmalloc(size_t n, const char *what)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p)
-		cli_usage_error("scale: out of memory for %s (%zu bytes)", what, n);
-	return p;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The median of n rates (sorts them): on a shared machine a block that was
- * preempted is an outlier the mean would keep. */
-static double median(double *v, size_t n)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof *v, compare_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const char *fmt, ...)
 {
@@ -251,9 +129,9 @@ static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const ch
 /* The size mix: log-uniform within three classes. */
 static size_t draw_size(uint64_t *rng)
 {
-	uint64_t r = next_random(rng);
+	uint64_t r = cli_next_random(rng);
 	double u = (double)(r >> 11) * 0x1.0p-53;
-	unsigned cls = (unsigned)(next_random(rng) % 10000);
+	unsigned cls = (unsigned)(cli_next_random(rng) % 10000);
 	double lo = 16, hi = 256;
 	if (cls >= 9998)
 		lo = 128 * 1024 + 1, hi = 1024 * 1024;
@@ -338,10 +216,10 @@ struct heap {
  * once the step is allocated: the gaps misses are aimed at. */
 static void heap_grow(struct heap *h, uint64_t n)
 {
-	void **pending = xmalloc((size_t)((n - h->count) / 4 + 1) * sizeof *pending, "gaps");
+	void **pending = cli_xmalloc("scale", (size_t)((n - h->count) / 4 + 1) * sizeof *pending, "gaps");
 	size_t npending = 0;
 	free(h->gaps);
-	h->gaps = xmalloc((size_t)((n - h->count) / 4 + 1) * sizeof *h->gaps, "gaps");
+	h->gaps = cli_xmalloc("scale", (size_t)((n - h->count) / 4 + 1) * sizeof *h->gaps, "gaps");
 	h->ngaps = 0;
 	while (h->count < n) {
 		size_t size = draw_size(&h->rng);
@@ -353,7 +231,7 @@ static void heap_grow(struct heap *h, uint64_t n)
 		h->size[h->count] = (uint32_t)size;
 		h->chunk[h->count++] = c;
 		h->bytes += h->pad + size;
-		if (next_random(&h->rng) % 8 == 0) {
+		if (cli_next_random(&h->rng) % 8 == 0) {
 			size_t gsize = draw_size(&h->rng) % 512 + 1;
 			unsigned char *g = malloc(h->pad + gsize);
 			if (!g)
@@ -398,24 +276,24 @@ static double time_lookups(const struct heap *h, const struct index_ops *ops, ui
 	while (*done < n && ns < budget_ns && blocks < MAX_BLOCKS) {
 		size_t m = n - *done < LOOKUP_BLOCK ? (size_t)(n - *done) : LOOKUP_BLOCK;
 		for (size_t k = 0; k < m; k++) {
-			uint64_t i = next_random(rng) % h->count;
+			uint64_t i = cli_next_random(rng) % h->count;
 			const struct chunk *c = h->chunk[i];
 			size_t size = h->size[i];
 			if (hits) {
-				b->addr[k] = chunk_user(c) + next_random(rng) % size;
+				b->addr[k] = chunk_user(c) + cli_next_random(rng) % size;
 				b->expect[k] = (struct chunk *)c;
-			} else if (h->ngaps && next_random(rng) % 2) {
-				const struct gap *g = &h->gaps[next_random(rng) % h->ngaps];
-				b->addr[k] = g->start + next_random(rng) % g->len;
+			} else if (h->ngaps && cli_next_random(rng) % 2) {
+				const struct gap *g = &h->gaps[cli_next_random(rng) % h->ngaps];
+				b->addr[k] = g->start + cli_next_random(rng) % g->len;
 				b->expect[k] = NULL;
 			} else {
-				b->addr[k] = chunk_user(c) + size + next_random(rng) % 16;
+				b->addr[k] = chunk_user(c) + size + cli_next_random(rng) % 16;
 				b->expect[k] = NULL;
 			}
 		}
-		uint64_t start = cpu_ns();
+		uint64_t start = cli_cpu_ns();
 		scale_lookup_batch(ops, b->addr, b->got, m, runtime_zero);
-		uint64_t took = cpu_ns() - start;
+		uint64_t took = cli_cpu_ns() - start;
 		ns += took;
 		b->rate[blocks++] = (double)took / (double)m;
 		for (size_t k = 0; verify && k < m; k++)
@@ -427,7 +305,7 @@ static double time_lookups(const struct heap *h, const struct index_ops *ops, ui
 				            b->got[k] ? chunk_user(b->got[k]) : 0);
 		*done += m;
 	}
-	return median(b->rate, blocks);
+	return cli_median(b->rate, blocks);
 }
 
 #define CHURN_BATCH 4096
@@ -451,9 +329,9 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
 			for (size_t j = 0; j < k; j++)
 				warm += h->chunk[subset[s + j]]->size_pad;
-			uint64_t t0 = cpu_ns();
+			uint64_t t0 = cli_cpu_ns();
 			scale_remove_batch(ops, h->chunk, subset + s, k);
-			rem_ns += cpu_ns() - t0;
+			rem_ns += cli_cpu_ns() - t0;
 		}
 		for (size_t s = 0; s < m; s += CHURN_BATCH) {
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
@@ -461,9 +339,9 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 				struct chunk *c = h->chunk[subset[s + j]];
 				chunk_init(c, h->size[subset[s + j]], h->pad, chunk_site(c));
 			}
-			uint64_t t0 = cpu_ns();
+			uint64_t t0 = cli_cpu_ns();
 			scale_insert_batch(ops, h->chunk, subset + s, k);
-			ins_ns += cpu_ns() - t0;
+			ins_ns += cli_cpu_ns() - t0;
 		}
 		rem[rounds] = (double)rem_ns / (double)m;
 		ins[rounds] = (double)ins_ns / (double)m;
@@ -471,8 +349,8 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 		total += rem_ns + ins_ns;
 	} while ((total < 20000000 || rounds < 3) && rounds < 100);
 	warm_sink = warm;
-	*insert_ns = median(ins, rounds);
-	*remove_ns = median(rem, rounds);
+	*insert_ns = cli_median(ins, rounds);
+	*remove_ns = cli_median(rem, rounds);
 }
 
 /* ns per hop of a random cyclic chase over bytes of memory, 64 B per node. */
@@ -482,13 +360,13 @@ static double time_chase(uint64_t bytes, uint64_t hops, double budget_s, uint64_
 	size_t nodes = (size_t)(bytes / 64) < 2 ? 2 : (size_t)(bytes / 64);
 	size_t len = nodes * 64;
 	unsigned char *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint32_t *perm = xmalloc(nodes * sizeof *perm, "the chase");
+	uint32_t *perm = cli_xmalloc("scale", nodes * sizeof *perm, "the chase");
 	if (buf == MAP_FAILED)
 		cli_usage_error("scale: cannot map %zu bytes for the chase: %s", len, strerror(errno));
 	for (size_t i = 0; i < nodes; i++)
 		perm[i] = (uint32_t)i;
 	for (size_t i = nodes - 1; i > 0; i--) { /* Sattolo: one cycle through every node */
-		size_t j = (size_t)(next_random(rng) % i);
+		size_t j = (size_t)(cli_next_random(rng) % i);
 		uint32_t x = perm[i];
 		perm[i] = perm[j];
 		perm[j] = x;
@@ -502,16 +380,16 @@ static double time_chase(uint64_t bytes, uint64_t hops, double budget_s, uint64_
 	size_t blocks = 0;
 	while (done < hops && ns < budget_ns && blocks < MAX_BLOCKS) {
 		uint64_t m = hops - done < LOOKUP_BLOCK ? hops - done : LOOKUP_BLOCK;
-		uint64_t start = cpu_ns();
+		uint64_t start = cli_cpu_ns();
 		p = scale_chase(p, m);
-		uint64_t took = cpu_ns() - start;
+		uint64_t took = cli_cpu_ns() - start;
 		ns += took;
 		rate[blocks++] = (double)took / (double)m;
 		done += m;
 	}
 	chase_sink = p;
 	munmap(buf, len);
-	return median(rate, blocks);
+	return cli_median(rate, blocks);
 }
 
 /* --- the command ------------------------------------------------------------------- */
@@ -551,10 +429,10 @@ static void measure(const struct heap *h, const struct index_ops *ops, const str
 {
 	for (uint64_t i = 0; i < n; i++) /* fresh headers: index bits cleared */
 		chunk_init(h->chunk[i], chunk_size(h->chunk[i]), h->pad, chunk_site(h->chunk[i]));
-	uint64_t f0 = now_ns();
+	uint64_t f0 = cli_now_ns();
 	for (uint64_t i = 0; i < n; i++)
 		ops->insert(h->chunk[i]);
-	r->fill_s = (double)(now_ns() - f0) * 1e-9;
+	r->fill_s = (double)(cli_now_ns() - f0) * 1e-9;
 	uint64_t lrng = o->seed + n; /* the same lookups for every index and round */
 	r->hit_ns = time_lookups(h, ops, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
 	r->miss_ns = time_lookups(h, ops, o->lookups, o->budget_s, 0, &lrng, b, &r->misses_done);
@@ -573,7 +451,7 @@ static void median_row(const struct row *rounds, unsigned n, struct row *out, do
 	for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
 		for (unsigned i = 0; i < n; i++)
 			memcpy(&scratch[i], (const char *)&rounds[i] + fields[f], sizeof(double));
-		double v = median(scratch, n);
+		double v = cli_median(scratch, n);
 		memcpy((char *)out + fields[f], &v, sizeof v);
 	}
 	for (unsigned i = 1; i < n; i++) {
@@ -589,7 +467,7 @@ int cmd_scale(int argc, char **argv)
 	struct scale_options o;
 	parse_options(argc, argv, &o);
 	const struct index_ops *chosen[64];
-	size_t nidx = select_indexes(o.index, chosen, 64);
+	size_t nidx = cli_select_indexes("scale", o.index, chosen, 64);
 
 	struct heapindex_config cfg;
 	char err[512];
@@ -618,13 +496,13 @@ int cmd_scale(int argc, char **argv)
 
 	/* One heap for all indexes: room below each chunk for the largest links. */
 	struct heap h = { .pad = CHUNK_HEADER_BYTES + ((links + 15) & ~(size_t)15), .rng = o.seed };
-	h.chunk = xmalloc(o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
-	h.size = xmalloc(o.max_chunks * sizeof *h.size, "the size table");
-	uint32_t *subset = xmalloc(o.max_chunks * sizeof *subset, "the churn subset");
-	struct buffers *b = xmalloc(sizeof *b, "lookup buffers");
+	h.chunk = cli_xmalloc("scale", o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
+	h.size = cli_xmalloc("scale", o.max_chunks * sizeof *h.size, "the size table");
+	uint32_t *subset = cli_xmalloc("scale", o.max_chunks * sizeof *subset, "the churn subset");
+	struct buffers *b = cli_xmalloc("scale", sizeof *b, "lookup buffers");
 	struct row rows[64];
-	struct row *all = xmalloc(nidx * o.rounds * sizeof *all, "results");
-	double *chases = xmalloc((o.rounds + 1) * sizeof *chases, "chases");
+	struct row *all = cli_xmalloc("scale", nidx * o.rounds * sizeof *all, "results");
+	double *chases = cli_xmalloc("scale", (o.rounds + 1) * sizeof *chases, "chases");
 	uint64_t rng = o.seed ^ UINT64_C(0x5ca1e);
 	uint64_t steps[16] = { 0 };
 	size_t nsteps = 0;
@@ -634,16 +512,16 @@ int cmd_scale(int argc, char **argv)
 		steps[nsteps++] = o.max_chunks;
 	for (size_t step = 0; step < nsteps; step++) {
 		uint64_t n = steps[step];
-		uint64_t t0 = now_ns();
+		uint64_t t0 = cli_now_ns();
 		heap_grow(&h, n);
 		fprintf(stderr, "scale: %" PRIu64 " chunks: %.1f MiB allocated in %.2f s\n", n,
-		        (double)h.bytes / 1048576.0, (double)(now_ns() - t0) * 1e-9);
+		        (double)h.bytes / 1048576.0, (double)(cli_now_ns() - t0) * 1e-9);
 		/* The churn subset: the first m of a random permutation. */
 		size_t m = n < 100000 ? (size_t)n : 100000;
 		for (uint64_t i = 0; i < n; i++)
 			subset[i] = (uint32_t)i;
 		for (size_t i = 0; i < m; i++) {
-			size_t j = i + (size_t)(next_random(&rng) % (n - i));
+			size_t j = i + (size_t)(cli_next_random(&rng) % (n - i));
 			uint32_t x = subset[i];
 			subset[i] = subset[j];
 			subset[j] = x;
@@ -661,7 +539,7 @@ int cmd_scale(int argc, char **argv)
 			}
 			chases[round + 1] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
 		}
-		double chase_ns = median(chases, o.rounds + 1);
+		double chase_ns = cli_median(chases, o.rounds + 1);
 		for (size_t k = 0; k < nidx; k++)
 			median_row(&all[k * o.rounds], o.rounds, &rows[k], b->rate);
 		print_step(csv, &h, chosen, nidx, rows, chase_ns);
