@@ -17,6 +17,12 @@ allocator; "ratio to memtable" is computed pair by pair within each round
 (index I's wall / memtable's wall in the same round), then the median of
 those per-round ratios, so drift between rounds cancels.
 
+Allocation-site capture modes (bench --site-modes, column site_mode; a
+runs.csv without it is all "ret"): every section but "Allocation-site
+capture cost" uses the ret runs only (or, without ret runs, the first mode);
+that section compares each mode with ret of the same index, pair by pair
+within rounds like the ratio to memtable.
+
 Standard library plus Debian's python3-matplotlib (Agg backend); without
 matplotlib the tables are still written and the plots are skipped.
 """
@@ -47,7 +53,7 @@ LABELS = {
     "bitmap": "bitmap index",
 }
 INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap"]
-NUMERIC_SKIP = {"workload", "size", "index", "allocator", "phase", "status", "note",
+NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
                 "proc_exe", "output_sha256", "started"}
 
 
@@ -83,6 +89,8 @@ def load_runs(path):
             row.setdefault("phase", "measure")
             if row.get("phase") in (None, ""):
                 row["phase"] = "measure"
+            if row.get("site_mode") in (None, ""):
+                row["site_mode"] = "ret"        # runs.csv from before --site-modes
             rows.append(row)
     return rows
 
@@ -125,11 +133,22 @@ def is_measured_ok(row):
     return row.get("phase") == "measure" and row.get("status") == "ok"
 
 
-def group(rows):
-    """{(workload, size, allocator): {index: [ok measured rows sorted by round]}}"""
+def site_modes(rows):
+    """The site modes of the measured runs under the hooks, ret first."""
+    modes = {r.get("site_mode", "ret") for r in rows
+             if r.get("phase") == "measure" and r.get("index") != "none"}
+    return sorted(modes, key=lambda m: (m != "ret", not m.startswith("unwind:"),
+                                        int(m[7:]) if m[7:].isdigit() else 0, m))
+
+
+def group(rows, site_mode=None):
+    """{(workload, size, allocator): {index: [ok measured rows sorted by round]}}
+    With site_mode: only that mode's rows (and index none's, which has none)."""
     groups = {}
     for r in rows:
         if not is_measured_ok(r):
+            continue
+        if site_mode is not None and r["index"] != "none" and r.get("site_mode", "ret") != site_mode:
             continue
         key = (r["workload"], r["size"], r["allocator"])
         groups.setdefault(key, {}).setdefault(r["index"], []).append(r)
@@ -347,6 +366,47 @@ def index_stats_lines(g):
             parts.append(f"list_steps_per_lookup={steps / lk:.2f}")
         lines.append(f"- **{label(index)}**: " + ", ".join(parts))
     return lines
+
+
+# --- allocation-site capture cost ------------------------------------------------------------
+
+def site_cost_table(rows, modes):
+    """Per workload and index: median wall and CPU per site mode, and each
+    mode's overhead over ret of the same index, median of the per-round
+    ratios (min..max)."""
+    by_mode = {m: group(rows, m) for m in modes}
+    keys = sorted({k for g in by_mode.values() for k in g})
+    several_alloc = len({k[2] for k in keys}) > 1
+    header = ["workload"] + (["allocator"] if several_alloc else []) + [
+        "index", "site mode", "ok runs", "wall median (min..max) s", "wall overhead vs ret (per round)",
+        "CPU user+sys s", "CPU overhead vs ret (per round)"]
+    out = []
+
+    def per_round(rs, base, key):
+        pr = per_round_overheads(rs, base, key)
+        if not pr:
+            return "n/a"
+        return f"{fmt_pct(statistics.median(pr))} ({fmt_pct(min(pr))}..{fmt_pct(max(pr))})"
+
+    for key in keys:
+        indexes = sorted({i for m in modes for i in by_mode[m].get(key, {}) if i != "none"},
+                         key=index_sort_key)
+        for index in indexes:
+            base = cpu_rows(by_mode["ret"].get(key, {}).get(index, [])) if "ret" in by_mode else []
+            for m in modes:
+                rs = cpu_rows(by_mode[m].get(key, {}).get(index, []))
+                if not rs:
+                    continue
+                w = summary(rs, "wall_s")
+                c = summary(rs, "cpu_s")
+                out.append([f"{key[0]} ({key[1]})"] + ([key[2]] if several_alloc else []) + [
+                    label(index), m, str(len(rs)),
+                    f"{fmt(w['median'], 3)} ({fmt(w['min'], 3)}..{fmt(w['max'], 3)})" if w else "n/a",
+                    "—" if m == "ret" else per_round(rs, base, "wall_s"),
+                    fmt(c["median"], 3) if c else "n/a",
+                    "—" if m == "ret" else per_round(rs, base, "cpu_s"),
+                ])
+    return header, out
 
 
 # --- sections c and d: scale and replay ----------------------------------------------------------
@@ -668,7 +728,9 @@ def build_report(out_dir, make_plots=True):
     runs_path = os.path.join(out_dir, "runs.csv")
     rows = load_runs(runs_path)
     meta = load_meta(os.path.join(out_dir, "meta.json"))
-    groups = group(rows)
+    modes = site_modes(rows)
+    primary = "ret" if "ret" in modes or not modes else modes[0]
+    groups = group(rows, primary)
     plt = plotting() if make_plots else None
     allocators = sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a))
 
@@ -762,6 +824,21 @@ def build_report(out_dir, make_plots=True):
         md += ["### Wall time overhead, all workloads", "", "![overhead](overhead_wall.png)", ""]
         plots.append("overhead_wall.png")
 
+    if len(modes) > 1:
+        md.append("## Allocation-site capture cost")
+        md.append("")
+        md.append("The hooks' allocation-site capture modes (`./heapindex bench --site-modes`): `ret` the "
+                  "return address (default), `unwind:N` a libunwind stack of up to N frames, interned, "
+                  "`skip` the first frame outside the allocation wrappers (HEAPINDEX_SITE_SKIP: "
+                  + (meta.get("settings", {}).get("site_skip") or "see meta.json")
+                  + "), `census` ret plus the per-site live census written at exit. Overhead: this "
+                  "mode's wall (CPU user+sys) / the same index's `ret` run in the same round, median "
+                  "over rounds (min..max). Every other section uses the "
+                  f"`{primary}` runs only.")
+        md.append("")
+        md.append(md_table(*site_cost_table(rows, modes)))
+        md.append("")
+
     # c. scale
     md.append("## 3. Lookup cost vs live chunks (scale.csv)")
     md.append("")
@@ -852,7 +929,10 @@ def build_report(out_dir, make_plots=True):
     md.append("## 5. Failed runs")
     md.append("")
     if failed:
-        frows = [[r.get("workload"), r.get("size"), r.get("index"), r.get("allocator"), r.get("phase"),
+        frows = [[r.get("workload"), r.get("size"),
+                  str(r.get("index")) + ("" if r.get("site_mode") in (None, "ret", "-")
+                                         else f" (site={r.get('site_mode')})"),
+                  r.get("allocator"), r.get("phase"),
                   r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
                   (r.get("note") or "").replace("|", "/")] for r in failed]
         md += [f"{len(failed)} failed runs (not in any median):", "",

@@ -3,6 +3,7 @@
 
     ./heapindex bench [--workloads LIST] [--indexes LIST] [--allocators LIST]
                       [--size small|full] [--runs N] [--warmup N] [--out DIR]
+                      [--site-modes LIST]
 
 Every measured run is
 
@@ -113,6 +114,20 @@ DEFAULT_WORKLOADS = "gcc,python"
 # with the no-op index. The lookup workload is not run under them.
 NO_LOOKUP_INDEXES = ("none", "noop")
 
+# Allocation-site capture modes (--site-modes; sites/sites.h). Each sets the
+# hooks' HEAPINDEX_SITE, HEAPINDEX_SITE_SKIP and HEAPINDEX_CENSUS explicitly
+# (None: removed from the environment), so an inherited setting cannot leak
+# into a mode. They apply to indexes that load the hooks, not to "none",
+# whose rows have site_mode "-".
+SITE_MODE_FORMS = "ret, unwind:N (N 1..32), skip, census"
+# skip: allocation wrappers of the workloads' main processes; all of them are
+# dynamic symbols (nm -D) of cc1 (gcc 12: xmalloc, xcalloc, xrealloc) or of
+# /usr/bin/python3 (3.11: PyMem_*, PyObject_*). A name absent from a
+# process is simply never matched.
+SITE_SKIP = ("xmalloc,xcalloc,xrealloc,PyMem_Malloc,PyMem_Calloc,PyMem_Realloc,"
+             "PyObject_Malloc,PyObject_Calloc,PyObject_Realloc")
+NO_SITE_MODE = "-"
+
 
 def built_indexes(root=ROOT):
     """none plus every built libheapindex-NAME.so (record is a trace
@@ -193,6 +208,40 @@ def parse_allocators(text):
     return names
 
 
+def parse_site_modes(text):
+    """'ret,unwind:8,skip,census' -> ['ret', 'unwind:8', 'skip', 'census']."""
+    modes = []
+    for item in split_list(text):
+        mode = item
+        if item.startswith("unwind:"):
+            n = item[len("unwind:"):]
+            if not n.isdigit() or not 1 <= int(n) <= 32:
+                raise UsageError(f"bad site mode '{item}': N of unwind:N must be 1..32; "
+                                 f"valid: {SITE_MODE_FORMS}")
+            mode = f"unwind:{int(n)}"
+        elif item not in ("ret", "skip", "census"):
+            raise UsageError(f"unknown site mode '{item}': valid: {SITE_MODE_FORMS}")
+        if mode not in modes:
+            modes.append(mode)
+    if not modes:
+        raise UsageError(f"--site-modes is empty: valid: {SITE_MODE_FORMS}")
+    return modes
+
+
+def site_env(mode, census_path=None):
+    """The env_extra of a site mode (None values are removed from the env)."""
+    if mode == NO_SITE_MODE:
+        return {}
+    env = {"HEAPINDEX_SITE": "ret", "HEAPINDEX_SITE_SKIP": None, "HEAPINDEX_CENSUS": None}
+    if mode.startswith("unwind:"):
+        env["HEAPINDEX_SITE"] = mode
+    elif mode == "skip":
+        env["HEAPINDEX_SITE_SKIP"] = SITE_SKIP
+    elif mode == "census":
+        env["HEAPINDEX_CENSUS"] = census_path
+    return env
+
+
 def count(minimum):
     def parse(text):
         try:
@@ -235,6 +284,12 @@ def make_parser():
                    help="also record the heap trace of each selected workload, or of those in LIST "
                    "(heapindex record) and replay it in-process against the indexes (heapindex "
                    "replay, --runs rounds) into DIR/replay.csv; skipped with a note if not built")
+    p.add_argument("--site-modes", default="ret", metavar="LIST",
+                   help="allocation-site capture modes, comma-separated: ret (return address), "
+                   "unwind:N (libunwind stack of up to N frames, 1..32), skip (ret past the "
+                   "allocation wrappers of cc1 and python), census (ret plus the per-site live "
+                   "census); each multiplies the configurations of every index but none "
+                   "(default ret)")
     p.add_argument("--timeout", type=count(1), metavar="S",
                    help="kill a run after S seconds (default max(300, 30 x its reference run))")
     return p
@@ -354,7 +409,7 @@ def machine_meta(workloads, size):
 # --- one run ----------------------------------------------------------------------
 
 FIXED_COLUMNS = [
-    "workload", "size", "index", "allocator", "phase", "round", "order",
+    "workload", "size", "index", "allocator", "site_mode", "phase", "round", "order",
     "wall_s", "user_s", "sys_s", "max_rss_kb", "minflt", "majflt", "exit_status",
     "status", "note",
     "procs", "proc_exe", "proc_wall_s", "proc_user_s", "proc_sys_s", "proc_max_rss_kb",
@@ -452,7 +507,11 @@ def workload_env(workload, extra=None):
         env["PYTHONMALLOC"] = "malloc"      # every object a malloc chunk
         env["PYTHONHASHSEED"] = "0"         # same dict layouts run to run
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     return env
 
 
@@ -476,12 +535,19 @@ class Runner:
                     if not os.path.isfile(os.path.join(ROOT, rel))]
         return missing
 
-    def run(self, workload, size, index, allocator, env_extra=None, timeout=None):
-        """Run once; returns a row dict (status ok/failed, note, output_sha256, ...)."""
+    def run(self, workload, size, index, allocator, env_extra=None, timeout=None, site_mode=None):
+        """Run once; returns a row dict (status ok/failed, note, output_sha256, ...).
+        With site_mode (--site-modes) its environment is added to env_extra
+        and it is the row's site_mode."""
         self.serial += 1
-        tag = f"{self.serial:05d}-{workload}-{size}-{index}-{allocator}"
+        mode_tag = "" if site_mode in (None, "ret", NO_SITE_MODE) else "-" + site_mode.replace(":", "")
+        tag = f"{self.serial:05d}-{workload}-{size}-{index}-{allocator}{mode_tag}"
         row = {"workload": workload, "size": size, "index": index, "allocator": allocator,
+               "site_mode": site_mode or (NO_SITE_MODE if index == "none" else "ret"),
                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        census = os.path.join(self.tmp, tag + ".census")
+        if site_mode is not None:
+            env_extra = dict(env_extra or {}, **site_env(site_mode, census))
         missing = self.missing_inputs(workload, size)
         if missing:
             row.update(status="failed", note="missing input: " + ", ".join(missing)
@@ -540,7 +606,7 @@ class Runner:
         else:
             row["status"] = "ok"
             row["note"] = ""
-        for path in (out_file, stats, stdout_path, stderr_path):
+        for path in (out_file, stats, stdout_path, stderr_path, census):
             if os.path.exists(path):
                 os.unlink(path)
         return row
@@ -701,6 +767,20 @@ def configurations(workloads, size, indexes, allocators):
     return configs, skipped
 
 
+def with_site_modes(configs, site_modes):
+    """(w, s, i, a) -> (w, s, i, a, mode) for every mode; "none" once, mode "-"."""
+    out = []
+    for (w, s, i, a) in configs:
+        for m in ([NO_SITE_MODE] if i == "none" else site_modes):
+            out.append((w, s, i, a, m))
+    return out
+
+
+def config_text(config):
+    w, s, i, a, m = config
+    return f"{w}/{s} {i}/{a}" + ("" if m in ("ret", NO_SITE_MODE) else f" site={m}")
+
+
 def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -709,6 +789,7 @@ def main(argv=None):
         workloads = parse_workloads(args.workloads, args.size)
         indexes = parse_indexes(args.indexes, available)
         allocators = parse_allocators(args.allocators)
+        site_modes = parse_site_modes(args.site_modes)
     except UsageError as e:
         parser.error(str(e))
     if not os.access(os.path.join(ROOT, "build", "bin", "heapindex"), os.X_OK):
@@ -729,6 +810,7 @@ def main(argv=None):
     out_dir = os.path.abspath(out_dir)
 
     configs, skipped = configurations(workloads, args.size, indexes, allocators)
+    configs = with_site_modes(configs, site_modes)
     if not configs:
         parser.error("the selection leaves no configuration to run")
     rng = random.Random(seed)
@@ -745,7 +827,8 @@ def main(argv=None):
         "settings": {
             "argv": sys.argv[1:] if argv is None else list(argv),
             "workloads": workloads, "size": args.size, "indexes": indexes,
-            "allocators": allocators, "runs": args.runs, "warmup": args.warmup,
+            "allocators": allocators, "site_modes": site_modes, "site_skip": SITE_SKIP,
+            "runs": args.runs, "warmup": args.warmup,
             "seed": seed, "timeout_s": args.timeout, "scale": args.scale,
             "scale_args": args.scale_args, "replay": args.replay,
             "commands": {w: WORKLOADS[w]["cmd"][args.size] for w in workloads},
@@ -753,7 +836,7 @@ def main(argv=None):
             "env": {k: v for k, v in os.environ.items() if k.startswith("HEAPINDEX_")},
             "python_env": {"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"},
             "skipped": skipped,
-            "rounds": [[f"{w}/{s} {i}/{a}" for (w, s, i, a) in order] for order in orders],
+            "rounds": [[config_text(c) for c in order] for order in orders],
         },
         "loadavg_start": loadavg(),
     }
@@ -776,8 +859,8 @@ def main(argv=None):
 
     def estimate_left(remaining):
         left = 0.0
-        for (w, s, i, a) in remaining:
-            left += last_wall.get((w, s, i, a), ref_wall.get(w, 1.0))
+        for c in remaining:
+            left += last_wall.get(c, ref_wall.get(c[0], 1.0))
         return left
 
     def progress(row, what, remaining):
@@ -786,13 +869,17 @@ def main(argv=None):
         took = row.get("_took", 0.0)
         state = row["status"] if row["status"] == "ok" else "FAILED: " + row.get("note", "")[:120]
         print(f"{PROG}: [{done:3d}/{total}] {what:<10} {row['workload']}/{row['size']} "
-              f"{row['index']}/{row['allocator']}: {took:6.2f} s {state}  "
+              f"{row['index']}/{row['allocator']}{site_text(row)}: {took:6.2f} s {state}  "
               f"elapsed {fmt_duration(time.time() - started)}, left ~{fmt_duration(estimate_left(remaining))}",
               file=sys.stderr, flush=True)
 
-    def timed_run(w, s, i, a, timeout=None):
+    def site_text(row):
+        m = row.get("site_mode")
+        return "" if m in (None, "ret", NO_SITE_MODE) else f" site={m}"
+
+    def timed_run(w, s, i, a, timeout=None, site_mode=None):
         t0 = time.time()
-        row = runner.run(w, s, i, a, timeout=timeout)
+        row = runner.run(w, s, i, a, timeout=timeout, site_mode=site_mode)
         row["_took"] = time.time() - t0
         return row
 
@@ -807,13 +894,14 @@ def main(argv=None):
         for w in workloads:
             ri = reference_index(w, indexes)
             for k in range(max(1, args.warmup)):
-                remaining = [(w2, args.size, reference_index(w2, indexes) or "none", allocators[0])
+                remaining = [(w2, args.size, reference_index(w2, indexes) or "none", allocators[0], "ret")
                              for w2 in workloads[workloads.index(w) + 1:]] + pending_measured
                 if ri is None:
                     row = {"workload": w, "size": args.size, "index": "-", "allocator": "glibc",
                            "status": "failed", "note": "no index answering lookups is built", "_took": 0}
                 else:
-                    row = timed_run(w, args.size, ri, "glibc", timeout=args.timeout or 1800)
+                    row = timed_run(w, args.size, ri, "glibc", timeout=args.timeout or 1800,
+                                    site_mode=NO_SITE_MODE if ri == "none" else "ret")
                 row.update(phase="warmup" if k < args.warmup else "reference", round=0, order=k + 1)
                 if k == 0:
                     if row["status"] == "ok":
@@ -828,11 +916,11 @@ def main(argv=None):
                     status = 1
         # The measured rounds.
         for r, order in enumerate(orders, 1):
-            for pos, (w, s, i, a) in enumerate(order, 1):
+            for pos, (w, s, i, a, m) in enumerate(order, 1):
                 pending_measured.pop(0)
-                row = timed_run(w, s, i, a, timeout=run_timeout(w))
+                row = timed_run(w, s, i, a, timeout=run_timeout(w), site_mode=m)
                 row.update(phase="measure", round=r, order=pos)
-                last_wall[(w, s, i, a)] = row["_took"]
+                last_wall[(w, s, i, a, m)] = row["_took"]
                 if row["status"] == "ok":
                     if w not in reference:
                         row["note"] = "output not checked: the reference run failed"
@@ -875,7 +963,7 @@ def main(argv=None):
     print(f"{PROG}: {len(rows)} runs in {fmt_duration(time.time() - started)}, {len(failed)} failed; "
           f"results in {out_dir}", file=sys.stderr)
     for r in failed:
-        print(f"{PROG}: FAILED {r['workload']}/{r['size']} {r['index']}/{r['allocator']} "
+        print(f"{PROG}: FAILED {r['workload']}/{r['size']} {r['index']}/{r['allocator']}{site_text(r)} "
               f"round {r.get('round')}: {r.get('note')}", file=sys.stderr)
     shown = os.path.relpath(out_dir)
     print(f"{PROG}: next: ./heapindex report {out_dir if shown.startswith('..') else shown}",

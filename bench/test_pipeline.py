@@ -269,6 +269,10 @@ class BenchArgsTest(unittest.TestCase):
         (["--warmup", "-1"], ">= 0"),
         (["--workloads", "gcc-O2", "--size", "small"], "valid sizes: full"),
         (["--bogus"], "unrecognized"),
+        (["--site-modes", "ret,stack"], "valid: ret, unwind:N (N 1..32), skip, census"),
+        (["--site-modes", "unwind:0"], "unwind:N must be 1..32"),
+        (["--site-modes", "unwind:x"], "unwind:N must be 1..32"),
+        (["--site-modes", ","], "--site-modes is empty"),
     ]
 
     def test_bad_flags_one_line_exit_2(self):
@@ -295,6 +299,88 @@ class BenchArgsTest(unittest.TestCase):
         configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"])
         self.assertEqual(configs, [("dwarfpy", "small", "memtable", "glibc")])
         self.assertEqual(len(skipped), 2)
+
+    def test_site_modes(self):
+        self.assertEqual(bench.parse_site_modes("ret"), ["ret"])
+        self.assertEqual(bench.parse_site_modes(" ret, unwind:08,skip,census,ret,unwind:8 "),
+                         ["ret", "unwind:8", "skip", "census"])
+        self.assertEqual(bench.parse_site_modes("unwind:32"), ["unwind:32"])
+        for bad in ("", "unwind:33", "unwind:", "unwind", "RET", "skip:3"):
+            with self.assertRaises(bench.UsageError, msg=bad):
+                bench.parse_site_modes(bad)
+        self.assertEqual(bench.make_parser().parse_args([]).site_modes, "ret")   # make bench: ret only
+        configs = bench.with_site_modes([("gcc", "small", "none", "glibc"), ("gcc", "small", "memtable", "glibc")],
+                                        ["ret", "unwind:8"])
+        self.assertEqual(configs, [("gcc", "small", "none", "glibc", "-"),
+                                   ("gcc", "small", "memtable", "glibc", "ret"),
+                                   ("gcc", "small", "memtable", "glibc", "unwind:8")])
+        self.assertEqual(bench.site_env("unwind:8")["HEAPINDEX_SITE"], "unwind:8")
+        self.assertEqual(bench.site_env("census", "/x/c")["HEAPINDEX_CENSUS"], "/x/c")
+        self.assertIn("xmalloc", bench.site_env("skip")["HEAPINDEX_SITE_SKIP"])
+        self.assertEqual(bench.site_env("-"), {})
+        # ret removes inherited settings: the row's mode is what ran.
+        saved = {k: os.environ.get(k) for k in ("HEAPINDEX_SITE_SKIP", "HEAPINDEX_CENSUS")}
+        os.environ["HEAPINDEX_SITE_SKIP"] = "foo"
+        try:
+            env = bench.workload_env("gcc", bench.site_env("ret"))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        self.assertEqual(env["HEAPINDEX_SITE"], "ret")
+        self.assertNotIn("HEAPINDEX_SITE_SKIP", env)
+        self.assertNotIn("HEAPINDEX_CENSUS", env)
+
+
+class SiteCostTest(unittest.TestCase):
+    """The Allocation-site capture cost section on two modes."""
+
+    def test_overhead_pair_by_pair(self):
+        # memtable ret vs unwind:8: per-round ratios 2.0, 1.05, 1.2 -> median
+        # +20.0% (+5.0%..+100.0%); the ratio of medians would be +33.3%.
+        rows = []
+        for rnd, (n, r, u) in enumerate([(0.9, 1.0, 2.0), (0.9, 2.0, 2.1), (0.9, 1.5, 1.8)], 1):
+            rows.append(row("gcc", "none", rnd, n, site_mode="-"))
+            rows.append(row("gcc", "memtable", rnd, r, site_mode="ret"))
+            rows.append(row("gcc", "memtable", rnd, u, site_mode="unwind:8"))
+        rows.append(row("gcc", "memtable", 4, 50.0, site_mode="unwind:8", status="failed", note="x"))
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, rows)
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertIn("## Allocation-site capture cost", md)
+        section = md.split("## Allocation-site capture cost", 1)[1].split("\n## ", 1)[0]
+        ret_row = table_row(section, "gcc (small)")
+        self.assertEqual(ret_row[1:5], [report.label("memtable"), "ret", "3", "1.500 (1.000..2.000)"])
+        unwind = [[c.strip() for c in l.strip().strip("|").split("|")] for l in section.splitlines()
+                  if l.startswith("|") and "unwind:8" in l.split("|")[3]]
+        self.assertEqual(len(unwind), 1)
+        cells = unwind[0]
+        self.assertEqual(cells[2:5], ["unwind:8", "3", "2.000 (1.800..2.100)"])
+        self.assertEqual(cells[5], "+20.0% (+5.0%..+100.0%)")      # wall
+        self.assertEqual(cells[7], "+20.0% (+5.0%..+100.0%)")      # CPU = 0.95 x wall
+        # The other sections use the ret runs only: memtable's wall median 1.5.
+        time_row = table_row(md.split("## 2.", 1)[1], "memtable")
+        self.assertEqual(time_row[1], "3")
+        self.assertTrue(time_row[2].startswith("1.500 "), time_row)
+
+    def test_runs_csv_without_site_mode(self):
+        rows = [row("gcc", i, rnd, w) for rnd in (1, 2) for i, w in (("none", 1.0), ("memtable", 1.2))]
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, rows)
+            path = os.path.join(d, "runs.csv")
+            with open(path, newline="") as f:
+                old = [{k: v for k, v in r.items() if k != "site_mode"} for r in csv.DictReader(f)]
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(old[0]))
+                w.writeheader()
+                w.writerows(old)
+            loaded = report.load_runs(path)
+            self.assertEqual({r["site_mode"] for r in loaded}, {"ret"})
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertNotIn("Allocation-site capture cost", md)
+        self.assertEqual(table_row(md.split("## 2.", 1)[1], "memtable")[1], "2")
 
 
 @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
