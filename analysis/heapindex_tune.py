@@ -434,10 +434,11 @@ def main(argv=None):
     md.append("")
     md.append(closed_form_table(widths, all_shifts))
     md.append("")
-    md.append(f"✗: at least 2^{USER_VA_BITS} bytes, the whole x86-64 user address space: such a table "
-              "cannot be reserved at all (the hooks stop the program with exit 2, \"cannot reserve the "
-              "memtable ...\"). Reserving is only address space (MAP_NORESERVE): memory is committed "
-              "page by page where entries are written.")
+    md.append(f"✗: at least 2^{USER_VA_BITS} bytes, the whole x86-64 user address space: such a flat "
+              "table cannot be reserved, so the memtable uses its two-level table instead (a directory "
+              "of leaves mapped on their first write: one more dependent load per lookup; "
+              "memtable/memtable.h). Reserving is only address space (MAP_NORESERVE): memory is "
+              "committed page by page where entries are written.")
     md.append("")
     md += seed_lines + [""]
 
@@ -496,11 +497,13 @@ def main(argv=None):
         notes.append(f"- **Cannot reserve at shift {shifts_txt}**: {n} bits need "
                      + ", ".join(f"2^{n - s['shift']} bytes at shift {s['shift']}" for s in refused)
                      + f", against a 2^{USER_VA_BITS}-byte user address space. The hooks refused: "
-                     f"\"{example[:300]}\". What the index does instead: nothing yet: it refuses with "
-                     "that error (exit 2) rather than falling back to a sparse (two-level) table; "
-                     "only shifts whose table fits can be used at this width.")
+                     f"\"{example[:300]}\". The memtable refuses only when told to use its flat table "
+                     "(HEAPINDEX_TABLE_LEVELS=1); by default it falls back to its two-level table.")
     elif any(reserved_bytes(n, s) >= 1 << USER_VA_BITS for s in args.shifts):
-        notes.append("- Some shifts need a table of 2^47 bytes or more but did not report a refusal: check tune.csv.")
+        two = [str(s) for s in args.shifts if reserved_bytes(n, s) >= 1 << USER_VA_BITS]
+        notes.append(f"- **Two-level table at shift {', '.join(two)}**: a flat table of {n} bits does not "
+                     f"fit in the 2^{USER_VA_BITS}-byte user address space there, so the memtable ran on "
+                     "its two-level table (leaves mapped on first write; one more load per lookup).")
     if n < USER_VA_BITS:
         unc = [s for s in summaries if s["ok"] and s["idx_uncovered_inserts"]]
         total_unc = max((s["idx_uncovered_inserts"] or 0) for s in summaries if s["ok"]) if any(

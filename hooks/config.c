@@ -73,6 +73,7 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 {
 	cfg->addr_bits = config_default_addr_bits();
 	cfg->bin_shift = CONFIG_BIN_SHIFT_DEFAULT;
+	cfg->table_levels = 0;
 	cfg->stats_path = NULL;
 	cfg->fail_every = 0;
 	cfg->verify_every = 0;
@@ -83,6 +84,8 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 	                 CONFIG_ADDR_BITS_MAX, &cfg->addr_bits, err, errlen) ||
 	    parse_ranged("HEAPINDEX_BIN_SHIFT", CONFIG_BIN_SHIFT_MIN,
 	                 CONFIG_BIN_SHIFT_MAX, &cfg->bin_shift, err, errlen) ||
+	    parse_ranged("HEAPINDEX_TABLE_LEVELS", 0, CONFIG_TABLE_LEVELS_MAX,
+	                 &cfg->table_levels, err, errlen) ||
 	    parse_ranged("HEAPINDEX_FAIL_EVERY", 0, CONFIG_FAIL_EVERY_MAX,
 	                 &cfg->fail_every, err, errlen) ||
 	    parse_ranged("HEAPINDEX_VERIFY", 0, CONFIG_VERIFY_MAX,

@@ -12,6 +12,8 @@
 struct heapindex_config {
 	unsigned addr_bits;     /* width of the address space the memtable covers */
 	unsigned bin_shift;     /* log2 of the bytes one memtable bin covers      */
+	unsigned table_levels;  /* memtable layout: 0 auto (flat, else two-level),
+	                         * 1 flat only, 2 two-level (memtable/memtable.h) */
 	const char *stats_path; /* append per-process JSON stats here, or NULL    */
 	/* Test-only reliability settings (hooks only; 0: off).
 	 * fail_every: every Nth call into the real allocator fails (ENOMEM).
@@ -40,6 +42,7 @@ struct heapindex_config {
 /* unwind:N keeps at most 32 frames: deeper stacks cost more to capture and
  * intern than they tell (sites/sites.h). */
 #define CONFIG_SITE_DEPTH_MAX 32u
+#define CONFIG_TABLE_LEVELS_MAX 2u
 #define CONFIG_FAIL_EVERY_MAX 1000000u
 #define CONFIG_VERIFY_MAX 1000000000u
 

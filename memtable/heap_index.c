@@ -16,7 +16,8 @@
  *  - small chunks are at most big_threshold = 256 bins long, so a chunk
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
- *  - big chunks (and chunks above the covered address range) live in a
+ *  - big chunks (and chunks above the covered address range, or whose
+ *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in a
  *    sorted array instead, found by binary search.
  */
 #include "big_chunks.h"
@@ -39,10 +40,13 @@ static struct big_chunks big;
 static struct {
 	uint64_t lookups, list_steps, bins_scanned;
 	uint64_t longest_list_walked, longest_backward_scan;
-	uint64_t uncovered_inserts;
+	uint64_t uncovered_inserts, leaf_failures;
 } stat;
 
 #define SLOT_NONE 0u
+/* In the next-slot byte of a small chunk kept in the big array because its
+ * two-level leaf could not be mapped: no real slot is above 128. */
+#define SLOT_OVERFLOW 0xffu
 
 static inline unsigned slot_of(uintptr_t user)
 {
@@ -71,11 +75,13 @@ static inline int is_big(const struct chunk *c)
 
 int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
 {
-	int e = memtable_init(&table, cfg->addr_bits, cfg->bin_shift, 1);
+	int e = memtable_init(&table, cfg->addr_bits, cfg->bin_shift, 1,
+	                      (enum memtable_layout)cfg->table_levels);
 	if (e) {
 		snprintf(err, errlen,
 		         "heapindex: cannot reserve the memtable (%zu bytes for %u address bits, bin shift %u): %s; "
 		         "allow overcommit (sysctl vm.overcommit_memory=0 or 1), raise ulimit -v, "
+		         "let it use its two-level table (HEAPINDEX_TABLE_LEVELS=0 or 2), "
 		         "or lower HEAPINDEX_ADDR_BITS / raise HEAPINDEX_BIN_SHIFT",
 		         memtable_reserved_bytes(cfg->addr_bits, cfg->bin_shift, 1),
 		         cfg->addr_bits, cfg->bin_shift, strerror(e));
@@ -96,7 +102,13 @@ void memtable_index_insert(struct chunk *c)
 	}
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
-	unsigned char *head = memtable_entry(&table, bin);
+	unsigned char *head = memtable_entry_for_write(&table, bin);
+	if (!head) { /* no memory for a two-level leaf */
+		stat.leaf_failures++;
+		set_slots(c, SLOT_OVERFLOW, SLOT_NONE);
+		big_chunks_insert(&big, c);
+		return;
+	}
 	unsigned slot = slot_of(user);
 	if (*head != SLOT_NONE) {
 		struct chunk *first = chunk_at(memtable_bin_base(&table, bin), *head);
@@ -110,7 +122,7 @@ void memtable_index_insert(struct chunk *c)
 
 void memtable_index_remove(struct chunk *c)
 {
-	if (is_big(c)) {
+	if (is_big(c) || next_slot(c) == SLOT_OVERFLOW) {
 		big_chunks_remove(&big, c);
 		return;
 	}
@@ -122,7 +134,8 @@ void memtable_index_remove(struct chunk *c)
 		struct chunk *p = chunk_at(base, prev);
 		set_slots(p, next, prev_slot(p));
 	} else {
-		*(unsigned char *)memtable_entry(&table, bin) = (unsigned char)next;
+		/* The chunk is listed here, so the entry's leaf exists. */
+		*(unsigned char *)memtable_entry_for_write(&table, bin) = (unsigned char)next;
 	}
 	if (next != SLOT_NONE) {
 		struct chunk *n = chunk_at(base, next);
@@ -136,7 +149,7 @@ static struct chunk *bin_predecessor(size_t bin, uintptr_t addr)
 	uintptr_t base = memtable_bin_base(&table, bin);
 	struct chunk *best = NULL;
 	uint64_t steps = 0;
-	for (unsigned s = *(unsigned char *)memtable_entry(&table, bin); s != SLOT_NONE;) {
+	for (unsigned s = *(const unsigned char *)memtable_entry(&table, bin); s != SLOT_NONE;) {
 		struct chunk *c = chunk_at(base, s);
 		uintptr_t user = chunk_user(c);
 		if (user <= addr && (!best || user > chunk_user(best)))
@@ -150,30 +163,6 @@ static struct chunk *bin_predecessor(size_t bin, uintptr_t addr)
 	return best;
 }
 
-/* The highest bin in [lowest, from) whose table byte is non-zero, or
- * SIZE_MAX.  Reads the table eight entries at a time, as liballocs did. */
-static size_t last_nonempty_bin(size_t from, size_t lowest)
-{
-	const unsigned char *t = table.entries;
-	size_t i = from;
-	while (i > lowest && (i & 7)) {
-		if (t[--i])
-			return i;
-	}
-	while (i >= lowest + 8) {
-		uint64_t word;
-		memcpy(&word, t + i - 8, 8);
-		if (word) /* little-endian: the highest non-zero byte is the last bin */
-			return i - 8 + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i -= 8;
-	}
-	while (i > lowest) {
-		if (t[--i])
-			return i;
-	}
-	return SIZE_MAX;
-}
-
 /* addr may lie above the covered range while a small chunk starting just
  * below the limit reaches it: the walk then starts at the last bin. */
 static struct chunk *small_lookup(uintptr_t addr)
@@ -184,7 +173,7 @@ static struct chunk *small_lookup(uintptr_t addr)
 		/* A small chunk covering addr starts above addr - max_small_size. */
 		uintptr_t reach = addr > max_small_size ? addr - max_small_size : 0;
 		size_t lowest = memtable_bin(&table, reach);
-		size_t found = last_nonempty_bin(bin, lowest);
+		size_t found = memtable_last_nonzero_byte(&table, bin, lowest);
 		uint64_t scanned = bin - (found == SIZE_MAX ? lowest : found);
 		stat.bins_scanned += scanned;
 		if (scanned > stat.longest_backward_scan)
@@ -211,7 +200,10 @@ void memtable_index_write_stats(struct json_out *out)
 {
 	json_u64(out, "addr_bits", table.addr_bits);
 	json_u64(out, "bin_shift", table.shift);
+	json_str(out, "table_layout", memtable_is_flat(&table) ? "flat" : "two-level");
 	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
+	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
+	json_u64(out, "leaf_failures", stat.leaf_failures);
 	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);

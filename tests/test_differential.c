@@ -492,14 +492,19 @@ Test(differential, every_index_is_tested)
 }
 
 /* The memtable's configurations change its structure, not its answers. */
-static void memtable_with(unsigned addr_bits, unsigned bin_shift)
+static void memtable_with(unsigned addr_bits, unsigned bin_shift, unsigned table_levels)
 {
-	struct heapindex_config cfg = { .addr_bits = addr_bits, .bin_shift = bin_shift };
+	struct heapindex_config cfg = { .addr_bits = addr_bits, .bin_shift = bin_shift,
+		                        .table_levels = table_levels };
 	run_index("memtable", &cfg, both_models);
 }
 
-Test(differential, memtable_bin_shift_4, .timeout = 120) { memtable_with(47, 4); }
-Test(differential, memtable_bin_shift_11, .timeout = 120) { memtable_with(47, 11); }
+Test(differential, memtable_bin_shift_4, .timeout = 120) { memtable_with(47, 4, 0); }
+Test(differential, memtable_bin_shift_11, .timeout = 120) { memtable_with(47, 11, 0); }
+/* The two-level table (leaves mapped on first write) at the default shift,
+ * and at 57 bits, where only it can be reserved. */
+Test(differential, memtable_two_level, .timeout = 120) { memtable_with(47, 6, 2); }
+Test(differential, memtable_addr_bits_57, .timeout = 120) { memtable_with(57, 6, 0); }
 /* 32 bits cover none of the real heap (every chunk takes the big array)
  * and half of the arena, whose chunks straddle the limit. */
-Test(differential, memtable_addr_bits_32, .timeout = 120) { memtable_with(32, 9); }
+Test(differential, memtable_addr_bits_32, .timeout = 120) { memtable_with(32, 9, 0); }

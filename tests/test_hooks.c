@@ -155,13 +155,32 @@ Test(hooks, reject_bad_settings_before_the_program_runs)
 	}
 }
 
-/* A memtable that cannot be reserved says so and how to fix it. */
-Test(hooks, unreservable_memtable_explains_the_fix)
+/* Under a 1 GB ulimit -v the flat memtable (2 TiB of address space) cannot
+ * be reserved: the index falls back to its two-level table and every promise
+ * and lookup still holds. */
+Test(hooks, memtable_falls_back_to_two_levels_under_ulimit)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "ulimit -v 1000000; exec %s", test_program("alloc_semantics"));
+	char *argv[] = { "sh", "-c", cmd, NULL };
+	const char *env[] = { "EXPECT_LOOKUP=1", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	cr_assert(strstr(r.out, "(with lookups)"), "%s", r.out);
+	program_result_free(&r);
+}
+
+/* Asked for the flat table only, a memtable that cannot be reserved says so
+ * and how to fix it, before the program runs. */
+Test(hooks, unreservable_flat_memtable_explains_the_fix)
 {
 	char *argv[] = { "sh", "-c", "ulimit -v 1000000; exec sh -c 'echo ran'", NULL };
-	struct program_result r = run_program(argv, hook_library("memtable"), NULL);
+	const char *env[] = { "HEAPINDEX_TABLE_LEVELS=1", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
 	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_str_empty(r.out);
 	cr_assert(strstr(r.err, "cannot reserve the memtable"), "%s", r.err);
 	cr_assert(strstr(r.err, "overcommit"), "%s", r.err);
+	cr_assert(strstr(r.err, "HEAPINDEX_TABLE_LEVELS"), "%s", r.err);
 	program_result_free(&r);
 }

@@ -16,7 +16,7 @@
 Test(memtable, reserves_two_to_the_width_minus_shift_entries)
 {
 	struct memtable t;
-	cr_assert_eq(memtable_init(&t, 47, 9, 1), 0);
+	cr_assert_eq(memtable_init(&t, 47, 9, 1, MEMTABLE_FLAT), 0);
 	cr_assert_eq(t.reserved_bytes, (size_t)1 << 38);
 	cr_assert_eq(memtable_reserved_bytes(32, 10, 1), (size_t)1 << 22,
 	             "the seed talk: a 32-bit space needs a 2^22-byte index");
@@ -26,14 +26,14 @@ Test(memtable, reserves_two_to_the_width_minus_shift_entries)
 Test(memtable, entries_are_zero_until_written_and_commit_lazily)
 {
 	struct memtable t;
-	cr_assert_eq(memtable_init(&t, 47, 9, 2), 0);
+	cr_assert_eq(memtable_init(&t, 47, 9, 2, MEMTABLE_FLAT), 0);
 	uintptr_t addr = (uintptr_t)&t;
 	size_t bin = memtable_bin(&t, addr);
-	unsigned short *e = memtable_entry(&t, bin);
+	unsigned short *e = memtable_entry_for_write(&t, bin);
 	cr_assert_eq(*e, 0);
 	size_t before = memtable_resident_bytes(&t);
 	*e = 0xbeef;
-	cr_assert_eq(*(unsigned short *)memtable_entry(&t, memtable_bin(&t, addr)), 0xbeef);
+	cr_assert_eq(*(const unsigned short *)memtable_entry(&t, memtable_bin(&t, addr)), 0xbeef);
 	cr_assert_eq(memtable_bin_base(&t, bin), addr & ~(uintptr_t)511);
 	size_t after = memtable_resident_bytes(&t);
 	cr_assert_eq(after, before + (size_t)sysconf(_SC_PAGESIZE),
@@ -43,10 +43,60 @@ Test(memtable, entries_are_zero_until_written_and_commit_lazily)
 	memtable_destroy(&t);
 }
 
-Test(memtable, refuses_a_table_larger_than_the_address_space)
+Test(memtable, refuses_a_flat_table_larger_than_the_address_space)
 {
 	struct memtable t;
-	cr_assert_neq(memtable_init(&t, 57, 4, 1), 0, "2^53 bytes cannot be reserved");
+	cr_assert_neq(memtable_init(&t, 57, 4, 1, MEMTABLE_FLAT), 0, "2^53 bytes cannot be reserved");
+}
+
+/* Too big to be flat: two levels, with leaves mapped only where written. */
+Test(memtable, falls_back_to_two_levels_when_flat_is_refused)
+{
+	struct memtable t;
+	cr_assert_eq(memtable_init(&t, 57, 4, 1, MEMTABLE_AUTO), 0);
+	cr_assert_not(memtable_is_flat(&t));
+	cr_assert_eq(t.leaves_mapped, 0);
+	uintptr_t a = (uintptr_t)&t, far = a + ((uintptr_t)1 << 40);
+	size_t bin_a = memtable_bin(&t, a), bin_far = memtable_bin(&t, far);
+	cr_assert_eq(*(const unsigned char *)memtable_entry(&t, bin_far), 0, "absent leaf reads zero");
+	cr_assert_eq(t.leaves_mapped, 0, "reading maps nothing");
+	*(unsigned char *)memtable_entry_for_write(&t, bin_a) = 7;
+	*(unsigned char *)memtable_entry_for_write(&t, bin_far) = 9;
+	cr_assert_eq(t.leaves_mapped, 2);
+	cr_assert_eq(*(const unsigned char *)memtable_entry(&t, bin_a), 7);
+	cr_assert_eq(*(const unsigned char *)memtable_entry(&t, bin_far), 9);
+	/* The backward scan crosses absent leaves to find bin_a's entry. */
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_far, 0), bin_a);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_far + 1, 0), bin_far);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_a, 0), SIZE_MAX);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_far, bin_a + 1), SIZE_MAX);
+	cr_assert_gt(memtable_resident_bytes(&t), 0);
+	memtable_destroy(&t);
+}
+
+/* Both layouts answer the scan the same way, entry for entry. */
+Test(memtable, layouts_agree_on_the_backward_scan)
+{
+	struct memtable flat, two;
+	cr_assert_eq(memtable_init(&flat, 36, 4, 1, MEMTABLE_FLAT), 0);
+	cr_assert_eq(memtable_init(&two, 36, 4, 1, MEMTABLE_TWO_LEVEL), 0);
+	unsigned x = 99;
+	size_t bins = (size_t)1 << 32;
+	for (int i = 0; i < 3000; i++) {
+		x = x * 1103515245u + 12345u;
+		size_t bin = ((size_t)x * 977) % bins;
+		*(unsigned char *)memtable_entry_for_write(&flat, bin) = 1;
+		*(unsigned char *)memtable_entry_for_write(&two, bin) = 1;
+	}
+	for (int i = 0; i < 3000; i++) {
+		x = x * 1103515245u + 12345u;
+		size_t from = ((size_t)x * 131) % bins, span = (x >> 4) % (1u << 22);
+		size_t lowest = from > span ? from - span : 0;
+		cr_assert_eq(memtable_last_nonzero_byte(&flat, from, lowest),
+		             memtable_last_nonzero_byte(&two, from, lowest), "from %zu lowest %zu", from, lowest);
+	}
+	memtable_destroy(&flat);
+	memtable_destroy(&two);
 }
 
 /* --- the heap index ---------------------------------------------------------- */
@@ -55,7 +105,8 @@ static struct inproc d;
 
 static void with_shift(unsigned shift)
 {
-	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(), .bin_shift = shift };
+	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(), .bin_shift = shift,
+		                        .table_levels = (unsigned)MEMTABLE_AUTO };
 	char err[256];
 	const struct index_ops *ops = index_by_name("memtable");
 	cr_assert_not_null(ops);
