@@ -140,10 +140,48 @@ $(FUZZ_BIN): $(FUZZ_INPUTS) tests/fuzz/coverage-ignore.txt $(GEN_LIST) $(wildcar
 	  -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
 	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_INPUTS) -lm
 
+# The trace reader of `heapindex replay` (tests/fuzz/fuzz_trace.c, which
+# includes cli/replay.c): FUZZ_SECONDS split between the two targets, so
+# `make test` spends no longer.  Seeds: tests/fuzz/trace_corpus.
+FUZZ_TRACE_BIN    := $(B)/fuzz/fuzz_trace
+FUZZ_TRACE_INPUTS := tests/fuzz/fuzz_trace.c cli/measure.c $(INPROC_SRC) $(COMMON_SRC) $(foreach i,$(INDEXES),$(call index_src,$(i)))
+$(FUZZ_TRACE_BIN): $(FUZZ_TRACE_INPUTS) cli/replay.c $(GEN_LIST) $(wildcard cli/*.h hooks/*.h memtable/*.h baselines/*.h workloads/trace/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -I$(B)/gen -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_TRACE_INPUTS) -lm
+
 .PHONY: fuzz
-fuzz: $(FUZZ_BIN)
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+fuzz: $(FUZZ_BIN) $(FUZZ_TRACE_BIN)
+	$(FUZZ_BIN) -max_total_time=$$(( ($(FUZZ_SECONDS) + 1) / 2 )) -max_len=4096 -print_final_stats=1 \
 	  $(B)/fuzz/corpus tests/fuzz/corpus
+	@mkdir -p $(B)/fuzz/trace_corpus
+	$(FUZZ_TRACE_BIN) -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=4096 \
+	  -print_final_stats=1 $(B)/fuzz/trace_corpus tests/fuzz/trace_corpus
+
+# helgrind and drd on a short thread_stress, per index, with hook libraries
+# built apart in build/valgrind/ with the spinlock annotated (hooks/lock.h,
+# HEAPINDEX_VALGRIND_ANNOTATE).  somalloc=nouserintercepts: valgrind must not
+# replace the hooks' own malloc, only libc's beneath it.  valgrind maps at
+# most ~2^35 bytes at once, so the memtable runs on its two-level table here.
+# Each run is stopped after 300 s: under valgrind's one-thread-at-a-time
+# scheduler the spinning lookup threads make run times vary widely, and drd
+# has been seen not to finish.
+VG_B       := build/valgrind
+VG_OPS     ?= 50
+VG_INDEXES ?= $(INDEXES)
+VG_FLAGS   := -q --error-exitcode=1 --soname-synonyms=somalloc=nouserintercepts
+.PHONY: helgrind
+helgrind: $(PROGS)
+	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="$(CFLAGS) -DHEAPINDEX_VALGRIND_ANNOTATE" \
+	  $(foreach i,$(VG_INDEXES),$(VG_B)/lib/libheapindex-$(i).so)
+	@fail=; for i in $(VG_INDEXES); do \
+	  case $$i in noop) look=EXPECT_LOOKUP=0;; *) look=EXPECT_LOOKUP=1;; esac; \
+	  for tool in helgrind drd; do \
+	    if env $$look HEAPINDEX_VERIFY=1 LD_PRELOAD=$(CURDIR)/$(VG_B)/lib/libheapindex-$$i.so \
+	       timeout 300 valgrind --tool=$$tool $(VG_FLAGS) $(B)/tests/progs/thread_stress $(VG_OPS) >$(VG_B)/$$i.$$tool.log 2>&1; \
+	    then echo "$$tool $$i: clean"; \
+	    else echo "$$tool $$i: FAILED (see $(VG_B)/$$i.$$tool.log)"; fail=1; fi; \
+	  done; done; test -z "$$fail"
 
 test-only:
 	HEAPINDEX_ROOT=$(CURDIR) $(SAN_ENV) $(TESTS) --jobs 2 $(SAN_FILTER)

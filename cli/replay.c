@@ -155,6 +155,8 @@ static void magic_text(const char *magic, char *out)
 	out[8] = '\0';
 }
 
+static void check_header(struct trace *t);
+
 static void load_header(struct trace *t)
 {
 	int fd = open(t->path, O_RDONLY | O_CLOEXEC);
@@ -173,6 +175,14 @@ static void load_header(struct trace *t)
 	if (t->map == MAP_FAILED)
 		cli_usage_error("replay: cannot map %s: %s", t->path, strerror(errno));
 	close(fd);
+	check_header(t);
+}
+
+/* The header of the trace at t->map (t->map_len bytes, at least a header's),
+ * checked against the file's length; t->count and t->rec set.  Apart from
+ * load_header so that tests/fuzz/fuzz_trace.c can check a buffer. */
+static void check_header(struct trace *t)
+{
 	memcpy(&t->h, t->map, sizeof t->h);
 	const struct trace_header *h = &t->h;
 	if (memcmp(h->magic, TRACE_MAGIC, 8) != 0) {

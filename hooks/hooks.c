@@ -32,6 +32,7 @@
 
 spinlock_t hooks_lock;
 struct hook_counters hooks_counters;
+uint64_t hooks_calls_unlocked[ENTRY_COUNT];
 struct heapindex_config hooks_config;
 size_t hooks_header_bytes;
 const char *hooks_allocator = "unknown";
@@ -247,7 +248,7 @@ static inline void track_remove(struct chunk *c, size_t size, size_t pad)
 
 static inline void count_call(enum hook_entry entry)
 {
-	__atomic_fetch_add(&hooks_counters.calls[entry], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&hooks_calls_unlocked[entry], 1, __ATOMIC_RELAXED);
 }
 
 static void *fail(enum hook_entry entry)

@@ -89,7 +89,8 @@ void process_stats_write(void)
 	json_u64(&j, "majflt", (uint64_t)ru.ru_majflt);
 	json_open(&j, "calls");
 	for (int e = 0; e < ENTRY_COUNT; e++)
-		json_u64(&j, entry_names[e], k.calls[e]);
+		json_u64(&j, entry_names[e],
+		         k.calls[e] + __atomic_load_n(&hooks_calls_unlocked[e], __ATOMIC_RELAXED));
 	json_close(&j);
 	json_u64(&j, "failed_allocs", k.failed_allocs);
 	json_u64(&j, "lookups_found", k.lookups_found);
