@@ -1,6 +1,8 @@
 /* index_params.c - see index_params.h. */
 #include "index_params.h"
 
+#include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -32,4 +34,20 @@ const char *test_program(const char *name)
 	static char path[4096];
 	snprintf(path, sizeof path, "%s/build/tests/progs/%s", repo_root(), name);
 	return path;
+}
+
+void assert_setting_rejected(const char *setting, const char *want)
+{
+	char *argv[] = { "sh", "-c", "echo ran", NULL };
+	const char *env[] = { setting, NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 2, "%s: exit %d", setting, r.status);
+	cr_assert_str_empty(r.out, "%s: the program ran", setting);
+	if (want)
+		cr_assert(strstr(r.err, want), "%s: %s", setting, r.err);
+	char name[64];
+	snprintf(name, sizeof name, "%.*s", (int)(strchr(setting, '=') - setting), setting);
+	cr_assert(strstr(r.err, name), "error does not name %s: %s", name, r.err);
+	cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
+	program_result_free(&r);
 }

@@ -21,6 +21,12 @@ int index_answers_lookups(const char *index);
  * the setting the test programs read to decide whether to check lookups. */
 const char *expect_lookup_setting(const char *index);
 
+/* A bad setting (e.g. "HEAPINDEX_BIN_SHIFT=3") must stop a program preloaded
+ * with the memtable library before it runs: exit 2, nothing on stdout, and
+ * one stderr line naming the variable and containing want (the valid range),
+ * or any text if want is NULL. */
+void assert_setting_rejected(const char *setting, const char *want);
+
 /* "<root>/build/tests/progs/<name>" in a static buffer. */
 const char *test_program(const char *name);
 
