@@ -117,13 +117,15 @@ $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 inputs:
 	@sh workloads/fetch-inputs.sh
 
-# The fuzz run and the bench scripts' tests come first, so the Criterion
-# synthesis line closes the output.
+# The fuzz run, the bench scripts' tests and helgrind/drd come first, so the
+# Criterion synthesis line closes the output.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "fuzz: $(FUZZ_CC) not found, skipped"; fi
 	@$(MAKE) --no-print-directory bench-test
+	@if command -v valgrind >/dev/null 2>&1; then $(MAKE) --no-print-directory helgrind; \
+	 else echo "helgrind: valgrind not found, skipped"; fi
 	@$(MAKE) --no-print-directory test-only
 
 # libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),
@@ -159,17 +161,17 @@ fuzz: $(FUZZ_BIN) $(FUZZ_TRACE_BIN)
 	  -print_final_stats=1 $(B)/fuzz/trace_corpus tests/fuzz/trace_corpus
 
 # helgrind and drd on a short thread_stress, per index, with hook libraries
-# built apart in build/valgrind/ with the spinlock annotated (hooks/lock.h,
-# HEAPINDEX_VALGRIND_ANNOTATE).  somalloc=nouserintercepts: valgrind must not
+# built apart in build/valgrind/ with the lock as a pthread mutex, which the
+# tools understand (hooks/lock.h, HEAPINDEX_VALGRIND_ANNOTATE).  somalloc=nouserintercepts: valgrind must not
 # replace the hooks' own malloc, only libc's beneath it.  valgrind maps at
 # most ~2^35 bytes at once, so the memtable runs on its two-level table here.
-# Each run is stopped after 300 s: under valgrind's one-thread-at-a-time
-# scheduler the spinning lookup threads make run times vary widely, and drd
-# has been seen not to finish.
+# --fair-sched=yes: valgrind runs one thread at a time, and its default
+# scheduler let the lookup threads starve the workers (runs took minutes).
+# Each run is stopped after 300 s all the same.
 VG_B       := build/valgrind
 VG_OPS     ?= 50
 VG_INDEXES ?= $(INDEXES)
-VG_FLAGS   := -q --error-exitcode=1 --soname-synonyms=somalloc=nouserintercepts
+VG_FLAGS   := -q --error-exitcode=1 --fair-sched=yes --soname-synonyms=somalloc=nouserintercepts
 .PHONY: helgrind
 helgrind: $(PROGS)
 	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="$(CFLAGS) -DHEAPINDEX_VALGRIND_ANNOTATE" \
