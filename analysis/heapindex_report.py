@@ -542,6 +542,32 @@ def bar_errors(stats):
     return med, [lo, hi]
 
 
+def median_spread(values):
+    """(median, median - min, max - median) of values, or zeros if there are none."""
+    if not values:
+        return 0, 0, 0
+    m = statistics.median(values)
+    return m, m - min(values), max(values) - m
+
+
+def grouped_bars(ax, n_groups, series):
+    """One bar per (series, group), series side by side within each group.
+    series: [(label, [values of group 0, values of group 1, ...])]; each bar is
+    the median of its values, with min..max error bars."""
+    width = 0.8 / max(1, len(series))
+    for n, (name, per_group) in enumerate(series):
+        med, lo, hi = zip(*(median_spread(v) for v in per_group)) if per_group else ((), (), ())
+        xs = [x + (n - (len(series) - 1) / 2) * width for x in range(n_groups)]
+        ax.bar(xs, list(med), width, yerr=[list(lo), list(hi)], capsize=3, label=name)
+    ax.set_xticks(range(n_groups))
+
+
+def save_figure(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_workload(plt, groups, workload, size, allocators, path):
     metrics = [("wall_s", "wall time (s)", 1.0, "Wall time (tree)"),
                ("max_rss_kb", "max RSS (MiB)", 1 / 1024, "Max RSS (largest process)"),
@@ -571,9 +597,7 @@ def plot_workload(plt, groups, workload, size, allocators, path):
         ax.margins(y=0.15)
     axes[0].legend(title="allocator", fontsize=8, loc="upper left")
     fig.suptitle(f"{workload} ({size}): median over rounds, error bars min..max")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
     return True
 
 
@@ -584,33 +608,17 @@ def plot_overheads(plt, groups, path):
     if not keys or not indexes:
         return False
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(keys) * max(1, len(indexes)) / 3), 5))
-    width = 0.8 / len(indexes)
-    for n, index in enumerate(indexes):
-        med, lo, hi = [], [], []
-        for key in keys:
-            g = groups[key]
-            pr = per_round_overheads(g.get(index, []), g["none"], "wall_s")
-            if pr:
-                m = statistics.median(pr)
-                med.append(m)
-                lo.append(m - min(pr))
-                hi.append(max(pr) - m)
-            else:
-                med.append(0)
-                lo.append(0)
-                hi.append(0)
-        xs = [x + (n - (len(indexes) - 1) / 2) * width for x in range(len(keys))]
-        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label(index))
+    grouped_bars(ax, len(keys), [
+        (label(index), [per_round_overheads(groups[key].get(index, []), groups[key]["none"], "wall_s")
+                        for key in keys])
+        for index in indexes])
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(keys)))
     ax.set_xticklabels([f"{w}\n{s}, {a}" for (w, s, a) in keys], fontsize=8)
     ax.set_ylabel("wall time overhead over uninstrumented (%)")
     ax.set_xlabel("workload (size, allocator)")
     ax.set_title("Wall time overhead, paired within rounds: median, error bars min..max")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
     return True
 
 
@@ -642,9 +650,7 @@ def plot_scale(plt, scale, path):
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle("heapindex scale: cost vs live chunks (in-process; error bars min..max over repeated rows)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def plot_replay(plt, replay, path):
@@ -652,26 +658,14 @@ def plot_replay(plt, replay, path):
     keys = sorted(data)
     indexes = sorted({i for k in keys for i in data[k]}, key=index_sort_key)
     fig, ax = plt.subplots(figsize=(max(8, len(keys) * 1.5), 5))
-    width = 0.8 / max(1, len(indexes))
-    for n, index in enumerate(indexes):
-        med, lo, hi = [], [], []
-        for k in keys:
-            v = data[k].get(index, {}).get("ns", [])
-            m = statistics.median(v) if v else 0
-            med.append(m)
-            lo.append(m - min(v) if v else 0)
-            hi.append(max(v) - m if v else 0)
-        xs = [x + (n - (len(indexes) - 1) / 2) * width for x in range(len(keys))]
-        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=label(index))
-    ax.set_xticks(range(len(keys)))
+    grouped_bars(ax, len(keys), [
+        (label(index), [data[k].get(index, {}).get("ns", []) for k in keys]) for index in indexes])
     ax.set_xticklabels([f"{t}\n{op}" for t, op in keys], fontsize=8)
     ax.set_ylabel("time per operation (ns)")
     ax.set_xlabel("trace, operation")
     ax.set_title("Trace replay: ns per operation (median, error bars min..max)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 # --- the report -------------------------------------------------------------------------------------
