@@ -159,17 +159,28 @@ def split_list(text):
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def parse_workloads(text, size):
+def unique_choices(text, option, valid_text, expand):
+    """The names of a comma-separated list, in order, each once: expand(item)
+    gives an item's names or raises UsageError for an unknown one."""
     names = []
     for item in split_list(text):
-        for name in GROUPS.get(item, [item]):
-            if name not in WORKLOADS:
-                valid = ", ".join(list(WORKLOADS) + list(GROUPS))
-                raise UsageError(f"unknown workload '{item}': valid: {valid}")
+        for name in expand(item):
             if name not in names:
                 names.append(name)
     if not names:
-        raise UsageError("--workloads is empty: valid: " + ", ".join(list(WORKLOADS) + list(GROUPS)))
+        raise UsageError(f"{option} is empty: valid: {valid_text}")
+    return names
+
+
+def parse_workloads(text, size):
+    valid = ", ".join(list(WORKLOADS) + list(GROUPS))
+
+    def expand(item):
+        if any(name not in WORKLOADS for name in GROUPS.get(item, [item])):
+            raise UsageError(f"unknown workload '{item}': valid: {valid}")
+        return GROUPS.get(item, [item])
+
+    names = unique_choices(text, "--workloads", valid, expand)
     explicit = set(split_list(text))
     keep = []
     for name in names:
@@ -184,28 +195,23 @@ def parse_workloads(text, size):
 def parse_indexes(text, available):
     if text.strip() == "all":
         return list(available)
-    names = []
-    for name in split_list(text):
+
+    def expand(name):
         if name not in available:
             raise UsageError(f"unknown or unbuilt index '{name}': valid: {', '.join(available)}, all"
                              + ("" if len(available) > 1 else " (run make first)"))
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise UsageError(f"--indexes is empty: valid: {', '.join(available)}, all")
-    return names
+        return [name]
+
+    return unique_choices(text, "--indexes", f"{', '.join(available)}, all", expand)
 
 
 def parse_allocators(text):
-    names = []
-    for name in split_list(text):
+    def expand(name):
         if name not in ALLOCATORS:
             raise UsageError(f"unknown allocator '{name}': valid: {', '.join(ALLOCATORS)}")
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise UsageError(f"--allocators is empty: valid: {', '.join(ALLOCATORS)}")
-    return names
+        return [name]
+
+    return unique_choices(text, "--allocators", ", ".join(ALLOCATORS), expand)
 
 
 def parse_site_modes(text):
