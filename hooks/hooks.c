@@ -194,15 +194,16 @@ __attribute__((constructor)) static void hooks_constructor(void)
 
 __attribute__((destructor)) static void hooks_destructor(void)
 {
-	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY && hooks_config.verify_every) {
+	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != READY)
+		return;
+	if (hooks_config.verify_every) {
 		spin_lock(&hooks_lock);
 		verify_check("at exit");
 		spin_unlock(&hooks_lock);
 	}
-	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY && hooks_config.stats_path)
+	if (hooks_config.stats_path)
 		process_stats_write();
-	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY)
-		sites_census_write("exit");
+	sites_census_write("exit");
 }
 
 /* --- accounting (under hooks_lock) ------------------------------------------ */
