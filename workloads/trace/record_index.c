@@ -543,16 +543,28 @@ int record_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 	return 0;
 }
 
-void record_index_insert(struct chunk *c)
+/* What every event starts with: a fork child's first event opens its own
+ * trace; then, unless recording is off, the entry point behind the event is
+ * told from the hooks' counters and the counters are remembered for the next
+ * one.  Returns 0 if the event is not recorded. */
+static int begin_event(unsigned (*classify)(const uint64_t *now), unsigned *op)
 {
 	if (__builtin_expect(rec.fork_pending, 0))
 		start_fork_child();
 	if (!rec.enabled)
-		return;
+		return 0;
 	uint64_t now[ENTRY_COUNT];
 	read_counters(now);
-	unsigned op = insert_op(now);
+	*op = classify(now);
 	memcpy(rec.snap, now, sizeof now);
+	return 1;
+}
+
+void record_index_insert(struct chunk *c)
+{
+	unsigned op;
+	if (!begin_event(insert_op, &op))
+		return;
 	if ((op == TRACE_OP_REALLOC || op == TRACE_OP_REALLOCARRAY) && last_free_pos)
 		label_realloc_pair();
 	last_free_pos = 0;
@@ -565,14 +577,9 @@ void record_index_insert(struct chunk *c)
 
 void record_index_remove(struct chunk *c)
 {
-	if (__builtin_expect(rec.fork_pending, 0))
-		start_fork_child();
-	if (!rec.enabled)
+	unsigned op;
+	if (!begin_event(remove_op, &op))
 		return;
-	uint64_t now[ENTRY_COUNT];
-	read_counters(now);
-	unsigned op = remove_op(now);
-	memcpy(rec.snap, now, sizeof now);
 	live_del(c);
 	uint64_t pos = rec.pos;
 	emit_chunk(c, op);
