@@ -95,9 +95,10 @@ $(GEN_LIST): Makefile $(wildcard baselines/*.c)
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 # The command links every index too: replay and tune drive them in-process.
+# libgc: Boehm GC's GC_base, the gcbase anchor of `heapindex scale`.
 $(CLI): $(CLI_SRC) $(INDEX_AR) $(GEN_LIST) $(wildcard cli/*.h hooks/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -o $@ $(CLI_SRC) $(INDEX_AR) -lm
+	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -o $@ $(CLI_SRC) $(INDEX_AR) -lgc -lm
 
 $(TESTS): $(TEST_SRC) $(wildcard tests/*.h) $(INDEX_AR) $(GEN_LIST)
 	@mkdir -p $(dir $@)
