@@ -51,10 +51,13 @@ LABELS = {
     "uthash": "uthash index",
     "splay": "splay index",
     "bitmap": "bitmap index",
+    "bytemap": "bytemap index",
     "critnib": "critnib index",
     "gcbase": "Boehm GC_base (base only)",
 }
-INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "critnib", "gcbase"]
+# critnib and gcbase, the anchors of the scale section, last among the known names.
+INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "bytemap", "critnib",
+               "gcbase"]
 NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
                 "proc_exe", "output_sha256", "started"}
 
@@ -687,8 +690,9 @@ def scale_overview(plt, scale, out_dir):
     for name, pts in sorted(hits.items(), key=lambda kv: index_sort_key(kv[0])):
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
-        if name in SCALE_ANCHORS:
-            kw = {"marker": "s" if name == "gcbase" else "D", "markersize": 6, "linewidth": 2.5}
+        if name in SCALE_ANCHORS:  # colours of their own, outside the cycle the indexes share
+            kw = {"marker": "s" if name == "gcbase" else "D", "markersize": 6, "linewidth": 2.5,
+                  "color": "navy" if name == "gcbase" else "darkgoldenrod"}
             text = f"{label(name)} [anchor]"
         elif name == "noop":
             kw = {"marker": ".", "linewidth": 1, "color": "0.6"}
