@@ -125,9 +125,11 @@ uninstall:
 
 # Installs into temporary prefixes, plainly and under DESTDIR, builds a
 # program against the result with pkg-config, runs it and the installed
-# command, and uninstalls (run by `make test`).
+# command, and uninstalls (run by `make test`).  MAKEFLAGS and SANITIZE
+# emptied: under `make SANITIZE=1 test` it installs the normal build, whose
+# hook libraries are the ones that can be preloaded.
 install-test:
-	@MAKE='$(MAKE)' sh tests/install/install_test.sh
+	@MAKEFLAGS= SANITIZE= MAKE='$(MAKE)' sh tests/install/install_test.sh
 
 lint: lint-install
 lint-install:

@@ -4,12 +4,15 @@
 #
 # 1. PREFIX=<temp>: the files land where mk/install.mk says; pkg-config finds
 #    heapindex; a program built with its flags alone finds heapindex_lookup
-#    when the installed library is preloaded, and runs without it; the
-#    installed command prints its help, lists only commands it can run or
-#    explain, and runs a program under the installed library (not build/'s).
+#    when the installed library is preloaded, and runs without it; every
+#    command `heapindex --help` lists explains itself (--help) in the source
+#    tree, and installed either does too or says it needs the source tree;
+#    the installed command runs a program under the installed library (not
+#    build/'s).
 # 2. DESTDIR=<temp> PREFIX=/opt/...: everything lands under DESTDIR and
 #    nothing outside it; the staged tree runs where it lies.
-# 3. make uninstall removes every file of both, and leaves a file of
+# 3. make uninstall removes every file of both and heapindex's own
+#    directories (shared ones such as bin/ stay), and leaves a file of
 #    someone else's in the same prefix alone.
 # Prints one line per step; the first failure stops it with exit 1.
 set -eu
@@ -84,13 +87,15 @@ say "a program built with pkg-config: heapindex_lookup answers under LD_PRELOAD=
 hi=$prefix/bin/heapindex
 "$hi" --help >"$tmp/help" || fail "installed heapindex --help"
 grep -q '^  run ' "$tmp/help" || fail "installed heapindex --help lists no run"
-# Every command --help lists either explains itself or says it stays in
-# the source tree: none is missing from the installed map.
+# Every command --help lists explains itself in the source tree, and
+# installed either does too or says it stays in the source tree: the map
+# and the program agree in both layouts.
 commands=$(sed -n 's/^  \([a-z]*\)  .*/\1/p' "$tmp/help")
 for cmd in run record replay scale census bench compare report tune; do
 	echo "$commands" | grep -qx "$cmd" || fail "installed heapindex --help does not list $cmd"
 done
 for cmd in $commands; do
+	"$root/heapindex" "$cmd" --help >/dev/null 2>"$tmp/err" || fail "./heapindex $cmd --help: $(cat "$tmp/err")"
 	status=0
 	"$hi" "$cmd" --help >"$tmp/out" 2>"$tmp/err" || status=$?
 	if [ "$status" = 0 ]; then
