@@ -16,9 +16,9 @@ int cmd_census(int argc, char **argv); /* census.c */
 
 /* One line on stderr, then exit 2: the error convention of every subcommand. */
 __attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...);
-/* The directory holding libheapindex-*.so: HEAPINDEX_LIB_DIR if set, else
- * found from this binary's own path (build/bin -> build/lib, or the
- * installed layout's equivalent). */
+/* The directory holding libheapindex-*.so: HEAPINDEX_LIB_DIR if set; else
+ * the path in the file lib-dir beside this binary (installed); else ../lib
+ * from it (the source tree's build/bin -> build/lib). */
 const char *cli_lib_dir(void);
 /* 1 if name is a built index ("none" included), else 0. */
 int cli_index_known(const char *name);

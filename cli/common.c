@@ -11,13 +11,10 @@
 
 #include "index_list.h"
 
-/* Where libheapindex-*.so are, relative to the directory of this binary:
- * build/bin -> build/lib in the source tree.  `make install` links a copy
- * with the installed layout's path instead (libexec/heapindex ->
- * lib/heapindex by default), so both trees work wherever they are moved. */
-#ifndef HEAPINDEX_LIB_FROM_EXE
-#define HEAPINDEX_LIB_FROM_EXE "../lib"
-#endif
+/* The source tree's path from this binary to the libraries: build/bin ->
+ * build/lib.  An installed binary finds its own in LIB_DIR_FILE beside it. */
+#define LIB_DIR_FROM_BUILD "../lib"
+#define LIB_DIR_FILE "lib-dir"
 
 __attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...)
 {
@@ -53,6 +50,25 @@ static void join_relative(char *dir, size_t size, const char *rel)
 		snprintf(dir, size, "/");
 }
 
+/* The path in the file LIB_DIR_FILE in dir (one line: absolute, or relative
+ * to dir), or NULL if there is no such file.  `make install` writes it, so
+ * the installed binary is the build's own, copied (mk/install.mk). */
+static const char *read_lib_dir_file(const char *dir, char *path, size_t size)
+{
+	char file[4096 + sizeof "/" LIB_DIR_FILE];
+	snprintf(file, sizeof file, "%s/%s", dir, LIB_DIR_FILE);
+	FILE *f = fopen(file, "r");
+	if (!f)
+		return NULL;
+	if (!fgets(path, (int)size, f))
+		path[0] = '\0';
+	fclose(f);
+	path[strcspn(path, "\n")] = '\0';
+	if (!path[0])
+		cli_usage_error("%s is empty: it should name the directory of libheapindex-*.so", file);
+	return path;
+}
+
 const char *cli_lib_dir(void)
 {
 	static char dir[4096];
@@ -68,7 +84,12 @@ const char *cli_lib_dir(void)
 		cli_usage_error("cannot find my own executable in /proc/self/exe");
 	dir[n] = '\0';
 	*strrchr(dir, '/') = '\0'; /* the binary's directory: /proc/self/exe is absolute */
-	join_relative(dir, sizeof dir, HEAPINDEX_LIB_FROM_EXE);
+	char configured[4096];
+	const char *rel = read_lib_dir_file(dir, configured, sizeof configured);
+	if (rel && rel[0] == '/')
+		snprintf(dir, sizeof dir, "%s", rel);
+	else
+		join_relative(dir, sizeof dir, rel ? rel : LIB_DIR_FROM_BUILD);
 	return dir;
 }
 

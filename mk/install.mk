@@ -6,8 +6,10 @@
 # What goes where (each directory can be set on the command line):
 #   BINDIR/heapindex                the command: the root ./heapindex script
 #                                   with its layout lines rewritten
-#   LIBEXECDIR/heapindex/heapindex  the C binary that script runs, linked to
-#                                   find the libraries relative to itself
+#   LIBEXECDIR/heapindex/heapindex  the C binary that script runs, the
+#                                   build's own, with a file lib-dir beside
+#                                   it naming the libraries' directory
+#                                   relative to it (cli/common.c)
 #   PKGLIBDIR/libheapindex-*.so     the hook libraries, in a directory of their
 #                                   own (LIBDIR/heapindex) like valgrind's and
 #                                   libfaketime's: LD_PRELOAD interposers are
@@ -58,25 +60,18 @@ pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 .PHONY: install uninstall install-test lint-install install-layout
 
-# The layout the files below are generated for, in two stamps rewritten
-# only when they change: a second `make install` with the same directories
-# rebuilds nothing, and the binary is linked again only when its path to the
-# libraries changes, not with every PREFIX.
-$(IB)/layout-cli: install-layout
-	@mkdir -p $(dir $@)
-	@printf '%s\n' 'CLI_TO_LIBS=$(CLI_TO_LIBS)' > $@.tmp
-	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+# The layout the files below are generated for, rewritten only when it
+# changes, so a second `make install` with the same directories rebuilds
+# nothing.
 $(IB)/layout: install-layout
 	@mkdir -p $(dir $@)
 	@printf '%s\n' 'VERSION=$(VERSION)' 'PREFIX=$(PREFIX)' 'INCLUDEDIR=$(INCLUDEDIR)' \
-	  'PKGLIBDIR=$(PKGLIBDIR)' 'BIN_TO_CLI=$(BIN_TO_CLI)' 'BIN_TO_SCRIPTS=$(BIN_TO_SCRIPTS)' > $@.tmp
+	  'PKGLIBDIR=$(PKGLIBDIR)' 'CLI_TO_LIBS=$(CLI_TO_LIBS)' 'BIN_TO_CLI=$(BIN_TO_CLI)' \
+	  'BIN_TO_SCRIPTS=$(BIN_TO_SCRIPTS)' > $@.tmp
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
-# The command linked again with the installed path from itself to the
-# libraries (the build's own finds build/lib from build/bin).
-$(IB)/heapindex: $(CLI) $(IB)/layout-cli
-	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) '-DHEAPINDEX_LIB_FROM_EXE="$(CLI_TO_LIBS)"' \
-	  -o $@ $(CLI_SRC) $(INDEX_AR) -lm
+$(IB)/lib-dir: $(IB)/layout
+	echo '$(CLI_TO_LIBS)' > $@
 
 $(IB)/heapindex.sh: heapindex $(IB)/layout
 	sed -e 's|^layout=source$$|layout=installed|' -e 's|^cli_rel=.*|cli_rel=$(BIN_TO_CLI)|' \
@@ -98,12 +93,13 @@ $(IB)/man/heapindex-%.1: $(CLI) heapindex $(INSTALL_PY) mk/help2man.sh
 	@mkdir -p $(dir $@)
 	sh mk/help2man.sh $@ $(VERSION) $*
 
-install: $(INSTALL_LIBS) $(IB)/heapindex $(IB)/heapindex.sh $(IB)/heapindex.pc $(MAN_PAGES:%=$(IB)/man/%)
+install: $(INSTALL_LIBS) $(CLI) $(IB)/lib-dir $(IB)/heapindex.sh $(IB)/heapindex.pc $(MAN_PAGES:%=$(IB)/man/%)
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LIBEXECDIR)/heapindex' '$(DESTDIR)$(PKGLIBDIR)' \
 	  '$(DESTDIR)$(INCLUDEDIR)' '$(DESTDIR)$(PKGCONFIGDIR)' '$(DESTDIR)$(PKGDATADIR)/analysis' \
 	  '$(DESTDIR)$(MAN1DIR)'
 	install -m 755 $(IB)/heapindex.sh '$(DESTDIR)$(BINDIR)/heapindex'
-	install -m 755 $(IB)/heapindex '$(DESTDIR)$(LIBEXECDIR)/heapindex/heapindex'
+	install -m 755 $(CLI) '$(DESTDIR)$(LIBEXECDIR)/heapindex/heapindex'
+	install -m 644 $(IB)/lib-dir '$(DESTDIR)$(LIBEXECDIR)/heapindex/lib-dir'
 	install -m 755 $(INSTALL_LIBS) '$(DESTDIR)$(PKGLIBDIR)'
 	install -m 644 include/heapindex.h '$(DESTDIR)$(INCLUDEDIR)'
 	install -m 644 $(IB)/heapindex.pc '$(DESTDIR)$(PKGCONFIGDIR)'
@@ -115,6 +111,7 @@ install: $(INSTALL_LIBS) $(IB)/heapindex $(IB)/heapindex.sh $(IB)/heapindex.pc $
 # nothing else is in them; shared ones (bin, include, man1) stay.
 uninstall:
 	rm -f '$(DESTDIR)$(BINDIR)/heapindex' '$(DESTDIR)$(LIBEXECDIR)/heapindex/heapindex' \
+	  '$(DESTDIR)$(LIBEXECDIR)/heapindex/lib-dir' \
 	  '$(DESTDIR)$(PKGLIBDIR)'/libheapindex-*.so '$(DESTDIR)$(INCLUDEDIR)/heapindex.h' \
 	  '$(DESTDIR)$(PKGCONFIGDIR)/heapindex.pc' \
 	  $(foreach f,$(INSTALL_PY),'$(DESTDIR)$(PKGDATADIR)/$(f)') \

@@ -53,7 +53,7 @@ prefix=$tmp/prefix
 mkdir -p "$prefix/bin"
 echo 'not heapindex' >"$prefix/bin/other-tool" # someone else's: must survive
 make_quietly install PREFIX="$prefix"
-expect_files "$prefix" bin/heapindex libexec/heapindex/heapindex include/heapindex.h \
+expect_files "$prefix" bin/heapindex libexec/heapindex/heapindex libexec/heapindex/lib-dir include/heapindex.h \
 	lib/pkgconfig/heapindex.pc share/heapindex/analysis/heapindex_report.py
 for lib in $indexes; do expect_files "$prefix/lib/heapindex" "$lib"; done
 for page in $pages; do expect_files "$prefix/share/man/man1" "$page"; done
