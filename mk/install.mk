@@ -48,8 +48,8 @@ MAN_COMMANDS := run record replay scale census report
 MAN_PAGES    := heapindex.1 $(MAN_COMMANDS:%=heapindex-%.1)
 
 IB := $(B)/install
-# to,from: the path of $(2) relative to the directory $(1), lexically (the
-# directories need not exist yet, and DESTDIR is the same on both sides).
+# $(call relative,DIR,PATH): PATH relative to the directory DIR, lexically
+# (neither need exist yet, and DESTDIR would be the same on both sides).
 relative = $(shell realpath -sm --relative-to='$(1)' '$(2)')
 CLI_TO_LIBS    = $(call relative,$(LIBEXECDIR)/heapindex,$(PKGLIBDIR))
 BIN_TO_CLI     = $(call relative,$(BINDIR),$(LIBEXECDIR)/heapindex/heapindex)
