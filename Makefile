@@ -1,6 +1,7 @@
 # heapindex: `make` builds everything, `make test` runs the tests, `make bench`
-# runs the benchmark. Indexes are found by file: memtable/heap_index.c plus
-# one baselines/<name>.c each, so adding an index needs no edit here.
+# runs the benchmark, `make install PREFIX=...` installs (mk/install.mk).
+# Indexes are found by file: memtable/heap_index.c plus one baselines/<name>.c
+# each, so adding an index needs no edit here.
 
 CC       ?= cc
 OPT      ?= -O2
@@ -118,8 +119,8 @@ $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 inputs:
 	@sh workloads/fetch-inputs.sh
 
-# The fuzz run, the bench scripts' tests and helgrind/drd come first, so the
-# Criterion synthesis line closes the output.
+# The fuzz run, the bench scripts' tests, helgrind/drd and the install test
+# come first, so the Criterion synthesis line closes the output.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
@@ -127,6 +128,7 @@ test: deps
 	@$(MAKE) --no-print-directory bench-test
 	@if command -v valgrind >/dev/null 2>&1; then $(MAKE) --no-print-directory helgrind; \
 	 else echo "helgrind: valgrind not found, skipped"; fi
+	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory test-only
 
 # libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),
@@ -199,4 +201,6 @@ clean:
 
 -include workloads/workloads.mk
 -include bench/bench.mk
+# After workloads.mk: it installs the recording library that file defines.
+include mk/install.mk
 .SECONDARY:

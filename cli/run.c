@@ -87,6 +87,22 @@ static void parse_options(int argc, char **argv, struct run_options *o)
 		cli_usage_error("run: --stats needs a file path");
 }
 
+/* Path of libjemalloc.so.2, or NULL if it is not installed. */
+static const char *jemalloc_path(void)
+{
+	static const char *const candidates[] = {
+		"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib64/libjemalloc.so.2",
+		"/usr/lib/libjemalloc.so.2",
+		"/usr/local/lib/libjemalloc.so.2",
+	};
+	for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+		if (access(candidates[i], R_OK) == 0)
+			return candidates[i];
+	return NULL;
+}
+
 /* LD_PRELOAD for the child: our library first (so its malloc wins), then
  * jemalloc (which our dlsym(RTLD_NEXT) then finds), then whatever was there. */
 static void set_preload(const struct run_options *o)
@@ -100,7 +116,7 @@ static void set_preload(const struct run_options *o)
 		snprintf(preload, sizeof preload, "%s", lib);
 	}
 	if (strcmp(o->allocator, "jemalloc") == 0) {
-		const char *je = cli_jemalloc_path();
+		const char *je = jemalloc_path();
 		if (!je)
 			cli_usage_error("run: libjemalloc.so.2 not found: apt-get install -y libjemalloc2");
 		snprintf(preload + strlen(preload), sizeof preload - strlen(preload), "%s%s",

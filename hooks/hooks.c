@@ -264,7 +264,7 @@ static void *fail(enum hook_entry entry)
 
 /* --- the common paths ---------------------------------------------------------- */
 
-/* real is a chunk of the next allocator, pad bytes of it before the user data. */
+/* real_chunk is a chunk of the next allocator, pad bytes of it before the user data. */
 static void *index_new_chunk(void *real_chunk, size_t pad, size_t size,
                              uintptr_t site, enum hook_entry entry)
 {

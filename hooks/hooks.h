@@ -1,5 +1,8 @@
-/* hooks.h - what the interposer (hooks.c) shares with its exit statistics
- * (process_stats.c). Internal to the hook libraries. */
+/* hooks.h - what the interposer (hooks.c) shares with the code linked into
+ * the hook libraries beside it: the exit statistics (process_stats.c), the
+ * shadow-record check (verify.c), the site census (sites/census.c) and the
+ * trace recorder (workloads/trace/record_index.c). Internal to the hook
+ * libraries. */
 #ifndef HEAPINDEX_HOOKS_H
 #define HEAPINDEX_HOOKS_H
 

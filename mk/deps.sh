@@ -2,10 +2,13 @@
 # Install the Debian packages heapindex needs, or say exactly how to.
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
+# help2man writes the man pages `make install` installs; pkgconf is the
+# pkg-config the install test builds a program with.
+INSTALL_PACKAGES="help2man pkgconf"
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
 libgc-dev hyperfine python3-matplotlib valgrind"
 missing=""
-for p in $PACKAGES; do
+for p in $PACKAGES $INSTALL_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 # npm fetches the pinned gcc input; any npm will do (Node.js may bring its own).
