@@ -323,6 +323,20 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 {
 	struct chunk *c = chunk_of_user(p);
 	size_t pad = chunk_pad(c), old_size = chunk_size(c);
+	if (unlikely(pad != hooks_header_bytes)) {
+		/* Over-aligned: realloc owes it no alignment, so it becomes a
+		 * plain chunk rather than carry its pad (as large as the
+		 * alignment: 2 MiB for 2 MiB) and copy it on every realloc. */
+		void *n = alloc_plain(size, site, entry);
+		if (n) {
+			memcpy(n, p, old_size < size ? old_size : size);
+			spin_lock(&hooks_lock);
+			track_remove(c, old_size, pad);
+			spin_unlock(&hooks_lock);
+			real.free((unsigned char *)p - pad);
+		}
+		return n;
+	}
 	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure())
 		return fail(entry);
 	spin_lock(&hooks_lock);
@@ -336,8 +350,6 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 		spin_unlock(&hooks_lock);
 		return fail(entry);
 	}
-	/* Realloc keeps the pad: an over-aligned chunk keeps its slack, though
-	 * (as with glibc) not necessarily its alignment. */
 	return index_new_chunk(r, pad, size, site, entry);
 }
 
