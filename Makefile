@@ -43,6 +43,7 @@ SITES_LIBS := -lunwind -ldwarf
 CLI_SRC    := $(wildcard cli/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c
 PROG_SRC   := $(wildcard tests/progs/*.c)
+SHIM_SRC   := $(wildcard tests/shims/*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 INDEX_OBJ  := $(foreach i,$(INDEXES),$(B)/obj/index/$(i).o)
@@ -51,6 +52,7 @@ INDEX_AR   := $(B)/lib/libheapindex-indexes.a
 CLI        := $(B)/bin/heapindex
 TESTS      := $(B)/tests/heapindex-tests
 PROGS      := $(PROG_SRC:tests/progs/%.c=$(B)/tests/progs/%)
+SHIMS      := $(SHIM_SRC:tests/shims/%.c=$(B)/tests/shims/lib%.so)
 GEN_LIST   := $(B)/gen/index_list.h
 
 .PHONY: all deps test test-only clean lint bench bench-full inputs
@@ -58,7 +60,7 @@ ifeq ($(SANITIZE),1)
 all: $(INDEX_AR) $(CLI) $(TESTS)
 	@$(MAKE) --no-print-directory SANITIZE= all
 else
-all: $(LIBS) $(INDEX_AR) $(CLI) $(TESTS) $(PROGS)
+all: $(LIBS) $(INDEX_AR) $(CLI) $(TESTS) $(PROGS) $(SHIMS)
 endif
 
 deps:
@@ -113,6 +115,12 @@ $(B)/tests/progs/%: tests/progs/%.c include/heapindex.h
 $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -std=gnu11 $(WARN) -O1 -g -rdynamic -o $@ $< -ldl -lpthread
+
+# Test-only libraries preloaded in front of the hooks to make the calls the
+# hooks make fail (tests/shims/faulty_libc.c).
+$(B)/tests/shims/lib%.so: tests/shims/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -fPIC -shared -o $@ $<
 
 inputs:
 	@sh workloads/fetch-inputs.sh

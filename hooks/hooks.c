@@ -64,20 +64,32 @@ static int is_boot(const void *p)
 	       (const unsigned char *)p < boot_arena + BOOT_ARENA_BYTES;
 }
 
-/* Each boot chunk is preceded by 16 bytes holding its size. */
-static void *boot_alloc(size_t size)
+/* Each boot chunk is preceded by 16 bytes holding its size; its start is
+ * aligned to align (a power of two, at least 16: memalign and friends may
+ * be called while bootstrapping too). */
+static void *boot_alloc_aligned(size_t align, size_t size)
 {
-	size_t need = ((size + 15) & ~(size_t)15) + 16;
-	if (size > BOOT_ARENA_BYTES)
+	if (size > BOOT_ARENA_BYTES || align > BOOT_ARENA_BYTES)
 		goto exhausted;
-	size_t at = __atomic_fetch_add(&boot_used, need, __ATOMIC_RELAXED);
-	if (at + need > BOOT_ARENA_BYTES)
-		goto exhausted;
-	memcpy(boot_arena + at, &size, sizeof size);
-	return boot_arena + at + 16;
+	size_t at = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), end;
+	do {
+		uintptr_t user = ((uintptr_t)boot_arena + at + 16 + align - 1) & ~(uintptr_t)(align - 1);
+		end = user - (uintptr_t)boot_arena + ((size + 15) & ~(size_t)15);
+		if (end > BOOT_ARENA_BYTES)
+			goto exhausted;
+	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, 1, __ATOMIC_RELAXED,
+	                                      __ATOMIC_RELAXED));
+	unsigned char *user = boot_arena + end - ((size + 15) & ~(size_t)15);
+	memcpy(user - 16, &size, sizeof size);
+	return user;
 exhausted:
 	errno = ENOMEM;
 	return NULL;
+}
+
+static void *boot_alloc(size_t size)
+{
+	return boot_alloc_aligned(16, size);
 }
 
 static size_t boot_size(const void *p)
@@ -233,10 +245,15 @@ static inline void account_remove(size_t size, size_t pad)
  * live heap (the index, the census of sites, the counters, verify's shadow). */
 static inline void track_insert(struct chunk *c, size_t size, size_t pad)
 {
+	/* An index may map memory for its table and, refused, fall back (a
+	 * two-level leaf, a bitmap region) or ignore a failed madvise: the
+	 * allocation succeeds all the same, so errno must not change. */
+	int *err = &errno, saved = *err;
 	INDEX_FN(insert)(c);
 	sites_census_insert(c);
 	account_insert(size, pad);
 	verify_note_insert(c);
+	*err = saved;
 }
 
 static inline void track_remove(struct chunk *c, size_t size, size_t pad)
@@ -397,7 +414,7 @@ static void *memalign_any(size_t align, size_t size, uintptr_t site, enum hook_e
 		return NULL;
 	}
 	if (unlikely(!ready()))
-		return a <= CHUNK_ALIGN ? boot_alloc(size) : NULL;
+		return boot_alloc_aligned(a, size);
 	return alloc_aligned(a, size, site, entry);
 }
 
