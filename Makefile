@@ -41,7 +41,8 @@ SITES_SRC  := $(wildcard sites/*.c)
 SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
 SITES_LIBS := -lunwind -ldwarf
 CLI_SRC    := $(wildcard cli/*.c)
-TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c
+# sites/stacks.c: test_sites checks the stack keys in-process.
+TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c
 PROG_SRC   := $(wildcard tests/progs/*.c)
 SHIM_SRC   := $(wildcard tests/shims/*.c)
 

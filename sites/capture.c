@@ -81,32 +81,14 @@ static int skipped(uintptr_t pc)
 }
 
 /* --- interning ----------------------------------------------------------------
- * Records live forever in an arena of mmap'd blocks; a fixed table of chains
+ * Records live forever in stacks.c's reserved range; a fixed table of chains
  * finds equal stacks.  Invariant: a record is fully written before it is
  * published in its chain, and records never change, so keys stay valid for
  * the whole process and readers (census, describe) need no lock. */
 #define INTERN_BUCKETS 65536
-#define ARENA_BLOCK ((size_t)1 << 20)
 
 static spinlock_t intern_lock;
 static struct site_stack **buckets; /* INTERN_BUCKETS chains, from mmap */
-static unsigned char *arena, *arena_end;
-
-static void *arena_take(size_t bytes)
-{
-	bytes = (bytes + 15) & ~(size_t)15;
-	if ((size_t)(arena_end - arena) < bytes) {
-		void *block = mmap(NULL, ARENA_BLOCK, PROT_READ | PROT_WRITE,
-		                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (block == MAP_FAILED)
-			return NULL;
-		arena = block;
-		arena_end = arena + ARENA_BLOCK;
-	}
-	void *p = arena;
-	arena += bytes;
-	return p;
-}
 
 static uint32_t hash_frames(const uintptr_t *f, unsigned n)
 {
@@ -125,7 +107,7 @@ static uintptr_t intern(const uintptr_t *f, unsigned n)
 	for (s = buckets[h % INTERN_BUCKETS]; s; s = s->next)
 		if (s->hash == h && s->depth == n && !memcmp(s->frames, f, n * sizeof *f))
 			goto found;
-	s = arena_take(sizeof *s + n * sizeof *f);
+	s = sites_stacks_take(sizeof *s + n * sizeof *f);
 	if (s) {
 		s->hash = h;
 		s->depth = n;
@@ -135,8 +117,7 @@ static uintptr_t intern(const uintptr_t *f, unsigned n)
 	}
 found:
 	spin_unlock(&intern_lock);
-	/* Arena addresses are user-space addresses: below 2^47 (sites.h). */
-	return s && (uintptr_t)s < SITE_STACK_TAG ? (uintptr_t)s | SITE_STACK_TAG : 0;
+	return (uintptr_t)s; /* in the reserved range: a stack (sites.h) */
 }
 
 static void before_fork(void) { spin_lock(&intern_lock); }
@@ -149,7 +130,7 @@ void sites_init(const struct heapindex_config *cfg)
 	if (depth) {
 		void *b = mmap(NULL, INTERN_BUCKETS * sizeof *buckets, PROT_READ | PROT_WRITE,
 		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (b == MAP_FAILED) /* keep going with return addresses */
+		if (b == MAP_FAILED || sites_stacks_reserve()) /* keep going with return addresses */
 			depth = 0;
 		else
 			buckets = b;

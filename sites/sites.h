@@ -5,10 +5,12 @@
  *  - a code address: the return address of the allocating call, or with
  *    HEAPINDEX_SITE_SKIP the first frame outside the named wrappers
  *    (HEAPINDEX_SITE=ret, the default);
- *  - an interned stack (HEAPINDEX_SITE=unwind:N): SITE_STACK_TAG | the
- *    address of its record in sites' own mmap'd arena.  User-space addresses
- *    are below 2^47 on x86-64 and AArch64 (chunk.h), so bit 47 is free for
- *    the tag and equal stacks share one record, hence one key.
+ *  - an interned stack (HEAPINDEX_SITE=unwind:N): the address of its
+ *    record, in a range of address space reserved for records alone
+ *    (stacks.c), so equal stacks share one key and a site is a stack
+ *    exactly when it lies in that range: no code address can, whatever the
+ *    width of user space (a tag bit cannot say as much: bit 47 is taken by
+ *    code on AArch64 with 48-bit user space).
  * sites_leaf() maps either kind to the code address a human wants first.
  *
  * Internal to the hook libraries: uses the hooks' lock for the census. */
@@ -21,7 +23,6 @@
 #include "chunk.h"
 #include "config.h"
 
-#define SITE_STACK_TAG (UINT64_C(1) << 47)
 #define SITES_DEPTH_MAX 32
 
 /* An interned stack: frames[0] is the allocating call's return address. */
@@ -54,10 +55,21 @@ static inline uintptr_t sites_capture(uintptr_t ret)
 	return sites_capture_slow(ret);
 }
 
+/* --- interned stacks (stacks.c) -------------------------------------------- */
+/* The range reserved for records: [lo, hi), empty (0, 0) unless unwind
+ * mode reserved it.  Written once by sites_init, before the first chunk. */
+extern uintptr_t sites_stacks_lo, sites_stacks_hi;
+
+/* Reserve the range: 0, or -1 (then no stack can be interned). */
+int sites_stacks_reserve(void);
+/* Room for a record, 16-byte aligned; NULL once the range is full.  The
+ * caller serialises calls (capture.c's intern lock). */
+void *sites_stacks_take(size_t bytes);
+
 static inline const struct site_stack *site_as_stack(uintptr_t site)
 {
-	return (site & SITE_STACK_TAG) ? (const struct site_stack *)(site & ~SITE_STACK_TAG)
-	                               : NULL;
+	return site - sites_stacks_lo < sites_stacks_hi - sites_stacks_lo
+	               ? (const struct site_stack *)site : NULL;
 }
 
 /* The innermost code address of a site (the allocating call). */

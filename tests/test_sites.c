@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "index_params.h"
+#include "sites.h"
 #include "support.h"
 
 static const char *demo(void)
@@ -148,4 +149,37 @@ Test(sites, bad_settings_stop_with_one_line)
 		              "HEAPINDEX_CENSUS=", "HEAPINDEX_SITE_SKIP=" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_setting_rejected(bad[i], NULL);
+}
+
+/* A site is an interned stack exactly when it lies in the range reserved
+ * for stack records, never because of a tag bit: on AArch64 with 48-bit
+ * user space (the default there) libraries map near 2^48, so bit 47 is set
+ * in real return addresses, which must stay code addresses. */
+Test(sites, stack_keys_are_told_from_code_addresses_of_any_width)
+{
+	const uintptr_t code[] = {
+		0x401234,                    /* a non-PIE executable */
+		UINT64_C(0x7f1234567890),    /* x86-64 libraries, below 2^47 */
+		UINT64_C(0xffff9a3c1234),    /* AArch64 libraries, bit 47 set */
+		UINT64_C(0x800000001000),    /* just above 2^47 */
+		CHUNK_FIELD_MASK,            /* the largest site a header holds */
+	};
+	cr_assert_eq(sites_stacks_reserve(), 0);
+	for (size_t i = 0; i < sizeof code / sizeof *code; i++) {
+		cr_assert_null(site_as_stack(code[i]), "code address %#lx taken for a stack",
+		               (unsigned long)code[i]);
+		cr_assert_eq(sites_leaf(code[i]), code[i]);
+	}
+	struct site_stack *s = sites_stacks_take(sizeof *s + 3 * sizeof(uintptr_t));
+	cr_assert_not_null(s);
+	s->depth = 3;
+	s->frames[0] = code[2];
+	uintptr_t key = (uintptr_t)s;
+	struct chunk c;
+	chunk_init(&c, 10, 16, key);
+	cr_assert_eq(chunk_site(&c), key, "a stack key must fit the header's 48 bits");
+	cr_assert_eq(site_as_stack(key), s);
+	cr_assert_eq(sites_leaf(key), code[2]);
+	struct site_stack *t = sites_stacks_take(sizeof *t + 32 * sizeof(uintptr_t));
+	cr_assert(t && site_as_stack((uintptr_t)t) == t && (uintptr_t)t % 16 == 0);
 }
