@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "big_chunks.h"
 #include "heapindex.h"
 #include "index.h"
 #include "sites.h"
@@ -145,9 +146,29 @@ double monotonic_seconds(void)
 }
 
 /* fork: the child gets one thread, so a lock held by another thread of the
- * parent would stay held forever; take it around fork instead. */
-static void before_fork(void) { spin_lock(&hooks_lock); }
-static void after_fork(void) { spin_unlock(&hooks_lock); }
+ * parent would stay held forever; take every lock around fork instead, in
+ * the order they nest: the sites' (held around code that allocates), ours,
+ * the big-chunk trees' (taken by the index under ours). */
+static void before_fork(void)
+{
+	sites_fork_prepare();
+	spin_lock(&hooks_lock);
+	big_chunks_fork_prepare();
+}
+
+static void after_fork_parent(void)
+{
+	big_chunks_fork_parent();
+	spin_unlock(&hooks_lock);
+	sites_fork_parent();
+}
+
+static void after_fork_child(void)
+{
+	big_chunks_fork_child();
+	spin_unlock(&hooks_lock);
+	sites_fork_child();
+}
 
 static void allocator_name(void)
 {
@@ -185,7 +206,7 @@ static void initialise(void)
 		verify_start(hooks_config.verify_every);
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 	/* Armed last, so the hooks' own setup never sees an injected failure. */
 	__atomic_store_n(&fail_every, hooks_config.fail_every, __ATOMIC_RELEASE);
 }

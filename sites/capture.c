@@ -6,8 +6,11 @@
  *  - libunwind (and dladdr, for the skip list) may call malloc on first use:
  *    a thread-local flag sends such nested allocations to the cheap path
  *    (their return address), so capture never recurses;
- *  - the intern table has its own spinlock, never held while calling out,
- *    and taken around fork so a child never inherits it held.
+ *  - the intern table has its own spinlock, never held while calling out;
+ *  - a capture holds the gate, a reader-writer lock, as a reader: fork
+ *    takes it as the writer (fork.c), so no thread is inside libunwind
+ *    (whose caches have locks of their own) or the intern table when the
+ *    child is made, and the child finds them all free.
  */
 #define UNW_LOCAL_ONLY
 #include "sites.h"
@@ -23,6 +26,9 @@
 
 int sites_slow;
 static unsigned depth;             /* unwind:N, or 0 in ret mode */
+/* Writers first: a fork waiting for the gate must not starve behind a
+ * stream of captures. */
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static const char *skip_list;      /* "xmalloc,xcalloc", or NULL */
 
 static __thread int capturing __attribute__((tls_model("initial-exec")));
@@ -120,9 +126,6 @@ found:
 	return (uintptr_t)s; /* in the reserved range: a stack (sites.h) */
 }
 
-static void before_fork(void) { spin_lock(&intern_lock); }
-static void after_fork(void) { spin_unlock(&intern_lock); }
-
 void sites_init(const struct heapindex_config *cfg)
 {
 	depth = cfg->site_depth;
@@ -135,16 +138,29 @@ void sites_init(const struct heapindex_config *cfg)
 		else
 			buckets = b;
 	}
-	sites_slow = depth || skip_list;
+	if (depth || skip_list)
+		__atomic_fetch_or(&sites_slow, SITES_SLOW_CAPTURE, __ATOMIC_RELAXED);
 	extern void sites_census_init(const struct heapindex_config *cfg);
 	sites_census_init(cfg);
 }
 
-/* Registered from a constructor, not sites_init: pthread_atfork may allocate,
- * and sites_init runs inside the first malloc. */
-__attribute__((constructor)) static void sites_constructor(void)
+void capture_fork_lock(void)
 {
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_rwlock_wrlock(&gate);
+}
+
+void capture_fork_unlock(void)
+{
+	pthread_rwlock_unlock(&gate);
+}
+
+/* glibc's rwlock knows its writer by thread id, which the child's one
+ * thread does not share with the parent's: the child makes the gate anew
+ * (it has no other thread to hold it). */
+void capture_fork_child(void)
+{
+	pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+	gate = fresh;
 }
 
 /* Frames above the allocator entry point: the hooks' own frames (this
@@ -152,9 +168,13 @@ __attribute__((constructor)) static void sites_constructor(void)
  * address, among the frames libunwind reports. */
 uintptr_t sites_capture_slow(uintptr_t ret)
 {
-	if (capturing)
+	int slow = __atomic_load_n(&sites_slow, __ATOMIC_RELAXED);
+	if (slow & SITES_SLOW_CENSUS)
+		sites_census_start_writer();
+	if (capturing || !(slow & SITES_SLOW_CAPTURE))
 		return ret;
 	capturing = 1;
+	pthread_rwlock_rdlock(&gate);
 	void *raw[SITES_DEPTH_MAX + 32];
 	int n = unw_backtrace(raw, (int)(sizeof raw / sizeof *raw));
 	int at = 0;
@@ -173,6 +193,7 @@ uintptr_t sites_capture_slow(uintptr_t ret)
 			site = key ? key : (uintptr_t)raw[at];
 		}
 	}
+	pthread_rwlock_unlock(&gate);
 	capturing = 0;
 	return site;
 }

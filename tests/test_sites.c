@@ -183,3 +183,77 @@ Test(sites, stack_keys_are_told_from_code_addresses_of_any_width)
 	struct site_stack *t = sites_stacks_take(sizeof *t + 32 * sizeof(uintptr_t));
 	cr_assert(t && site_as_stack((uintptr_t)t) == t && (uintptr_t)t % 16 == 0);
 }
+
+/* --- fork, threads and the census ------------------------------------------------ */
+
+static void run_fork_locks(const char *index, const char *mode, const char *const env[])
+{
+	char *argv[] = { (char *)test_program("fork_locks"), (char *)mode, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "fork_locks %s under %s: exit %d: %s", mode, index, r.status, r.err);
+	cr_assert(strstr(r.out, "40 forks ok"), "%s", r.out);
+	program_result_free(&r);
+}
+
+/* A census being written (SIGUSR2) when the process forks: the child's own
+ * census at exit must not wait forever for the parent's writer. */
+ParameterizedTestParameters(sites, fork_during_a_census) { return index_params(1); }
+ParameterizedTest(struct index_name *param, sites, fork_during_a_census, .timeout = 120)
+{
+	char census[64], setting[128];
+	snprintf(census, sizeof census, "/tmp/heapindex-census-fork-%d", (int)getpid());
+	snprintf(setting, sizeof setting, "HEAPINDEX_CENSUS=%s", census);
+	const char *env[] = { setting, NULL };
+	run_fork_locks(param->name, "census", env);
+	unlink(census);
+}
+
+/* heapindex_describe (the symbolizer, libdwarf) and stack capture
+ * (libunwind) in other threads when the process forks. */
+Test(sites, fork_during_describe_and_capture, .timeout = 120)
+{
+	const char *ret[] = { "HEAPINDEX_SITE=ret", NULL };
+	const char *unwind[] = { "HEAPINDEX_SITE=unwind:8", NULL };
+	run_fork_locks("memtable", "describe", ret);
+	run_fork_locks("memtable", "describe", unwind);
+}
+
+/* HEAPINDEX_CENSUS makes no thread until a census is asked for: a
+ * single-threaded program stays single-threaded, and may unshare its user
+ * namespace (EINVAL in a multithreaded process). */
+Test(sites, census_leaves_programs_single_threaded)
+{
+	const char *env[] = { "HEAPINDEX_CENSUS=/dev/null", NULL };
+	char *argv[] = { (char *)test_program("fork_locks"), "threads", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "threads: 1\n");
+	program_result_free(&r);
+
+	char *unshare[] = { "unshare", "-U", "/bin/true", NULL };
+	r = run_program(unshare, NULL, NULL);
+	int plain = r.status;
+	program_result_free(&r);
+	if (plain != 0)
+		cr_skip_test("unshare -U fails here even uninstrumented");
+	r = run_program(unshare, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "unshare -U under HEAPINDEX_CENSUS: %s", r.err);
+	program_result_free(&r);
+}
+
+/* Every census is one snapshot, whole, while new sites keep appearing:
+ * none drops a row (tests/progs/census_rows.c). */
+Test(sites, census_drops_no_row_while_sites_appear, .timeout = 120)
+{
+	char census[64], setting[128];
+	snprintf(census, sizeof census, "/tmp/heapindex-census-rows-%d", (int)getpid());
+	snprintf(setting, sizeof setting, "HEAPINDEX_CENSUS=%s", census);
+	const char *env[] = { setting, NULL };
+	char *argv[] = { (char *)test_program("census_rows"), NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	unlink(census);
+	if (r.status == 77)
+		cr_skip_test("census_rows runs on x86-64 only");
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	program_result_free(&r);
+}
