@@ -456,15 +456,20 @@ HOOK_EXPORT void *malloc(size_t size)
 	return alloc_plain(size, CALLER_SITE(), ENTRY_malloc);
 }
 
-HOOK_EXPORT void free(void *p)
+static inline void free_any(void *p, enum hook_entry entry)
 {
 	if (!p) {
-		count_call(ENTRY_free);
+		count_call(entry);
 		return;
 	}
 	if (unlikely(is_boot(p)))
 		return;
-	free_chunk(p, ENTRY_free);
+	free_chunk(p, entry);
+}
+
+HOOK_EXPORT void free(void *p)
+{
+	free_any(p, ENTRY_free);
 }
 
 HOOK_EXPORT void *calloc(size_t n, size_t size)
@@ -555,6 +560,25 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 		return boot_size(p);
 	size_t pad = chunk_pad(chunk_of_user(p));
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
+}
+
+/* --- for the C++ operators (cxx.c) ------------------------------------------------- */
+
+void *hooks_alloc(size_t size, uintptr_t site, enum hook_entry entry)
+{
+	if (unlikely(!ready()))
+		return boot_alloc(size);
+	return alloc_plain(size, site, entry);
+}
+
+void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
+{
+	return memalign_any(align, size, site, entry);
+}
+
+void hooks_free(void *p, enum hook_entry entry)
+{
+	free_any(p, entry);
 }
 
 /* --- the query API ----------------------------------------------------------------- */

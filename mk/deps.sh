@@ -3,7 +3,7 @@
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-hyperfine python3-matplotlib valgrind"
+hyperfine python3-matplotlib valgrind g++"
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
