@@ -87,18 +87,20 @@ static const char *const op_name[OP_COUNT] = {
 /* --- the C++ runtime, found when first needed ---------------------------------- */
 
 typedef void (*new_handler)(void);
+typedef new_handler (*get_new_handler_fn)(void);
 
 static new_handler current_new_handler(void)
 {
-	static new_handler (*get)(void);
-	new_handler (*g)(void) = __atomic_load_n(&get, __ATOMIC_ACQUIRE);
-	if (!g) {
-		g = (new_handler(*)(void))dlsym(RTLD_DEFAULT, "_ZSt15get_new_handlerv");
-		if (!g)
+	static get_new_handler_fn get_new_handler;
+	get_new_handler_fn get = __atomic_load_n(&get_new_handler, __ATOMIC_ACQUIRE);
+	if (!get) {
+		get = (get_new_handler_fn)dlsym(RTLD_DEFAULT, "_ZSt15get_new_handlerv");
+		if (!get)
 			return NULL; /* no runtime: no handler */
-		__atomic_store_n(&get, g, __ATOMIC_RELEASE);
+		__atomic_store_n(&get_new_handler, get, __ATOMIC_RELEASE);
 	}
-	return g();
+	new_handler handler = get();
+	return handler;
 }
 
 static __attribute__((noreturn)) void throw_bad_alloc(void)

@@ -11,7 +11,12 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 prog=$root/build/tests/progs/big_churn
 runs=${1:-3}
 [ -x "$prog" ] || { echo "big_chunks.sh: $prog is missing: run make first" >&2; exit 2; }
-indexes="none $(cd "$root/build/lib" && ls libheapindex-*.so | sed 's/libheapindex-//; s/\.so$//' | grep -v '^record$')"
+indexes=none
+for lib in "$root"/build/lib/libheapindex-*.so; do
+	name=${lib##*/libheapindex-}
+	name=${name%.so}
+	[ "$name" = record ] || indexes="$indexes $name"
+done
 
 best() { # best of $runs runs of: env ... big_churn ARGS
 	b=
