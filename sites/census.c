@@ -16,7 +16,7 @@
  * fails with EINVAL otherwise).  A signal handler cannot start a thread
  * either, so it also raises SITES_SLOW_CENSUS, and the next allocation
  * (sites_capture_slow, outside the hooks' lock) starts it.  A program that
- * allocates nothing after SIGUSR2 gets that census at exit.
+ * allocates nothing after SIGUSR2 gets no census before the one at exit.
  *
  * fork: the child has no writer thread (a new one starts if the child asks
  * for a census), and the writer's mutex, which only keeps two censuses from
@@ -223,7 +223,7 @@ void sites_census_start_writer(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (started)
 		pthread_detach(t);
-	else /* the next allocation tries again */
+	else /* the census asked for comes at exit; the next SIGUSR2 tries again */
 		__atomic_store_n(&writer_started, 0, __ATOMIC_RELEASE);
 }
 
