@@ -54,7 +54,7 @@ static struct big_chunks big;
 
 static struct {
 	uint64_t lookups, words_back, small_inserts, uncovered_inserts;
-} stat;
+} counters;
 
 static inline size_t granule_of(uintptr_t addr) { return addr >> GRANULE_SHIFT; }
 
@@ -104,7 +104,7 @@ void bytemap_index_insert(struct chunk *c)
 	if (in_map(c))
 		b = bytes_for_write(first, n);
 	else if (chunk_size(c) <= SMALL_MAX)
-		stat.uncovered_inserts++;
+		counters.uncovered_inserts++;
 	if (!b) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
@@ -112,7 +112,7 @@ void bytemap_index_insert(struct chunk *c)
 	memset(b, 16, n - 1);
 	b[n - 1] = (unsigned char)(size - ((n - 1) << GRANULE_SHIFT));
 	b[0] |= START_BIT;
-	stat.small_inserts++;
+	counters.small_inserts++;
 }
 
 void bytemap_index_remove(struct chunk *c)
@@ -145,7 +145,7 @@ static size_t start_at_or_below(size_t g)
 		if (g - w < 8)
 			word &= (UINT64_C(1) << (8 * (g - w))) - 1; /* bytes w .. g-1 */
 		if (word) {
-			stat.words_back += words;
+			counters.words_back += words;
 			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
 		}
 		g = w;
@@ -185,7 +185,7 @@ static int small_find(uintptr_t addr, uintptr_t *base, size_t *size)
 
 struct chunk *bytemap_index_lookup(uintptr_t addr)
 {
-	stat.lookups++;
+	counters.lookups++;
 	uintptr_t base;
 	if (small_find(addr, &base, NULL))
 		return chunk_of_user((void *)base);
@@ -201,10 +201,10 @@ void bytemap_index_write_stats(struct json_out *out)
 	json_u64(out, "big_threshold", SMALL_MAX);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "index_bytes", table + big_bytes);
-	json_u64(out, "small_inserts", stat.small_inserts);
-	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
-	json_u64(out, "lookups", stat.lookups);
-	json_u64(out, "words_back", stat.words_back);
+	json_u64(out, "small_inserts", counters.small_inserts);
+	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
+	json_u64(out, "lookups", counters.lookups);
+	json_u64(out, "words_back", counters.words_back);
 }
 
 INDEX_DEFINE_OPS(bytemap, 0)

@@ -45,7 +45,7 @@
 
 static const char scale_usage[] =
 	"usage: heapindex scale [--index NAME[,NAME...]|all] [--max-chunks N] [--lookups N]\n"
-	"                       [--out FILE.csv] [--seed S] [--budget SECONDS]\n"
+	"                       [--out FILE.csv] [--seed S] [--budget SECONDS] [--big]\n"
 	"\n"
 	"Fill each index with 10^3, 10^4, ... up to N live chunks of a realistic size\n"
 	"mix (92%% 16-256 B, 8%% 256 B-8 KiB, 0.02%% 128 KiB-1 MiB, log-uniform) and time\n"
@@ -66,11 +66,19 @@ static const char scale_usage[] =
 	"  --rounds N        measure every index N times per step, the order of the\n"
 	"                    indexes reversed every other time; medians (default 1)\n"
 	"  --seed S          seed of the size mix and of the random choices (default 1)\n"
+	"  --big             every chunk 32-64 KiB (log-uniform), the size an index keeps\n"
+	"                    apart from its small chunks (memtable: over 16 KiB); largest\n"
+	"                    step 100000 unless --max-chunks; the chase spans at most 1 GiB\n"
 	"  --out FILE        write the results as CSV too\n"
 	"  -h, --help        this text\n"
 	"\n"
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
+
+/* --big: every chunk 32-64 KiB, all of them in the big-chunk structures of
+ * memtable (over 256 bins of 64 bytes), so that many live big chunks are
+ * measured too; the chase over such a heap spans at most CHASE_MAX bytes. */
+static int big_sizes;
 
 struct scale_options {
 	const char *index, *out;
@@ -89,22 +97,26 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 		{ "seed", required_argument, NULL, 's' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "big", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct scale_options){ .index = "all", .max_chunks = 1000000, .lookups = 1000000,
 	                             .seed = 1, .rounds = 1, .budget_s = 2 };
-	int opt;
+	int opt, max_given = 0;
 	opterr = 0;
 	char *end;
 	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'i': o->index = optarg; break;
-		case 'm': o->max_chunks = cli_parse_count("scale", "--max-chunks", optarg, 1000, 10000000); break;
+		case 'm': o->max_chunks = cli_parse_count("scale", "--max-chunks", optarg, 1000, 10000000);
+			max_given = 1;
+			break;
 		case 'k': o->lookups = cli_parse_count("scale", "--lookups", optarg, 1, 1000000000); break;
 		case 'o': o->out = optarg; break;
 		case 's': o->seed = cli_parse_count("scale", "--seed", optarg, 0, UINT64_MAX); break;
 		case 'r': o->rounds = (unsigned)cli_parse_count("scale", "--rounds", optarg, 1, 100); break;
+		case 'B': big_sizes = 1; break;
 		case 'b':
 			errno = 0;
 			o->budget_s = strtod(optarg, &end);
@@ -118,6 +130,8 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 	}
 	if (optind < argc)
 		cli_usage_error("scale: unexpected argument '%s' (see heapindex scale --help)", argv[optind]);
+	if (big_sizes && !max_given)
+		o->max_chunks = 100000;
 	if (o->out && !*o->out)
 		cli_usage_error("scale: --out needs a file path");
 }
@@ -135,14 +149,23 @@ static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const ch
 	exit(1);
 }
 
-/* The size mix: log-uniform within three classes. */
+#define CHASE_MAX ((uint64_t)1 << 30)
+
+static uint64_t chase_bytes(uint64_t heap_bytes)
+{
+	return big_sizes && heap_bytes > CHASE_MAX ? CHASE_MAX : heap_bytes;
+}
+
+/* The size mix: log-uniform within three classes (--big: 32-64 KiB). */
 static size_t draw_size(uint64_t *rng)
 {
 	uint64_t r = cli_next_random(rng);
 	double u = (double)(r >> 11) * 0x1.0p-53;
 	unsigned cls = (unsigned)(cli_next_random(rng) % 10000);
 	double lo = 16, hi = 256;
-	if (cls >= 9998)
+	if (big_sizes)
+		lo = 32 * 1024, hi = 64 * 1024;
+	else if (cls >= 9998)
 		lo = 128 * 1024 + 1, hi = 1024 * 1024;
 	else if (cls >= 9200)
 		lo = 256, hi = 8192;
@@ -656,7 +679,7 @@ int cmd_scale(int argc, char **argv)
 			subset[i] = subset[j];
 			subset[j] = x;
 		}
-		chases[0] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+		chases[0] = time_chase(chase_bytes(h.bytes), o.lookups, o.budget_s, &rng, b->rate);
 		for (unsigned round = 0; round < o.rounds; round++) {
 			for (size_t slot = 0; slot < nsub; slot++) {
 				/* Alternate the order from round to round and step to step. */
@@ -670,7 +693,7 @@ int cmd_scale(int argc, char **argv)
 					fprintf(stderr, "scale: %" PRIu64 " chunks: %-10s hit %.1f ns (base only)\n",
 					        n, chosen[k].name, r->hit_ns);
 			}
-			chases[round + 1] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+			chases[round + 1] = time_chase(chase_bytes(h.bytes), o.lookups, o.budget_s, &rng, b->rate);
 		}
 		double chase_ns = cli_median(chases, o.rounds + 1);
 		for (size_t k = 0; k < nsub; k++)

@@ -17,8 +17,8 @@
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
  *  - big chunks (and chunks above the covered address range, or whose
- *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in a
- *    sorted array instead, found by binary search.
+ *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in
+ *    big_chunks' B+tree instead (hooks/big_chunks.h).
  */
 #include "big_chunks.h"
 #include "index.h"

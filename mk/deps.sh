@@ -6,7 +6,7 @@ set -eu
 # pkg-config the install test builds a program with.
 INSTALL_PACKAGES="help2man pkgconf"
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-libgc-dev hyperfine python3-matplotlib valgrind"
+libgc-dev hyperfine python3-matplotlib valgrind g++"
 missing=""
 for p in $PACKAGES $INSTALL_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

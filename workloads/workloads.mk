@@ -28,4 +28,4 @@ lint-workloads:
 	  workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c
 	clang-tidy --quiet workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
 	  -- $(CPPFLAGS) -I$(B)/gen
-	shellcheck workloads/trace/callgrind.sh
+	shellcheck workloads/trace/callgrind.sh workloads/scale/big_chunks.sh
