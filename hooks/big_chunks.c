@@ -37,33 +37,44 @@ static int grow(struct big_chunks *b)
 
 int big_chunks_insert(struct big_chunks *b, struct chunk *c)
 {
-	if (b->count == b->capacity && grow(b))
+	spin_lock(&b->lock);
+	if (b->count == b->capacity && grow(b)) {
+		spin_unlock(&b->lock);
 		return -1;
+	}
 	size_t at = count_at_or_below(b, chunk_user(c));
 	memmove(b->at + at + 1, b->at + at, (b->count - at) * sizeof *b->at);
 	b->at[at] = c;
-	if (++b->count > b->peak)
+	/* Atomic: big_chunks_empty reads it without the lock. */
+	__atomic_fetch_add(&b->count, 1, __ATOMIC_RELAXED);
+	if (b->count > b->peak)
 		b->peak = b->count;
+	spin_unlock(&b->lock);
 	return 0;
 }
 
 void big_chunks_remove(struct big_chunks *b, struct chunk *c)
 {
+	spin_lock(&b->lock);
 	size_t below = count_at_or_below(b, chunk_user(c));
-	if (below == 0 || b->at[below - 1] != c)
-		return; /* never inserted: its array could not grow */
-	memmove(b->at + below - 1, b->at + below, (b->count - below) * sizeof *b->at);
-	b->count--;
+	if (below > 0 && b->at[below - 1] == c) { /* else never inserted: its array could not grow */
+		memmove(b->at + below - 1, b->at + below, (b->count - below) * sizeof *b->at);
+		__atomic_fetch_sub(&b->count, 1, __ATOMIC_RELAXED);
+	}
+	spin_unlock(&b->lock);
 }
 
-struct chunk *big_chunks_lookup(struct big_chunks *b, uintptr_t addr)
+int big_chunks_lookup(struct big_chunks *b, uintptr_t addr, struct chunk_info *out)
 {
+	if (!index_lookup_lock(&b->lock))
+		return INDEX_UNKNOWN;
 	b->lookups++;
 	size_t below = count_at_or_below(b, addr);
-	if (below == 0)
-		return NULL;
-	struct chunk *c = b->at[below - 1];
-	return chunk_contains(c, addr) ? c : NULL;
+	int answer = INDEX_NONE;
+	if (below > 0 && chunk_contains(b->at[below - 1], addr))
+		answer = chunk_info_copy(b->at[below - 1], out);
+	spin_unlock(&b->lock);
+	return answer;
 }
 
 size_t big_chunks_bytes(const struct big_chunks *b)
@@ -71,11 +82,13 @@ size_t big_chunks_bytes(const struct big_chunks *b)
 	return b->capacity * sizeof *b->at;
 }
 
-void big_chunks_write_stats(const struct big_chunks *b, struct json_out *out)
+void big_chunks_write_stats(struct big_chunks *b, struct json_out *out)
 {
+	spin_lock(&b->lock);
 	json_u64(out, "big_live", b->count);
 	json_u64(out, "big_peak", b->peak);
 	json_u64(out, "big_array_bytes", big_chunks_bytes(b));
 	json_u64(out, "big_lookups", b->lookups);
 	json_u64(out, "big_grow_failures", b->grow_failures);
+	spin_unlock(&b->lock);
 }
