@@ -10,8 +10,8 @@
  * stops after max_small_size bytes of heap, at most BIG_THRESHOLD / 1 KiB =
  * 128 words.  max_small_size is the largest small chunk ever inserted (as
  * memtable's): cheaper than tracking the live maximum, and bounded anyway.
- * Big chunks are few and would make that bound huge: they live in a sorted
- * array, searched by bisection.
+ * Big chunks would make that bound huge: they live in the shared big-chunk
+ * B+tree (big_chunks.h).
  *
  * Regions: the bitmap of a 1 GiB-aligned span of address space is 8 MiB,
  * reserved with MAP_NORESERVE when the first chunk lands in the span and
@@ -25,16 +25,29 @@
  * table holds 128 regions (128 GiB of spans); a small chunk beyond them, or
  * whose bitmap cannot be mapped, goes to the big array (uncovered_inserts).
  *
+ * Threads: bits are set and cleared with atomic OR and AND, so inserts and
+ * removes take no lock; lookups take none either.  A lookup that finds a
+ * bit must still read the chunk's header for its size, and that chunk may
+ * be freed under it: the memory of a small glibc chunk stays mapped, but
+ * the allocator writes its own links into it and hands it out again, so the
+ * read could return a torn or foreign size.  Lookups therefore protect the
+ * header with a hazard pointer (threads.h): they publish the address,
+ * re-check the bit, and only then read; a remove clears the bit and waits
+ * until no lookup holds that address before the hooks free the chunk.  A
+ * remove pays one load when no lookup is running anywhere, a lookup four
+ * atomic instructions.  Regions are made under region_lock and published
+ * with release stores (span number last); the big-chunk tree has its own lock.
+ *
  * Invariants:
  *  - bit (a - span base) / 16 of a region is set iff a small chunk with user
- *    pointer a is live;
+ *    pointer a is live (while its insert or remove runs, either);
  *  - every live chunk is in exactly one of: a region's bitmap, the big array
  *    (bigger than BIG_THRESHOLD, or its region could not be had);
- *  - the big array is sorted by user pointer.
  */
 #include "big_chunks.h"
 #include "index.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -57,9 +70,10 @@ INDEX_DECLARE(bitmap)
 #define SLOTS (1u << SLOT_BITS)
 #define MAX_REGIONS (SLOTS / 2)
 
-static uintptr_t slot_span[SLOTS]; /* span number + 1; 0: empty slot */
-static uint64_t *slot_bits[SLOTS]; /* that span's bitmap */
-static size_t regions;
+static uintptr_t slot_span[SLOTS]; /* span number + 1; 0: empty slot (atomic) */
+static uint64_t *slot_bits[SLOTS]; /* that span's bitmap, set before slot_span */
+static size_t regions;             /* atomic */
+static spinlock_t region_lock;     /* serialises making regions */
 /* Bitmap pages ever written, per slot: what the kernel has committed,
  * counted without asking it.  A lookup reads a bitmap page only if it was
  * written: on a kernel without a shared zero page, the first read of an
@@ -68,7 +82,7 @@ static size_t regions;
 static uint64_t slot_dirty_pages[SLOTS][BITMAP_PAGES / 64];
 static size_t dirty_pages;
 
-static size_t max_small_size; /* largest small chunk ever inserted */
+static size_t max_small_size; /* largest small chunk ever inserted (atomic) */
 
 /* Big chunks, and small ones whose region could not be had. */
 static struct big_chunks big;
@@ -76,7 +90,7 @@ static struct big_chunks big;
 static struct {
 	uint64_t lookups, words_scanned, longest_scan;
 	uint64_t uncovered_inserts;
-} stat;
+} counters;
 
 /* --- regions ---------------------------------------------------------------- */
 
@@ -89,54 +103,78 @@ static inline size_t slot_hash(uintptr_t span)
 static inline size_t span_slot(uintptr_t span)
 {
 	for (size_t i = slot_hash(span);; i = (i + 1) & (SLOTS - 1)) {
-		if (slot_span[i] == span + 1)
+		uintptr_t seen = __atomic_load_n(&slot_span[i], __ATOMIC_ACQUIRE);
+		if (seen == span + 1)
 			return i;
-		if (slot_span[i] == 0)
+		if (seen == 0)
 			return SLOTS;
 	}
+}
+
+static inline uint64_t *span_bitmap(uintptr_t span)
+{
+	size_t i = span_slot(span);
+	return i < SLOTS ? __atomic_load_n(&slot_bits[i], __ATOMIC_RELAXED) : NULL;
+}
+
+/* The region of a span, made under region_lock; SLOTS if it cannot be. */
+static size_t make_region(uintptr_t span)
+{
+	spin_lock(&region_lock);
+	size_t i = slot_hash(span);
+	for (; slot_span[i] != 0; i = (i + 1) & (SLOTS - 1))
+		if (slot_span[i] == span + 1)
+			goto out; /* another thread made it meanwhile */
+	if (regions == MAX_REGIONS) {
+		i = SLOTS;
+		goto out;
+	}
+	/* index_map_pages would commit-charge all 8 MiB; MAP_NORESERVE does not. */
+	int saved = errno; /* inside malloc: a refusal must not show in errno */
+	void *bits = mmap(NULL, BITMAP_BYTES, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	errno = saved;
+	if (bits == MAP_FAILED) {
+		i = SLOTS;
+		goto out;
+	}
+	/* Exchanges, not stores: helgrind and drd take a plain store read
+	 * without the lock for a race; lookups need no lock here. */
+	__atomic_fetch_add(&regions, 1, __ATOMIC_RELAXED);
+	(void)__atomic_exchange_n(&slot_bits[i], (uint64_t *)bits, __ATOMIC_RELAXED);
+	(void)__atomic_exchange_n(&slot_span[i], span + 1, __ATOMIC_RELEASE);
+out:
+	spin_unlock(&region_lock);
+	return i;
 }
 
 /* As span_slot, making the region if need be; SLOTS if it cannot. */
 static size_t span_slot_or_create(uintptr_t span)
 {
-	size_t i = slot_hash(span);
-	for (; slot_span[i] != 0; i = (i + 1) & (SLOTS - 1))
-		if (slot_span[i] == span + 1)
-			return i;
-	if (regions == MAX_REGIONS)
-		return SLOTS;
-	/* index_map_pages would commit-charge all 8 MiB; MAP_NORESERVE does not. */
-	void *bits = mmap(NULL, BITMAP_BYTES, PROT_READ | PROT_WRITE,
-	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (bits == MAP_FAILED)
-		return SLOTS;
-	regions++;
-	slot_bits[i] = bits;
-	slot_span[i] = span + 1;
-	return i;
+	size_t i = span_slot(span);
+	return i < SLOTS ? i : make_region(span);
 }
 
 static inline void note_dirty_page(size_t slot, size_t word)
 {
 	size_t page = word * sizeof(uint64_t) / BITMAP_PAGE;
 	uint64_t *mask = &slot_dirty_pages[slot][page / 64], bit = UINT64_C(1) << (page % 64);
-	if (!(*mask & bit)) {
-		*mask |= bit;
-		dirty_pages++;
-	}
+	if (!(__atomic_load_n(mask, __ATOMIC_RELAXED) & bit) &&
+	    !(__atomic_fetch_or(mask, bit, __ATOMIC_RELAXED) & bit))
+		__atomic_fetch_add(&dirty_pages, 1, __ATOMIC_RELAXED);
 }
 
 static inline int page_written(size_t slot, size_t word)
 {
 	size_t page = word * sizeof(uint64_t) / BITMAP_PAGE;
-	return (int)((slot_dirty_pages[slot][page / 64] >> (page % 64)) & 1);
+	return (int)((__atomic_load_n(&slot_dirty_pages[slot][page / 64], __ATOMIC_ACQUIRE) >> (page % 64)) & 1);
 }
 
 /* Word w of a slot's bitmap, or 0 without reading it if its page was never
  * written. */
-static inline uint64_t bitmap_word(size_t slot, size_t w)
+static inline uint64_t bitmap_word(size_t slot, const uint64_t *bits, size_t w)
 {
-	return page_written(slot, w) ? slot_bits[slot][w] : 0;
+	return page_written(slot, w) ? __atomic_load_n(&bits[w], __ATOMIC_ACQUIRE) : 0;
 }
 
 static inline size_t word_of(uintptr_t addr)
@@ -154,6 +192,7 @@ static inline uint64_t bit_of(uintptr_t addr)
 int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
 {
 	(void)cfg, (void)err, (void)errlen;
+	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
 	return 0;
 }
 
@@ -164,25 +203,31 @@ void bitmap_index_insert(struct chunk *c)
 	if (chunk_size(c) <= BIG_THRESHOLD) {
 		slot = span_slot_or_create(user >> REGION_SHIFT);
 		if (slot == SLOTS)
-			stat.uncovered_inserts++;
+			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 	}
 	if (slot == SLOTS) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
+	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	while (chunk_size(c) > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, chunk_size(c), 1,
+	                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
 	size_t w = word_of(user);
-	slot_bits[slot][w] |= bit_of(user);
-	note_dirty_page(slot, w);
-	if (chunk_size(c) > max_small_size)
-		max_small_size = chunk_size(c);
+	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
+	note_dirty_page(slot, w); /* before the bit: lookups read only dirty pages */
+	/* Release: a lookup that sees the bit sees the header written before. */
+	LOCK_ANNOTATE_HAPPENS_BEFORE(c);
+	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);
 }
 
 void bitmap_index_remove(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
-	size_t slot = chunk_size(c) <= BIG_THRESHOLD ? span_slot(user >> REGION_SHIFT) : SLOTS;
-	if (slot < SLOTS && (bitmap_word(slot, word_of(user)) & bit_of(user)))
-		slot_bits[slot][word_of(user)] &= ~bit_of(user);
+	uint64_t *bits = chunk_size(c) <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
+	/* Only this chunk sets or clears its own bit while it is live. */
+	if (bits && (__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
+		hazard_wait(user); /* lookups reading c's header finish before the hooks free it */
 	else
 		big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
 }
@@ -190,19 +235,18 @@ void bitmap_index_remove(struct chunk *c)
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a
  * user pointer, or 0.  low and addr are in the same span, low <= addr; bits
  * below low may be returned too (their chunks cannot contain addr anyway). */
-static uintptr_t scan_back(size_t slot, uintptr_t low, uintptr_t addr)
+static uintptr_t scan_back(size_t slot, const uint64_t *bits, uintptr_t low, uintptr_t addr)
 {
 	size_t w = word_of(addr), last = word_of(low);
 	unsigned top = (unsigned)((addr / BYTES_PER_BIT) % 64);
-	uint64_t word = bitmap_word(slot, w) & (~UINT64_C(0) >> (63 - top)); /* bits 0..top */
+	uint64_t word = bitmap_word(slot, bits, w) & (~UINT64_C(0) >> (63 - top)); /* bits 0..top */
 	uint64_t scanned = 1;
 	while (!word && w > last) {
-		word = bitmap_word(slot, --w);
+		word = bitmap_word(slot, bits, --w);
 		scanned++;
 	}
-	stat.words_scanned += scanned;
-	if (scanned > stat.longest_scan)
-		stat.longest_scan = scanned;
+	INDEX_STAT_ADD(counters.words_scanned, scanned);
+	INDEX_STAT_MAX(counters.longest_scan, scanned);
 	if (!word)
 		return 0;
 	uintptr_t span_base = addr & ~(REGION_BYTES - 1);
@@ -210,58 +254,81 @@ static uintptr_t scan_back(size_t slot, uintptr_t low, uintptr_t addr)
 	return span_base + (w * 64 + bit) * BYTES_PER_BIT;
 }
 
-/* The nearest small chunk starting at or below addr, if it contains addr. */
-static struct chunk *small_lookup(uintptr_t addr)
+/* The chunk starting at start (its bit was set in bits) is the nearest below
+ * addr: protect its header, check it is still indexed, copy it out.  If it
+ * was removed meanwhile, no chunk live throughout the lookup contains addr
+ * (it would overlap the removed one), so the answer is none. */
+static int read_chunk(const uint64_t *bits, uintptr_t start, uintptr_t addr, struct chunk_info *out)
 {
-	if (!regions)
-		return NULL;
+	struct thread_slot *self = thread_slot();
+	int h = self ? hazard_protect(self, start) : -1;
+	if (h < 0)
+		return INDEX_UNKNOWN; /* nested too deep in signal handlers */
+	int answer = INDEX_NONE;
+	if (__atomic_load_n(&bits[word_of(start)], __ATOMIC_SEQ_CST) & bit_of(start)) {
+		const struct chunk *c = chunk_of_user((void *)start);
+		LOCK_ANNOTATE_HAPPENS_AFTER(c);
+		if (chunk_contains(c, addr))
+			answer = chunk_info_copy(c, out);
+	}
+	hazard_release(self, h);
+	return answer;
+}
+
+/* The nearest small chunk starting at or below addr, if it contains addr. */
+static int small_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	if (!__atomic_load_n(&regions, __ATOMIC_RELAXED))
+		return INDEX_NONE;
 	/* The lowest start a chunk containing addr can have. */
-	uintptr_t low = addr >= max_small_size ? addr - max_small_size + 1 : 0;
+	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	uintptr_t low = addr >= max_small ? addr - max_small + 1 : 0;
 	for (uintptr_t span = addr >> REGION_SHIFT;; span--) {
 		uintptr_t span_base = span << REGION_SHIFT;
 		size_t slot = span_slot(span);
 		if (slot < SLOTS) {
+			const uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
 			uintptr_t from = addr < span_base + REGION_BYTES ? addr : span_base + REGION_BYTES - 1;
-			uintptr_t start = scan_back(slot, low > span_base ? low : span_base, from);
-			if (start) {
-				struct chunk *c = chunk_of_user((void *)start);
-				return chunk_contains(c, addr) ? c : NULL;
-			}
+			uintptr_t start = scan_back(slot, bits, low > span_base ? low : span_base, from);
+			if (start)
+				return read_chunk(bits, start, addr, out);
 		}
 		/* A chunk starting in the span below may reach addr. */
 		if (low >= span_base || span == 0)
-			return NULL;
+			return INDEX_NONE;
 	}
 }
 
-struct chunk *bitmap_index_lookup(uintptr_t addr)
+int bitmap_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	stat.lookups++;
-	struct chunk *c = small_lookup(addr);
+	INDEX_STAT_ADD(counters.lookups, 1);
+	int answer = small_lookup(addr, out);
 	/* A big chunk may start between the small predecessor and addr. */
-	if (!c && big.count)
-		c = big_chunks_lookup(&big, addr);
-	return c;
+	if (answer == INDEX_NONE && !big_chunks_empty(&big))
+		answer = big_chunks_lookup(&big, addr, out);
+	return answer;
 }
 
 void bitmap_index_write_stats(struct json_out *out)
 {
-	size_t resident = dirty_pages * BITMAP_PAGE, big_bytes = big_chunks_bytes(&big);
+	size_t resident = __atomic_load_n(&dirty_pages, __ATOMIC_RELAXED) * BITMAP_PAGE;
+	size_t big_bytes = big_chunks_bytes(&big);
 	json_u64(out, "links_bytes", 0);
 	json_u64(out, "region_bytes", REGION_BYTES);
-	json_u64(out, "regions", regions);
-	json_u64(out, "bitmap_reserved_bytes", regions * BITMAP_BYTES);
+	size_t n_regions = __atomic_load_n(&regions, __ATOMIC_RELAXED);
+	json_u64(out, "regions", n_regions);
+	json_u64(out, "bitmap_reserved_bytes", n_regions * BITMAP_BYTES);
 	json_u64(out, "bitmap_resident_bytes", resident);
 	json_u64(out, "big_threshold", BIG_THRESHOLD);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "index_bytes", resident + big_bytes);
-	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
-	json_u64(out, "max_small_size", max_small_size);
-	json_u64(out, "lookups", stat.lookups);
-	json_u64(out, "words_scanned", stat.words_scanned);
+	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
+	json_u64(out, "max_small_size", __atomic_load_n(&max_small_size, __ATOMIC_RELAXED));
+	json_u64(out, "lookups", counters.lookups);
+	json_u64(out, "words_scanned", counters.words_scanned);
 	json_f64(out, "words_per_lookup",
-	         stat.lookups ? (double)stat.words_scanned / (double)stat.lookups : 0.0);
-	json_u64(out, "longest_scan_words", stat.longest_scan);
+	         counters.lookups ? (double)counters.words_scanned / (double)counters.lookups : 0.0);
+	json_u64(out, "longest_scan_words", counters.longest_scan);
 }
 
-INDEX_DEFINE_OPS(bitmap, 0)
+INDEX_DEFINE_OPS(bitmap, 0, INDEX_ANSWERS_LOOKUPS)

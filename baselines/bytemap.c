@@ -33,6 +33,15 @@
  *
  * Costs: insert and remove write size / 16 bytes (a memset); a lookup of a
  * chunk's first granule is one load of index memory.
+ *
+ * Threads: the map is cut into stripes of 2^16 granules (1 MiB of heap),
+ * each with a lock (64 locks, a stripe's lock at stripe number % 64).  A
+ * writer locks the stripes its chunk's bytes lie in, a lookup those of the
+ * bytes it may read (up to SMALL_GRANULES around addr): at most two each,
+ * taken in increasing lock order.  Under them a lookup reads a consistent
+ * map, and the chunk it finds cannot be removed, so the site it copies from
+ * the header is that chunk's (the hooks free a chunk only after its remove,
+ * which waits for the lock).  Base and size come from the map alone.
  */
 #include "big_chunks.h"
 #include "index.h"
@@ -48,9 +57,17 @@ INDEX_DECLARE(bytemap)
 #define COUNT_MASK 0x1fu
 #define START_BIT 0x80u
 #define SMALL_MAX ((size_t)16 << 10) /* 1 KiB of map, 128 words, per chunk at most */
+#define SMALL_GRANULES (SMALL_MAX >> GRANULE_SHIFT)
+#define STRIPE_SHIFT 16 /* granules per stripe: 1 MiB of heap */
+#define LOCKS 64
 
 static struct memtable map;
 static struct big_chunks big;
+
+static struct {
+	spinlock_t lock;
+} __attribute__((aligned(64))) locks[LOCKS];
+static spinlock_t leaf_lock; /* serialises mapping two-level leaves */
 
 static struct {
 	uint64_t lookups, words_back, small_inserts, uncovered_inserts;
@@ -58,14 +75,67 @@ static struct {
 
 static inline size_t granule_of(uintptr_t addr) { return addr >> GRANULE_SHIFT; }
 
+/* The locks of the stripes of granules [first, last]: one or two (a range of
+ * at most a stripe), lowest first; *second is LOCKS if there is one. */
+static inline unsigned stripe_locks(size_t first, size_t last, unsigned *second)
+{
+	unsigned a = (unsigned)((first >> STRIPE_SHIFT) % LOCKS);
+	unsigned b = (unsigned)((last >> STRIPE_SHIFT) % LOCKS);
+	*second = a == b ? LOCKS : a < b ? b : a;
+	return a == b || a < b ? a : b;
+}
+
+static void lock_range(size_t first, size_t last)
+{
+	unsigned second, lo = stripe_locks(first, last, &second);
+	spin_lock(&locks[lo].lock);
+	if (second != LOCKS)
+		spin_lock(&locks[second].lock);
+}
+
+static void unlock_range(size_t first, size_t last)
+{
+	unsigned second, lo = stripe_locks(first, last, &second);
+	if (second != LOCKS)
+		spin_unlock(&locks[second].lock);
+	spin_unlock(&locks[lo].lock);
+}
+
+/* As lock_range, for a lookup: 0, or -1 if a lock is busy and the lookup
+ * may not wait (index.h). */
+static int lock_range_for_lookup(size_t first, size_t last)
+{
+	unsigned second, lo = stripe_locks(first, last, &second);
+	if (!index_lookup_lock(&locks[lo].lock))
+		return -1;
+	if (second != LOCKS && !index_lookup_lock(&locks[second].lock)) {
+		spin_unlock(&locks[lo].lock);
+		return -1;
+	}
+	return 0;
+}
+
 /* The map bytes of granules [first, first + n), for writing, or NULL if a
  * two-level leaf cannot be had.  A chunk of at most SMALL_MAX bytes spans at
  * most 1,025 granules: within one table page, or across one page boundary
  * (pages hold 4,096 granules), and leaves are whole pages. */
+static unsigned char *byte_for_write(size_t g)
+{
+	unsigned char *e = memtable_entry_address(&map, g);
+	if (__builtin_expect(e != NULL, 1)) {
+		memtable_note_written(&map, memtable_page_of_bin(&map, g));
+		return e;
+	}
+	spin_lock(&leaf_lock); /* a two-level leaf spans many stripes */
+	e = memtable_entry_for_write(&map, g);
+	spin_unlock(&leaf_lock);
+	return e;
+}
+
 static unsigned char *bytes_for_write(size_t first, size_t n)
 {
-	unsigned char *lo = memtable_entry_for_write(&map, first);
-	unsigned char *hi = memtable_entry_for_write(&map, first + n - 1);
+	unsigned char *lo = byte_for_write(first);
+	unsigned char *hi = byte_for_write(first + n - 1);
 	if (!lo || !hi)
 		return NULL;
 	return hi - lo == (ptrdiff_t)(n - 1) ? lo : NULL;
@@ -80,6 +150,7 @@ int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t err
 {
 	if (map.limit) /* a second init (tests): the map is empty again by now */
 		return 0;
+	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
 	int e = memtable_init(&map, cfg->addr_bits, GRANULE_SHIFT, 1,
 	                      (enum memtable_layout)cfg->table_levels);
 	if (e) {
@@ -101,18 +172,23 @@ void bytemap_index_insert(struct chunk *c)
 		return; /* contains nothing, and remove writes nothing either */
 	unsigned char *b = NULL;
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
-	if (in_map(c))
+	if (in_map(c)) {
+		lock_range(first, first + n - 1);
 		b = bytes_for_write(first, n);
-	else if (chunk_size(c) <= SMALL_MAX)
-		counters.uncovered_inserts++;
+		if (b) {
+			memset(b, 16, n - 1);
+			b[n - 1] = (unsigned char)(size - ((n - 1) << GRANULE_SHIFT));
+			b[0] |= START_BIT;
+		}
+		unlock_range(first, first + n - 1);
+	} else if (chunk_size(c) <= SMALL_MAX) {
+		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
+	}
 	if (!b) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
-	memset(b, 16, n - 1);
-	b[n - 1] = (unsigned char)(size - ((n - 1) << GRANULE_SHIFT));
-	b[0] |= START_BIT;
-	counters.small_inserts++;
+	__atomic_fetch_add(&counters.small_inserts, 1, __ATOMIC_RELAXED);
 }
 
 void bytemap_index_remove(struct chunk *c)
@@ -122,10 +198,15 @@ void bytemap_index_remove(struct chunk *c)
 		return;
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
 	/* In the map iff its first byte says a chunk starts there. */
-	const unsigned char *start = memtable_entry(&map, first);
-	if (in_map(c) && (*start & START_BIT))
-		memset(memtable_entry_address(&map, first), 0, n);
-	else
+	int in = 0;
+	if (in_map(c)) {
+		lock_range(first, first + n - 1);
+		in = (*(const unsigned char *)memtable_entry(&map, first) & START_BIT) != 0;
+		if (in)
+			memset(memtable_entry_address(&map, first), 0, n);
+		unlock_range(first, first + n - 1);
+	}
+	if (!in)
 		big_chunks_remove(&big, c);
 }
 
@@ -145,7 +226,7 @@ static size_t start_at_or_below(size_t g)
 		if (g - w < 8)
 			word &= (UINT64_C(1) << (8 * (g - w))) - 1; /* bytes w .. g-1 */
 		if (word) {
-			counters.words_back += words;
+			INDEX_STAT_ADD(counters.words_back, words);
 			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
 		}
 		g = w;
@@ -167,29 +248,36 @@ static size_t size_from(size_t g)
 	}
 }
 
-/* Base and size of the small chunk containing addr, reading only the map. */
-static int small_find(uintptr_t addr, uintptr_t *base, size_t *size)
+/* The small chunk containing addr, base and size from the map, site from
+ * its header; under the locks of the stripes the reads may reach. */
+static int small_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	if (!memtable_covers(&map, addr))
-		return 0;
+		return INDEX_NONE;
 	size_t g = granule_of(addr);
+	size_t first = g > SMALL_GRANULES ? g - SMALL_GRANULES : 0, last = g + SMALL_GRANULES + 1;
+	if (lock_range_for_lookup(first, last))
+		return INDEX_UNKNOWN;
+	int answer = INDEX_NONE;
 	unsigned b = *(const unsigned char *)memtable_entry(&map, g);
-	if ((b & COUNT_MASK) <= (addr & (GRANULE - 1)))
-		return 0;
-	size_t start = start_at_or_below(g);
-	*base = (uintptr_t)start << GRANULE_SHIFT;
-	if (size)
-		*size = size_from(start);
-	return 1;
+	if ((b & COUNT_MASK) > (addr & (GRANULE - 1))) {
+		size_t start = start_at_or_below(g);
+		out->base = (uintptr_t)start << GRANULE_SHIFT;
+		out->size = size_from(start);
+		out->site = chunk_site(chunk_of_user((void *)out->base));
+		answer = INDEX_FOUND;
+	}
+	unlock_range(first, last);
+	return answer;
 }
 
-struct chunk *bytemap_index_lookup(uintptr_t addr)
+int bytemap_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	counters.lookups++;
-	uintptr_t base;
-	if (small_find(addr, &base, NULL))
-		return chunk_of_user((void *)base);
-	return big.count ? big_chunks_lookup(&big, addr) : NULL;
+	INDEX_STAT_ADD(counters.lookups, 1);
+	int answer = small_lookup(addr, out);
+	if (answer == INDEX_NONE && !big_chunks_empty(&big))
+		answer = big_chunks_lookup(&big, addr, out);
+	return answer;
 }
 
 void bytemap_index_write_stats(struct json_out *out)
@@ -207,4 +295,4 @@ void bytemap_index_write_stats(struct json_out *out)
 	json_u64(out, "words_back", counters.words_back);
 }
 
-INDEX_DEFINE_OPS(bytemap, 0)
+INDEX_DEFINE_OPS(bytemap, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX)

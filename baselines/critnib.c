@@ -20,10 +20,9 @@
  * The leaf keeps the chunk's start, size and site in index memory, so the
  * lookup reads no heap memory at all: only nodes and one leaf.
  *
- * Concurrency, as in critnib.  Writers are serialised by one lock: here the
- * hooks' lock, which index.h guarantees is held around insert and remove
- * (critnib's one writer mutex; a second would only add cost).  Readers take
- * no lock and write nothing shared:
+ * Concurrency, as in critnib.  Writers are serialised by one lock
+ * (writer_lock, critnib's one writer mutex).  Readers take no lock and
+ * write nothing shared:
  *  - every store into a published node or leaf is a single atomic store, and
  *    a new node or leaf is filled before the release store that links it, so
  *    a reader sees either the old subtree or the new, both valid;
@@ -156,7 +155,7 @@ static struct {
 
 static struct {
 	uint64_t dropped_inserts, lookup_retries;
-} stat;
+} counters;
 
 static inline int is_leaf(uintptr_t n) { return (n & LEAF_TAG) != 0; }
 static inline struct cn_leaf *as_leaf(uintptr_t n) { return (struct cn_leaf *)(n & ~LEAF_TAG); }
@@ -180,12 +179,31 @@ int critnib_index_init(const struct heapindex_config *cfg, char *err, size_t err
 	return 0;
 }
 
+static spinlock_t writer_lock;
+
+static void insert_locked(struct chunk *c);
+static void remove_locked(struct chunk *c);
+
 void critnib_index_insert(struct chunk *c)
+{
+	spin_lock(&writer_lock);
+	insert_locked(c);
+	spin_unlock(&writer_lock);
+}
+
+void critnib_index_remove(struct chunk *c)
+{
+	spin_lock(&writer_lock);
+	remove_locked(c);
+	spin_unlock(&writer_lock);
+}
+
+static void insert_locked(struct chunk *c)
 {
 	uintptr_t key = chunk_user(c);
 	struct cn_leaf *leaf = pool_take(&leaf_pool);
 	if (!leaf) {
-		stat.dropped_inserts++; /* unindexed, never corrupt */
+		counters.dropped_inserts++; /* unindexed, never corrupt */
 		return;
 	}
 	STORE(&leaf->base, key);
@@ -214,7 +232,7 @@ void critnib_index_insert(struct chunk *c)
 	struct cn_node *split = diff ? pool_take(&node_pool) : NULL;
 	if (!split) { /* no memory, or key already indexed (the hooks never do that) */
 		pool_give(&leaf_pool, leaf); /* never published: no reader has it */
-		stat.dropped_inserts++;
+		counters.dropped_inserts++;
 		return;
 	}
 	uintptr_t shift = (uintptr_t)(63 - __builtin_clzll(diff)) & ~(uintptr_t)(NIB_BITS - 1);
@@ -243,7 +261,7 @@ static void retire(struct cn_leaf *leaf, struct cn_node *node)
 	pending[at].node = node;
 }
 
-void critnib_index_remove(struct chunk *c)
+static void remove_locked(struct chunk *c)
 {
 	uintptr_t key = chunk_user(c);
 	uintptr_t *slot = &root, *parent_slot = NULL, n = root;
@@ -340,17 +358,22 @@ static const struct cn_leaf *find_le(uintptr_t addr)
 	return left_of_path(d, depth);
 }
 
-struct chunk *critnib_index_lookup(uintptr_t addr)
+int critnib_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	for (;;) {
 		uint64_t before = LOAD(&removes);
 		const struct cn_leaf *leaf = find_le(addr);
 		uintptr_t base = leaf ? LOAD(&leaf->base) : 0;
 		uint64_t size = leaf ? LOAD(&leaf->size) : 0;
+		uintptr_t site = leaf ? LOAD(&leaf->site) : 0;
 		/* Acquire loads above: this load cannot move before them. */
-		if (LOAD(&removes) - before < DELETED_LIFE)
-			return leaf && addr - base < size ? chunk_of_user((void *)base) : NULL;
-		__atomic_fetch_add(&stat.lookup_retries, 1, __ATOMIC_RELAXED);
+		if (LOAD(&removes) - before < DELETED_LIFE) {
+			if (!leaf || addr - base >= size)
+				return INDEX_NONE;
+			*out = (struct chunk_info){ .base = base, .size = (size_t)size, .site = site };
+			return INDEX_FOUND;
+		}
+		__atomic_fetch_add(&counters.lookup_retries, 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -408,8 +431,8 @@ void critnib_index_write_stats(struct json_out *out)
 	json_u64(out, "carved_bytes", carved); /* of which ever handed out */
 	json_u64(out, "removes", removes);
 	json_u64(out, "deleted_life", DELETED_LIFE);
-	json_u64(out, "dropped_inserts", stat.dropped_inserts);
-	json_u64(out, "lookup_retries", __atomic_load_n(&stat.lookup_retries, __ATOMIC_RELAXED));
+	json_u64(out, "dropped_inserts", counters.dropped_inserts);
+	json_u64(out, "lookup_retries", __atomic_load_n(&counters.lookup_retries, __ATOMIC_RELAXED));
 }
 
-INDEX_DEFINE_OPS(critnib, 0)
+INDEX_DEFINE_OPS(critnib, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX)

@@ -1,9 +1,9 @@
 /* noop.c - an index that indexes nothing: the seed talk's "no-op hooks" row.
  *
  * The library built with it runs exactly the hooks every other index runs
- * (same header, same lock, same statistics), so its cost over the
+ * (same header, same statistics, same fork brackets), so its cost over the
  * uninstrumented program is the cost of the hooks alone.  Lookups always
- * answer "not found". */
+ * answer "not found".  Nothing to synchronise: it keeps no state. */
 #include "index.h"
 
 INDEX_DECLARE(noop)
@@ -16,7 +16,7 @@ int noop_index_init(const struct heapindex_config *cfg, char *err, size_t errlen
 
 void noop_index_insert(struct chunk *c) { (void)c; }
 void noop_index_remove(struct chunk *c) { (void)c; }
-struct chunk *noop_index_lookup(uintptr_t addr) { (void)addr; return NULL; }
+int noop_index_lookup(uintptr_t addr, struct chunk_info *out) { (void)addr, (void)out; return INDEX_NONE; }
 void noop_index_write_stats(struct json_out *out) { (void)out; }
 
-INDEX_DEFINE_OPS(noop, 0)
+INDEX_DEFINE_OPS(noop, 0, 0)

@@ -20,6 +20,10 @@
  * into a left tree (< key) and a right tree (> key), rotating at each
  * zig-zig, then joining; no parent pointers, no recursion.
  *
+ * Threads: every operation, a lookup too, rewrites the tree, so one lock
+ * around every call, as libmudflap had (mf_lock); that lookups serialise
+ * is the design's price, and a figure the harness reports.
+ *
  * Invariants:
  *  - in-order traversal lists live chunks by increasing start;
  *  - every live chunk is one node, found in its links area (16 bytes).
@@ -39,10 +43,11 @@ _Static_assert(LINKS_BYTES % CHUNK_ALIGN == 0, "links must keep user pointers al
 
 static struct splay_node *root;
 static size_t live_nodes;
+static spinlock_t lock; /* guards the tree and the statistics */
 
 static struct {
 	uint64_t lookups, splays, splay_steps, rotations;
-} stat;
+} counters;
 
 static inline struct splay_node *node_of(const struct chunk *c)
 {
@@ -129,9 +134,9 @@ static inline struct splay_node *splay(struct splay_node *t, uintptr_t key,
 	right_min->left = t->right;
 	t->left = assembly.right;
 	t->right = assembly.left;
-	stat.splays++;
-	stat.splay_steps += steps;
-	stat.rotations += rotations;
+	counters.splays++;
+	counters.splay_steps += steps;
+	counters.rotations += rotations;
 	*order_at_root = d;
 	return t;
 }
@@ -143,7 +148,7 @@ int splay_index_init(const struct heapindex_config *cfg, char *err, size_t errle
 	return 0;
 }
 
-void splay_index_insert(struct chunk *c)
+static void insert_locked(struct chunk *c)
 {
 	struct splay_node *n = node_of(c);
 	live_nodes++;
@@ -167,7 +172,14 @@ void splay_index_insert(struct chunk *c)
 	root = n;
 }
 
-void splay_index_remove(struct chunk *c)
+void splay_index_insert(struct chunk *c)
+{
+	spin_lock(&lock);
+	insert_locked(c);
+	spin_unlock(&lock);
+}
+
+static void remove_locked(struct chunk *c)
 {
 	int d;
 	root = splay(root, chunk_user(c), by_start, &d);
@@ -184,14 +196,26 @@ void splay_index_remove(struct chunk *c)
 	live_nodes--;
 }
 
-struct chunk *splay_index_lookup(uintptr_t addr)
+void splay_index_remove(struct chunk *c)
 {
-	stat.lookups++;
-	if (!root)
-		return NULL;
-	int d;
-	root = splay(root, addr, by_containment, &d);
-	return d == 0 ? chunk_of_node(root) : NULL;
+	spin_lock(&lock);
+	remove_locked(c);
+	spin_unlock(&lock);
+}
+
+int splay_index_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	if (!index_lookup_lock(&lock))
+		return INDEX_UNKNOWN;
+	counters.lookups++;
+	int answer = INDEX_NONE, d;
+	if (root) {
+		root = splay(root, addr, by_containment, &d);
+		if (d == 0)
+			answer = chunk_info_copy(chunk_of_node(root), out);
+	}
+	spin_unlock(&lock);
+	return answer;
 }
 
 /* Height (nodes on the longest root-to-leaf path) and total node depth, by
@@ -230,6 +254,7 @@ static int measure_tree(size_t *height, uint64_t *depth_sum)
 
 void splay_index_write_stats(struct json_out *out)
 {
+	spin_lock(&lock);
 	size_t height;
 	uint64_t depth_sum;
 	int measured = measure_tree(&height, &depth_sum) == 0;
@@ -241,12 +266,13 @@ void splay_index_write_stats(struct json_out *out)
 		         live_nodes ? (double)depth_sum / (double)live_nodes : 0.0);
 	}
 	json_u64(out, "index_bytes", 0); /* two pointers per chunk, in its links */
-	json_u64(out, "lookups", stat.lookups);
-	json_u64(out, "splays", stat.splays);
-	json_u64(out, "splay_steps", stat.splay_steps);
+	json_u64(out, "lookups", counters.lookups);
+	json_u64(out, "splays", counters.splays);
+	json_u64(out, "splay_steps", counters.splay_steps);
 	json_f64(out, "steps_per_splay",
-	         stat.splays ? (double)stat.splay_steps / (double)stat.splays : 0.0);
-	json_u64(out, "rotations", stat.rotations);
+	         counters.splays ? (double)counters.splay_steps / (double)counters.splays : 0.0);
+	json_u64(out, "rotations", counters.rotations);
+	spin_unlock(&lock);
 }
 
-INDEX_DEFINE_OPS(splay, LINKS_BYTES)
+INDEX_DEFINE_OPS(splay, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS)

@@ -18,6 +18,8 @@
  * 8 key bytes round the 56-byte handle up to 64 links bytes.
  *
  * Interior pointers are answered by probing candidate starts (probe.h).
+ * Threads: uthash is not thread-safe; one lock around every call, lookups
+ * included, as a C programmer would add.
  */
 #include "index.h"
 #include "probe.h"
@@ -44,6 +46,7 @@ _Static_assert(LINKS_BYTES % CHUNK_ALIGN == 0, "links must keep user pointers al
 
 static struct uth_entry *table; /* uthash's head element; NULL when empty */
 static struct probe_state probe;
+static spinlock_t lock; /* guards all of the above */
 
 static inline struct uth_entry *entry_of(const struct chunk *c)
 {
@@ -65,20 +68,24 @@ int uthash_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 
 void uthash_index_insert(struct chunk *c)
 {
+	spin_lock(&lock);
 	struct uth_entry *e = entry_of(c);
 	e->key = chunk_user(c);
 	HASH_ADD(hh, table, key, sizeof e->key, e);
 	if (e->hh.tbl) /* NULL: uthash ran out of memory and left it out */
 		probe_note_insert(&probe, c);
+	spin_unlock(&lock);
 }
 
 void uthash_index_remove(struct chunk *c)
 {
+	spin_lock(&lock);
 	struct uth_entry *e = entry_of(c);
-	if (!e->hh.tbl)
-		return; /* never added (out of memory) */
-	HASH_DELETE(hh, table, e);
-	probe_note_remove(&probe, c);
+	if (e->hh.tbl) { /* else never added (out of memory) */
+		HASH_DELETE(hh, table, e);
+		probe_note_remove(&probe, c);
+	}
+	spin_unlock(&lock);
 }
 
 static struct chunk *exact_start(uintptr_t key)
@@ -88,13 +95,19 @@ static struct chunk *exact_start(uintptr_t key)
 	return e ? chunk_of_entry(e) : NULL;
 }
 
-struct chunk *uthash_index_lookup(uintptr_t addr)
+int uthash_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	return probe_lookup(&probe, addr, exact_start);
+	if (!index_lookup_lock(&lock))
+		return INDEX_UNKNOWN;
+	const struct chunk *c = probe_lookup(&probe, addr, exact_start);
+	int answer = c ? chunk_info_copy(c, out) : INDEX_NONE;
+	spin_unlock(&lock);
+	return answer;
 }
 
 void uthash_index_write_stats(struct json_out *out)
 {
+	spin_lock(&lock);
 	const UT_hash_table *t = table ? table->hh.tbl : NULL;
 	unsigned items = t ? t->num_items : 0, buckets = t ? t->num_buckets : 0;
 	unsigned longest = 0, used = 0;
@@ -113,6 +126,7 @@ void uthash_index_write_stats(struct json_out *out)
 	json_u64(out, "index_bytes",
 	         t ? buckets * sizeof(UT_hash_bucket) + sizeof(UT_hash_table) : 0);
 	probe_write_stats(&probe, out);
+	spin_unlock(&lock);
 }
 
-INDEX_DEFINE_OPS(uthash, LINKS_BYTES)
+INDEX_DEFINE_OPS(uthash, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS)

@@ -371,7 +371,8 @@ struct replay {
 	uint64_t live_count;
 	struct chunk **batch_ins, **batch_rem;
 	uintptr_t *look_addr;
-	struct chunk **look_expect, **look_got;
+	struct chunk **look_expect;
+	struct chunk_info *look_got; /* base 0: nothing found */
 	uint64_t *look_rec;
 };
 
@@ -381,7 +382,7 @@ struct replay {
  * (--toggle-collect=replay_lookup_batch, see README.md). */
 void replay_insert_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
 void replay_remove_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
-void replay_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk **out,
+void replay_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
                          size_t n, uintptr_t zero);
 
 __attribute__((noinline)) void replay_insert_batch(const struct index_ops *ops,
@@ -401,18 +402,19 @@ __attribute__((noinline)) void replay_remove_batch(const struct index_ops *ops,
 /* zero is 0 at run time but unknown to the compiler: each address depends on
  * the previous answer, so lookups cannot overlap. */
 __attribute__((noinline)) void replay_lookup_batch(const struct index_ops *ops,
-                                                   const uintptr_t *addr, struct chunk **out,
+                                                   const uintptr_t *addr, struct chunk_info *out,
                                                    size_t n, uintptr_t zero)
 {
 	uintptr_t dep = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct chunk *c = ops->lookup(addr[i] + dep);
-		out[i] = c;
-		/* Callers use the answer (heapindex_lookup copies size and site
-		 * from the header): chain through that read too, or a header miss
-		 * an index guards with a well-predicted branch would overlap the
-		 * next lookups and not be counted. */
-		dep = (c ? (uintptr_t)c->size_pad : 0) & zero;
+		int found = ops->lookup(addr[i] + dep, &out[i]) == INDEX_FOUND;
+		if (!found)
+			out[i].base = 0;
+		/* Chain through the answer's size, which the index copied out
+		 * of the header: a header miss an index guards with a
+		 * well-predicted branch would otherwise overlap the next
+		 * lookups and not be counted. */
+		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
 	}
 }
 
@@ -484,19 +486,19 @@ static void lookups(struct replay *p, const struct inproc *d, uint64_t n, uint64
 		replay_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero);
 		*ns += cli_cpu_ns() - start;
 		for (size_t k = 0; k < m; k++) {
-			if (p->look_got[k] == p->look_expect[k]) {
-				res->hits += p->look_got[k] != NULL;
+			const struct chunk *want = p->look_expect[k];
+			const struct chunk_info *got = &p->look_got[k];
+			if (want ? got->base == chunk_user(want) && got->size == chunk_size(want) : !got->base) {
+				res->hits += want != NULL;
 				continue;
 			}
 			if (!verify)
 				continue;
-			const struct chunk *want = p->look_expect[k], *got = p->look_got[k];
 			replay_wrong("index %s answered wrongly: lookup of 0x%" PRIxPTR
 			             " (in the chunk of record %" PRIu64 " at 0x%" PRIxPTR ", %zu bytes) returned %s0x%" PRIxPTR
 			             " (%zu bytes)", d->ops->name, p->look_addr[k], p->look_rec[k],
 			             want ? chunk_user(want) : 0, want ? chunk_size(want) : 0,
-			             got ? "the chunk at " : "", got ? chunk_user(got) : 0,
-			             got ? chunk_size(got) : 0);
+			             got->base ? "the chunk at " : "", got->base, got->base ? got->size : 0);
 		}
 		res->lookups += m;
 		n -= m;
@@ -608,7 +610,7 @@ int cmd_replay(int argc, char **argv)
 	p.batch_rem = cli_xmalloc("replay", o.batch * sizeof(void *), "a batch");
 	p.look_addr = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof *p.look_addr, "lookups");
 	p.look_expect = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof(void *), "lookups");
-	p.look_got = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof(void *), "lookups");
+	p.look_got = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof *p.look_got, "lookups");
 	p.look_rec = cli_xmalloc("replay", LOOKUP_CHUNK * sizeof *p.look_rec, "lookups");
 
 	struct run_result *results = cli_xmalloc("replay", nidx * o.rounds * sizeof *results, "results");

@@ -178,7 +178,7 @@ void scale_insert_batch(const struct index_ops *ops, struct chunk *const *c, con
                         size_t n);
 void scale_remove_batch(const struct index_ops *ops, struct chunk *const *c, const uint32_t *which,
                         size_t n);
-void scale_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk **out,
+void scale_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
                         size_t n, uintptr_t zero);
 void *scale_chase(void *p, uint64_t hops);
 
@@ -201,18 +201,19 @@ __attribute__((noinline)) void scale_remove_batch(const struct index_ops *ops,
 /* zero is 0 at run time, unknown to the compiler: each address depends on
  * the previous answer, so the lookups are serialised like the chase's hops. */
 __attribute__((noinline)) void scale_lookup_batch(const struct index_ops *ops,
-                                                  const uintptr_t *addr, struct chunk **out,
+                                                  const uintptr_t *addr, struct chunk_info *out,
                                                   size_t n, uintptr_t zero)
 {
 	uintptr_t dep = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct chunk *c = ops->lookup(addr[i] + dep);
-		out[i] = c;
-		/* Callers use the answer (heapindex_lookup copies size and site
-		 * from the header): chain through that read too, or a header miss
-		 * an index guards with a well-predicted branch would overlap the
-		 * next lookups and not be counted. */
-		dep = (c ? (uintptr_t)c->size_pad : 0) & zero;
+		int found = ops->lookup(addr[i] + dep, &out[i]) == INDEX_FOUND;
+		if (!found)
+			out[i].base = 0;
+		/* Chain through the answer's size, which the index copied out
+		 * (of the header, or of its own memory): a header miss an index
+		 * guards with a well-predicted branch would otherwise overlap
+		 * the next lookups and not be counted. */
+		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
 	}
 }
 
@@ -296,7 +297,7 @@ static void heap_free(struct heap *h)
 struct buffers {
 	uintptr_t addr[LOOKUP_BLOCK];
 	uintptr_t expect[LOOKUP_BLOCK], got_base[LOOKUP_BLOCK]; /* bases; 0: none */
-	struct chunk *got[LOOKUP_BLOCK];
+	struct chunk_info got[LOOKUP_BLOCK];
 	double rate[MAX_BLOCKS]; /* ns per op of each block */
 };
 
@@ -352,7 +353,7 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 		ns += took;
 		b->rate[blocks++] = (double)took / (double)m;
 		for (size_t k = 0; s->ops && k < m; k++)
-			b->got_base[k] = b->got[k] ? chunk_user(b->got[k]) : 0;
+			b->got_base[k] = b->got[k].base;
 		for (size_t k = 0; verify && k < m; k++)
 			if (b->got_base[k] != b->expect[k])
 				scale_wrong("%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR

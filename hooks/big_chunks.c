@@ -461,27 +461,20 @@ void big_chunks_remove(struct big_chunks *b, struct chunk *c)
 	spin_unlock(&b->lock);
 }
 
-struct chunk *big_chunks_lookup(struct big_chunks *b, uintptr_t addr)
+int big_chunks_lookup(struct big_chunks *b, uintptr_t addr, struct chunk_info *out)
 {
-	lock(b);
-	b->lookups++;
-	struct chunk *c = tree_lookup(b, addr);
-	spin_unlock(&b->lock);
-	return c;
-}
-
-int big_chunks_try_lookup(struct big_chunks *b, uintptr_t addr, struct chunk **out)
-{
-	*out = NULL;
 	/* Never locked yet: empty.  (enlist takes a lock this thread may hold.) */
 	if (!__atomic_load_n(&b->registered, __ATOMIC_ACQUIRE))
-		return 0;
-	if (!spin_trylock(&b->lock))
-		return BIG_CHUNKS_BUSY;
+		return INDEX_NONE;
+	if (!index_lookup_lock(&b->lock))
+		return INDEX_UNKNOWN;
 	b->lookups++;
-	*out = tree_lookup(b, addr);
+	const struct chunk *c = tree_lookup(b, addr);
+	/* Copied under the lock: the hooks free a chunk only after its remove,
+	 * which takes this lock. */
+	int answer = c ? chunk_info_copy(c, out) : INDEX_NONE;
 	spin_unlock(&b->lock);
-	return 0;
+	return answer;
 }
 
 size_t big_chunks_bytes(const struct big_chunks *b)

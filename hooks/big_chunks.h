@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "chunk.h"
+#include "index.h"
 #include "json.h"
 #include "lock.h"
 
@@ -50,15 +51,19 @@ struct big_chunks {
 int big_chunks_insert(struct big_chunks *b, struct chunk *c);
 /* A no-op if c is not in b. */
 void big_chunks_remove(struct big_chunks *b, struct chunk *c);
-/* The chunk containing addr, or NULL.  Takes b's lock. */
-struct chunk *big_chunks_lookup(struct big_chunks *b, uintptr_t addr);
+/* enum index_answer: the chunk containing addr, copied into *out under b's
+ * lock.  A lookup that may not wait (index_lookup_may_wait: a signal
+ * handler that may have interrupted this very thread inside insert or
+ * remove, which holds the lock) only tries the lock, and answers
+ * INDEX_UNKNOWN if it is held. */
+int big_chunks_lookup(struct big_chunks *b, uintptr_t addr, struct chunk_info *out);
 
-/* For a caller that must never wait (a signal handler that may have
- * interrupted this very thread inside insert or remove, which holds the
- * lock): BIG_CHUNKS_BUSY if the lock is held, else 0 with the chunk
- * containing addr, or NULL, in *out. */
-#define BIG_CHUNKS_BUSY (-1)
-int big_chunks_try_lookup(struct big_chunks *b, uintptr_t addr, struct chunk **out);
+/* No chunk at all: a lookup need not look (a racy read: a chunk inserted
+ * concurrently may be missed, as index.h allows). */
+static inline int big_chunks_empty(const struct big_chunks *b)
+{
+	return __atomic_load_n(&b->count, __ATOMIC_RELAXED) == 0;
+}
 
 /* Bytes mapped for nodes. */
 size_t big_chunks_bytes(const struct big_chunks *b);

@@ -182,7 +182,7 @@ static inline void *allocate(size_t size, size_t align, uintptr_t site)
 	if (!size)
 		size = 1;
 	return align ? hooks_alloc_aligned(align, size, site, ENTRY_aligned_alloc)
-	             : hooks_alloc(size, site, ENTRY_malloc);
+	             : alloc_plain(size, site, ENTRY_malloc);
 }
 
 /* operator new: never NULL. */
@@ -295,20 +295,20 @@ CXX_EXPORT void *cxx_new_array_aligned_nothrow(size_t size, size_t align, const 
 CXX_EXPORT void cxx_delete(void *p) __asm__("_ZdlPv");
 CXX_EXPORT void cxx_delete(void *p)
 {
-	hooks_free(p, ENTRY_free);
+	free_chunk(p, ENTRY_free);
 }
 
 CXX_EXPORT void cxx_delete_aligned(void *p, size_t align) __asm__("_ZdlPvSt11align_val_t");
 CXX_EXPORT void cxx_delete_aligned(void *p, size_t align)
 {
 	(void)align;
-	hooks_free(p, ENTRY_free);
+	free_chunk(p, ENTRY_free);
 }
 
 #define DELETE_VIA(primary, p)                                                             \
 	do {                                                                               \
 		if (likely(own()))                                                         \
-			hooks_free(p, ENTRY_free);                                         \
+			free_chunk(p, ENTRY_free);                                         \
 		else                                                                       \
 			((void (*)(void *))PRIMARY(primary))(p);                           \
 	} while (0)
@@ -316,7 +316,7 @@ CXX_EXPORT void cxx_delete_aligned(void *p, size_t align)
 #define DELETE_ALIGNED_VIA(primary, p, align)                                              \
 	do {                                                                               \
 		if (likely(own()))                                                         \
-			hooks_free(p, ENTRY_free);                                         \
+			free_chunk(p, ENTRY_free);                                         \
 		else                                                                       \
 			((void (*)(void *, size_t))PRIMARY(primary))(p, align);            \
 	} while (0)

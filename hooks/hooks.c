@@ -2,9 +2,16 @@
  *
  * Each allocator entry point asks the next allocator (glibc, or jemalloc when
  * it is preloaded after us) for the program's bytes plus a header (chunk.h),
- * fills the header, and tells the index under one lock.  Only the index
- * differs between libheapindex-<name>.so files: this file is compiled once per
- * index with HEAPINDEX_INDEX=<name>, so the index calls are direct.
+ * fills the header, and tells the index.  Only the index differs between
+ * libheapindex-<name>.so files: this file is compiled once per index with
+ * HEAPINDEX_INDEX=<name>, so the index calls are direct.
+ *
+ * There is no process-wide lock on the way: statistics are counted per
+ * thread (counters.h, in the thread's slot, threads.h), the indexes
+ * synchronise themselves (index.h), and fork is made safe by bracketing
+ * every index call (threads.h).  hooks_lock remains for the optional
+ * features that must change together with the index (census, verify) and
+ * for an index that asks for serial calls (the trace recorder).
  *
  * What the C library promises is kept: 16-byte alignment, the alignment asked
  * of memalign and friends, zeroed calloc memory, ENOMEM on calloc overflow,
@@ -28,16 +35,22 @@
 #include "verify.h"
 
 #define HOOK_EXPORT __attribute__((visibility("default")))
-#define CALLER_SITE() sites_capture((uintptr_t)__builtin_return_address(0))
+#define RETURN_ADDRESS() ((uintptr_t)__builtin_return_address(0))
+#define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
 spinlock_t hooks_lock;
-struct hook_counters hooks_counters;
-uint64_t hooks_calls_unlocked[ENTRY_COUNT];
 struct heapindex_config hooks_config;
 size_t hooks_header_bytes;
 const char *hooks_allocator = "unknown";
 double hooks_start_seconds;
+uint64_t hooks_serial_calls[ENTRY_COUNT];
+struct thread_slot hooks_fallback_slot;
+int index_wants_serial_hooks;
+
+/* The size_pad word of a chunk made by the fast path, size bits aside: its
+ * pad is hooks_header_bytes.  free's fast path takes only such chunks. */
+static uint64_t plain_pad_bits;
 
 /* --- the next allocator ---------------------------------------------------- */
 
@@ -53,9 +66,13 @@ static struct {
 /* --- bootstrap --------------------------------------------------------------
  * dlsym, which finds the next allocator, itself calls calloc.  Until the real
  * functions are known, allocations come from this static arena: never freed,
- * zero from the start (so calloc needs no memset), recognised by address. */
+ * zero from the start (so calloc needs no memset), recognised by address.
+ * Each boot chunk has a chunk header whose pad code (BOOT_PAD_CODE, an
+ * impossible 2^63 alignment) no real chunk has, so free's fast path, which
+ * checks the pad code, sends it to the general path. */
 
 #define BOOT_ARENA_BYTES ((size_t)64 * 1024)
+#define BOOT_PAD_CODE 0xffffu
 static _Alignas(16) unsigned char boot_arena[BOOT_ARENA_BYTES];
 static size_t boot_used;
 
@@ -65,24 +82,24 @@ static int is_boot(const void *p)
 	       (const unsigned char *)p < boot_arena + BOOT_ARENA_BYTES;
 }
 
-/* Each boot chunk is preceded by 16 bytes holding its size; its start is
- * aligned to align (a power of two, at least 16: memalign and friends may
- * be called while bootstrapping too). */
+/* A boot chunk's user pointer is aligned to align (a power of two, at
+ * least 16: memalign and friends may be called while bootstrapping too). */
 static void *boot_alloc_aligned(size_t align, size_t size)
 {
 	if (size > BOOT_ARENA_BYTES || align > BOOT_ARENA_BYTES)
 		goto exhausted;
 	size_t at = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), end;
+	uintptr_t user;
 	do {
-		uintptr_t user = ((uintptr_t)boot_arena + at + 16 + align - 1) & ~(uintptr_t)(align - 1);
+		user = ((uintptr_t)boot_arena + at + CHUNK_HEADER_BYTES + align - 1) & ~(uintptr_t)(align - 1);
 		end = user - (uintptr_t)boot_arena + ((size + 15) & ~(size_t)15);
 		if (end > BOOT_ARENA_BYTES)
 			goto exhausted;
 	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, 1, __ATOMIC_RELAXED,
 	                                      __ATOMIC_RELAXED));
-	unsigned char *user = boot_arena + end - ((size + 15) & ~(size_t)15);
-	memcpy(user - 16, &size, sizeof size);
-	return user;
+	struct chunk *c = chunk_of_user((void *)user);
+	c->size_pad = (uint64_t)size | (uint64_t)BOOT_PAD_CODE << CHUNK_FIELD_BITS;
+	return (void *)user;
 exhausted:
 	errno = ENOMEM;
 	return NULL;
@@ -90,14 +107,12 @@ exhausted:
 
 static void *boot_alloc(size_t size)
 {
-	return boot_alloc_aligned(16, size);
+	return boot_alloc_aligned(CHUNK_ALIGN, size);
 }
 
 static size_t boot_size(const void *p)
 {
-	size_t size;
-	memcpy(&size, (const unsigned char *)p - 16, sizeof size);
-	return size;
+	return chunk_size(chunk_of_user(p));
 }
 
 /* HEAPINDEX_FAIL_EVERY=N (test-only): every Nth call into the real
@@ -106,12 +121,12 @@ static size_t boot_size(const void *p)
 static unsigned fail_every;
 static unsigned long fail_calls;
 
-static inline int injected_failure(void)
+static inline int injected_failure(const struct thread_slot *s)
 {
-	unsigned n = __atomic_load_n(&fail_every, __ATOMIC_RELAXED);
-	if (__builtin_expect(n == 0, 1))
+	if (likely(!(thread_flags(s) & HOOKS_FAIL)))
 		return 0;
-	return (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
+	unsigned n = __atomic_load_n(&fail_every, __ATOMIC_RELAXED);
+	return n && (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
 }
 
 /* --- initialisation ---------------------------------------------------------- */
@@ -145,13 +160,16 @@ double monotonic_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* fork: the child gets one thread, so a lock held by another thread of the
- * parent would stay held forever; take every lock around fork instead, in
- * the order they nest: the sites' (held around code that allocates), ours,
- * the big-chunk trees' (taken by the index under ours). */
+/* fork: the child gets one thread, so no lock may be held, nor an index
+ * operation half done, by another thread at the moment of fork.  In the
+ * order they nest: the sites' locks (held around stack capture, which runs
+ * before a call enters an index), then no thread inside an index call
+ * (threads_fork_prepare waits them out), hooks_lock, and the big-chunk
+ * trees' locks (taken inside index calls; free by then, taken for form). */
 static void before_fork(void)
 {
 	sites_fork_prepare();
+	threads_fork_prepare();
 	spin_lock(&hooks_lock);
 	big_chunks_fork_prepare();
 }
@@ -160,6 +178,7 @@ static void after_fork_parent(void)
 {
 	big_chunks_fork_parent();
 	spin_unlock(&hooks_lock);
+	threads_fork_parent();
 	sites_fork_parent();
 }
 
@@ -167,6 +186,7 @@ static void after_fork_child(void)
 {
 	big_chunks_fork_child();
 	spin_unlock(&hooks_lock);
+	threads_fork_child();
 	sites_fork_child();
 }
 
@@ -177,6 +197,15 @@ static void allocator_name(void)
 		const char *slash = strrchr(info.dli_fname, '/');
 		hooks_allocator = slash ? slash + 1 : info.dli_fname;
 	}
+}
+
+/* The optional features on, as slot flags. */
+static unsigned features(void)
+{
+	return (sites_slow ? HOOKS_SITES : 0) | (sites_census_on ? HOOKS_CENSUS : 0) |
+	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
+	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
+	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
@@ -201,9 +230,15 @@ static void initialise(void)
 		fatal(err);
 	sites_init(&hooks_config);
 	hooks_header_bytes = CHUNK_HEADER_BYTES + INDEX_OPS.links_bytes;
+	plain_pad_bits = (uint64_t)pad_encode(hooks_header_bytes) << CHUNK_FIELD_BITS;
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)
 		verify_start(hooks_config.verify_every);
+	/* Before any thread attaches: a slot copies its flags at attach. */
+	threads_slot_flags = features();
+	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
+	hooks_fallback_slot.counters.budget = FLUSH_BUDGET;
+	threads_retire_hook = counters_flush;
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -214,7 +249,7 @@ static void initialise(void)
 /* True once the real allocator can be used; false while bootstrapping. */
 static inline int ready(void)
 {
-	if (__builtin_expect(__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY, 1))
+	if (likely(__atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY))
 		return 1;
 	initialise();
 	return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == READY;
@@ -239,125 +274,255 @@ __attribute__((destructor)) static void hooks_destructor(void)
 	sites_census_write("exit");
 }
 
-/* --- accounting (under hooks_lock) ------------------------------------------ */
+/* --- counting (in the calling thread's slot, counters.h) ---------------------- */
 
-static inline void account_insert(size_t size, size_t pad)
+/* Plain increments: only s's thread writes s, unless it is the shared
+ * fallback slot. */
+static inline void count(struct thread_slot *s, uint64_t *counter)
 {
-	struct hook_counters *k = &hooks_counters;
-	k->live_chunks++;
-	k->live_bytes += size;
-	k->live_meta_bytes += pad;
-	if (k->live_chunks > k->peak_live_chunks)
-		k->peak_live_chunks = k->live_chunks;
-	if (k->live_bytes > k->peak_live_bytes)
-		k->peak_live_bytes = k->live_bytes;
-	if (k->live_meta_bytes > k->peak_meta_bytes)
-		k->peak_meta_bytes = k->live_meta_bytes;
+	if (unlikely(thread_flags(s) & HOOKS_SHARED))
+		__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	else
+		++*counter;
 }
 
-static inline void account_remove(size_t size, size_t pad)
+static inline void count_call(struct thread_slot *s, enum hook_entry entry)
 {
-	hooks_counters.live_chunks--;
-	hooks_counters.live_bytes -= size;
-	hooks_counters.live_meta_bytes -= pad;
+	count(s, &s->counters.calls[entry]);
+	if (unlikely(thread_flags(s) & HOOKS_SERIAL))
+		__atomic_fetch_add(&hooks_serial_calls[entry], 1, __ATOMIC_RELAXED);
 }
 
-/* Under hooks_lock: a chunk joins, or leaves, everything that follows the
- * live heap (the index, the census of sites, the counters, verify's shadow). */
-static inline void track_insert(struct chunk *c, size_t size, size_t pad)
+static void *fail(struct thread_slot *s, enum hook_entry entry)
 {
-	/* An index may map memory for its table and, refused, fall back (a
-	 * two-level leaf, a bitmap region) or ignore a failed madvise: the
-	 * allocation succeeds all the same, so errno must not change. */
-	int *err = &errno, saved = *err;
-	INDEX_FN(insert)(c);
-	sites_census_insert(c);
-	account_insert(size, pad);
-	verify_note_insert(c);
-	*err = saved;
-}
-
-static inline void track_remove(struct chunk *c, size_t size, size_t pad)
-{
-	INDEX_FN(remove)(c);
-	sites_census_remove(c);
-	account_remove(size, pad);
-	verify_note_remove(c);
-}
-
-static inline void count_call(enum hook_entry entry)
-{
-	__atomic_fetch_add(&hooks_calls_unlocked[entry], 1, __ATOMIC_RELAXED);
-}
-
-static void *fail(enum hook_entry entry)
-{
-	spin_lock(&hooks_lock);
-	hooks_counters.calls[entry]++;
-	hooks_counters.failed_allocs++;
-	spin_unlock(&hooks_lock);
+	int locked = (thread_flags(s) & HOOKS_SERIAL) != 0; /* the recorder reads the count */
+	if (locked)
+		spin_lock(&hooks_lock);
+	count_call(s, entry);
+	count(s, &s->counters.failed_allocs);
+	if (locked)
+		spin_unlock(&hooks_lock);
 	errno = ENOMEM;
 	return NULL;
 }
 
-/* --- the common paths ---------------------------------------------------------- */
+/* A chunk of size bytes, with pad bytes of metadata, joins (dir 1) or
+ * leaves (dir -1) the live heap by a call of this thread. */
+static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size_t pad)
+{
+	struct thread_counters *k = &s->counters;
+	k->chunks += dir;
+	k->bytes += dir * (int64_t)size;
+	k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT;
+	if (unlikely(pad != hooks_header_bytes)) {
+		k->extra_meta += dir * (int64_t)(pad - hooks_header_bytes);
+		k->budget = -1; /* flush at once: the meta bound counts header_bytes per event */
+	}
+	if (unlikely(k->budget < 0))
+		counters_flush(s);
+}
 
-/* real_chunk is a chunk of the next allocator, pad bytes of it before the user data. */
-static void *index_new_chunk(void *real_chunk, size_t pad, size_t size,
+/* The slot for a call on the general path: this thread's, attached now if
+ * need be, or the fallback slot (flag HOOKS_SERIAL: used under hooks_lock). */
+static inline struct thread_slot *call_slot(void)
+{
+	struct thread_slot *s = thread_slot();
+	return likely(s != NULL) ? s : &hooks_fallback_slot;
+}
+
+/* --- the fast path ------------------------------------------------------------
+ * malloc and free of a thread that has its slot, with no optional feature on,
+ * of a chunk whose pad is just the header: what nearly every call is.
+ *
+ * malloc: one test of the slot's flags word (not attached, not initialised,
+ * an optional feature, a fork under way: the general path), the real
+ * malloc of size + header_bytes (a carry is a failure), the header (two
+ * stores: size with the pad code; the return address as site, whose top 16
+ * bits, the index's, are 0 in user space), the thread's own counters (one
+ * count that is both the call and the live chunk, the live bytes, and a
+ * budget whose overdraft every ~60 chunk events or 64 KiB publishes them for
+ * the peaks, counters.h), then the index's insert inside the fork bracket
+ * (two plain increments and one load of the slot).  No lock, no
+ * atomic instruction, no store to memory another thread writes: about 35
+ * instructions besides the real malloc and the index's insert.
+ *
+ * free: the NULL and flags tests, one load of the header,
+ * whose pad code must be the plain one (else the general path: aligned and
+ * boot chunks), the counters, the index's remove in the bracket, and a tail
+ * call of the real free.  About 30 instructions besides them.
+ */
+
+static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
+static __attribute__((noinline)) void free_slow(void *p);
+
+HOOK_EXPORT void *malloc(size_t size)
+{
+	struct thread_slot *s = thread_self();
+	if (unlikely(thread_flags(s)))
+		return malloc_slow(size, RETURN_ADDRESS());
+	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
+	 * that would not fit the header, but no allocator grants it (user
+	 * space is 2^47 bytes): the real malloc fails first. */
+	size_t total;
+	if (unlikely(__builtin_add_overflow(size, hooks_header_bytes, &total)))
+		return fail(s, ENTRY_malloc);
+	unsigned char *r = real.malloc(total);
+	if (unlikely(!r))
+		return fail(s, ENTRY_malloc);
+	struct chunk *c = (struct chunk *)(r + hooks_header_bytes) - 1;
+	/* Keep c, not r and the pad, across the index call: one register. */
+	__asm__("" : "+r"(c));
+	c->size_pad = (uint64_t)size | plain_pad_bits;
+	c->site_links = RETURN_ADDRESS();
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	k->bytes += (int64_t)size;
+	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		counters_flush(s);
+	thread_enter(s);
+	INDEX_FN(insert)(c);
+	thread_leave(s);
+	return c + 1;
+}
+
+HOOK_EXPORT void free(void *p)
+{
+	struct thread_slot *s = thread_self();
+	if (unlikely(!p) || unlikely(thread_flags(s)))
+		return free_slow(p);
+	struct chunk *c = chunk_of_user(p);
+	uint64_t word = c->size_pad;
+	if (unlikely((word ^ plain_pad_bits) >> CHUNK_FIELD_BITS))
+		return free_slow(p);
+	int64_t size = (int64_t)(word & CHUNK_FIELD_MASK);
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	k->bytes -= size;
+	if (unlikely((k->budget -= size + COUNTER_EVENT_WEIGHT) < 0))
+		counters_flush(s);
+	thread_enter(s);
+	INDEX_FN(remove)(c);
+	thread_leave(s);
+	real.free((unsigned char *)p - hooks_header_bytes);
+}
+
+/* --- the general path ------------------------------------------------------------ */
+
+/* c joins, or leaves, everything that follows the live heap: the index, the
+ * thread's counters (a call of entry, unless ENTRY_COUNT), and with the
+ * features that need it (under hooks_lock) the census of sites and
+ * verify's shadow.  Inside the fork bracket; the shared slot needs none, as
+ * fork takes hooks_lock after the brackets drained (and the bracket comes
+ * before the lock, never after: a thread must not wait for fork holding
+ * the lock fork takes).  Under the lock the call is counted just before the
+ * index hears of the chunk, which the trace recorder relies on. */
+static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, size_t pad,
+                  enum hook_entry entry)
+{
+	int shared = (thread_flags(s) & HOOKS_SHARED) != 0, locked = (thread_flags(s) & HOOKS_UNDER_LOCK) != 0;
+	/* An index may map memory for its table and, refused, fall back (a
+	 * two-level leaf, a bitmap region) or ignore a failed madvise: the
+	 * allocation succeeds all the same, so errno must not change. */
+	int *err = &errno, saved = *err;
+	if (likely(!shared))
+		thread_enter(s);
+	if (unlikely(locked))
+		spin_lock(&hooks_lock);
+	if (entry != ENTRY_COUNT)
+		count_call(s, entry);
+	if (dir > 0)
+		INDEX_FN(insert)(c);
+	else
+		INDEX_FN(remove)(c);
+	count_chunk(s, dir, size, pad);
+	if (unlikely(locked)) {
+		if (dir > 0) {
+			sites_census_insert(c);
+			verify_note_insert(c);
+		} else {
+			sites_census_remove(c);
+			verify_note_remove(c);
+		}
+		spin_unlock(&hooks_lock);
+	}
+	if (likely(!shared))
+		thread_leave(s);
+	*err = saved;
+}
+
+/* real_chunk is a chunk of the next allocator, pad bytes of it before the
+ * user data. */
+static void *index_new_chunk(struct thread_slot *s, void *real_chunk, size_t pad, size_t size,
                              uintptr_t site, enum hook_entry entry)
 {
 	unsigned char *user = (unsigned char *)real_chunk + pad;
 	struct chunk *c = chunk_of_user(user);
 	chunk_init(c, size, pad, site);
-	spin_lock(&hooks_lock);
-	hooks_counters.calls[entry]++;
-	track_insert(c, size, pad);
-	spin_unlock(&hooks_lock);
+	track(s, c, 1, size, pad, entry);
 	return user;
 }
 
-static void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
+void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
 {
+	if (unlikely(!ready()))
+		return boot_alloc(size);
+	struct thread_slot *s = call_slot();
 	size_t pad = hooks_header_bytes;
 	if (unlikely(size > CHUNK_SIZE_MAX - pad))
-		return fail(entry);
-	void *r = injected_failure() ? NULL : real.malloc(size + pad);
+		return fail(s, entry);
+	void *r = injected_failure(s) ? NULL : real.malloc(size + pad);
 	if (unlikely(!r))
-		return fail(entry);
-	return index_new_chunk(r, pad, size, site, entry);
+		return fail(s, entry);
+	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
-/* align: a power of two. */
-static void *alloc_aligned(size_t align, size_t size, uintptr_t site,
-                           enum hook_entry entry)
+void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
 {
 	if (align <= CHUNK_ALIGN)
 		return alloc_plain(size, site, entry);
+	if (unlikely(!ready()))
+		return boot_alloc_aligned(align, size);
+	struct thread_slot *s = call_slot();
 	/* The user pointer must be aligned and have the header below it. */
 	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
 	if (unlikely(pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad))
-		return fail(entry);
-	void *r = injected_failure() ? NULL : real.memalign(align, size + pad);
+		return fail(s, entry);
+	void *r = injected_failure(s) ? NULL : real.memalign(align, size + pad);
 	if (unlikely(!r))
-		return fail(entry);
-	return index_new_chunk(r, pad, size, site, entry);
+		return fail(s, entry);
+	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
-static void free_chunk(void *p, enum hook_entry entry)
+void free_chunk(void *p, enum hook_entry entry)
 {
+	if (unlikely(!ready()))
+		return; /* the program frees a boot chunk (or NULL) this early */
+	struct thread_slot *s = call_slot();
+	if (!p || unlikely(is_boot(p))) {
+		count_call(s, entry);
+		return;
+	}
 	struct chunk *c = chunk_of_user(p);
 	size_t pad = chunk_pad(c);
-	spin_lock(&hooks_lock);
-	hooks_counters.calls[entry]++;
-	track_remove(c, chunk_size(c), pad);
-	spin_unlock(&hooks_lock);
+	track(s, c, -1, chunk_size(c), pad, entry);
 	real.free((unsigned char *)p - pad);
+}
+
+static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret)
+{
+	return alloc_plain(size, sites_capture(ret), ENTRY_malloc);
+}
+
+static __attribute__((noinline)) void free_slow(void *p)
+{
+	free_chunk(p, ENTRY_free);
 }
 
 /* p is a live chunk of ours, size > 0.  The chunk leaves the index before the
  * real realloc (which may move or overwrite it) and comes back after; if the
  * real realloc fails the old chunk is re-indexed unchanged. */
-static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry entry)
+static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_t site,
+                           enum hook_entry entry)
 {
 	struct chunk *c = chunk_of_user(p);
 	size_t pad = chunk_pad(c), old_size = chunk_size(c);
@@ -368,27 +533,20 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 		void *n = alloc_plain(size, site, entry);
 		if (n) {
 			memcpy(n, p, old_size < size ? old_size : size);
-			spin_lock(&hooks_lock);
-			track_remove(c, old_size, pad);
-			spin_unlock(&hooks_lock);
+			track(s, c, -1, old_size, pad, ENTRY_COUNT);
 			real.free((unsigned char *)p - pad);
 		}
 		return n;
 	}
-	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure())
-		return fail(entry);
-	spin_lock(&hooks_lock);
-	track_remove(c, old_size, pad);
-	spin_unlock(&hooks_lock);
-
+	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure(s))
+		return fail(s, entry);
+	track(s, c, -1, old_size, pad, ENTRY_COUNT);
 	void *r = real.realloc((unsigned char *)p - pad, size + pad);
 	if (unlikely(!r)) {
-		spin_lock(&hooks_lock);
-		track_insert(c, old_size, pad);
-		spin_unlock(&hooks_lock);
-		return fail(entry);
+		track(s, c, 1, old_size, pad, ENTRY_COUNT);
+		return fail(s, entry);
 	}
-	return index_new_chunk(r, pad, size, site, entry);
+	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
 static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry entry)
@@ -411,7 +569,16 @@ static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry e
 		free_chunk(p, entry);
 		return NULL;
 	}
-	return realloc_chunk(p, size, site, entry);
+	return realloc_chunk(call_slot(), p, size, site, entry);
+}
+
+/* A call rejected before the allocator is asked: counted, errno set. */
+static void *reject(enum hook_entry entry, int error)
+{
+	if (ready())
+		count_call(call_slot(), entry);
+	errno = error;
+	return NULL;
 }
 
 /* glibc's memalign and aligned_alloc: an alignment that is not a power of two
@@ -429,13 +596,8 @@ static size_t glibc_alignment(size_t align)
 static void *memalign_any(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
 {
 	size_t a = glibc_alignment(align);
-	if (!a) {
-		count_call(entry);
-		errno = EINVAL;
-		return NULL;
-	}
-	if (unlikely(!ready()))
-		return boot_alloc_aligned(a, size);
+	if (!a)
+		return reject(entry, EINVAL);
 	return alloc_aligned(a, size, site, entry);
 }
 
@@ -447,86 +609,59 @@ static size_t page_size(void)
 	return page;
 }
 
-/* --- the entry points ----------------------------------------------------------- */
-
-HOOK_EXPORT void *malloc(size_t size)
-{
-	if (unlikely(!ready()))
-		return boot_alloc(size);
-	return alloc_plain(size, CALLER_SITE(), ENTRY_malloc);
-}
-
-static inline void free_any(void *p, enum hook_entry entry)
-{
-	if (!p) {
-		count_call(entry);
-		return;
-	}
-	if (unlikely(is_boot(p)))
-		return;
-	free_chunk(p, entry);
-}
-
-HOOK_EXPORT void free(void *p)
-{
-	free_any(p, ENTRY_free);
-}
+/* --- the other entry points ------------------------------------------------------- */
 
 HOOK_EXPORT void *calloc(size_t n, size_t size)
 {
 	size_t total;
-	if (__builtin_mul_overflow(n, size, &total)) {
-		count_call(ENTRY_calloc);
-		errno = ENOMEM;
-		return NULL;
-	}
+	if (__builtin_mul_overflow(n, size, &total))
+		return reject(ENTRY_calloc, ENOMEM);
 	if (unlikely(!ready()))
 		return boot_alloc(total);
+	struct thread_slot *s = call_slot();
 	size_t pad = hooks_header_bytes;
 	if (unlikely(total > CHUNK_SIZE_MAX - pad))
-		return fail(ENTRY_calloc);
+		return fail(s, ENTRY_calloc);
 	/* The real calloc zeroes our header too; we overwrite it. */
-	void *r = injected_failure() ? NULL : real.calloc(1, total + pad);
+	void *r = injected_failure(s) ? NULL : real.calloc(1, total + pad);
 	if (unlikely(!r))
-		return fail(ENTRY_calloc);
-	return index_new_chunk(r, pad, total, CALLER_SITE(), ENTRY_calloc);
+		return fail(s, ENTRY_calloc);
+	return index_new_chunk(s, r, pad, total, sites_capture(RETURN_ADDRESS()), ENTRY_calloc);
 }
 
 HOOK_EXPORT void *realloc(void *p, size_t size)
 {
-	return realloc_any(p, size, CALLER_SITE(), ENTRY_realloc);
+	return realloc_any(p, size, sites_capture(RETURN_ADDRESS()), ENTRY_realloc);
 }
 
 HOOK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
 	size_t total;
-	if (__builtin_mul_overflow(n, size, &total)) {
-		count_call(ENTRY_reallocarray);
-		errno = ENOMEM;
-		return NULL;
-	}
-	return realloc_any(p, total, CALLER_SITE(), ENTRY_reallocarray);
+	if (__builtin_mul_overflow(n, size, &total))
+		return reject(ENTRY_reallocarray, ENOMEM);
+	return realloc_any(p, total, sites_capture(RETURN_ADDRESS()), ENTRY_reallocarray);
 }
 
 HOOK_EXPORT void *memalign(size_t align, size_t size)
 {
-	return memalign_any(align, size, CALLER_SITE(), ENTRY_memalign);
+	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_memalign);
 }
 
 HOOK_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
-	return memalign_any(align, size, CALLER_SITE(), ENTRY_aligned_alloc);
+	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_aligned_alloc);
 }
 
 HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
 	/* POSIX: a power of two multiple of sizeof(void *); errno untouched. */
+	int saved = errno;
 	if (align % sizeof(void *) || (align & (align - 1)) || !align) {
-		count_call(ENTRY_posix_memalign);
+		reject(ENTRY_posix_memalign, EINVAL);
+		errno = saved;
 		return EINVAL;
 	}
-	int saved = errno;
-	void *p = memalign_any(align, size, CALLER_SITE(), ENTRY_posix_memalign);
+	void *p = memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_posix_memalign);
 	errno = saved;
 	if (!p)
 		return ENOMEM;
@@ -536,79 +671,66 @@ HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 HOOK_EXPORT void *valloc(size_t size)
 {
-	return memalign_any(page_size(), size, CALLER_SITE(), ENTRY_valloc);
+	return memalign_any(page_size(), size, sites_capture(RETURN_ADDRESS()), ENTRY_valloc);
 }
 
 HOOK_EXPORT void *pvalloc(size_t size)
 {
 	size_t page = page_size();
 	size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
-	if (rounded < size) { /* wrapped around */
-		count_call(ENTRY_pvalloc);
-		errno = ENOMEM;
-		return NULL;
-	}
-	return memalign_any(page, rounded, CALLER_SITE(), ENTRY_pvalloc);
+	if (rounded < size) /* wrapped around */
+		return reject(ENTRY_pvalloc, ENOMEM);
+	return memalign_any(page, rounded, sites_capture(RETURN_ADDRESS()), ENTRY_pvalloc);
 }
 
 HOOK_EXPORT size_t malloc_usable_size(void *p)
 {
-	count_call(ENTRY_malloc_usable_size);
+	if (p && is_boot(p))
+		return boot_size(p);
+	if (!ready())
+		return 0;
+	count_call(call_slot(), ENTRY_malloc_usable_size);
 	if (!p)
 		return 0;
-	if (is_boot(p))
-		return boot_size(p);
 	size_t pad = chunk_pad(chunk_of_user(p));
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
 }
 
 /* --- for the C++ operators (cxx.c) ------------------------------------------------- */
 
-void *hooks_alloc(size_t size, uintptr_t site, enum hook_entry entry)
-{
-	if (unlikely(!ready()))
-		return boot_alloc(size);
-	return alloc_plain(size, site, entry);
-}
-
 void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
 {
 	return memalign_any(align, size, site, entry);
 }
 
-void hooks_free(void *p, enum hook_entry entry)
-{
-	free_any(p, entry);
-}
-
 /* --- the query API ----------------------------------------------------------------- */
 
+/* Signal safety: the index call is bracketed like any other, so a lookup
+ * made by a signal handler that interrupted this thread inside an index
+ * operation sees depth > 1 and never waits (index.h); it answers 0 when the
+ * index could not tell without waiting. */
 HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
                                  const void **site)
 {
 	if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != READY)
 		return 0;
-	uintptr_t found_base = 0, found_site = 0;
-	size_t found_size = 0;
-	spin_lock(&hooks_lock);
-	struct chunk *c = INDEX_FN(lookup)((uintptr_t)addr);
-	if (c) {
-		/* Copy under the lock: the chunk may be freed right after. */
-		found_base = chunk_user(c);
-		found_size = chunk_size(c);
-		found_site = chunk_site(c);
-		hooks_counters.lookups_found++;
-	} else {
-		hooks_counters.lookups_missed++;
-	}
-	spin_unlock(&hooks_lock);
-	if (!c)
+	struct thread_slot *s = thread_slot();
+	if (!s)
+		return 0; /* a signal handler interrupted this thread's attach */
+	struct chunk_info info;
+	thread_enter(s);
+	int answer = INDEX_FN(lookup)((uintptr_t)addr, &info);
+	thread_leave(s);
+	if (answer != INDEX_FOUND) {
+		s->counters.lookups_missed++;
 		return 0;
+	}
+	s->counters.lookups_found++;
 	if (base)
-		*base = (void *)found_base;
+		*base = (void *)info.base;
 	if (size)
-		*size = found_size;
+		*size = info.size;
 	if (site)
-		*site = (const void *)found_site;
+		*site = (const void *)info.site;
 	return 1;
 }

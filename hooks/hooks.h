@@ -1,9 +1,7 @@
-/* hooks.h - what the interposer (hooks.c) shares with the code linked into
- * the hook libraries beside it: the exit statistics (process_stats.c), the
- * C++ operators (cxx.c), the shadow-record check (verify.c), the site
- * census (sites/census.c) and the trace recorder
- * (workloads/trace/record_index.c). Internal to the hook
- * libraries. */
+/* hooks.h - what the interposer (hooks.c) shares with its statistics
+ * (counters.c, process_stats.c), verify.c, the census and the trace
+ * recorder, and the entry points other files of the hook libraries call
+ * (the C++ operators, cxx.c).  Internal to the hook libraries. */
 #ifndef HEAPINDEX_HOOKS_H
 #define HEAPINDEX_HOOKS_H
 
@@ -11,51 +9,69 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "counters.h"
 #include "lock.h"
+#include "threads.h"
 
-/* The allocator entry points the hooks replace, in the order stats list them. */
-#define HOOK_ENTRY_POINTS(X)                                                   \
-	X(malloc) X(free) X(calloc) X(realloc) X(reallocarray) X(memalign)     \
-	X(posix_memalign) X(aligned_alloc) X(valloc) X(pvalloc)                \
-	X(malloc_usable_size)
+/* The optional features: any of them set in threads_slot_flags (and so in
+ * every slot's flags) sends that thread's calls down the general path. */
+#define HOOKS_SITES 0x1u  /* sites other than the return address (sites.h)   */
+#define HOOKS_CENSUS 0x2u /* HEAPINDEX_CENSUS                                */
+#define HOOKS_VERIFY 0x4u /* HEAPINDEX_VERIFY                                */
+#define HOOKS_FAIL 0x8u   /* HEAPINDEX_FAIL_EVERY                            */
+#define HOOKS_SERIAL 0x10u /* the index asked for serial calls (index.h)     */
+#define HOOKS_SHARED 0x20u /* hooks_fallback_slot: threads without a slot    */
+/* With these, every index call is made under hooks_lock, together with the
+ * state that must change with the index (census, verify's shadow, a shared
+ * slot's live counts). */
+#define HOOKS_UNDER_LOCK (HOOKS_CENSUS | HOOKS_VERIFY | HOOKS_SERIAL | HOOKS_SHARED)
 
-enum hook_entry {
-#define HOOK_ENUM(name) ENTRY_##name,
-	HOOK_ENTRY_POINTS(HOOK_ENUM)
-#undef HOOK_ENUM
-	ENTRY_COUNT
-};
-
-/* Updated under hooks_lock. */
-struct hook_counters {
-	uint64_t calls[ENTRY_COUNT];
-	uint64_t failed_allocs;
-	uint64_t lookups_found, lookups_missed;
-	uint64_t live_chunks, live_bytes, live_meta_bytes;
-	uint64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
-};
-
+/* Taken only with HOOKS_UNDER_LOCK features, by the census writer, and
+ * around fork. */
 extern spinlock_t hooks_lock;
-extern struct hook_counters hooks_counters;
-/* Relaxed atomic counts of calls that take no lock (free(NULL),
- * malloc_usable_size, rejected arguments), apart from hooks_counters: an
- * atomic add and a locked plain ++ on one word race (helgrind found it).
- * A call's count is hooks_counters.calls[e] + hooks_calls_unlocked[e]. */
-extern uint64_t hooks_calls_unlocked[ENTRY_COUNT];
 extern struct heapindex_config hooks_config;
 extern size_t hooks_header_bytes;      /* struct chunk + the index's links */
 extern const char *hooks_allocator;    /* file name of the library behind us */
 extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
+/* With HOOKS_SERIAL: calls per entry point, counted under hooks_lock just
+ * before the index hears of them (the trace recorder labels events so). */
+extern uint64_t hooks_serial_calls[ENTRY_COUNT];
 
 double monotonic_seconds(void);
 
-/* The C entry points' own paths, for the C++ operators (cxx.c), which
- * capture the site themselves: malloc's, memalign's (align rounded up to a
- * power of two, at least 16) and free's, each counted as a call of entry.
- * On failure NULL with errno ENOMEM (EINVAL: an impossible alignment). */
-void *hooks_alloc(size_t size, uintptr_t site, enum hook_entry entry);
+/* --- entry points for other files of the hook libraries ----------------------
+ * The general paths every entry point ends in (C++ operator new and delete
+ * can call them too).  alloc_plain: size bytes for the program, recorded
+ * with site and counted as a call of entry; NULL with errno ENOMEM on
+ * failure.  alloc_aligned: the same, aligned to align (a power of two).
+ * free_chunk: p a chunk of ours, or NULL.  Any of them may be the first
+ * call into the hooks. */
+void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry);
+void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry);
+void free_chunk(void *p, enum hook_entry entry);
+/* memalign's path: align rounded up to a power of two, at least 16; NULL
+ * with errno EINVAL for an impossible alignment. */
 void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry);
-void hooks_free(void *p, enum hook_entry entry);
+
+/* --- statistics (counters.c) ------------------------------------------------ */
+
+/* Publish s's live deltas into the process totals and raise the peaks. */
+void counters_flush(struct thread_slot *s);
+
+struct hook_totals {
+	uint64_t calls[ENTRY_COUNT];
+	uint64_t failed_allocs, lookups_found, lookups_missed;
+	int64_t live_chunks, live_bytes, live_meta_bytes;
+	int64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
+};
+
+/* Every slot added up (exact when no other thread is running; a snapshot
+ * otherwise). */
+void counters_totals(struct hook_totals *t);
+/* The slot of threads that could get none (out of memory for a block of
+ * slots): flags HOOKS_SHARED, its index calls and live counts under
+ * hooks_lock, its call counts atomic; counted in the totals. */
+extern struct thread_slot hooks_fallback_slot;
 
 /* Append this process's statistics as one JSON line to hooks_config.stats_path. */
 void process_stats_write(void);

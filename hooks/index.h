@@ -2,19 +2,41 @@
  *
  * Every index (memtable, noop, the baselines) implements these five calls.
  * The hooks own everything the indexes have in common: the chunk header
- * (chunk.h), locking, statistics of calls and live chunks, configuration.
+ * (chunk.h), statistics of calls and live chunks, configuration, threads
+ * (threads.h) and fork.
+ *
+ * Concurrency: insert, remove and lookup may run at the same time on any
+ * threads; each index synchronises itself, and its file says how (one lock,
+ * per-bin locks, atomic bits).  What every index must give:
+ *  - a lookup answers INDEX_FOUND with a chunk that contained addr and was
+ *    live at some moment during the lookup, its base, size and site copied
+ *    out (struct chunk_info) while it was so: never a torn header, never a
+ *    pointer into a chunk another thread may free.  A chunk inserted or
+ *    removed while the lookup runs may or may not be found; any other chunk
+ *    containing addr is;
+ *  - a lookup never reads the header of a chunk whose remove has finished:
+ *    the hooks free a chunk right after remove returns;
+ *  - when index_lookup_may_wait() is false (threads.h: a signal handler
+ *    interrupted this thread inside an index operation) a lookup never waits
+ *    for a lock, spins on one or waits for a remover: if it cannot answer
+ *    without, it answers INDEX_UNKNOWN.  index_lookup_lock does that for a
+ *    spinlock;
+ *  - no index lock is held when a call returns.  Fork is the hooks' affair:
+ *    they let no thread be inside an index call when fork happens.
  *
  * Rules the hooks guarantee, so an index need not check them:
- *  - every call is made with the hooks' lock held: an index needs no locking;
  *  - insert gets a chunk whose header (size, site) is set and that is not in
- *    the index; remove gets a chunk that is; chunks never overlap;
+ *    the index; remove gets a chunk that is, and no other thread removes it;
+ *    live chunks never overlap;
  *  - an index never calls malloc: memory of its own comes from mmap (see
  *    index_map_pages below), so it cannot re-enter the hooks.
  * Rules an index keeps:
  *  - lookup never faults, whatever addr is, and touches only its own memory
  *    and the headers of live chunks;
  *  - links_bytes (a multiple of 16) is the space each chunk carries for the
- *    index just below its struct chunk; the 16 index bits of chunk.h are free too.
+ *    index just below its struct chunk; the 16 index bits of chunk.h are free
+ *    too (other threads' inserts and removes may write a chunk's links while
+ *    it is live, under the index's own synchronisation).
  *
  * Each index is compiled once into its own libheapindex-<name>.so, where the
  * hooks call it by name (HEAPINDEX_INDEX=<name> picks the functions, so the
@@ -30,15 +52,73 @@
 #include "chunk.h"
 #include "config.h"
 #include "json.h"
+#include "lock.h"
+#include "threads.h"
+
+/* A lookup's answer, copied out of the chunk's header. */
+struct chunk_info {
+	uintptr_t base; /* the user pointer */
+	size_t size;    /* the size the program asked for */
+	uintptr_t site; /* the allocation site (sites.h) */
+};
+
+enum index_answer {
+	INDEX_UNKNOWN = -1, /* could not look without waiting (see above) */
+	INDEX_NONE = 0,     /* no live chunk contains addr */
+	INDEX_FOUND = 1,    /* *out is the chunk containing addr */
+};
+
+static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
+{
+	out->base = chunk_user(c);
+	out->size = chunk_size(c);
+	out->site = chunk_site(c);
+	return INDEX_FOUND;
+}
+
+/* Statistics an index counts in lookups, which run on any thread without a
+ * lock: relaxed loads and stores, no atomic read-modify-write on the lookup
+ * path.  Concurrent lookups may lose a count (figures are approximate while
+ * lookups run in parallel); a count is never torn. */
+#define INDEX_STAT_ADD(var, n) \
+	__atomic_store_n(&(var), __atomic_load_n(&(var), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define INDEX_STAT_MAX(var, v)                                               \
+	do {                                                                 \
+		if ((v) > __atomic_load_n(&(var), __ATOMIC_RELAXED))         \
+			__atomic_store_n(&(var), (v), __ATOMIC_RELAXED);     \
+	} while (0)
+
+/* Take l for a lookup: 1, or 0 if it is busy and the lookup may not wait
+ * (index_lookup_may_wait): answer INDEX_UNKNOWN then. */
+static inline int index_lookup_lock(spinlock_t *l)
+{
+	if (__builtin_expect(index_lookup_may_wait(), 1)) {
+		spin_lock(l);
+		return 1;
+	}
+	return spin_trylock(l);
+}
+
+/* What an index can do (index_ops.caps), so callers decide by capability,
+ * not by name:
+ *  INDEX_ANSWERS_LOOKUPS     lookup finds live chunks (noop and the trace
+ *                            recorder index nothing);
+ *  INDEX_ANSWERS_FROM_INDEX  base and size come from the index's own memory,
+ *                            not the chunk header (bytemap, critnib): a
+ *                            corrupt header does not change its answers. */
+#define INDEX_ANSWERS_LOOKUPS 1u
+#define INDEX_ANSWERS_FROM_INDEX 2u
 
 struct index_ops {
 	const char *name;
 	size_t links_bytes;
+	unsigned caps;
 	/* Returns 0, or -1 with a one-line reason (and fix) in err. */
 	int (*init)(const struct heapindex_config *cfg, char *err, size_t errlen);
 	void (*insert)(struct chunk *c);
 	void (*remove)(struct chunk *c);
-	struct chunk *(*lookup)(uintptr_t addr); /* chunk containing addr, or NULL */
+	/* enum index_answer; fills *out when INDEX_FOUND. */
+	int (*lookup)(uintptr_t addr, struct chunk_info *out);
 	void (*write_stats)(struct json_out *out); /* index figures as JSON fields */
 };
 
@@ -57,12 +137,12 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 	int name##_index_init(const struct heapindex_config *, char *, size_t);    \
 	void name##_index_insert(struct chunk *);                                  \
 	void name##_index_remove(struct chunk *);                                  \
-	struct chunk *name##_index_lookup(uintptr_t);                              \
+	int name##_index_lookup(uintptr_t, struct chunk_info *);                   \
 	void name##_index_write_stats(struct json_out *);
 
-#define INDEX_DEFINE_OPS(name, links)                                              \
+#define INDEX_DEFINE_OPS(name, links, caps)                                        \
 	const struct index_ops name##_index_ops = {                                \
-		#name, links, name##_index_init, name##_index_insert,              \
+		#name, links, caps, name##_index_init, name##_index_insert,        \
 		name##_index_remove, name##_index_lookup, name##_index_write_stats \
 	};
 
@@ -73,6 +153,11 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_DECLARE_EXPANDED(name) INDEX_DECLARE(name)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
 #endif
+
+/* An index that cannot synchronise itself (the trace recorder, which writes
+ * one trace in one order) sets this in its init: the hooks then make every
+ * insert and remove under hooks_lock.  Defined by the hooks. */
+extern int index_wants_serial_hooks;
 
 /* Page-granular memory for an index's own tables, straight from mmap:
  * NULL on failure. Sizes are rounded up to whole pages. */

@@ -58,14 +58,14 @@ void inproc_free(struct inproc *d, void *user)
 int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site)
 {
-	struct chunk *c = d->ops->lookup((uintptr_t)addr);
-	if (!c)
+	struct chunk_info info;
+	if (d->ops->lookup((uintptr_t)addr, &info) != INDEX_FOUND)
 		return 0;
 	if (base)
-		*base = (void *)chunk_user(c);
+		*base = (void *)info.base;
 	if (size)
-		*size = chunk_size(c);
+		*size = info.size;
 	if (site)
-		*site = (const void *)chunk_site(c);
+		*site = (const void *)info.site;
 	return 1;
 }

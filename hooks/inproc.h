@@ -3,9 +3,10 @@
  * Tests, trace replay and the scale workload link every index statically
  * (libheapindex-indexes.a) and need what the hooks do for a chunk: real
  * memory with the header in front, inserted into the index, removed before
- * it is freed.  This is that, for one index chosen at run time, with no lock
- * (one thread) and no interposition: the memory comes from the process's own
- * malloc, which is not hooked here.
+ * it is freed.  This is that, for one index chosen at run time, with no
+ * interposition: the memory comes from the process's own malloc, which is not
+ * hooked here.  The indexes synchronise themselves (index.h), so several
+ * threads may share one struct inproc; there are no fork brackets.
  */
 #ifndef HEAPINDEX_INPROC_H
 #define HEAPINDEX_INPROC_H

@@ -8,6 +8,7 @@
  * costs what it costs and a lookup commits nothing. */
 #include "index.h"
 
+#include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -19,8 +20,10 @@ static size_t round_to_pages(size_t bytes)
 
 void *index_map_pages(size_t bytes)
 {
+	int saved = errno; /* inside malloc: a refusal must not show in errno */
 	void *p = mmap(NULL, round_to_pages(bytes), PROT_READ | PROT_WRITE,
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	errno = saved;
 	return p == MAP_FAILED ? NULL : p;
 }
 

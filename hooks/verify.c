@@ -132,15 +132,16 @@ void verify_remove(struct chunk *c)
 
 static void check_byte(const char *when, const struct shadow_entry *e, size_t offset)
 {
-	struct chunk *c = INDEX_FN(lookup)(e->user + offset);
-	if (c && chunk_user(c) == e->user && chunk_size(c) == e->size)
+	struct chunk_info got;
+	int found = INDEX_FN(lookup)(e->user + offset, &got) == INDEX_FOUND;
+	if (found && got.base == e->user && got.size == e->size)
 		return;
 	char msg[384];
 	snprintf(msg, sizeof msg,
 	         "heapindex: verify (%s, after operation %llu): chunk %#lx of size %zu: lookup of byte %zu found %s %#lx size %zu\n",
 	         when, (unsigned long long)operations, (unsigned long)e->user, e->size, offset,
-	         c ? "chunk" : "nothing", c ? (unsigned long)chunk_user(c) : 0UL,
-	         c ? chunk_size(c) : (size_t)0);
+	         found ? "chunk" : "nothing", found ? (unsigned long)got.base : 0UL,
+	         found ? got.size : (size_t)0);
 	verify_fail(msg);
 }
 
@@ -148,12 +149,13 @@ void verify_check(const char *when)
 {
 	if (!table)
 		return;
-	if (hooks_counters.live_chunks != count) {
+	struct hook_totals totals;
+	counters_totals(&totals);
+	if ((uint64_t)totals.live_chunks != count) {
 		char msg[256];
 		snprintf(msg, sizeof msg,
-		         "heapindex: verify (%s, after operation %llu): the hooks count %llu live chunks, the shadow %zu\n",
-		         when, (unsigned long long)operations,
-		         (unsigned long long)hooks_counters.live_chunks, count);
+		         "heapindex: verify (%s, after operation %llu): the hooks count %lld live chunks, the shadow %zu\n",
+		         when, (unsigned long long)operations, (long long)totals.live_chunks, count);
 		verify_fail(msg);
 	}
 	if (strcmp(INDEX_OPS.name, "noop") == 0)

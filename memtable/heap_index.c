@@ -17,8 +17,27 @@
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
  *  - big chunks (and chunks above the covered address range, or whose
- *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in
- *    big_chunks' B+tree instead (hooks/big_chunks.h).
+ *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in a
+ *    sorted array instead, found by binary search.
+ *
+ * Threads: a lock per bin, in the bin's own table byte.  Lists are
+ * bin-local, so operations on different bins never touch the same list.
+ * Locking a bin swaps BIN_LOCKED (0xff: no slot number is above 128) into
+ * its byte and keeps the head slot the byte held; unlocking stores the new
+ * head.  The lock thus costs no memory and no extra cache line (the update
+ * writes that byte anyway), and the bins of two threads' heaps, which sit
+ * in different table lines, never contend.  Every read or write of a bin's
+ * list, and of the links of a chunk on it, holds the bin's lock:
+ *  - a remove unlinks the chunk under it, before the hooks free the chunk;
+ *  - a lookup walks a bin and copies base, size and site out under it.
+ * So a lookup never reads a chunk that is being freed.  A lookup reads a
+ * bin's byte without the lock first and leaves a zero byte alone (the bin
+ * was empty at that moment; locking it would write, and commit, a table
+ * page).  The backward scan (memtable_last_nonzero_byte) reads bytes
+ * without locks: a bin it returns is then locked and walked, and if it was
+ * emptied meanwhile the scan goes on below it.  max_small_size only grows,
+ * atomically, before the chunk that raised it is linked.  Two-level leaves
+ * are mapped under leaf_lock.
  */
 #include "big_chunks.h"
 #include "index.h"
@@ -32,7 +51,8 @@ INDEX_DECLARE(memtable)
 
 static struct memtable table;
 static size_t bin_bytes, big_threshold;
-static size_t max_small_size; /* largest small chunk ever indexed */
+static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
+static spinlock_t leaf_lock;  /* serialises mapping two-level leaves */
 
 /* Big chunks (and chunks above the covered range). */
 static struct big_chunks big;
@@ -41,12 +61,14 @@ static struct {
 	uint64_t lookups, list_steps, bins_scanned;
 	uint64_t longest_list_walked, longest_backward_scan;
 	uint64_t uncovered_inserts, leaf_failures;
-} stat;
+} counters;
 
 #define SLOT_NONE 0u
 /* In the next-slot byte of a small chunk kept in the big array because its
  * two-level leaf could not be mapped: no real slot is above 128. */
 #define SLOT_OVERFLOW 0xffu
+/* In a table byte: the bin is locked. */
+#define BIN_LOCKED 0xffu
 
 static inline unsigned slot_of(uintptr_t user)
 {
@@ -58,12 +80,99 @@ static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
 	return chunk_of_user((void *)(bin_base + ((uintptr_t)(slot - 1) << 4)));
 }
 
-static inline unsigned next_slot(const struct chunk *c) { return chunk_links(c) & 0xff; }
-static inline unsigned prev_slot(const struct chunk *c) { return chunk_links(c) >> 8; }
+/* The links: bytes 6 (next) and 7 (prev) of the little-endian site_links
+ * word, i.e. its top 16 bits (chunk.h), read and written a byte at a time:
+ * one move each.  Only under the bin's lock (a lookup's copy of the site
+ * too), so they never race. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "links are bytes 6 and 7 of site_links");
 
-static inline void set_slots(struct chunk *c, unsigned next, unsigned prev)
+static inline unsigned char *links_of(struct chunk *c)
 {
-	chunk_set_links(c, next | prev << 8);
+	return (unsigned char *)&c->site_links + 6;
+}
+
+static inline unsigned next_slot(const struct chunk *c)
+{
+	return ((const unsigned char *)&c->site_links)[6];
+}
+
+static inline unsigned prev_slot(const struct chunk *c)
+{
+	return ((const unsigned char *)&c->site_links)[7];
+}
+
+/* --- bin locks ------------------------------------------------------------- */
+
+static __attribute__((noinline)) unsigned bin_lock_contended(unsigned char *e)
+{
+	unsigned spins = 0;
+	for (;;) {
+		while (__atomic_load_n(e, __ATOMIC_RELAXED) == BIN_LOCKED)
+			spin_wait(&spins);
+		unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+		if (head != BIN_LOCKED) {
+			LOCK_ANNOTATE_ACQUIRED(e);
+			return head;
+		}
+	}
+}
+
+/* Lock a bin by its table byte; returns the head slot it held. */
+static inline unsigned bin_lock(unsigned char *e)
+{
+	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return bin_lock_contended(e);
+	LOCK_ANNOTATE_ACQUIRED(e);
+	return head;
+}
+
+static inline void bin_unlock(unsigned char *e, unsigned head)
+{
+	lock_byte_release(e, (unsigned char)head);
+}
+
+/* Lock a bin for a lookup: 0 with *head set, or -1 if it is locked and the
+ * lookup may not wait (index.h). */
+static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
+{
+	if (__builtin_expect(index_lookup_may_wait(), 1)) {
+		*head = bin_lock(e);
+		return 0;
+	}
+	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
+	while (seen != BIN_LOCKED) {
+		if (__atomic_compare_exchange_n(e, &seen, (unsigned char)BIN_LOCKED, 0,
+		                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			LOCK_ANNOTATE_ACQUIRED(e);
+			*head = seen;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* The table byte of bin for writing, mapping its two-level leaf if need be
+ * (under leaf_lock); NULL if that leaf cannot be mapped.  A byte that reads
+ * through memtable_entry is writable: only a missing leaf reads as the
+ * shared zero entry. */
+static unsigned char *entry_for_write(size_t bin)
+{
+	const void *e = memtable_entry(&table, bin);
+	if (__builtin_expect(e != memtable_zero_entry, 1))
+		return (unsigned char *)(uintptr_t)e;
+	spin_lock(&leaf_lock);
+	unsigned char *w = memtable_entry_for_write(&table, bin);
+	spin_unlock(&leaf_lock);
+	return w;
+}
+
+static void raise_max_small_size(size_t size)
+{
+	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	while (size > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, size, 1,
+	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
 }
 
 static inline int is_big(const struct chunk *c)
@@ -89,146 +198,185 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 	}
 	bin_bytes = (size_t)1 << cfg->bin_shift;
 	big_threshold = bin_bytes * 256;
+	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
+	if (!memtable_is_flat(&table)) /* leaves are mapped under leaf_lock, read without */
+		LOCK_ANNOTATE_BENIGN_RACE(table.leaves, table.reserved_bytes, "two-level directory");
 	return 0;
+}
+
+/* Link small chunk c, whose user pointer lies in bin and whose links are
+ * still 0 (chunk_init), at the head of the bin's list; e is the bin's byte,
+ * locked, which held head. */
+static inline void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+{
+	unsigned slot = slot_of(chunk_user(c));
+	if (head != SLOT_NONE)
+		links_of(chunk_at(memtable_bin_base(&table, bin), head))[1] = (unsigned char)slot;
+	links_of(c)[0] = (unsigned char)head;
+	bin_unlock(e, slot);
+}
+
+static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin, unsigned char *e)
+{
+	link_locked(c, bin, e, bin_lock_contended(e));
+}
+
+/* The uncontended lock is inline and the contended path a tail call, so the
+ * common insert keeps nothing in callee-saved registers. */
+static inline void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
+{
+	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return link_contended(c, bin, e);
+	LOCK_ANNOTATE_ACQUIRED(e);
+	link_locked(c, bin, e, head);
+}
+
+/* Insert's uncommon cases: big or uncovered chunks, a bin whose two-level
+ * leaf is not mapped yet, a chunk bigger than any small one so far. */
+static __attribute__((noinline)) void insert_slow(struct chunk *c)
+{
+	if (is_big(c)) {
+		if (!memtable_covers(&table, chunk_user(c)))
+			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
+		return;
+	}
+	size_t bin = memtable_bin(&table, chunk_user(c));
+	unsigned char *e = entry_for_write(bin);
+	if (!e) { /* no memory for a two-level leaf */
+		__atomic_fetch_add(&counters.leaf_failures, 1, __ATOMIC_RELAXED);
+		links_of(c)[0] = SLOT_OVERFLOW;
+		big_chunks_insert(&big, c);
+		return;
+	}
+	/* Before c can be found: a lookup reaching back for c reads it first. */
+	raise_max_small_size(chunk_size(c));
+	link_chunk(c, bin, e);
 }
 
 void memtable_index_insert(struct chunk *c)
 {
-	if (is_big(c)) {
-		if (!memtable_covers(&table, chunk_user(c)))
-			stat.uncovered_inserts++;
-		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
+	if (__builtin_expect(is_big(c), 0))
+		return insert_slow(c);
+	size_t bin = memtable_bin(&table, chunk_user(c));
+	const void *e = memtable_entry(&table, bin);
+	if (__builtin_expect(e == memtable_zero_entry ||
+	                     chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+		return insert_slow(c);
+	link_chunk(c, bin, (unsigned char *)(uintptr_t)e);
+}
+
+/* Unlink listed chunk c from bin, whose byte e is locked and held head. */
+static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+{
+	unsigned next = next_slot(c), prev = prev_slot(c);
+	if (__builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
+		bin_unlock(e, head);
+		big_chunks_remove(&big, c);
 		return;
 	}
-	uintptr_t user = chunk_user(c);
-	size_t bin = memtable_bin(&table, user);
-	unsigned char *head = memtable_entry_for_write(&table, bin);
-	if (!head) { /* no memory for a two-level leaf */
-		stat.leaf_failures++;
-		set_slots(c, SLOT_OVERFLOW, SLOT_NONE);
-		big_chunks_insert(&big, c);
-		return;
-	}
-	unsigned slot = slot_of(user);
-	if (*head != SLOT_NONE) {
-		struct chunk *first = chunk_at(memtable_bin_base(&table, bin), *head);
-		set_slots(first, next_slot(first), slot);
-	}
-	set_slots(c, *head, SLOT_NONE);
-	*head = (unsigned char)slot;
-	if (chunk_size(c) > max_small_size)
-		max_small_size = chunk_size(c);
+	uintptr_t base = memtable_bin_base(&table, bin);
+	if (prev != SLOT_NONE)
+		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
+	else
+		head = next;
+	if (next != SLOT_NONE)
+		links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+	bin_unlock(e, head);
+}
+
+static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
+{
+	unlink_locked(c, bin, e, bin_lock_contended(e));
 }
 
 void memtable_index_remove(struct chunk *c)
 {
-	if (is_big(c) || next_slot(c) == SLOT_OVERFLOW) {
-		big_chunks_remove(&big, c);
-		return;
-	}
-	uintptr_t user = chunk_user(c);
-	size_t bin = memtable_bin(&table, user);
-	uintptr_t base = memtable_bin_base(&table, bin);
-	unsigned next = next_slot(c), prev = prev_slot(c);
-	if (prev != SLOT_NONE) {
-		struct chunk *p = chunk_at(base, prev);
-		set_slots(p, next, prev_slot(p));
-	} else {
-		/* The chunk is listed here: the entry's page was written (and its
-		 * leaf exists), so no summary needs updating. */
-		*memtable_entry_address(&table, bin) = (unsigned char)next;
-	}
-	if (next != SLOT_NONE) {
-		struct chunk *n = chunk_at(base, next);
-		set_slots(n, next_slot(n), prev);
-	}
+	if (is_big(c))
+		return big_chunks_remove(&big, c);
+	size_t bin = memtable_bin(&table, chunk_user(c));
+	const void *entry = memtable_entry(&table, bin);
+	if (entry == memtable_zero_entry) /* small, but its leaf could not be mapped */
+		return big_chunks_remove(&big, c);
+	unsigned char *e = (unsigned char *)(uintptr_t)entry;
+	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return unlink_contended(c, bin, e);
+	LOCK_ANNOTATE_ACQUIRED(e);
+	unlink_locked(c, bin, e, head);
 }
 
-/* The chunk of the list starting at slot head of bin with the highest user
- * pointer <= addr, or NULL. */
-static struct chunk *bin_predecessor(size_t bin, unsigned head, uintptr_t addr)
+/* No chunk of the bin starts at or below addr (the bin is empty, or all its
+ * chunks lie above addr): look further down. */
+#define BIN_BELOW (INDEX_FOUND + 1)
+
+/* Bin's answer for addr: the chunk of its list with the highest user
+ * pointer <= addr, copied out if it contains addr (INDEX_FOUND), INDEX_NONE
+ * if it does not (then no chunk further down can reach addr either),
+ * BIN_BELOW, or INDEX_UNKNOWN. */
+static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 {
+	unsigned char *e = (unsigned char *)(uintptr_t)memtable_entry(&table, bin);
+	if (!__atomic_load_n(e, __ATOMIC_RELAXED))
+		return BIN_BELOW; /* never lock an empty bin: it may be an untouched page */
+	unsigned head;
+	if (bin_lock_for_lookup(e, &head))
+		return INDEX_UNKNOWN;
 	uintptr_t base = memtable_bin_base(&table, bin);
-	struct chunk *best = NULL;
+	const struct chunk *best = NULL;
 	uint64_t steps = 0;
-	for (unsigned s = head; s != SLOT_NONE;) {
-		struct chunk *c = chunk_at(base, s);
+	for (unsigned s = head; s != SLOT_NONE; steps++) {
+		const struct chunk *c = chunk_at(base, s);
 		uintptr_t user = chunk_user(c);
 		if (user <= addr && (!best || user > chunk_user(best)))
 			best = c;
 		s = next_slot(c);
-		steps++;
 	}
-	stat.list_steps += steps;
-	if (steps > stat.longest_list_walked)
-		stat.longest_list_walked = steps;
-	return best;
-}
-
-static void note_scan(uint64_t scanned)
-{
-	stat.bins_scanned += scanned;
-	if (scanned > stat.longest_backward_scan)
-		stat.longest_backward_scan = scanned;
-}
-
-/* The nearest listed bin in [lowest, bin) -- in bin's own table page first,
- * which the caller has found written (entries: that page), then below it,
- * where memtable.c skips pages never written -- or SIZE_MAX. */
-static size_t nonempty_bin_below(size_t bin, size_t lowest, const unsigned char *entries,
-                                 size_t first)
-{
-	size_t found = SIZE_MAX;
-	if (entries) {
-		size_t lo = first > lowest ? first : lowest;
-		size_t in_page = memtable_last_nonzero_in(entries, lo - first, bin - first);
-		if (in_page != SIZE_MAX || lo == lowest) {
-			found = in_page == SIZE_MAX ? SIZE_MAX : first + in_page;
-			note_scan(bin - (found == SIZE_MAX ? lowest : found));
-			return found;
-		}
-	}
-	if (first > lowest) /* bins first .. bin - 1 are empty, or unwritten */
-		found = memtable_last_nonzero_byte(&table, first, lowest);
-	note_scan(bin - (found == SIZE_MAX ? lowest : found));
-	return found;
+	int answer = !best ? BIN_BELOW : chunk_contains(best, addr) ? chunk_info_copy(best, out) : INDEX_NONE;
+	bin_unlock(e, head);
+	INDEX_STAT_ADD(counters.list_steps, steps);
+	INDEX_STAT_MAX(counters.longest_list_walked, steps);
+	return answer;
 }
 
 /* addr may lie above the covered range while a small chunk starting just
- * below the limit reaches it: the walk then starts at the last bin.  The
- * summary of written table pages is tested once, for addr's own page; a
- * chunk covering addr is usually listed in addr's bin or a few below it,
- * in the same page. */
-static struct chunk *small_lookup(uintptr_t addr)
+ * below the limit reaches it: the walk then starts at the last bin. */
+static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
 {
 	size_t bin = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
-	size_t page = memtable_page_of_bin(&table, bin);
-	size_t first = memtable_first_bin_of_page(&table, page);
-	const unsigned char *entries = memtable_page_entries(&table, page);
-	struct chunk *c = NULL;
-	if (entries && entries[bin - first] != SLOT_NONE)
-		c = bin_predecessor(bin, entries[bin - first], addr);
-	if (!c && max_small_size) {
-		/* A small chunk covering addr starts above addr - max_small_size. */
-		uintptr_t reach = addr > max_small_size ? addr - max_small_size : 0;
-		size_t lowest = memtable_bin(&table, reach);
-		size_t found = nonempty_bin_below(bin, lowest, entries, first);
-		if (found != SIZE_MAX)
-			c = bin_predecessor(found, *memtable_entry_address(&table, found), addr);
+	int answer = bin_answer(bin, addr, out);
+	if (answer != BIN_BELOW)
+		return answer;
+	if (!max_small)
+		return INDEX_NONE;
+	/* A small chunk covering addr starts above addr - max_small. */
+	uintptr_t reach = addr > max_small ? addr - max_small : 0;
+	size_t lowest = memtable_bin(&table, reach), from = bin;
+	while (answer == BIN_BELOW) {
+		size_t found = memtable_last_nonzero_byte(&table, from, lowest);
+		uint64_t scanned = from - (found == SIZE_MAX ? lowest : found);
+		INDEX_STAT_ADD(counters.bins_scanned, scanned);
+		INDEX_STAT_MAX(counters.longest_backward_scan, scanned);
+		if (found == SIZE_MAX)
+			return INDEX_NONE;
+		answer = bin_answer(found, addr, out);
+		from = found;
 	}
-	return c && chunk_contains(c, addr) ? c : NULL;
+	return answer;
 }
 
-struct chunk *memtable_index_lookup(uintptr_t addr)
+int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	stat.lookups++;
-	struct chunk *c = NULL;
-	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small_size))
-		c = small_lookup(addr);
+	INDEX_STAT_ADD(counters.lookups, 1);
+	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	int answer = INDEX_NONE;
+	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
+		answer = small_lookup(addr, max_small, out);
 	/* A big chunk may start between the small predecessor and addr. */
-	if (!c && big.count)
-		c = big_chunks_lookup(&big, addr);
-	return c;
+	if (answer == INDEX_NONE && !big_chunks_empty(&big))
+		answer = big_chunks_lookup(&big, addr, out);
+	return answer;
 }
 
 void memtable_index_write_stats(struct json_out *out)
@@ -238,17 +386,17 @@ void memtable_index_write_stats(struct json_out *out)
 	json_str(out, "table_layout", memtable_is_flat(&table) ? "flat" : "two-level");
 	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
 	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
-	json_u64(out, "leaf_failures", stat.leaf_failures);
+	json_u64(out, "leaf_failures", counters.leaf_failures);
 	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
-	json_u64(out, "uncovered_inserts", stat.uncovered_inserts);
-	json_u64(out, "max_small_size", max_small_size);
-	json_u64(out, "lookups", stat.lookups);
-	json_u64(out, "list_steps", stat.list_steps);
-	json_u64(out, "longest_list_walked", stat.longest_list_walked);
-	json_u64(out, "bins_scanned", stat.bins_scanned);
-	json_u64(out, "longest_backward_scan", stat.longest_backward_scan);
+	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
+	json_u64(out, "max_small_size", __atomic_load_n(&max_small_size, __ATOMIC_RELAXED));
+	json_u64(out, "lookups", counters.lookups);
+	json_u64(out, "list_steps", counters.list_steps);
+	json_u64(out, "longest_list_walked", counters.longest_list_walked);
+	json_u64(out, "bins_scanned", counters.bins_scanned);
+	json_u64(out, "longest_backward_scan", counters.longest_backward_scan);
 }
 
-INDEX_DEFINE_OPS(memtable, 0)
+INDEX_DEFINE_OPS(memtable, 0, INDEX_ANSWERS_LOOKUPS)

@@ -20,7 +20,9 @@ static void *reserve(size_t bytes)
 	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
+	int saved = errno; /* a refused madvise changes nothing that matters */
 	madvise(p, bytes, MADV_NOHUGEPAGE);
+	errno = saved;
 	return p;
 }
 
@@ -127,9 +129,14 @@ int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
 	return 0;
 }
 
+/* Called inside malloc: a refused mapping is the caller's to handle (the
+ * heap index then keeps the chunk elsewhere), and the allocation succeeds,
+ * so errno is left as it was. */
 void *memtable_entry_slow_write(struct memtable *t, size_t bin)
 {
+	int saved = errno;
 	unsigned char *leaf = reserve(leaf_bytes(t));
+	errno = saved;
 	if (!leaf)
 		return NULL;
 	__atomic_store_n(&t->leaves[bin >> t->leaf_bits], leaf, __ATOMIC_RELEASE);

@@ -19,9 +19,15 @@ struct criterion_test_params index_params(int with_noop)
 	return cr_make_param_array(struct index_name, names, n);
 }
 
+unsigned index_caps(const char *index)
+{
+	const struct index_ops *ops = index_by_name(index);
+	return ops ? ops->caps : 0;
+}
+
 int index_answers_lookups(const char *index)
 {
-	return strcmp(index, "noop") != 0;
+	return (index_caps(index) & INDEX_ANSWERS_LOOKUPS) != 0;
 }
 
 const char *expect_lookup_setting(const char *index)

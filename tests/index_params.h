@@ -14,6 +14,9 @@ struct index_name {
 /* Every index built; with_noop 0 leaves out the one that answers nothing. */
 struct criterion_test_params index_params(int with_noop);
 
+/* The index's capability bits (hooks/index.h), 0 for an unknown name. */
+unsigned index_caps(const char *index);
+
 /* 0 for noop, which indexes nothing by design; 1 for every real index. */
 int index_answers_lookups(const char *index);
 

@@ -13,6 +13,20 @@
 #include <unistd.h>
 
 #include "big_chunks.h"
+#include "threads.h"
+
+/* The chunk whose copy big_chunks_lookup gave, or NULL: the tests compare
+ * chunks, the lookup copies base, size and site out (index.h). */
+static struct chunk *lookup_chunk(struct big_chunks *b, uintptr_t addr)
+{
+	struct chunk_info info;
+	if (big_chunks_lookup(b, addr, &info) != INDEX_FOUND)
+		return NULL;
+	struct chunk *c = chunk_of_user((void *)info.base);
+	cr_assert_eq(info.size, chunk_size(c), "a torn size");
+	cr_assert_eq(info.site, chunk_site(c), "a torn site");
+	return c;
+}
 #include "index_params.h"
 #include "support.h"
 
@@ -77,7 +91,7 @@ Test(big_chunks, random_operations_match_a_reference, .timeout = 60)
 				big_chunks_remove(&b, slot_chunk(i)); /* not in the tree: no-op */
 			}
 			uintptr_t addr = (uintptr_t)arena - 100 + next(&x) % ((uintptr_t)SLOTS * SLOT + 200);
-			cr_assert_eq(big_chunks_lookup(&b, addr), expected(live, addr), "lookup of %#lx",
+			cr_assert_eq(lookup_chunk(&b, addr), expected(live, addr), "lookup of %#lx",
 			             (unsigned long)addr);
 			if (op % 50000 == 0)
 				cr_assert_eq(big_chunks_check(&b), 0, "invariants broken at %ld", op);
@@ -139,7 +153,7 @@ static void *worker(void *arg)
 		mine[i] ^= 1;
 		size_t j = (next(&x) % (SLOTS / 4)) * 4 + id;
 		uintptr_t addr = chunk_user(slot_chunk(j)) + next(&x) % chunk_size(slot_chunk(j));
-		if (big_chunks_lookup(&shared, addr) != (mine[j] ? slot_chunk(j) : NULL))
+		if (lookup_chunk(&shared, addr) != (mine[j] ? slot_chunk(j) : NULL))
 			return (void *)1;
 	}
 	for (size_t i = 0; i < SLOTS; i++)
@@ -191,7 +205,7 @@ Test(big_chunks, fork_while_another_thread_holds_it, .timeout = 60)
 		if (pid == 0) {
 			alarm(10); /* a child stuck on an inherited lock dies instead */
 			int ok = big_chunks_insert(&shared, slot_chunk(3)) == 0 &&
-			         big_chunks_lookup(&shared, chunk_user(slot_chunk(3))) == slot_chunk(3) &&
+			         lookup_chunk(&shared, chunk_user(slot_chunk(3))) == slot_chunk(3) &&
 			         big_chunks_check(&shared) == 0;
 			_exit(ok ? 0 : 1);
 		}
@@ -204,23 +218,30 @@ Test(big_chunks, fork_while_another_thread_holds_it, .timeout = 60)
 	free(arena);
 }
 
-/* A lookup that must not wait says "busy" while the lock is held, even by
- * the calling thread (a signal handler on the thread inside insert). */
-Test(big_chunks, try_lookup_reports_busy_instead_of_waiting)
+/* A lookup that must not wait answers "unknown" while the lock is held,
+ * even by the calling thread (a signal handler on the thread inside insert:
+ * an index operation nested in another, threads.h). */
+Test(big_chunks, lookup_that_may_not_wait_answers_unknown)
 {
 	make_arena();
 	static struct big_chunks b;
-	struct chunk *c = slot_chunk(10), *got = (struct chunk *)1;
-	cr_assert_eq(big_chunks_try_lookup(&b, chunk_user(c), &got), 0); /* never used: empty */
-	cr_assert_null(got);
+	struct chunk *c = slot_chunk(10);
+	struct chunk_info info;
+	struct thread_slot *s = thread_attach();
+	cr_assert_not_null(s);
+	thread_enter(s);
+	thread_enter(s); /* as a handler's lookup inside an insert */
+	cr_assert_not(index_lookup_may_wait());
+	cr_assert_eq(big_chunks_lookup(&b, chunk_user(c), &info), INDEX_NONE); /* never used: empty */
 	big_chunks_insert(&b, c);
-	cr_assert_eq(big_chunks_try_lookup(&b, chunk_user(c), &got), 0);
-	cr_assert_eq(got, c);
+	cr_assert_eq(big_chunks_lookup(&b, chunk_user(c), &info), INDEX_FOUND);
+	cr_assert_eq(info.base, chunk_user(c));
 	spin_lock(&b.lock);
-	cr_assert_eq(big_chunks_try_lookup(&b, chunk_user(c), &got), BIG_CHUNKS_BUSY);
+	cr_assert_eq(big_chunks_lookup(&b, chunk_user(c), &info), INDEX_UNKNOWN);
 	spin_unlock(&b.lock);
-	cr_assert_eq(big_chunks_try_lookup(&b, chunk_user(c) + 1000, &got), 0);
-	cr_assert_null(got);
+	cr_assert_eq(big_chunks_lookup(&b, chunk_user(c) + 1000, &info), INDEX_NONE);
+	thread_leave(s);
+	thread_leave(s);
 	free(arena);
 }
 

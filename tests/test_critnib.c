@@ -77,11 +77,12 @@ static void *reader(void *arg)
 			uintptr_t base = (uintptr_t)staying[i];
 			uintptr_t addr = base + next_random(&rng) % staying_size[i];
 			/* No lock: the writer is inserting and removing right now. */
-			struct chunk *c = critnib.ops->lookup(addr);
-			wrong += !c || chunk_user(c) != base;
+			struct chunk_info info;
+			int found = critnib.ops->lookup(addr, &info) == INDEX_FOUND;
+			wrong += !found || info.base != base || info.size != staying_size[i];
 			/* Addresses of churned chunks: whatever the answer, no fault. */
-			(void)critnib.ops->lookup(base + staying_size[i] + next_random(&rng) % 4096);
-			(void)critnib.ops->lookup(wild[k % 5]);
+			(void)critnib.ops->lookup(base + staying_size[i] + next_random(&rng) % 4096, &info);
+			(void)critnib.ops->lookup(wild[k % 5], &info);
 		}
 		lookups += 1024;
 	}
@@ -143,8 +144,9 @@ Test(critnib, lookups_without_lock_during_writes, .timeout = 120)
 	cr_assert_eq(stat_field("leaves"), STAYING);
 	cr_assert_geq(stat_field("removes"), WRITER_OPS / 3);
 	for (size_t i = 0; i < STAYING; i++) {
-		struct chunk *c = ops->lookup((uintptr_t)staying[i] + staying_size[i] - 1);
-		cr_assert(c && chunk_user(c) == (uintptr_t)staying[i]);
+		struct chunk_info info;
+		cr_assert_eq(ops->lookup((uintptr_t)staying[i] + staying_size[i] - 1, &info), INDEX_FOUND);
+		cr_assert_eq(info.base, (uintptr_t)staying[i]);
 		inproc_free(&critnib, staying[i]);
 	}
 	cr_assert_eq(stat_field("leaves"), 0);

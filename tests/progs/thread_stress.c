@@ -2,14 +2,17 @@
  * mixes (malloc, calloc, realloc, memalign, posix_memalign, aligned_alloc)
  * while other threads look up live, freed and wild pointers.  Each worker
  * checks its own live chunks are found exactly; at the end, with every
- * thread joined, every chunk still live is found and none freed is.  Run with
- * HEAPINDEX_VERIFY=1 the hooks also check at exit that the index holds
- * exactly the live set.  Usage: thread_stress [ops per worker].
- * EXPECT_LOOKUP=0 skips lookups that must succeed (noop).  A few hundred
- * ops is a short run for helgrind and drd (`make helgrind`). */
+ * thread joined, every chunk still live is found and none freed is.  Then a
+ * race (below): lookups of chunks while other threads free them, whose
+ * answers must be whole.  Run with HEAPINDEX_VERIFY=1 the hooks also check
+ * at exit that the index holds exactly the live set.  Usage: thread_stress
+ * [ops per worker [ops per racer]] (racer ops default to worker ops).
+ * EXPECT_LOOKUP=0 skips lookups that must succeed (noop).
+ * A few hundred ops is a short run for helgrind and drd (`make helgrind`). */
 #include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,9 +150,127 @@ static void *look(void *arg)
 	return NULL;
 }
 
+/* --- the race: lookups of chunks while their owners free them ---------------
+ * Racer threads allocate chunks of RACE_SMALL or RACE_BIG bytes only, and
+ * free them again, publishing each; looker threads look up addresses inside
+ * the published chunks, which are being freed under them.  RACE_BIG chunks
+ * are mapped by glibc with mmap and unmapped by free (the threshold is fixed
+ * below), so a lookup that read the header of a freed big chunk would fault.
+ * While the race runs nothing else allocates (every thread is made before it
+ * starts), so a live chunk containing an address inside a racer's chunk is
+ * a racer's chunk: a lookup must answer nothing, or a chunk of exactly
+ * RACE_SMALL or RACE_BIG bytes, 16-byte aligned, containing the address.
+ * A torn or stale header would show as any other size. */
+#define RACE_SMALL 200
+#define RACE_BIG 300000
+#define RACERS 3
+#define RACE_LOOKERS 2
+#define RACE_SLOTS 16
+
+/* A chunk, | 1 if it is big, | 2 if it was freed already; 0: none. */
+static uintptr_t race_slot[RACE_SLOTS];
+static int race_go, race_stop;
+static unsigned long race_found, race_none;
+
+struct racer {
+	pthread_t thread;
+	unsigned id;
+	long ops;
+};
+
+/* Racer id owns slots id, id + RACERS, ... */
+static void *racer(void *arg)
+{
+	const struct racer *r = arg;
+	uint64_t x = 0x51ed2701u * (r->id + 1);
+	while (!__atomic_load_n(&race_go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	for (long op = 0; op < r->ops; op++) {
+		unsigned slot = (unsigned)(step(&x) % (RACE_SLOTS / RACERS)) * RACERS + r->id;
+		int big = step(&x) % 8 == 0;
+		unsigned char *p = malloc(big ? RACE_BIG : RACE_SMALL);
+		if (!p)
+			die("race: allocation failed", NULL, 0);
+		p[0] = 1;
+		/* Publish the new chunk, then free the one it replaces: lookers
+		 * may be looking it up right now. */
+		uintptr_t old = __atomic_exchange_n(&race_slot[slot], (uintptr_t)p | (uintptr_t)big,
+		                                    __ATOMIC_ACQ_REL);
+		if (!(old & 2))
+			free((void *)(old & ~(uintptr_t)3));
+		/* Half the time free it at once, leaving it published. */
+		if (step(&x) % 2) {
+			free(p);
+			__atomic_store_n(&race_slot[slot], (uintptr_t)p | (uintptr_t)big | 2, __ATOMIC_RELEASE);
+		}
+	}
+	return NULL;
+}
+
+static void *race_look(void *arg)
+{
+	uint64_t x = 0x2545f4914f6cdd1du * ((uintptr_t)arg + 7);
+	unsigned long found = 0, none = 0;
+	while (!__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE)) {
+		uintptr_t v = __atomic_load_n(&race_slot[step(&x) % RACE_SLOTS], __ATOMIC_ACQUIRE);
+		if (!v)
+			continue;
+		uintptr_t p = v & ~(uintptr_t)3;
+		uintptr_t addr = p + step(&x) % ((v & 1) ? RACE_BIG : RACE_SMALL);
+		void *base;
+		size_t size;
+		if (!lookup((void *)addr, &base, &size, NULL)) {
+			none++;
+			continue;
+		}
+		found++;
+		if ((size != RACE_SMALL && size != RACE_BIG) || (uintptr_t)base % 16 ||
+		    addr - (uintptr_t)base >= size)
+			die("race: a lookup answered a torn chunk", base, size);
+	}
+	__atomic_fetch_add(&race_found, found, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&race_none, none, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void race(long ops)
+{
+	/* A fixed mmap threshold: glibc would otherwise raise it past RACE_BIG
+	 * after the first big free, and big chunks would stay mapped. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	ANNOTATE_BENIGN_RACE_SIZED(race_slot, sizeof race_slot, "published chunks");
+	static struct racer racers[RACERS];
+	pthread_t lookers[RACE_LOOKERS];
+	for (unsigned i = 0; i < RACERS; i++) {
+		racers[i] = (struct racer){ .id = i, .ops = ops };
+		if (pthread_create(&racers[i].thread, NULL, racer, &racers[i]))
+			die("pthread_create failed", NULL, 0);
+	}
+	for (int i = 0; i < RACE_LOOKERS; i++)
+		if (pthread_create(&lookers[i], NULL, race_look, (void *)(uintptr_t)i))
+			die("pthread_create failed", NULL, 0);
+	__atomic_store_n(&race_go, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < RACERS; i++)
+		pthread_join(racers[i].thread, NULL);
+	__atomic_store_n(&race_stop, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < RACE_LOOKERS; i++)
+		pthread_join(lookers[i], NULL);
+	for (int i = 0; i < RACE_SLOTS; i++)
+		if (!(race_slot[i] & 2))
+			free((void *)(race_slot[i] & ~(uintptr_t)3));
+	if (!expect_found && race_found)
+		die("race: noop found a chunk", NULL, race_found);
+	/* Lookers that never caught a chunk alive would test nothing. */
+	if (expect_found && ops >= 1000 && !race_found)
+		die("race: no lookup found a live chunk", NULL, race_none);
+	printf("thread_stress: race of %d racers x %ld ops and %d lookers: %lu found whole, %lu not found\n",
+	       RACERS, ops, RACE_LOOKERS, race_found, race_none);
+}
+
 int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 20000;
+	long race_ops = argc > 2 ? atol(argv[2]) : ops;
 	/* Shared through relaxed atomics, which helgrind and drd do not know:
 	 * no race.  (Nothing when not under valgrind.) */
 	ANNOTATE_BENIGN_RACE_SIZED(published, sizeof published, "published pointers");
@@ -203,5 +324,7 @@ int main(int argc, char **argv)
 		}
 	printf("thread_stress: %d threads x %ld ops, %d lookup threads (%lu lookups), %ld live at end ok\n",
 	       n_workers, ops, n_lookers, lookups_done, live);
+	if (lookup)
+		race(race_ops);
 	return 0;
 }

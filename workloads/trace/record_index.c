@@ -6,8 +6,9 @@
  * sees: realloc is a remove then an insert.  `heapindex record` preloads it;
  * `heapindex replay` plays the trace back against the real indexes.
  *
- * Rules of the index contract it keeps: it runs under the hooks' lock, never
- * calls malloc (file names are formatted by hand, memory is mmap), and its
+ * Rules of the index contract it keeps: it asks the hooks for serial calls
+ * (index_wants_serial_hooks: one trace, in one order, so every insert and
+ * remove runs under the hooks' lock), never calls malloc (file names are formatted by hand, memory is mmap), and its
  * lookup answers nothing (it keeps no interval structure, only a set of
  * live chunk starts for fork children, below).
  *
@@ -34,8 +35,9 @@
  *    usual shell pattern) leaves no file.
  *
  * Which entry point made an event is not part of the index contract; it is
- * inferred from the hooks' per-entry call counters, which the hooks bump
- * under the lock just before they call the index (see README.md for the
+ * inferred from the hooks' per-entry call counters of serial mode
+ * (hooks_serial_calls), which the hooks bump just before they call the
+ * index (see README.md for the
  * rare cases where the label can be wrong; the address, size, alignment and
  * site are always exact).
  */
@@ -437,7 +439,7 @@ static uint64_t moved(enum hook_entry e, const uint64_t *now)
 static void read_counters(uint64_t *now)
 {
 	for (int e = 0; e < ENTRY_COUNT; e++)
-		now[e] = __atomic_load_n(&hooks_counters.calls[e], __ATOMIC_RELAXED);
+		now[e] = __atomic_load_n(&hooks_serial_calls[e], __ATOMIC_RELAXED);
 }
 
 static unsigned insert_op(const uint64_t *now)
@@ -500,6 +502,7 @@ static void record_after_fork_child(void)
 int record_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
 {
 	(void)cfg;
+	index_wants_serial_hooks = 1;
 	const char *base = getenv("HEAPINDEX_TRACE");
 	if (!base || !*base) {
 		snprintf(err, errlen, "heapindex: record: HEAPINDEX_TRACE is not set: "
@@ -592,10 +595,10 @@ void record_index_remove(struct chunk *c)
 }
 
 /* Recording keeps no interval structure: nothing is ever found. */
-struct chunk *record_index_lookup(uintptr_t addr)
+int record_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	(void)addr;
-	return NULL;
+	(void)addr, (void)out;
+	return INDEX_NONE;
 }
 
 void record_index_write_stats(struct json_out *out)
@@ -624,4 +627,4 @@ __attribute__((destructor)) static void record_finish(void)
 	spin_unlock(&hooks_lock);
 }
 
-INDEX_DEFINE_OPS(record, 0)
+INDEX_DEFINE_OPS(record, 0, 0)

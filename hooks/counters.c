@@ -1,0 +1,78 @@
+/* counters.c - publishing per-thread counts and adding them up; see
+ * counters.h for how exact the figures are. */
+#include "hooks.h"
+
+static struct live_totals live_total;
+
+static void raise_peak(int64_t *peak, int64_t value)
+{
+	int64_t seen = __atomic_load_n(peak, __ATOMIC_RELAXED);
+	while (value > seen &&
+	       !__atomic_compare_exchange_n(peak, &seen, value, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
+}
+
+static int64_t live_meta(const struct thread_counters *k)
+{
+	return thread_live_chunks(k) * (int64_t)hooks_header_bytes + k->extra_meta;
+}
+
+/* Also the threads' retire hook: a thread that ends leaves nothing held back. */
+void counters_flush(struct thread_slot *s)
+{
+	struct thread_counters *k = &s->counters;
+	int64_t live = thread_live_chunks(k);
+	int64_t chunks = live - k->flushed_chunks, bytes = k->bytes - k->flushed_bytes;
+	int64_t meta = live_meta(k) - k->flushed_meta;
+	k->flushed_chunks = live;
+	k->flushed_bytes = k->bytes;
+	k->flushed_meta = live_meta(k);
+	k->budget = FLUSH_BUDGET;
+	raise_peak(&live_total.peak_chunks,
+	           __atomic_add_fetch(&live_total.chunks, chunks, __ATOMIC_RELAXED));
+	raise_peak(&live_total.peak_bytes,
+	           __atomic_add_fetch(&live_total.bytes, bytes, __ATOMIC_RELAXED));
+	raise_peak(&live_total.peak_meta,
+	           __atomic_add_fetch(&live_total.meta, meta, __ATOMIC_RELAXED));
+}
+
+/* Other threads' counters are read while they may be changing: each word
+ * is read whole (aligned 64-bit loads), so a figure is at worst a moment
+ * old.  With HOOKS_UNDER_LOCK features the caller holds hooks_lock and
+ * the live figures are exact. */
+static void add_slot(struct hook_totals *t, const struct thread_slot *s)
+{
+	const struct thread_counters *k = &s->counters;
+	uint64_t fast_mallocs = __atomic_load_n(&k->fast_mallocs, __ATOMIC_RELAXED);
+	uint64_t fast_frees = __atomic_load_n(&k->fast_frees, __ATOMIC_RELAXED);
+	for (int e = 0; e < ENTRY_COUNT; e++)
+		t->calls[e] += __atomic_load_n(&k->calls[e], __ATOMIC_RELAXED);
+	t->calls[ENTRY_malloc] += fast_mallocs;
+	t->calls[ENTRY_free] += fast_frees;
+	t->failed_allocs += __atomic_load_n(&k->failed_allocs, __ATOMIC_RELAXED);
+	t->lookups_found += __atomic_load_n(&k->lookups_found, __ATOMIC_RELAXED);
+	t->lookups_missed += __atomic_load_n(&k->lookups_missed, __ATOMIC_RELAXED);
+	int64_t chunks = __atomic_load_n(&k->chunks, __ATOMIC_RELAXED) + (int64_t)(fast_mallocs - fast_frees);
+	t->live_chunks += chunks;
+	t->live_bytes += __atomic_load_n(&k->bytes, __ATOMIC_RELAXED);
+	t->live_meta_bytes += chunks * (int64_t)hooks_header_bytes +
+	                      __atomic_load_n(&k->extra_meta, __ATOMIC_RELAXED);
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+void counters_totals(struct hook_totals *t)
+{
+	*t = (struct hook_totals){ 0 };
+	for (const struct thread_slot *s = threads_first(); s; s = threads_next(s))
+		add_slot(t, s);
+	add_slot(t, &hooks_fallback_slot);
+	/* The published peaks lag the truth by the bound of counters.h; the
+	 * exact live figures just added are a lower bound too. */
+	t->peak_live_chunks = max64(__atomic_load_n(&live_total.peak_chunks, __ATOMIC_RELAXED), t->live_chunks);
+	t->peak_live_bytes = max64(__atomic_load_n(&live_total.peak_bytes, __ATOMIC_RELAXED), t->live_bytes);
+	t->peak_meta_bytes = max64(__atomic_load_n(&live_total.peak_meta, __ATOMIC_RELAXED), t->live_meta_bytes);
+}

@@ -1,0 +1,230 @@
+/* test_threads.c - the indexes and the hooks under threads.
+ *
+ * In-process (what `make SANITIZE=thread test` puts under ThreadSanitizer):
+ * every index driven through its index_ops by several threads at once,
+ * inserting, removing and looking up, including chunks other threads are
+ * freeing.  Through the hook libraries: lookups racing with frees, lookups
+ * from a SIGPROF handler, and the documented bound on the peak figures. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "index_params.h"
+#include "inproc.h"
+#include "support.h"
+
+/* --- every index from several threads, in-process ----------------------------
+ * Each thread allocates chunks of the sizes below (small, past the
+ * memtable's big threshold, past the bitmap's), looks its own live chunks up
+ * (found exactly: no one else frees them), publishes them, and looks up
+ * chunks other threads published, which they may be freeing: such an answer
+ * is nothing, or a chunk of one of these sizes containing the address --
+ * only these threads insert, so any other size is a torn header.  At the
+ * end, every thread joined, nothing is found any more. */
+
+#define WORKERS 4
+#define OPS 4000
+#define LIVE 64
+#define PUBLISHED 64
+
+static const size_t sizes[] = { 1, 24, 100, 1000, 20000, 200000 };
+#define N_SIZES (sizeof sizes / sizeof *sizes)
+
+static struct inproc shared;
+static int answers; /* the index answers lookups (not noop) */
+static uintptr_t published[PUBLISHED];
+
+struct worker {
+	pthread_t thread;
+	unsigned id;
+	unsigned failures;
+	char failure[160];
+};
+
+static uint64_t next(uint64_t *x)
+{
+	*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+	return *x;
+}
+
+static void note(struct worker *w, const char *what, uintptr_t addr, size_t size)
+{
+	if (!w->failures++)
+		snprintf(w->failure, sizeof w->failure, "thread %u: %s (%#lx, size %zu)", w->id, what,
+		         (unsigned long)addr, size);
+}
+
+static int is_a_size(size_t size)
+{
+	for (size_t i = 0; i < N_SIZES; i++)
+		if (sizes[i] == size)
+			return 1;
+	return 0;
+}
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+	uint64_t x = 0x9e3779b97f4a7c15u * (w->id + 1);
+	unsigned char *live[LIVE] = { 0 };
+	size_t live_size[LIVE] = { 0 };
+	for (int op = 0; op < OPS; op++) {
+		unsigned i = (unsigned)(next(&x) % LIVE);
+		if (live[i]) {
+			void *base;
+			size_t size;
+			uintptr_t addr = (uintptr_t)live[i] + next(&x) % live_size[i];
+			int hit = inproc_lookup(&shared, (void *)addr, &base, &size, NULL);
+			if (answers && (!hit || base != live[i] || size != live_size[i]))
+				note(w, "an own live chunk is not found exactly", addr, live_size[i]);
+			inproc_free(&shared, live[i]);
+			live[i] = NULL;
+		} else {
+			size_t size = sizes[next(&x) % N_SIZES];
+			live[i] = inproc_alloc(&shared, size, next(&x) % 4 ? 16 : 64, w->id);
+			if (!live[i]) {
+				note(w, "out of memory", 0, size);
+				break;
+			}
+			live_size[i] = size;
+			__atomic_store_n(&published[next(&x) % PUBLISHED], (uintptr_t)live[i] + next(&x) % size,
+			                 __ATOMIC_RELAXED);
+		}
+		/* Someone's chunk, live or being freed or gone. */
+		uintptr_t addr = __atomic_load_n(&published[next(&x) % PUBLISHED], __ATOMIC_RELAXED);
+		void *base;
+		size_t size;
+		if (addr && inproc_lookup(&shared, (void *)addr, &base, &size, NULL) &&
+		    (!is_a_size(size) || (uintptr_t)base % 16 || addr - (uintptr_t)base >= size))
+			note(w, "a racing lookup answered a torn chunk", (uintptr_t)base, size);
+	}
+	for (int i = 0; i < LIVE; i++)
+		inproc_free(&shared, live[i]);
+	return NULL;
+}
+
+ParameterizedTestParameters(threads_inproc, every_index_from_four_threads) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads_inproc, every_index_from_four_threads,
+                  .timeout = 240)
+{
+	const struct index_ops *ops = index_by_name(param->name);
+	cr_assert_not_null(ops);
+	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(),
+		                        .bin_shift = CONFIG_BIN_SHIFT_DEFAULT };
+	char err[256];
+	cr_assert_eq(inproc_init(&shared, ops, &cfg, err, sizeof err), 0, "%s", err);
+	answers = index_answers_lookups(param->name);
+	struct worker w[WORKERS];
+	for (unsigned i = 0; i < WORKERS; i++) {
+		w[i] = (struct worker){ .id = i };
+		cr_assert_eq(pthread_create(&w[i].thread, NULL, work, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < WORKERS; i++)
+		pthread_join(w[i].thread, NULL);
+	for (unsigned i = 0; i < WORKERS; i++)
+		cr_expect_eq(w[i].failures, 0, "%s: %u failures, first: %s", param->name, w[i].failures,
+		             w[i].failure);
+	for (int i = 0; i < PUBLISHED; i++)
+		cr_expect_not(published[i] && inproc_lookup(&shared, (void *)published[i], NULL, NULL, NULL),
+		              "%s: a freed chunk is still found at %#lx", param->name,
+		              (unsigned long)published[i]);
+}
+
+/* --- through the hook libraries ---------------------------------------------- */
+
+/* A hang must fail the test, not leave a spinning child behind: the
+ * programs run under timeout(1). */
+static struct program_result run_bounded(const char *index, const char *seconds, char *prog,
+                                         char *arg, char *arg2, const char *const env[])
+{
+	char *argv[] = { "timeout", (char *)seconds, prog, arg, arg2, NULL };
+	return run_program(argv, hook_library(index), env);
+}
+
+/* Lookups racing with frees of the same chunks (thread_stress's race),
+ * without verify, which would serialise the index calls. */
+ParameterizedTestParameters(threads, lookups_racing_frees_answer_whole_chunks) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads, lookups_racing_frees_answer_whole_chunks,
+                  .timeout = 240)
+{
+	const char *env[] = { expect_lookup_setting(param->name), NULL };
+	struct program_result r =
+		run_bounded(param->name, "200", (char *)test_program("thread_stress"), "2000", "20000", env);
+	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
+	cr_assert(strstr(r.out, "found whole"), "%s: %s", param->name, r.out);
+	program_result_free(&r);
+}
+
+/* issue 16 item 2: a SIGPROF handler's lookup while the interrupted thread
+ * is inside malloc holding an index lock.  Before, the lookup spun on the
+ * hooks' lock forever (this test timed out under every index). */
+ParameterizedTestParameters(threads, sigprof_lookups_never_deadlock) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads, sigprof_lookups_never_deadlock, .timeout = 240)
+{
+	const char *env[] = { expect_lookup_setting(param->name), NULL };
+	struct program_result r =
+		run_bounded(param->name, "200", (char *)test_program("signal_lookup"), "200000", NULL, env);
+	cr_assert_neq(r.status, 124, "%s: deadlocked (timed out)", param->name);
+	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
+	cr_assert(strstr(r.out, "; ok"), "%s: %s", param->name, r.out);
+	program_result_free(&r);
+}
+
+/* The value of "key": in a JSON line of process statistics. */
+static long long stat_of(const char *json, const char *key)
+{
+	char quoted[64];
+	snprintf(quoted, sizeof quoted, "\"%s\":", key);
+	const char *at = strstr(json, quoted);
+	cr_assert_not_null(at, "no %s in %s", key, json);
+	return strtoll(at + strlen(quoted), NULL, 10);
+}
+
+/* hooks/counters.h: with N threads' slots holding unflushed counts, the
+ * reported peaks are within N * 64 chunks and N * 64 KiB of the true ones.
+ * threads: the program's threads besides main. */
+static void check_peak(const char *mode, long long own_chunks, long long own_bytes, int threads,
+                       int own_is_exact)
+{
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-peak-%d.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	const char *env[] = { stats_env, NULL };
+	struct program_result r =
+		run_bounded("memtable", "100", (char *)test_program("peak_bound"), (char *)mode, NULL, env);
+	cr_assert_eq(r.status, 0, "peak_bound %s: exit %d: %s", mode, r.status, r.err);
+	char *cat[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat, NULL, NULL);
+	unlink(stats);
+	/* What else the process has live: the C library's own chunks (stdio,
+	 * a few per thread while it runs). */
+	long long end_chunks = stat_of(s.out, "live_chunks"), end_bytes = stat_of(s.out, "live_bytes");
+	long long slack_chunks = 4 * (threads + 1), slack_bytes = 16 << 10;
+	long long bound_chunks = 64LL * (threads + 1), bound_bytes = (64LL << 10) * (threads + 1);
+	long long peak = stat_of(s.out, "peak_live_chunks"), peak_bytes = stat_of(s.out, "peak_live_bytes");
+	cr_expect_leq(peak, own_chunks + end_chunks + slack_chunks + bound_chunks, "%s: peak %lld chunks",
+	              mode, peak);
+	cr_expect_leq(peak_bytes, own_bytes + end_bytes + slack_bytes + bound_bytes,
+	              "%s: peak %lld bytes", mode, peak_bytes);
+	if (own_is_exact) {
+		cr_expect_geq(peak, own_chunks - bound_chunks, "%s: peak %lld chunks", mode, peak);
+		cr_expect_geq(peak_bytes, own_bytes - bound_bytes, "%s: peak %lld bytes", mode, peak_bytes);
+	}
+	program_result_free(&r);
+	program_result_free(&s);
+}
+
+Test(threads, peaks_are_within_the_documented_bound, .timeout = 120)
+{
+	/* 4 threads hold 5000 chunks of 100 bytes each at once. */
+	check_peak("cross", 20000, 2000000, 4, 1);
+	/* Never more than 257 chunks of 64 bytes live, though the producer
+	 * alone made 200000 live: a per-thread peak would say so. */
+	check_peak("pipe", 257, 257 * 64, 2, 0);
+}
