@@ -2,8 +2,12 @@
 # Install the Debian packages heapindex needs, or say exactly how to.
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
+# The last line: the programs of the bench's real workloads (lua, gs and
+# gs-mt with the PDF they render, z3, redis) and the PDF gs renders at full
+# size, which comes with valgrind.
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-hyperfine python3-matplotlib valgrind"
+hyperfine python3-matplotlib valgrind \
+lua5.4 ghostscript ghostscript-doc z3 redis-server redis-tools"
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
