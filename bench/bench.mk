@@ -3,7 +3,7 @@
 #   make bench        deps, build, fetch inputs, then the seed's table on its
 #                     kind of input: gcc -O0 -c sqlite3.c (full, ~5 s runs)
 #                     uninstrumented and under the no-op hooks, vgHash and
-#                     memtable; each once under callgrind (2 at a time), then
+#                     memtable; each once under callgrind (all 4 at once), then
 #                     shuffled rounds until every paired 95% interval is within
 #                     +-1% or the 8-minute budget would be passed (at least 3
 #                     rounds); then the report and its main table. Under
@@ -32,7 +32,7 @@ BENCH_ALLOCATORS ?= glibc
 # The budget counts warm-up, callgrind and measured runs (not the report):
 # 8 minutes leaves room for the build check and the report.
 BENCH_ARGS      ?= --workloads gcc --size full --indexes none,noop,vghash,memtable --allocators glibc \
-                   --runs 3 --warmup 1 --until-ci 1 --budget 8m --callgrind --callgrind-jobs 2
+                   --runs 3 --warmup 1 --until-ci 1 --budget 8m --callgrind --callgrind-jobs 4
 BENCH_QUICK_ARGS ?= --workloads gcc,python,programs,threads --indexes all \
                    --allocators $(BENCH_ALLOCATORS) --size small --runs 3 --warmup 1 \
                    --callgrind threads-1 --replay gcc \

@@ -6,11 +6,14 @@
  *
  * Each of N threads keeps LIVE (4,096) live chunks of 16..128 bytes and, per
  * operation, frees a random one and allocates a replacement of a random size
- * (larson).  Every HANDOFF_EVERY-th operation it also allocates a chunk for
- * the next thread (thread t hands over to thread t+1 mod N through a
- * lock-free single-producer ring), and every operation it frees one chunk
- * the previous thread handed to it, if any (xmalloc-test's producer and
- * consumer, in every thread).  With --lookup-every K, every K-th operation
+ * (larson).  Every HANDOFF_EVERY-th operation it also allocates a chunk of
+ * 24..128 bytes for the next thread (thread t hands over to thread t+1 mod N
+ * by pushing it on that thread's lock-free inbox, a list linked through the
+ * chunks), and every operation it frees one chunk the previous thread handed
+ * to it, if any (xmalloc-test's producer and consumer, in every thread).
+ * Nothing waits: an inbox has no bound, so no thread spins for another that
+ * the scheduler has not run (with more threads than CPUs, spinning would
+ * time the scheduler rather than the allocator).  With --lookup-every K, every K-th operation
  * of every thread asks heapindex_lookup about an interior address of one of
  * its live chunks; the function is found with dlsym(RTLD_DEFAULT), so the
  * program also runs uninstrumented (no lookups are made then).  An answer
@@ -32,7 +35,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,17 +45,17 @@
 #define MIN_SIZE 16
 #define MAX_SIZE 128
 #define HANDOFF_EVERY 8
-#define RING 256 /* chunks in flight to one thread; a power of two */
+#define HANDOFF_MIN_SIZE 24 /* tag, inbox link, check word */
 #define MAX_THREADS 256
 #define MAX_OPS 10000000000ULL
 #define MAX_LOOKUP_EVERY 1000000000ULL
 
 typedef int lookup_fn(const void *, void **, size_t *, const void **);
 
-struct ring {
-	_Alignas(64) atomic_size_t head; /* written by the producer */
-	_Alignas(64) atomic_size_t tail; /* written by the consumer */
-	unsigned char *slot[RING];
+/* A chunk in an inbox: its tag, then the link to the next one. */
+struct handed {
+	uint64_t tag;
+	struct handed *next;
 };
 
 struct worker {
@@ -64,7 +66,8 @@ struct worker {
 	uint64_t mallocs;
 	uint64_t handed_over;
 	uint64_t lookups, found, missed;
-	struct ring inbox;      /* chunks the previous thread allocated for this one */
+	_Alignas(64) struct handed *_Atomic inbox; /* pushed by the previous thread */
+	struct handed *taken;   /* taken from the inbox, freed one per operation */
 	unsigned char *live[LIVE];
 };
 
@@ -77,7 +80,7 @@ static struct {
 
 static struct worker *workers;
 static lookup_fn *lookup;
-static atomic_uint finished; /* threads done with their operations */
+static pthread_barrier_t done_ops;
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -101,9 +104,9 @@ static void die(const char *what)
 
 /* A chunk of size 16..128: the tag (its size in the low byte) at the start,
  * mix(tag) in the last eight bytes. */
-static unsigned char *new_chunk(struct worker *w)
+static unsigned char *new_chunk(struct worker *w, size_t min_size)
 {
-	size_t size = MIN_SIZE + (size_t)(splitmix64(&w->rng) % (MAX_SIZE - MIN_SIZE + 1));
+	size_t size = min_size + (size_t)(splitmix64(&w->rng) % (MAX_SIZE - min_size + 1));
 	uint64_t tag = (splitmix64(&w->rng) & ~(uint64_t)0xff) | size;
 	uint64_t last = mix(tag);
 	unsigned char *p = malloc(size);
@@ -129,46 +132,25 @@ static void free_chunk(struct worker *w, unsigned char *p)
 	free(p);
 }
 
-static int ring_push(struct ring *r, unsigned char *p)
-{
-	size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-	if (head - tail == RING)
-		return 0;
-	r->slot[head % RING] = p;
-	atomic_store_explicit(&r->head, head + 1, memory_order_release);
-	return 1;
-}
-
-static unsigned char *ring_pop(struct ring *r)
-{
-	size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-	size_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-	if (head == tail)
-		return NULL;
-	unsigned char *p = r->slot[tail % RING];
-	atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
-	return p;
-}
-
 static void consume_one(struct worker *w)
 {
-	unsigned char *p = ring_pop(&w->inbox);
-	if (p)
-		free_chunk(w, p);
+	if (!w->taken && atomic_load_explicit(&w->inbox, memory_order_relaxed))
+		w->taken = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+	struct handed *h = w->taken;
+	if (h) {
+		w->taken = h->next;
+		free_chunk(w, (unsigned char *)h);
+	}
 }
 
 static void hand_over(struct worker *w)
 {
-	struct ring *next = &workers[(w->id + 1) % opt.threads].inbox;
-	unsigned char *p = new_chunk(w);
-	/* While the next thread's ring is full, free what this thread was
-	 * handed: every waiting thread empties its own ring, so a cycle of
-	 * full rings always drains. */
-	while (!ring_push(next, p)) {
-		consume_one(w);
-		sched_yield();
-	}
+	struct worker *next = &workers[(w->id + 1) % opt.threads];
+	struct handed *h = (struct handed *)new_chunk(w, HANDOFF_MIN_SIZE);
+	h->next = atomic_load_explicit(&next->inbox, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&next->inbox, &h->next, h, memory_order_release,
+						      memory_order_relaxed))
+		;
 	w->handed_over++;
 }
 
@@ -197,11 +179,11 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 	for (unsigned i = 0; i < LIVE; i++)
-		w->live[i] = new_chunk(w);
+		w->live[i] = new_chunk(w, MIN_SIZE);
 	for (uint64_t op = 1; op <= opt.ops; op++) {
 		unsigned slot = (unsigned)(splitmix64(&w->rng) % LIVE);
 		free_chunk(w, w->live[slot]);
-		w->live[slot] = new_chunk(w);
+		w->live[slot] = new_chunk(w, MIN_SIZE);
 		if (op % HANDOFF_EVERY == 0)
 			hand_over(w);
 		consume_one(w);
@@ -214,16 +196,12 @@ static void *work(void *arg)
 				check_lookup(w, at, offset);
 		}
 	}
-	/* Keep freeing what arrives until every thread is done (a thread
-	 * still handing over may be waiting for room in this ring); after
-	 * that nothing more arrives: free the rest. */
-	atomic_fetch_add_explicit(&finished, 1, memory_order_acq_rel);
-	while (atomic_load_explicit(&finished, memory_order_acquire) < opt.threads) {
+	/* Nothing is handed over after the barrier: free the rest. */
+	int rc = pthread_barrier_wait(&done_ops);
+	if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD)
+		die("pthread_barrier_wait failed");
+	while (w->taken || atomic_load_explicit(&w->inbox, memory_order_relaxed))
 		consume_one(w);
-		sched_yield();
-	}
-	for (unsigned char *p; (p = ring_pop(&w->inbox));)
-		free_chunk(w, p);
 	for (unsigned i = 0; i < LIVE; i++)
 		free_chunk(w, w->live[i]);
 	return NULL;
@@ -319,6 +297,8 @@ int main(int argc, char **argv)
 	workers = calloc(opt.threads, sizeof *workers);
 	if (!workers)
 		die("out of memory");
+	if (pthread_barrier_init(&done_ops, NULL, opt.threads))
+		die("pthread_barrier_init failed");
 	for (unsigned t = 0; t < opt.threads; t++) {
 		workers[t].id = t;
 		workers[t].rng = opt.seed ^ (0x632be59bd9b4e019ULL * (t + 1));
@@ -338,6 +318,7 @@ int main(int argc, char **argv)
 		found += workers[t].found;
 		missed += workers[t].missed;
 	}
+	pthread_barrier_destroy(&done_ops);
 	printf("threads: threads=%u ops=%" PRIu64 " seed=%" PRIu64 " lookup_every=%" PRIu64
 	       " pairs=%" PRIu64 " handed_over=%" PRIu64 " checksum=%016" PRIx64 "\n",
 	       opt.threads, opt.ops, opt.seed, opt.lookup_every, pairs, handed, checksum);
