@@ -5,7 +5,7 @@
 #                     uninstrumented and under the no-op hooks, vgHash and
 #                     memtable; each once under callgrind (all 4 at once), then
 #                     shuffled rounds until every paired 95% interval is within
-#                     +-1% or the 8-minute budget would be passed (at least 3
+#                     +-1% or the 7-minute budget would be passed (at least 3
 #                     rounds); then the report and its main table. Under
 #                     10 minutes on this 2-core machine.
 #   make bench-quick  the small matrix: every index, gcc (shell.c), the python
@@ -30,9 +30,10 @@ BENCH_FULL_OUT  ?= results/bench-full-$(BENCH_STAMP)
 # shared 2-core machine (load averages of 10+ seen) that took 9 minutes.
 BENCH_ALLOCATORS ?= glibc
 # The budget counts warm-up, callgrind and measured runs (not the report):
-# 8 minutes leaves room for the build check and the report.
+# 7 minutes leaves room for the build check, the report, and callgrind runs
+# slowed by other work on the machine (they cannot be cut short).
 BENCH_ARGS      ?= --workloads gcc --size full --indexes none,noop,vghash,memtable --allocators glibc \
-                   --runs 3 --warmup 1 --until-ci 1 --budget 8m --callgrind --callgrind-jobs 4
+                   --runs 3 --warmup 1 --until-ci 1 --budget 7m --callgrind --callgrind-jobs 4
 BENCH_QUICK_ARGS ?= --workloads gcc,python,programs,threads --indexes all \
                    --allocators $(BENCH_ALLOCATORS) --size small --runs 3 --warmup 1 \
                    --callgrind threads-1 --replay gcc \

@@ -3,7 +3,8 @@
 
     ./heapindex bench [--workloads LIST] [--indexes LIST] [--allocators LIST]
                       [--size small|full] [--runs N] [--warmup N] [--out DIR]
-                      [--site-modes LIST]
+                      [--site-modes LIST] [--until-ci PCT [--budget TIME]]
+                      [--callgrind [LIST]] [--callgrind-jobs N] [--shard K/N] [--dry-run]
 
 Every measured run is
 
@@ -17,7 +18,14 @@ every configuration alike instead of whichever happened to run last.
 
 Before round 1, each workload runs --warmup times uninstrumented (at least
 once): the first of these is the reference whose output (gcc's object file,
-python's stdout) every measured run must reproduce, byte for byte.
+python's stdout) every measured run must reproduce, byte for byte. With
+--callgrind, each configuration then runs once under valgrind's callgrind
+(--callgrind-jobs at a time) for the main process's instruction count.
+Then the rounds: --runs of them, or with --until-ci at least --runs and then
+more until every configuration's paired wall ratio to uninstrumented has a
+95% interval narrower than +-PCT (analysis/heapindex_stats.py), or the next
+round would end after --budget. --shard K/N runs one machine's share of the
+workloads (analysis/heapindex_merge.py merges the shards' directories).
 
 Writes DIR/runs.csv (one row per run, rewritten after every run so an
 interrupted bench keeps what it measured) and DIR/meta.json (machine,
@@ -25,7 +33,8 @@ versions, input checksums, git commit, settings). See bench/README.md for
 the columns. Exit status: 0 all runs ok, 1 some run failed (the failed rows
 are in runs.csv and listed by the report), 2 bad arguments, 130 interrupted.
 
-Standard library only: runs with Debian's /usr/bin/python3.
+Standard library only (and analysis/heapindex_stats.py): runs with Debian's
+/usr/bin/python3.
 """
 
 import argparse

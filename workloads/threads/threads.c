@@ -30,7 +30,9 @@
  *
  * Bad arguments: one line on stderr, exit status 2.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -58,17 +60,23 @@ struct handed {
 	struct handed *next;
 };
 
+/* Written by the previous thread: a cache line of its own. */
+struct inbox {
+	_Alignas(64) struct handed *_Atomic head;
+	unsigned char pad[64 - sizeof(struct handed *)];
+};
+
 struct worker {
+	struct inbox inbox;
 	pthread_t thread;
-	unsigned id;
 	uint64_t rng;
 	uint64_t checksum;      /* sum of mix(tag) of every chunk this thread freed */
 	uint64_t mallocs;
 	uint64_t handed_over;
 	uint64_t lookups, found, missed;
-	_Alignas(64) struct handed *_Atomic inbox; /* pushed by the previous thread */
 	struct handed *taken;   /* taken from the inbox, freed one per operation */
 	unsigned char *live[LIVE];
+	unsigned id;
 };
 
 static struct {
@@ -134,8 +142,8 @@ static void free_chunk(struct worker *w, unsigned char *p)
 
 static void consume_one(struct worker *w)
 {
-	if (!w->taken && atomic_load_explicit(&w->inbox, memory_order_relaxed))
-		w->taken = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+	if (!w->taken && atomic_load_explicit(&w->inbox.head, memory_order_relaxed))
+		w->taken = atomic_exchange_explicit(&w->inbox.head, NULL, memory_order_acquire);
 	struct handed *h = w->taken;
 	if (h) {
 		w->taken = h->next;
@@ -147,8 +155,8 @@ static void hand_over(struct worker *w)
 {
 	struct worker *next = &workers[(w->id + 1) % opt.threads];
 	struct handed *h = (struct handed *)new_chunk(w, HANDOFF_MIN_SIZE);
-	h->next = atomic_load_explicit(&next->inbox, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(&next->inbox, &h->next, h, memory_order_release,
+	h->next = atomic_load_explicit(&next->inbox.head, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&next->inbox.head, &h->next, h, memory_order_release,
 						      memory_order_relaxed))
 		;
 	w->handed_over++;
@@ -200,7 +208,7 @@ static void *work(void *arg)
 	int rc = pthread_barrier_wait(&done_ops);
 	if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD)
 		die("pthread_barrier_wait failed");
-	while (w->taken || atomic_load_explicit(&w->inbox, memory_order_relaxed))
+	while (w->taken || atomic_load_explicit(&w->inbox.head, memory_order_relaxed))
 		consume_one(w);
 	for (unsigned i = 0; i < LIVE; i++)
 		free_chunk(w, w->live[i]);
