@@ -457,7 +457,6 @@ class BenchLoopTest(unittest.TestCase):
             bench.WORKLOADS.update(saved)
 
 
-import heapindex_merge as merge  # noqa: E402
 import heapindex_stats as hstats  # noqa: E402
 
 THREADS = os.path.join(ROOT, "build", "workloads", "threads")
