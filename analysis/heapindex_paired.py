@@ -237,6 +237,18 @@ def per_pair_table(rows, label, sort_key):
     return header, out
 
 
+def threads_terminal(groups, rows, label, sort_key, md_table):
+    """The scaling and per-pair tables for the terminal, or ''."""
+    parts = []
+    for (s, a), by_threads in sorted(thread_counts(groups).items()):
+        parts += [f"threads ({s}, {a}): wall per thread count, paired ratio to uninstrumented",
+                  md_table(*scaling_table(by_threads, label, sort_key))]
+    header, trows = per_pair_table(rows, label, sort_key)
+    if trows:
+        parts += ["instructions per malloc+free pair (callgrind, threads-1)", md_table(header, trows)]
+    return "\n".join(parts)
+
+
 def threads_section(groups, rows, label, sort_key, md_table, plt, out_dir):
     """(markdown lines, plot names) of the thread scaling section."""
     by = thread_counts(groups)
@@ -264,7 +276,7 @@ def threads_section(groups, rows, label, sort_key, md_table, plt, out_dir):
                md_table(header, trows), ""]
     else:
         md += ["Instructions per malloc+free pair: no callgrind run of threads-1 here "
-               "(`./heapindex bench --workloads threads --callgrind`).", ""]
+               "(`./heapindex bench --workloads threads` makes one per index).", ""]
     return md, plots
 
 

@@ -997,8 +997,11 @@ def build_report(out_dir, make_plots=True):
     text = "\n".join(md) + "\n"
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(text)
+    threads_text = paired.threads_terminal(groups, rows, label, index_sort_key, md_table)
     if main_text is None:
-        main_text = "(no gcc runs: see report.md for the other workloads)"
+        main_text = threads_text or "(no gcc runs: see report.md for the other workloads)"
+    elif threads_text:
+        main_text += "\n\n" + threads_text
     if warn:
         main_text += "\n" + warn
     if failed:

@@ -10,8 +10,9 @@
 #                     10 minutes on this 2-core machine.
 #   make bench-quick  the small matrix: every index, gcc (shell.c), the python
 #                     workloads, lua, gs, z3, redis and threads (1, 2, 4),
-#                     3 rounds, callgrind on threads-1 (instructions per
-#                     malloc+free pair), gcc's trace replayed, heapindex scale
+#                     3 rounds, threads-1 once under callgrind per index
+#                     (instructions per malloc+free pair; the bench always
+#                     does that), gcc's trace replayed, heapindex scale
 #                     (make bench-quick BENCH_ALLOCATORS=glibc,jemalloc adds jemalloc)
 #   make bench-full   every workload at full size, glibc and jemalloc
 #   make bench-test   the tests of the bench/report/tune scripts (no real
@@ -36,10 +37,10 @@ BENCH_ARGS      ?= --workloads gcc --size full --indexes none,noop,vghash,memtab
                    --runs 3 --warmup 1 --until-ci 1 --budget 7m --callgrind --callgrind-jobs 4
 BENCH_QUICK_ARGS ?= --workloads gcc,python,programs,threads --indexes all \
                    --allocators $(BENCH_ALLOCATORS) --size small --runs 3 --warmup 1 \
-                   --callgrind threads-1 --replay gcc \
+                   --replay gcc \
                    --scale --scale-args '--max-chunks 1e6 --lookups 200000 --budget 0.5'
 BENCH_FULL_ARGS ?= --workloads all --indexes all --allocators glibc,jemalloc \
-                   --size full --runs 3 --warmup 1 --callgrind gcc,threads-1 --replay gcc --scale
+                   --size full --runs 3 --warmup 1 --callgrind gcc --replay gcc --scale
 
 .PHONY: bench bench-quick bench-full bench-test bench-build
 

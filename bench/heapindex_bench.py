@@ -103,7 +103,7 @@ def _threads(n, *extra):
             for size, ops in THREADS_OPS.items()}
 
 
-def _threads_workload(n, lookup_every=None):
+def _threads_workload(n, lookup_every=None, callgrind=False):
     extra = ["--lookup-every", str(lookup_every)] if lookup_every else []
     about = (f"workloads/threads/threads.c on {n} thread{'s' if n > 1 else ''}: per-thread churn of "
              "4,096 live 16-128-byte chunks, every 8th operation a chunk handed to the next thread "
@@ -112,7 +112,7 @@ def _threads_workload(n, lookup_every=None):
         about += f", a heapindex_lookup every {lookup_every} operations of every thread"
     return {"about": about, "cmd": _threads(n, *extra), "inputs": {}, "scripts": [THREADS_BIN],
             "output": "stdout", "main": "threads", "lookups": False, "python": False,
-            "family": "threads", "threads": n, "pairs": True}
+            "family": "threads", "threads": n, "pairs": True, "callgrind": callgrind}
 
 
 # Each workload: "cmd" per size ({out}: a per-run output file; {cache}: the
@@ -127,7 +127,8 @@ def _threads_workload(n, lookup_every=None):
 # different), "family" (the unit of --shard: workloads of one family stay on
 # one machine; default the workload itself), "threads" (the thread count, for
 # the report's scaling table), "pairs" (stdout reports pairs=N, its
-# malloc+free pairs), "callgrind_skip" (children valgrind need not follow).
+# malloc+free pairs), "callgrind_skip" (children valgrind need not follow),
+# "callgrind" (always run once under callgrind, even without --callgrind).
 WORKLOADS = {
     "gcc": {
         "about": "gcc -O0 -c of SQLite's shell.c (small) or sqlite3.c (full): workloads/gcc.sh",
@@ -217,7 +218,10 @@ WORKLOADS = {
         "output": "stdout", "main": ("redis-server", "redis-check-rdb"), "lookups": False,
         "python": False, "callgrind_skip": ["*redis-benchmark"],
     },
-    "threads-1": _threads_workload(1),
+    # threads-1 always runs once under callgrind per configuration (about
+    # 10-30 s each at small size): its instructions per malloc+free pair are
+    # the report's per-pair figure.
+    "threads-1": _threads_workload(1, callgrind=True),
     "threads-2": _threads_workload(2),
     "threads-4": _threads_workload(4),
     "threads-lookup": _threads_workload(2, lookup_every=8),
@@ -1226,7 +1230,8 @@ class Plan:
         self.selected = selected
         self.shard = args.shard
         self.workloads = shard_workloads(selected, *args.shard) if args.shard else selected
-        self.callgrind = [w for w in callgrind if w in self.workloads]
+        self.callgrind = [w for w in self.workloads
+                          if w in callgrind or WORKLOADS[w].get("callgrind")]
         self.replay = [w for w in replay if w in self.workloads]
         self.size = args.size
         configs, self.skipped = configurations(self.workloads, args.size, self.indexes, self.allocators)

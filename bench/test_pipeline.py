@@ -630,6 +630,9 @@ class ShardTest(unittest.TestCase):
         self.assertIn("shard 2/2: workloads lua (of gcc, lua, threads-1, threads-2, threads-4)", out)
         self.assertIn("  lua/small memtable/glibc", out)
         self.assertNotIn("gcc/small", out)
+        # threads-1 always gets its callgrind runs (instructions per pair).
+        status, _, out = quiet(bench.main, ["--workloads", "threads", "--indexes", "none,memtable", "--dry-run"])
+        self.assertIn("6 configurations x 3 rounds; 2 callgrind runs", out)
         with tempfile.TemporaryDirectory() as d:
             status, err, _ = quiet(bench.main, ["--workloads", "gcc", "--shard", "2/2", "--out", d])
             self.assertEqual(status, 0)
@@ -760,6 +763,8 @@ class CallgrindThreadsReportTest(unittest.TestCase):
                 if "no-op hooks" in l][0]
         self.assertEqual(noop[4:], ["400", "+150"])
         self.assertIn("threads-1", md.split("## Where each workload ran")[1])
+        self.assertIn("instructions per malloc+free pair (callgrind, threads-1)", main_text)
+        self.assertIn("threads (small, glibc): wall per thread count", main_text)
 
 
 class WorkloadsTest(unittest.TestCase):
