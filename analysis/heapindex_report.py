@@ -737,7 +737,7 @@ def meta_lines(meta):
         lines.append(f"- merged from {src.get('dir')}: machine {src.get('machine')}, workloads "
                      f"{', '.join(src.get('workloads') or [])}"
                      + (f", shard {src['shard']}" if src.get("shard") else "")
-                     + f", status {src.get('status')}"
+                     + f", status {src.get('status')}, git {str(src.get('git'))[:12]}"
                      + (f"; rounds ended: {src['stop_reason']}" if src.get("stop_reason") else ""))
     return lines
 

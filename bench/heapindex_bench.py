@@ -1456,6 +1456,9 @@ class Bench:
         if not plan.until_ci:
             return f"{rounds_done} rounds (--runs)"
         intervals = interest_intervals(self.rows, plan.configs)
+        if not intervals:
+            return (f"until-ci: no interval of interest (no uninstrumented or memtable configuration "
+                    f"to compare with) after {rounds_done} rounds")
         wide = {k: v for k, v in intervals.items()
                 if v["half_width_pct"] is None or v["half_width_pct"] >= plan.until_ci}
         if not wide:

@@ -578,6 +578,11 @@ class UntilCiTest(unittest.TestCase):
         self.assertIn("until-ci: budget of 100 s reached after 3 rounds", reason)
         self.assertIn("1 of 1 intervals still wider than +-1%: w/small noop/glibc vs none +-", reason)
 
+    def test_nothing_to_compare(self):
+        b = self.bench_with(self.rows([1.0, 1.1]), until_ci=1.0, budget=1000)
+        b.plan.configs = [("w", "small", "noop", "glibc", "ret")]
+        self.assertIn("no interval of interest", b.should_stop(2))
+
     def test_failed_rounds_count_as_wide(self):
         rows = self.rows([1.02, 1.02])
         rows[-1]["status"] = "failed"                           # only one pair left
