@@ -1,6 +1,7 @@
 # heapindex: `make` builds everything, `make test` runs the tests, `make bench`
-# runs the benchmark. Indexes are found by file: memtable/heap_index.c plus
-# one baselines/<name>.c each, so adding an index needs no edit here.
+# runs the benchmark, `make install PREFIX=...` installs (mk/install.mk).
+# Indexes are found by file: memtable/heap_index.c plus one baselines/<name>.c
+# each, so adding an index needs no edit here.
 
 CC       ?= cc
 OPT      ?= -O2
@@ -35,14 +36,20 @@ index_src  = $(if $(filter memtable,$1),memtable/heap_index.c,baselines/$1.c)
 COMMON_SRC := hooks/config.c hooks/json.c hooks/pages.c hooks/big_chunks.c memtable/memtable.c
 INPROC_SRC := hooks/inproc.c
 HOOK_SRC   := hooks/hooks.c hooks/process_stats.c hooks/verify.c
+# The C++ operators (hooks/cxx.c): the same in every hook library, compiled
+# once, with -fexceptions so std::bad_alloc unwinds through them.
+CXX_OPS_OBJ := $(B)/obj/hooks/cxx.o
 # Allocation sites (sites/sites.h): only in the hook libraries, which alone
 # link libunwind and libdwarf.
 SITES_SRC  := $(wildcard sites/*.c)
 SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
 SITES_LIBS := -lunwind -ldwarf
 CLI_SRC    := $(wildcard cli/*.c)
-TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c
+# sites/stacks.c: test_sites checks the stack keys in-process.
+TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c
 PROG_SRC   := $(wildcard tests/progs/*.c)
+PROG_CXX_SRC := $(wildcard tests/progs/*.cc)
+SHIM_SRC   := $(wildcard tests/shims/*.c)
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(B)/obj/%.o)
 INDEX_OBJ  := $(foreach i,$(INDEXES),$(B)/obj/index/$(i).o)
@@ -50,7 +57,8 @@ LIBS       := $(foreach i,$(INDEXES),$(B)/lib/libheapindex-$(i).so)
 INDEX_AR   := $(B)/lib/libheapindex-indexes.a
 CLI        := $(B)/bin/heapindex
 TESTS      := $(B)/tests/heapindex-tests
-PROGS      := $(PROG_SRC:tests/progs/%.c=$(B)/tests/progs/%)
+PROGS      := $(PROG_SRC:tests/progs/%.c=$(B)/tests/progs/%) $(PROG_CXX_SRC:tests/progs/%.cc=$(B)/tests/progs/%)
+SHIMS      := $(SHIM_SRC:tests/shims/%.c=$(B)/tests/shims/lib%.so)
 GEN_LIST   := $(B)/gen/index_list.h
 
 .PHONY: all deps test test-only clean lint bench bench-full inputs
@@ -58,7 +66,7 @@ ifeq ($(SANITIZE),1)
 all: $(INDEX_AR) $(CLI) $(TESTS)
 	@$(MAKE) --no-print-directory SANITIZE= all
 else
-all: $(LIBS) $(INDEX_AR) $(CLI) $(TESTS) $(PROGS)
+all: $(LIBS) $(INDEX_AR) $(CLI) $(TESTS) $(PROGS) $(SHIMS)
 endif
 
 deps:
@@ -79,7 +87,11 @@ $(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/hooks-%/verif
 	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -DHEAPINDEX_INDEX=$* -c hooks/process_stats.c -o $(B)/obj/hooks-$*/process_stats.o
 	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -DHEAPINDEX_INDEX=$* -c hooks/verify.c -o $(B)/obj/hooks-$*/verify.o
 
-$(B)/lib/libheapindex-%.so: $(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/hooks-%/verify.o $(B)/obj/index/%.o $(COMMON_OBJ) $(SITES_OBJ)
+$(CXX_OPS_OBJ): hooks/cxx.c $(wildcard hooks/*.h sites/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -fexceptions -c $< -o $@
+
+$(B)/lib/libheapindex-%.so: $(B)/obj/hooks-%/hooks.o $(B)/obj/hooks-%/process_stats.o $(B)/obj/hooks-%/verify.o $(B)/obj/index/%.o $(COMMON_OBJ) $(SITES_OBJ) $(CXX_OPS_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE) -shared -Wl,-z,defs -o $@ $^ $(SITES_LIBS) -ldl -lpthread
 
@@ -95,9 +107,10 @@ $(GEN_LIST): Makefile $(wildcard baselines/*.c)
 	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
 
 # The command links every index too: replay and tune drive them in-process.
+# libgc: Boehm GC's GC_base, the gcbase anchor of `heapindex scale`.
 $(CLI): $(CLI_SRC) $(INDEX_AR) $(GEN_LIST) $(wildcard cli/*.h hooks/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -o $@ $(CLI_SRC) $(INDEX_AR) -lm
+	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -o $@ $(CLI_SRC) $(INDEX_AR) -lgc -lm
 
 $(TESTS): $(TEST_SRC) $(wildcard tests/*.h) $(INDEX_AR) $(GEN_LIST)
 	@mkdir -p $(dir $@)
@@ -109,16 +122,28 @@ $(B)/tests/progs/%: tests/progs/%.c include/heapindex.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -std=gnu11 $(WARN) -Wno-use-after-free -Wno-alloc-size-larger-than -O1 -g -o $@ $< -ldl -lpthread
 
+# C++ programs for the hooks' operator new and delete (hooks/cxx.c).
+CXX ?= g++
+$(B)/tests/progs/%: tests/progs/%.cc include/heapindex.h
+	@mkdir -p $(dir $@)
+	$(CXX) -Iinclude -std=gnu++17 $(WARN) -Wno-use-after-free -O1 -g -o $@ $< -ldl -pthread
+
 # sites_demo exports xmalloc (-rdynamic) for HEAPINDEX_SITE_SKIP.
 $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -std=gnu11 $(WARN) -O1 -g -rdynamic -o $@ $< -ldl -lpthread
 
+# Test-only libraries preloaded in front of the hooks to make the calls the
+# hooks make fail (tests/shims/faulty_libc.c).
+$(B)/tests/shims/lib%.so: tests/shims/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O1 -g -fPIC -shared -o $@ $<
+
 inputs:
 	@sh workloads/fetch-inputs.sh
 
-# The fuzz run, the bench scripts' tests and helgrind/drd come first, so the
-# Criterion synthesis line closes the output.
+# The fuzz run, the bench scripts' tests, helgrind/drd and the install test
+# come first, so the Criterion synthesis line closes the output.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
@@ -126,6 +151,7 @@ test: deps
 	@$(MAKE) --no-print-directory bench-test
 	@if command -v valgrind >/dev/null 2>&1; then $(MAKE) --no-print-directory helgrind; \
 	 else echo "helgrind: valgrind not found, skipped"; fi
+	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory test-only
 
 # libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),
@@ -191,11 +217,13 @@ test-only:
 lint: lint-workloads
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -Isites -D_GNU_SOURCE hooks sites memtable baselines cli
-	clang-tidy --quiet $(COMMON_SRC) $(INPROC_SRC) $(HOOK_SRC) $(SITES_SRC) $(CLI_SRC) memtable/heap_index.c $(wildcard baselines/*.c) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable
+	clang-tidy --quiet $(COMMON_SRC) $(INPROC_SRC) $(HOOK_SRC) hooks/cxx.c $(SITES_SRC) $(CLI_SRC) memtable/heap_index.c $(wildcard baselines/*.c) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable
 
 clean:
 	rm -rf $(B)
 
 -include workloads/workloads.mk
 -include bench/bench.mk
+# After workloads.mk: it installs the recording library that file defines.
+include mk/install.mk
 .SECONDARY:

@@ -61,8 +61,13 @@ LABELS = {
     "uthash": "uthash index",
     "splay": "splay index",
     "bitmap": "bitmap index",
+    "bytemap": "bytemap index",
+    "critnib": "critnib index",
+    "gcbase": "Boehm GC_base (base only)",
 }
-INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap"]
+# critnib and gcbase, the anchors of the scale section, last among the known names.
+INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "bytemap", "critnib",
+               "gcbase"]
 NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
                 "proc_exe", "output_sha256", "started"}
 
@@ -668,6 +673,66 @@ def plot_scale(plt, scale, path):
     save_figure(plt, fig, path)
 
 
+# --- scale: every index and both anchors on one plot --------------------------------------------
+
+SCALE_ANCHORS = ("gcbase", "critnib")
+
+
+def scale_overview(plt, scale, out_dir):
+    """Lookup-hit ns of every index and both anchors (gcbase: Boehm GC_base;
+    critnib: the lock-free radix tree baseline) against live chunks on one
+    log-log plot, 10^3..10^7, with the pointer-chase floor. Returns the
+    markdown lines and the names of the plots written (none without plt)."""
+    hits = scale["metrics"].get("lookup hit", {})
+    present = [a for a in SCALE_ANCHORS if a in hits]
+    lines = ["**Every index and the anchors on one plot** (lookup hits, ns per lookup, log-log; "
+             "dashed: the pointer-chase floor).", ""]
+    if "gcbase" in hits:
+        lines.append("gcbase is Boehm GC's `GC_base` on a GC heap of the same sizes, probed at the same "
+                     "(chunk, offset) pairs: it answers the base only (no size, no site), so its "
+                     "lookups are chained on that base alone, while every index's are chained on the "
+                     "size read from the chunk header, as heapindex_lookup's callers get it; it has no "
+                     "misses, inserts or removes.")
+        lines.append("")
+    if "critnib" in hits:
+        lines += ["critnib is an index like the others (lock-free reads; base, size and site kept "
+                  "in its leaves).", ""]
+    if not present:
+        lines += ["(scale.csv has neither anchor: `./heapindex scale --index all` measures both.)", ""]
+    if not plt or not hits:
+        return lines, []
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    for name, pts in sorted(hits.items(), key=lambda kv: index_sort_key(kv[0])):
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
+        if name in SCALE_ANCHORS:  # colours of their own, outside the cycle the indexes share
+            kw = {"marker": "s" if name == "gcbase" else "D", "markersize": 6, "linewidth": 2.5,
+                  "color": "navy" if name == "gcbase" else "darkgoldenrod"}
+            text = f"{label(name)} [anchor]"
+        elif name == "noop":
+            kw = {"marker": ".", "linewidth": 1, "color": "0.6"}
+            text = f"{label(name)}: harness cost, answers nothing"
+        else:
+            kw = {"marker": "o", "markersize": 4, "linewidth": 1.5}
+            text = label(name)
+        ax.errorbar(xs, ys, yerr=err, capsize=2, label=text, **kw)
+    if scale["floor"]:
+        ax.plot([p[0] for p in scale["floor"]], [p[1] for p in scale["floor"]], "k--", linewidth=2,
+                label="pointer-chase floor (one dependent random load)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(10 ** 2.8, 10 ** 7.2)
+    ax.set_xticks([10 ** k for k in range(3, 8)])
+    ax.set_xlabel("live chunks (log scale)")
+    ax.set_ylabel("ns per lookup hit (log scale)")
+    ax.set_title("heapindex scale: lookup hits vs live chunks, every index and the anchors")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    name = "scale_overview.png"
+    save_figure(plt, fig, os.path.join(out_dir, name))
+    return lines + [f"![scale overview]({name})", ""], [name]
+
+
 def plot_replay(plt, replay, path):
     data = replay["data"]
     keys = sorted(data)
@@ -937,6 +1002,9 @@ def build_report(out_dir, make_plots=True):
                        md_table([f"index \\ {scale['x']}"] + xhead, rrows), ""]
             else:
                 md += ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
+            overview, overview_plots = scale_overview(plt, scale, out_dir)
+            md += overview
+            plots += overview_plots
             if plt:
                 plot_scale(plt, scale, os.path.join(out_dir, "scale_lookup.png"))
                 md += ["![scale](scale_lookup.png)", ""]

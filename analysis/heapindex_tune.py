@@ -475,8 +475,10 @@ def main(argv=None):
         trows.append(cells)
     md.append(report.md_table(header, trows))
     md.append("")
-    md.append("Committed: the table's resident bytes at exit (/proc/self/smaps), i.e. pages of the "
-              "reservation the workload touched. List steps per lookup: chunks visited on bin lists per "
+    md.append("Committed: the table's committed bytes at exit: the pages of the reservation the "
+              "workload wrote, plus the pages of its written-pages summary (counted by the table; no "
+              "lookup reads a page that was never written, so this holds with or without the "
+              "kernel's shared zero page). List steps per lookup: chunks visited on bin lists per "
               "lookup; bins scanned: empty table entries passed going back to the bin of the chunk "
               "that covers an interior pointer (read 8 at a time).")
     md.append("")

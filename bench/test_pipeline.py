@@ -250,6 +250,34 @@ class ReplayScaleTest(unittest.TestCase):
             replay = md.split("## 4. Trace replay", 1)[1]
             self.assertEqual(table_row(replay, "t")[1:], ["insert", "8.0"])   # median of 7 and 9
 
+    def test_scale_anchors(self):
+        """gcbase rows have hits only (empty fields); every index and both anchors share one plot."""
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, synthetic_rows())
+            with open(os.path.join(d, "scale.csv"), "w") as f:
+                f.write("index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,remove_ns,"
+                        "chase_ns,hit_ratio_to_chase\n"
+                        "memtable,1000,340660,20.0,21.0,4.0,3.0,4.0,5.0\n"
+                        "critnib,1000,340660,36.0,30.0,11.0,25.0,4.0,9.0\n"
+                        "gcbase,1000,340660,8.0,,,,4.0,2.0\n"
+                        "memtable,10000000,4e9,900.0,350.0,200.0,250.0,500.0,1.8\n"
+                        "critnib,10000000,4e9,1500.0,300.0,300.0,400.0,500.0,3.0\n"
+                        "gcbase,10000000,4e9,60.0,,,,500.0,0.12\n")
+            with redirect_stderr(io.StringIO()):
+                md, _, plots = report.build_report(d, make_plots=True)
+            hits = md.split("**lookup hit: ns per operation**", 1)[1]
+            self.assertEqual(table_row(hits, "Boehm GC_base (base only)")[1:], ["8.0", "60.0"])
+            self.assertEqual(table_row(hits, "critnib index")[1:], ["36.0", "1500.0"])
+            misses = md.split("**lookup miss: ns per operation**", 1)[1].split("**insert", 1)[0]
+            self.assertNotIn("GC_base", misses)
+            ratios = md.split("multiple of the pointer-chase floor", 1)[1]
+            self.assertEqual(table_row(ratios, "Boehm GC_base (base only)")[1:], ["2.00", "0.12"])
+            self.assertIn("it answers the base only", md)
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is not None:
+                self.assertIn("scale_overview.png", plots)
+                self.assertIn("![scale overview](scale_overview.png)", md)
+
 
 class TuneTest(unittest.TestCase):
     def test_closed_form(self):

@@ -5,29 +5,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int cmd_run(int argc, char **argv);
+/* The subcommands, one file each; main.c's table dispatches to them. */
+int cmd_run(int argc, char **argv);    /* run.c */
 int cmd_record(int argc, char **argv); /* record.c */
 int cmd_replay(int argc, char **argv); /* replay.c */
 int cmd_scale(int argc, char **argv);  /* scale.c */
 int cmd_census(int argc, char **argv); /* census.c */
 
-/* Run command (execvp) as a child like system() does, in_child(arg) first in
- * the child if non-NULL; wait for it.  Returns its exit status (128+N if
- * signal N killed it) and fills ru and wall_seconds.  spawn.c. */
-struct rusage;
-int cli_spawn(const char *who, char **command, void (*in_child)(void *), void *arg,
-              struct rusage *ru, double *wall_seconds);
+/* --- common.c: what main and every subcommand use ---------------------------- */
 
-/* The directory holding libheapindex-*.so: ../lib next to this binary. */
+/* One line on stderr, then exit 2: the error convention of every subcommand. */
+__attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...);
+/* The directory holding libheapindex-*.so: HEAPINDEX_LIB_DIR if set; else
+ * the path in the file lib-dir beside this binary (installed); else ../lib
+ * from it (the source tree's build/bin -> build/lib). */
 const char *cli_lib_dir(void);
 /* 1 if name is a built index ("none" included), else 0. */
 int cli_index_known(const char *name);
 /* "none, noop, memtable, ..." for messages. */
 const char *cli_index_names(void);
-/* Path of libjemalloc.so.2, or NULL if it is not installed. */
-const char *cli_jemalloc_path(void);
 
-/* Shared by the in-process measuring commands (measure.c).  cmd names the
+/* --- spawn.c ------------------------------------------------------------------ */
+
+/* Run command (execvp) as a child like system() does, in_child(arg) first in
+ * the child if non-NULL; wait for it.  Returns its exit status (128+N if
+ * signal N killed it) and fills ru and wall_seconds. */
+struct rusage;
+int cli_spawn(const char *who, char **command, void (*in_child)(void *), void *arg,
+              struct rusage *ru, double *wall_seconds);
+
+/* --- measure.c ---------------------------------------------------------------- */
+
+/* Option errors and counts (record, replay, scale), and what the commands
+ * that drive indexes in-process share (replay, scale).  cmd names the
  * command in error lines; every error is one line and exit 2. */
 struct index_ops;
 __attribute__((noreturn)) void cli_bad_option(const char *cmd, char **argv, int opt);
@@ -43,8 +53,5 @@ uint64_t cli_cpu_ns(void);                /* this thread's CPU time */
 uint64_t cli_next_random(uint64_t *state);
 void *cli_xmalloc(const char *cmd, size_t n, const char *what);
 double cli_median(double *v, size_t n);   /* sorts v */
-
-/* One line on stderr, then exit 2: the error convention of every subcommand. */
-__attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...);
 
 #endif /* HEAPINDEX_CLI_H */

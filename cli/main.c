@@ -1,115 +1,70 @@
-/* main.c - `heapindex`: run programs under a heap index and measure them. */
+/* main.c - `heapindex`: run programs under a heap index and measure them.
+ *
+ * One table names every command.  This binary runs the ones written in C;
+ * the Python ones (bench, compare, report, tune) are run by the `heapindex`
+ * shell script that calls this binary for everything else (the root
+ * ./heapindex, or the installed one), so they appear in --help but this
+ * binary only points to the script. */
 #include "cli.h"
 
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "index_list.h"
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv); /* NULL: a Python script */
+	const char *summary;
+} commands[] = {
+	{ "run", cmd_run, "run a program with a heap index preloaded and print its costs" },
+	{ "record", cmd_record, "run a program and write a trace of its heap events" },
+	{ "replay", cmd_replay, "play a trace back against the indexes in-process and time them" },
+	{ "scale", cmd_scale, "time the indexes on synthetic heaps of 10^3 to 10^7 chunks" },
+	{ "census", cmd_census, "print the live heap by allocation site (HEAPINDEX_CENSUS)" },
+	{ "bench", NULL, "run the workload x index x allocator benchmark matrix" },
+	{ "compare", NULL, "time one command under every index with hyperfine" },
+	{ "report", NULL, "turn a bench results directory into tables and plots" },
+	{ "tune", NULL, "sweep the memtable's bin shift and recommend one" },
+};
+#define COMMAND_COUNT (sizeof commands / sizeof *commands)
 
-static const char usage[] =
-	"usage: heapindex COMMAND [ARGS...]\n"
-	"\n"
-	"Heap chunk indexing: find the live heap chunk containing any address.\n"
-	"\n"
-	"commands:\n"
-	"  run      run a program with a heap index preloaded and print its costs\n"
-	"  record   run a program and write a trace of its heap events\n"
-	"  replay   play a trace back against the indexes in-process and time them\n"
-	"  scale    time the indexes on synthetic heaps of 10^3 to 10^7 chunks\n"
-	"  census   print the live heap by allocation site (HEAPINDEX_CENSUS)\n"
-	"  bench    run the workload x index x allocator benchmark matrix\n"
-	"  report   turn a bench results directory into tables and plots\n"
-	"\n"
-	"`heapindex COMMAND --help` describes each command.\n";
-
-__attribute__((noreturn, format(printf, 1, 2))) void cli_usage_error(const char *fmt, ...)
+static void print_usage(FILE *out)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("heapindex: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(2);
+	fputs("usage: heapindex COMMAND [ARGS...]\n"
+	      "\n"
+	      "Heap chunk indexing: find the live heap chunk containing any address.\n"
+	      "\n"
+	      "commands:\n",
+	      out);
+	for (size_t i = 0; i < COMMAND_COUNT; i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fputs("\n`heapindex COMMAND --help` describes each command.\n", out);
 }
 
-const char *cli_lib_dir(void)
+/* "run, record, ..., compare, report or tune" for the error line. */
+static const char *command_names(void)
 {
-	static char dir[4096];
-	if (dir[0])
-		return dir;
-	const char *env = getenv("HEAPINDEX_LIB_DIR");
-	if (env && *env) {
-		snprintf(dir, sizeof dir, "%s", env);
-		return dir;
-	}
-	ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 8);
-	if (n <= 0)
-		cli_usage_error("cannot find my own executable in /proc/self/exe");
-	dir[n] = '\0';
-	char *slash = strrchr(dir, '/'); /* .../build/bin/heapindex -> .../build/lib */
-	*slash = '\0';
-	slash = strrchr(dir, '/');
-	char *tail = slash ? slash + 1 : dir;
-	snprintf(tail, sizeof dir - (size_t)(tail - dir), "lib");
-	return dir;
-}
-
-#define INDEX_NAME(name) #name,
-static const char *const index_names[] = { "none", HEAPINDEX_FOR_EACH_INDEX(INDEX_NAME) NULL };
-
-int cli_index_known(const char *name)
-{
-	for (int i = 0; index_names[i]; i++)
-		if (strcmp(index_names[i], name) == 0)
-			return 1;
-	return 0;
-}
-
-const char *cli_index_names(void)
-{
-	static char list[512];
-	if (!list[0])
-		for (int i = 0; index_names[i]; i++)
-			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
-			         i ? ", " : "", index_names[i]);
+	static char list[256];
+	for (size_t i = 0; i < COMMAND_COUNT; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+		         i == 0 ? "" : i + 1 < COMMAND_COUNT ? ", " : " or ", commands[i].name);
 	return list;
-}
-
-const char *cli_jemalloc_path(void)
-{
-	static const char *const candidates[] = {
-		"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-		"/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-		"/usr/lib64/libjemalloc.so.2",
-		"/usr/lib/libjemalloc.so.2",
-		"/usr/local/lib/libjemalloc.so.2",
-	};
-	for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
-		if (access(candidates[i], R_OK) == 0)
-			return candidates[i];
-	return NULL;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(usage, argc < 2 ? stderr : stdout);
+		print_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
-	if (strcmp(argv[1], "run") == 0)
-		return cmd_run(argc - 1, argv + 1);
-	if (strcmp(argv[1], "record") == 0)
-		return cmd_record(argc - 1, argv + 1);
-	if (strcmp(argv[1], "replay") == 0)
-		return cmd_replay(argc - 1, argv + 1);
-	if (strcmp(argv[1], "scale") == 0)
-		return cmd_scale(argc - 1, argv + 1);
-	if (strcmp(argv[1], "census") == 0)
-		return cmd_census(argc - 1, argv + 1);
-	cli_usage_error("unknown command '%s': expected run, record, replay, scale, census, bench or report (see heapindex --help)",
-	                argv[1]);
+	for (size_t i = 0; i < COMMAND_COUNT; i++) {
+		if (strcmp(argv[1], commands[i].name) != 0)
+			continue;
+		if (!commands[i].run)
+			cli_usage_error("%s is a Python script: run it through the heapindex script "
+			                "(./heapindex %s in the source tree), not this binary",
+			                commands[i].name, commands[i].name);
+		return commands[i].run(argc - 1, argv + 1);
+	}
+	cli_usage_error("unknown command '%s': expected %s (see heapindex --help)", argv[1],
+	                command_names());
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "json.h"
 
 static const char run_usage[] =
 	"usage: heapindex run [--index NAME] [--allocator glibc|jemalloc] [--stats FILE] [--] COMMAND [ARGS...]\n"
@@ -87,6 +88,22 @@ static void parse_options(int argc, char **argv, struct run_options *o)
 		cli_usage_error("run: --stats needs a file path");
 }
 
+/* Path of libjemalloc.so.2, or NULL if it is not installed. */
+static const char *jemalloc_path(void)
+{
+	static const char *const candidates[] = {
+		"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+		"/usr/lib64/libjemalloc.so.2",
+		"/usr/lib/libjemalloc.so.2",
+		"/usr/local/lib/libjemalloc.so.2",
+	};
+	for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
+		if (access(candidates[i], R_OK) == 0)
+			return candidates[i];
+	return NULL;
+}
+
 /* LD_PRELOAD for the child: our library first (so its malloc wins), then
  * jemalloc (which our dlsym(RTLD_NEXT) then finds), then whatever was there. */
 static void set_preload(const struct run_options *o)
@@ -100,7 +117,7 @@ static void set_preload(const struct run_options *o)
 		snprintf(preload, sizeof preload, "%s", lib);
 	}
 	if (strcmp(o->allocator, "jemalloc") == 0) {
-		const char *je = cli_jemalloc_path();
+		const char *je = jemalloc_path();
 		if (!je)
 			cli_usage_error("run: libjemalloc.so.2 not found: apt-get install -y libjemalloc2");
 		snprintf(preload + strlen(preload), sizeof preload - strlen(preload), "%s%s",
@@ -198,18 +215,33 @@ static double tv_seconds(struct timeval tv)
 	return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
+/* The tree's line: through the JSON writer, which escapes the command's
+ * name (a path may hold '"' or '\\'). */
 static void append_tree_line(const char *path, const struct run_options *o, int status,
                              double wall, const struct rusage *ru)
 {
+	char buf[16384];
+	struct json_out j;
+	json_init(&j, buf, sizeof buf);
+	json_open(&j, NULL);
+	json_str(&j, "kind", "tree");
+	json_str(&j, "command", o->command[0]);
+	json_str(&j, "index", o->index);
+	json_str(&j, "allocator", o->allocator);
+	json_u64(&j, "exit_status", (uint64_t)status);
+	json_f64(&j, "wall_s", wall);
+	json_f64(&j, "user_s", tv_seconds(ru->ru_utime));
+	json_f64(&j, "sys_s", tv_seconds(ru->ru_stime));
+	json_u64(&j, "max_rss_kb", (uint64_t)ru->ru_maxrss);
+	json_u64(&j, "minflt", (uint64_t)ru->ru_minflt);
+	json_u64(&j, "majflt", (uint64_t)ru->ru_majflt);
+	json_close(&j);
+	if (j.overflow)
+		cli_usage_error("run: the command's name is too long for the --stats line");
 	FILE *f = fopen(path, "a");
 	if (!f)
 		cli_usage_error("run: cannot append to %s: %s", path, strerror(errno));
-	fprintf(f,
-	        "{\"kind\":\"tree\",\"command\":\"%s\",\"index\":\"%s\",\"allocator\":\"%s\","
-	        "\"exit_status\":%d,\"wall_s\":%.6f,\"user_s\":%.6f,\"sys_s\":%.6f,"
-	        "\"max_rss_kb\":%ld,\"minflt\":%ld,\"majflt\":%ld}\n",
-	        o->command[0], o->index, o->allocator, status, wall, tv_seconds(ru->ru_utime),
-	        tv_seconds(ru->ru_stime), ru->ru_maxrss, ru->ru_minflt, ru->ru_majflt);
+	fprintf(f, "%s\n", buf);
 	fclose(f);
 }
 

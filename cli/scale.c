@@ -19,6 +19,11 @@
  * chase, a random cyclic pointer chase over a buffer as large as the heap,
  * one cache line per hop (the better of one chase before and one after the
  * indexes of the step).  Every answer is checked.
+ *
+ * Anchors: the critnib baseline is an index like the others; gcbase
+ * (scale_gcbase.c) is Boehm GC's GC_base on a GC heap of the same sizes,
+ * probed at the same (chunk, offset) pairs: what an allocator that knows its
+ * own layout pays, hits only, base only.
  */
 #include "cli.h"
 
@@ -36,10 +41,11 @@
 
 #include "config.h"
 #include "inproc.h"
+#include "scale_gcbase.h"
 
 static const char scale_usage[] =
 	"usage: heapindex scale [--index NAME[,NAME...]|all] [--max-chunks N] [--lookups N]\n"
-	"                       [--out FILE.csv] [--seed S] [--budget SECONDS]\n"
+	"                       [--out FILE.csv] [--seed S] [--budget SECONDS] [--big]\n"
 	"\n"
 	"Fill each index with 10^3, 10^4, ... up to N live chunks of a realistic size\n"
 	"mix (92%% 16-256 B, 8%% 256 B-8 KiB, 0.02%% 128 KiB-1 MiB, log-uniform) and time\n"
@@ -48,7 +54,10 @@ static const char scale_usage[] =
 	"large as the heap: the floor of random memory access on this machine.\n"
 	"Indexes are interleaved per step.  See workloads/scale/README.md.\n"
 	"\n"
-	"  --index LIST      all (default) or a comma-separated list: %s\n"
+	"  --index LIST      all (default: every index and the gcbase anchor) or a\n"
+	"                    comma-separated list of: %s, gcbase\n"
+	"                    (gcbase: Boehm GC's GC_base on a GC heap of the same\n"
+	"                    sizes, same probes; it answers hits and the base only)\n"
 	"  --max-chunks N    largest step, 1000 to 10000000 (default 1000000); a value\n"
 	"                    that is not a power of ten is a last step of its own\n"
 	"  --lookups N       hit and miss lookups per index and step (default 1000000)\n"
@@ -57,11 +66,19 @@ static const char scale_usage[] =
 	"  --rounds N        measure every index N times per step, the order of the\n"
 	"                    indexes reversed every other time; medians (default 1)\n"
 	"  --seed S          seed of the size mix and of the random choices (default 1)\n"
+	"  --big             every chunk 32-64 KiB (log-uniform), the size an index keeps\n"
+	"                    apart from its small chunks (memtable: over 16 KiB); largest\n"
+	"                    step 100000 unless --max-chunks; the chase spans at most 1 GiB\n"
 	"  --out FILE        write the results as CSV too\n"
 	"  -h, --help        this text\n"
 	"\n"
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
+
+/* --big: every chunk 32-64 KiB, all of them in the big-chunk structures of
+ * memtable (over 256 bins of 64 bytes), so that many live big chunks are
+ * measured too; the chase over such a heap spans at most CHASE_MAX bytes. */
+static int big_sizes;
 
 struct scale_options {
 	const char *index, *out;
@@ -80,22 +97,26 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 		{ "seed", required_argument, NULL, 's' },
 		{ "budget", required_argument, NULL, 'b' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "big", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct scale_options){ .index = "all", .max_chunks = 1000000, .lookups = 1000000,
 	                             .seed = 1, .rounds = 1, .budget_s = 2 };
-	int opt;
+	int opt, max_given = 0;
 	opterr = 0;
 	char *end;
 	while ((opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'i': o->index = optarg; break;
-		case 'm': o->max_chunks = cli_parse_count("scale", "--max-chunks", optarg, 1000, 10000000); break;
+		case 'm': o->max_chunks = cli_parse_count("scale", "--max-chunks", optarg, 1000, 10000000);
+			max_given = 1;
+			break;
 		case 'k': o->lookups = cli_parse_count("scale", "--lookups", optarg, 1, 1000000000); break;
 		case 'o': o->out = optarg; break;
 		case 's': o->seed = cli_parse_count("scale", "--seed", optarg, 0, UINT64_MAX); break;
 		case 'r': o->rounds = (unsigned)cli_parse_count("scale", "--rounds", optarg, 1, 100); break;
+		case 'B': big_sizes = 1; break;
 		case 'b':
 			errno = 0;
 			o->budget_s = strtod(optarg, &end);
@@ -109,6 +130,8 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 	}
 	if (optind < argc)
 		cli_usage_error("scale: unexpected argument '%s' (see heapindex scale --help)", argv[optind]);
+	if (big_sizes && !max_given)
+		o->max_chunks = 100000;
 	if (o->out && !*o->out)
 		cli_usage_error("scale: --out needs a file path");
 }
@@ -126,14 +149,23 @@ static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const ch
 	exit(1);
 }
 
-/* The size mix: log-uniform within three classes. */
+#define CHASE_MAX ((uint64_t)1 << 30)
+
+static uint64_t chase_bytes(uint64_t heap_bytes)
+{
+	return big_sizes && heap_bytes > CHASE_MAX ? CHASE_MAX : heap_bytes;
+}
+
+/* The size mix: log-uniform within three classes (--big: 32-64 KiB). */
 static size_t draw_size(uint64_t *rng)
 {
 	uint64_t r = cli_next_random(rng);
 	double u = (double)(r >> 11) * 0x1.0p-53;
 	unsigned cls = (unsigned)(cli_next_random(rng) % 10000);
 	double lo = 16, hi = 256;
-	if (cls >= 9998)
+	if (big_sizes)
+		lo = 32 * 1024, hi = 64 * 1024;
+	else if (cls >= 9998)
 		lo = 128 * 1024 + 1, hi = 1024 * 1024;
 	else if (cls >= 9200)
 		lo = 256, hi = 8192;
@@ -210,12 +242,14 @@ struct heap {
 	struct gap *gaps;      /* memory freed after this step's allocation */
 	size_t ngaps;
 	uint64_t rng;
+	uintptr_t *gc_object;  /* with gcbase: chunk[i]'s twin in the GC heap */
 };
 
 /* Grow to n chunks.  One allocation in eight gets a neighbour that is freed
  * once the step is allocated: the gaps misses are aimed at. */
 static void heap_grow(struct heap *h, uint64_t n)
 {
+	uint64_t first = h->count;
 	void **pending = cli_xmalloc("scale", (size_t)((n - h->count) / 4 + 1) * sizeof *pending, "gaps");
 	size_t npending = 0;
 	free(h->gaps);
@@ -243,6 +277,8 @@ static void heap_grow(struct heap *h, uint64_t n)
 	for (size_t i = 0; i < npending; i++)
 		free(pending[i]);
 	free(pending);
+	if (h->gc_object && gcbase_grow(h->gc_object, h->size, first, n))
+		cli_usage_error("scale: the GC heap is out of memory at %" PRIu64 " chunks", n);
 }
 
 static void heap_free(struct heap *h)
@@ -259,17 +295,33 @@ static void heap_free(struct heap *h)
 
 struct buffers {
 	uintptr_t addr[LOOKUP_BLOCK];
-	struct chunk *expect[LOOKUP_BLOCK], *got[LOOKUP_BLOCK];
+	uintptr_t expect[LOOKUP_BLOCK], got_base[LOOKUP_BLOCK]; /* bases; 0: none */
+	struct chunk *got[LOOKUP_BLOCK];
 	double rate[MAX_BLOCKS]; /* ns per op of each block */
 };
 
+/* What is measured: an index, through its ops, or the gcbase anchor. */
+struct subject {
+	const char *name;
+	const struct index_ops *ops; /* NULL: gcbase */
+};
+
+/* Where subject s has chunk i: the chunk itself, or its twin in the GC heap. */
+static uintptr_t subject_base(const struct heap *h, const struct subject *s, uint64_t i)
+{
+	return s->ops ? chunk_user(h->chunk[i]) : h->gc_object[i];
+}
+
 /* ns per lookup: the median over blocks of LOOKUP_BLOCK lookups, up to n
- * lookups or the budget. */
-static double time_lookups(const struct heap *h, const struct index_ops *ops, uint64_t n,
+ * lookups or the budget.  The random draws do not depend on the subject:
+ * from the same rng state every subject gets the same (chunk, offset)
+ * probes. */
+static double time_lookups(const struct heap *h, const struct subject *s, uint64_t n,
                            double budget_s, int hits, uint64_t *rng, struct buffers *b,
                            uint64_t *done)
 {
-	int verify = !hits || strcmp(ops->name, "noop") != 0; /* noop finds nothing */
+	/* noop finds nothing */
+	int verify = !hits || !s->ops || strcmp(s->ops->name, "noop") != 0;
 	uint64_t ns = 0, budget_ns = (uint64_t)(budget_s * 1e9);
 	size_t blocks = 0;
 	*done = 0;
@@ -277,32 +329,36 @@ static double time_lookups(const struct heap *h, const struct index_ops *ops, ui
 		size_t m = n - *done < LOOKUP_BLOCK ? (size_t)(n - *done) : LOOKUP_BLOCK;
 		for (size_t k = 0; k < m; k++) {
 			uint64_t i = cli_next_random(rng) % h->count;
-			const struct chunk *c = h->chunk[i];
+			uintptr_t base = subject_base(h, s, i);
 			size_t size = h->size[i];
 			if (hits) {
-				b->addr[k] = chunk_user(c) + cli_next_random(rng) % size;
-				b->expect[k] = (struct chunk *)c;
+				b->addr[k] = base + cli_next_random(rng) % size;
+				b->expect[k] = base;
 			} else if (h->ngaps && cli_next_random(rng) % 2) {
 				const struct gap *g = &h->gaps[cli_next_random(rng) % h->ngaps];
 				b->addr[k] = g->start + cli_next_random(rng) % g->len;
-				b->expect[k] = NULL;
+				b->expect[k] = 0;
 			} else {
-				b->addr[k] = chunk_user(c) + size + cli_next_random(rng) % 16;
-				b->expect[k] = NULL;
+				b->addr[k] = base + size + cli_next_random(rng) % 16;
+				b->expect[k] = 0;
 			}
 		}
 		uint64_t start = cli_cpu_ns();
-		scale_lookup_batch(ops, b->addr, b->got, m, runtime_zero);
+		if (s->ops)
+			scale_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero);
+		else
+			scale_gcbase_batch(b->addr, b->got_base, m, runtime_zero);
 		uint64_t took = cli_cpu_ns() - start;
 		ns += took;
 		b->rate[blocks++] = (double)took / (double)m;
+		for (size_t k = 0; s->ops && k < m; k++)
+			b->got_base[k] = b->got[k] ? chunk_user(b->got[k]) : 0;
 		for (size_t k = 0; verify && k < m; k++)
-			if (b->got[k] != b->expect[k])
-				scale_wrong("index %s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
-				            " (%s) returned %s0x%" PRIxPTR, ops->name, h->count, b->addr[k],
+			if (b->got_base[k] != b->expect[k])
+				scale_wrong("%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
+				            " (%s) returned %s0x%" PRIxPTR, s->name, h->count, b->addr[k],
 				            hits ? "inside a live chunk" : "outside every live chunk",
-				            b->got[k] ? "the chunk at " : "",
-				            b->got[k] ? chunk_user(b->got[k]) : 0);
+				            b->got_base[k] ? "the chunk at " : "", b->got_base[k]);
 		*done += m;
 	}
 	return cli_median(b->rate, blocks);
@@ -394,39 +450,94 @@ static double time_chase(uint64_t bytes, uint64_t hops, double budget_s, uint64_
 
 /* --- the command ------------------------------------------------------------------- */
 
+/* Figures a subject does not have (gcbase: all but hits) are NAN. */
 struct row {
 	double hit_ns, miss_ns, insert_ns, remove_ns, fill_s;
 	uint64_t hits_done, misses_done;
 };
 
-static void print_step(FILE *csv, const struct heap *h, const struct index_ops *const *chosen,
-                       size_t nidx, const struct row *rows, double chase_ns)
+/* What a hit tells: gcbase knows no requested size and no site. */
+static const char *subject_answers(const struct subject *s)
+{
+	if (!s->ops)
+		return "base only";
+	return strcmp(s->ops->name, "noop") == 0 ? "nothing" : "base,size,site";
+}
+
+/* A figure in a table column of width w, "n/a" if the subject has none. */
+static void print_figure(int w, int digits, double v)
+{
+	if (isnan(v))
+		printf(" %*s", w, "n/a");
+	else
+		printf(" %*.*f", w, digits, v);
+}
+
+/* A CSV field: empty if the subject has no such figure. */
+static void csv_figure(FILE *csv, int digits, double v)
+{
+	if (isnan(v))
+		fputc(',', csv);
+	else
+		fprintf(csv, ",%.*f", digits, v);
+}
+
+static void print_step(FILE *csv, const struct heap *h, const struct subject *chosen,
+                       size_t nsub, const struct row *rows, double chase_ns)
 {
 	printf("\n%" PRIu64 " live chunks, %.1f MiB of heap; chase %.1f ns/hop\n", h->count,
 	       (double)h->bytes / 1048576.0, chase_ns);
-	printf("%-10s %10s %10s %10s %10s %10s %8s\n", "index", "hit_ns", "miss_ns", "insert_ns",
-	       "remove_ns", "hit/chase", "fill_s");
-	for (size_t k = 0; k < nidx; k++) {
+	printf("%-10s %10s %10s %10s %10s %10s %8s  %s\n", "index", "hit_ns", "miss_ns", "insert_ns",
+	       "remove_ns", "hit/chase", "fill_s", "answers");
+	for (size_t k = 0; k < nsub; k++) {
 		const struct row *r = &rows[k];
-		printf("%-10s %10.1f %10.1f %10.1f %10.1f %10.2f %8.2f", chosen[k]->name, r->hit_ns,
-		       r->miss_ns, r->insert_ns, r->remove_ns, r->hit_ns / chase_ns, r->fill_s);
-		if (r->hits_done < r->misses_done || r->misses_done < r->hits_done || !r->hits_done)
+		printf("%-10s", chosen[k].name);
+		print_figure(10, 1, r->hit_ns);
+		print_figure(10, 1, r->miss_ns);
+		print_figure(10, 1, r->insert_ns);
+		print_figure(10, 1, r->remove_ns);
+		print_figure(10, 2, r->hit_ns / chase_ns);
+		print_figure(8, 2, r->fill_s);
+		printf("  %s", subject_answers(&chosen[k]));
+		int misses = !isnan(r->miss_ns);
+		if (!r->hits_done || (misses && r->hits_done != r->misses_done))
 			printf("  (budget: %" PRIu64 " hits, %" PRIu64 " misses)", r->hits_done, r->misses_done);
 		printf("\n");
-		if (csv)
-			fprintf(csv, "%s,%" PRIu64 ",%" PRIu64 ",%.3f,%.3f,%.3f,%.3f,%.3f,%.4f\n",
-			        chosen[k]->name, h->count, h->bytes, r->hit_ns, r->miss_ns, r->insert_ns,
-			        r->remove_ns, chase_ns, r->hit_ns / chase_ns);
+		if (csv) {
+			fprintf(csv, "%s,%" PRIu64 ",%" PRIu64, chosen[k].name, h->count, h->bytes);
+			csv_figure(csv, 3, r->hit_ns);
+			csv_figure(csv, 3, r->miss_ns);
+			csv_figure(csv, 3, r->insert_ns);
+			csv_figure(csv, 3, r->remove_ns);
+			csv_figure(csv, 3, chase_ns);
+			csv_figure(csv, 4, r->hit_ns / chase_ns);
+			fputc('\n', csv);
+		}
 	}
 	fflush(stdout);
 	if (csv)
 		fflush(csv);
 }
 
+/* The gcbase anchor at one step: hits only, on the GC heap built with it. */
+static void measure_gcbase(const struct heap *h, const struct subject *s,
+                           const struct scale_options *o, uint64_t n, struct buffers *b,
+                           struct row *r)
+{
+	*r = (struct row){ .miss_ns = NAN, .insert_ns = NAN, .remove_ns = NAN, .fill_s = NAN };
+	uint64_t lrng = o->seed + n; /* the indexes' probes */
+	r->hit_ns = time_lookups(h, s, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
+}
+
 /* One index at one step: fill, hits, misses, churn, drain. */
-static void measure(const struct heap *h, const struct index_ops *ops, const struct scale_options *o,
+static void measure(const struct heap *h, const struct subject *s, const struct scale_options *o,
                     uint64_t n, const uint32_t *subset, size_t m, struct buffers *b, struct row *r)
 {
+	const struct index_ops *ops = s->ops;
+	if (!ops) {
+		measure_gcbase(h, s, o, n, b, r);
+		return;
+	}
 	for (uint64_t i = 0; i < n; i++) /* fresh headers: index bits cleared */
 		chunk_init(h->chunk[i], chunk_size(h->chunk[i]), h->pad, chunk_site(h->chunk[i]));
 	uint64_t f0 = cli_now_ns();
@@ -434,8 +545,8 @@ static void measure(const struct heap *h, const struct index_ops *ops, const str
 		ops->insert(h->chunk[i]);
 	r->fill_s = (double)(cli_now_ns() - f0) * 1e-9;
 	uint64_t lrng = o->seed + n; /* the same lookups for every index and round */
-	r->hit_ns = time_lookups(h, ops, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
-	r->miss_ns = time_lookups(h, ops, o->lookups, o->budget_s, 0, &lrng, b, &r->misses_done);
+	r->hit_ns = time_lookups(h, s, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
+	r->miss_ns = time_lookups(h, s, o->lookups, o->budget_s, 0, &lrng, b, &r->misses_done);
 	time_churn(h, ops, subset, m, &r->insert_ns, &r->remove_ns, b);
 	for (uint64_t i = 0; i < n; i++)
 		ops->remove(h->chunk[i]);
@@ -462,12 +573,45 @@ static void median_row(const struct row *rounds, unsigned n, struct row *out, do
 	}
 }
 
+#define MAX_SUBJECTS 64
+
+/* --index: "all" is every linked index and gcbase, else the names given. */
+static size_t select_subjects(const char *list, struct subject *out)
+{
+	static const struct subject gcbase = { "gcbase", NULL };
+	size_t n = 0;
+	if (strcmp(list, "all") == 0) {
+		for (size_t i = 0; all_indexes[i] && n < MAX_SUBJECTS - 1; i++)
+			out[n++] = (struct subject){ all_indexes[i]->name, all_indexes[i] };
+		out[n++] = gcbase;
+		return n;
+	}
+	char copy[1024];
+	if (strlen(list) >= sizeof copy)
+		cli_usage_error("scale: --index list is too long");
+	snprintf(copy, sizeof copy, "%s", list);
+	char *save = NULL;
+	for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+		const struct index_ops *ops = index_by_name(name);
+		if (!ops && strcmp(name, gcbase.name) != 0)
+			cli_usage_error("scale: unknown index '%s': expected all or some of %s, gcbase", name,
+			                cli_linked_index_names());
+		if (n == MAX_SUBJECTS)
+			cli_usage_error("scale: too many indexes in --index");
+		out[n++] = ops ? (struct subject){ ops->name, ops } : gcbase;
+	}
+	if (!n)
+		cli_usage_error("scale: --index needs a name");
+	return n;
+}
+
 int cmd_scale(int argc, char **argv)
 {
 	struct scale_options o;
 	parse_options(argc, argv, &o);
-	const struct index_ops *chosen[64];
-	size_t nidx = cli_select_indexes("scale", o.index, chosen, 64);
+	struct subject chosen[MAX_SUBJECTS];
+	size_t nsub = select_subjects(o.index, chosen);
+	int with_gcbase = 0;
 
 	struct heapindex_config cfg;
 	char err[512];
@@ -483,25 +627,34 @@ int cmd_scale(int argc, char **argv)
 		fprintf(csv, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
 		             "remove_ns,chase_ns,hit_ratio_to_chase\n");
 	}
-	struct inproc d[64];
+	struct inproc d[MAX_SUBJECTS];
 	size_t links = 0;
-	for (size_t k = 0; k < nidx; k++) {
-		if (inproc_init(&d[k], chosen[k], &cfg, err, sizeof err)) {
-			fprintf(stderr, "heapindex: scale: index %s: %s\n", chosen[k]->name, err);
+	for (size_t k = 0; k < nsub; k++) {
+		const struct index_ops *ops = chosen[k].ops;
+		if (!ops) {
+			with_gcbase = 1;
+			continue;
+		}
+		if (inproc_init(&d[k], ops, &cfg, err, sizeof err)) {
+			fprintf(stderr, "heapindex: scale: index %s: %s\n", ops->name, err);
 			exit(2);
 		}
-		if (chosen[k]->links_bytes > links)
-			links = chosen[k]->links_bytes;
+		if (ops->links_bytes > links)
+			links = ops->links_bytes;
 	}
+	if (with_gcbase)
+		gcbase_start();
 
 	/* One heap for all indexes: room below each chunk for the largest links. */
 	struct heap h = { .pad = CHUNK_HEADER_BYTES + ((links + 15) & ~(size_t)15), .rng = o.seed };
 	h.chunk = cli_xmalloc("scale", o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
 	h.size = cli_xmalloc("scale", o.max_chunks * sizeof *h.size, "the size table");
+	if (with_gcbase)
+		h.gc_object = cli_xmalloc("scale", o.max_chunks * sizeof *h.gc_object, "the GC objects");
 	uint32_t *subset = cli_xmalloc("scale", o.max_chunks * sizeof *subset, "the churn subset");
 	struct buffers *b = cli_xmalloc("scale", sizeof *b, "lookup buffers");
-	struct row rows[64];
-	struct row *all = cli_xmalloc("scale", nidx * o.rounds * sizeof *all, "results");
+	struct row rows[MAX_SUBJECTS];
+	struct row *all = cli_xmalloc("scale", nsub * o.rounds * sizeof *all, "results");
 	double *chases = cli_xmalloc("scale", (o.rounds + 1) * sizeof *chases, "chases");
 	uint64_t rng = o.seed ^ UINT64_C(0x5ca1e);
 	uint64_t steps[16] = { 0 };
@@ -526,29 +679,33 @@ int cmd_scale(int argc, char **argv)
 			subset[i] = subset[j];
 			subset[j] = x;
 		}
-		chases[0] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+		chases[0] = time_chase(chase_bytes(h.bytes), o.lookups, o.budget_s, &rng, b->rate);
 		for (unsigned round = 0; round < o.rounds; round++) {
-			for (size_t slot = 0; slot < nidx; slot++) {
+			for (size_t slot = 0; slot < nsub; slot++) {
 				/* Alternate the order from round to round and step to step. */
-				size_t k = (step + round) % 2 ? nidx - 1 - slot : slot;
-				const struct index_ops *ops = chosen[k];
+				size_t k = (step + round) % 2 ? nsub - 1 - slot : slot;
 				struct row *r = &all[k * o.rounds + round];
-				measure(&h, ops, &o, n, subset, m, b, r);
-				fprintf(stderr, "scale: %" PRIu64 " chunks: %-10s hit %.1f ns, miss %.1f ns, insert %.1f ns, remove %.1f ns\n",
-				        n, ops->name, r->hit_ns, r->miss_ns, r->insert_ns, r->remove_ns);
+				measure(&h, &chosen[k], &o, n, subset, m, b, r);
+				if (chosen[k].ops)
+					fprintf(stderr, "scale: %" PRIu64 " chunks: %-10s hit %.1f ns, miss %.1f ns, insert %.1f ns, remove %.1f ns\n",
+					        n, chosen[k].name, r->hit_ns, r->miss_ns, r->insert_ns, r->remove_ns);
+				else
+					fprintf(stderr, "scale: %" PRIu64 " chunks: %-10s hit %.1f ns (base only)\n",
+					        n, chosen[k].name, r->hit_ns);
 			}
-			chases[round + 1] = time_chase(h.bytes, o.lookups, o.budget_s, &rng, b->rate);
+			chases[round + 1] = time_chase(chase_bytes(h.bytes), o.lookups, o.budget_s, &rng, b->rate);
 		}
 		double chase_ns = cli_median(chases, o.rounds + 1);
-		for (size_t k = 0; k < nidx; k++)
+		for (size_t k = 0; k < nsub; k++)
 			median_row(&all[k * o.rounds], o.rounds, &rows[k], b->rate);
-		print_step(csv, &h, chosen, nidx, rows, chase_ns);
+		print_step(csv, &h, chosen, nsub, rows, chase_ns);
 	}
 	if (csv && fclose(csv))
 		cli_usage_error("scale: cannot write %s: %s", o.out, strerror(errno));
 	heap_free(&h);
 	free(h.chunk);
 	free(h.size);
+	free(h.gc_object); /* the GC heap itself goes with the process */
 	free(subset);
 	free(b);
 	free(all);

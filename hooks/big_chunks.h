@@ -1,13 +1,22 @@
-/* big_chunks.h - the few chunks too big for an index's own structure, in an
- * array sorted by user pointer.
+/* big_chunks.h - chunks too big for an index's own structure, in a B+tree
+ * keyed by user pointer.
  *
  * The memtable and the bitmap index both bound their backward scan by the
  * largest "small" chunk, so chunks above a threshold (128 KiB, glibc's mmap
- * threshold, or a few hundred bins) are kept here instead.  There are few of
- * them (each is large), so binary search and an O(n) memmove on insert cost
- * less than any tree.  Memory comes from index_map_pages, never malloc.
+ * threshold, or a few hundred bins) are kept here instead, and so is every
+ * chunk an index cannot cover: above the memtable's HEAPINDEX_ADDR_BITS (at
+ * 32 bits, every chunk of a PIE heap), or whose table page could not be
+ * mapped.  So "few" cannot be assumed: insert, remove and lookup are
+ * O(log n) (a sorted array's O(n) memmove made 3*10^5 malloc+free take 5 s).
  *
- * Invariant: at[0 .. count) are live chunks in increasing user-pointer order.
+ * Memory comes from index_map_pages (mmap), never malloc: this runs inside
+ * malloc.  Each big_chunks has its own lock, so it is safe to call from
+ * several threads at once whatever lock its caller holds (or none); the
+ * hooks' fork handlers call big_chunks_fork_* so that a child never inherits
+ * one held.  Lock order: a caller's own lock, then this one, never the
+ * reverse (nothing here calls out).
+ *
+ * A zero-filled struct big_chunks is an empty, usable one (static storage).
  */
 #ifndef HEAPINDEX_BIG_CHUNKS_H
 #define HEAPINDEX_BIG_CHUNKS_H
@@ -17,21 +26,55 @@
 
 #include "chunk.h"
 #include "json.h"
+#include "lock.h"
+
+struct big_node;
 
 struct big_chunks {
-	struct chunk **at;
-	size_t count, capacity, peak;
+	spinlock_t lock;
+	int registered;              /* on the fork handlers' list (big_chunks.c) */
+	struct big_chunks *next_registered;
+	struct big_node *root;       /* NULL when empty */
+	unsigned height;             /* levels: 0 empty, 1 the root is a leaf */
+	struct big_node *free_nodes; /* nodes mapped and not in the tree */
+	unsigned free_count;
+	size_t count;                /* live chunks; may be read without the lock
+	                              * as a hint ("anything here at all?") */
+	size_t peak;
+	size_t mapped_bytes;
 	uint64_t lookups, grow_failures;
 };
 
-/* 0, or -1 if the array could not grow: the chunk is then not indexed (a
- * later remove of it is a no-op), never a corrupt array. */
+/* 0, or -1 if no memory could be mapped for a node: the chunk is then not
+ * indexed (a later remove of it is a no-op), never a corrupt tree. */
 int big_chunks_insert(struct big_chunks *b, struct chunk *c);
+/* A no-op if c is not in b. */
 void big_chunks_remove(struct big_chunks *b, struct chunk *c);
-/* The chunk containing addr, or NULL. */
+/* The chunk containing addr, or NULL.  Takes b's lock. */
 struct chunk *big_chunks_lookup(struct big_chunks *b, uintptr_t addr);
+
+/* For a caller that must never wait (a signal handler that may have
+ * interrupted this very thread inside insert or remove, which holds the
+ * lock): BIG_CHUNKS_BUSY if the lock is held, else 0 with the chunk
+ * containing addr, or NULL, in *out. */
+#define BIG_CHUNKS_BUSY (-1)
+int big_chunks_try_lookup(struct big_chunks *b, uintptr_t addr, struct chunk **out);
+
+/* Bytes mapped for nodes. */
 size_t big_chunks_bytes(const struct big_chunks *b);
-/* big_live, big_peak, big_array_bytes, big_lookups, big_grow_failures. */
-void big_chunks_write_stats(const struct big_chunks *b, struct json_out *out);
+/* big_live, big_peak, big_tree_bytes, big_tree_height, big_lookups,
+ * big_grow_failures.  Takes b's lock. */
+void big_chunks_write_stats(struct big_chunks *b, struct json_out *out);
+
+/* For tests: 0 if every invariant of the tree holds (big_chunks.c), else -1. */
+int big_chunks_check(struct big_chunks *b);
+
+/* fork: prepare takes the lock of every big_chunks ever used, the other two
+ * release them (in the parent, and in the child, whose only thread is the
+ * one that took them).  Call prepare after any lock that is held around
+ * calls into big_chunks. */
+void big_chunks_fork_prepare(void);
+void big_chunks_fork_parent(void);
+void big_chunks_fork_child(void);
 
 #endif /* HEAPINDEX_BIG_CHUNKS_H */

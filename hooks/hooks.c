@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "big_chunks.h"
 #include "heapindex.h"
 #include "index.h"
 #include "sites.h"
@@ -64,20 +65,32 @@ static int is_boot(const void *p)
 	       (const unsigned char *)p < boot_arena + BOOT_ARENA_BYTES;
 }
 
-/* Each boot chunk is preceded by 16 bytes holding its size. */
-static void *boot_alloc(size_t size)
+/* Each boot chunk is preceded by 16 bytes holding its size; its start is
+ * aligned to align (a power of two, at least 16: memalign and friends may
+ * be called while bootstrapping too). */
+static void *boot_alloc_aligned(size_t align, size_t size)
 {
-	size_t need = ((size + 15) & ~(size_t)15) + 16;
-	if (size > BOOT_ARENA_BYTES)
+	if (size > BOOT_ARENA_BYTES || align > BOOT_ARENA_BYTES)
 		goto exhausted;
-	size_t at = __atomic_fetch_add(&boot_used, need, __ATOMIC_RELAXED);
-	if (at + need > BOOT_ARENA_BYTES)
-		goto exhausted;
-	memcpy(boot_arena + at, &size, sizeof size);
-	return boot_arena + at + 16;
+	size_t at = __atomic_load_n(&boot_used, __ATOMIC_RELAXED), end;
+	do {
+		uintptr_t user = ((uintptr_t)boot_arena + at + 16 + align - 1) & ~(uintptr_t)(align - 1);
+		end = user - (uintptr_t)boot_arena + ((size + 15) & ~(size_t)15);
+		if (end > BOOT_ARENA_BYTES)
+			goto exhausted;
+	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, 1, __ATOMIC_RELAXED,
+	                                      __ATOMIC_RELAXED));
+	unsigned char *user = boot_arena + end - ((size + 15) & ~(size_t)15);
+	memcpy(user - 16, &size, sizeof size);
+	return user;
 exhausted:
 	errno = ENOMEM;
 	return NULL;
+}
+
+static void *boot_alloc(size_t size)
+{
+	return boot_alloc_aligned(16, size);
 }
 
 static size_t boot_size(const void *p)
@@ -133,9 +146,29 @@ double monotonic_seconds(void)
 }
 
 /* fork: the child gets one thread, so a lock held by another thread of the
- * parent would stay held forever; take it around fork instead. */
-static void before_fork(void) { spin_lock(&hooks_lock); }
-static void after_fork(void) { spin_unlock(&hooks_lock); }
+ * parent would stay held forever; take every lock around fork instead, in
+ * the order they nest: the sites' (held around code that allocates), ours,
+ * the big-chunk trees' (taken by the index under ours). */
+static void before_fork(void)
+{
+	sites_fork_prepare();
+	spin_lock(&hooks_lock);
+	big_chunks_fork_prepare();
+}
+
+static void after_fork_parent(void)
+{
+	big_chunks_fork_parent();
+	spin_unlock(&hooks_lock);
+	sites_fork_parent();
+}
+
+static void after_fork_child(void)
+{
+	big_chunks_fork_child();
+	spin_unlock(&hooks_lock);
+	sites_fork_child();
+}
 
 static void allocator_name(void)
 {
@@ -173,7 +206,7 @@ static void initialise(void)
 		verify_start(hooks_config.verify_every);
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 	/* Armed last, so the hooks' own setup never sees an injected failure. */
 	__atomic_store_n(&fail_every, hooks_config.fail_every, __ATOMIC_RELEASE);
 }
@@ -233,10 +266,15 @@ static inline void account_remove(size_t size, size_t pad)
  * live heap (the index, the census of sites, the counters, verify's shadow). */
 static inline void track_insert(struct chunk *c, size_t size, size_t pad)
 {
+	/* An index may map memory for its table and, refused, fall back (a
+	 * two-level leaf, a bitmap region) or ignore a failed madvise: the
+	 * allocation succeeds all the same, so errno must not change. */
+	int *err = &errno, saved = *err;
 	INDEX_FN(insert)(c);
 	sites_census_insert(c);
 	account_insert(size, pad);
 	verify_note_insert(c);
+	*err = saved;
 }
 
 static inline void track_remove(struct chunk *c, size_t size, size_t pad)
@@ -264,7 +302,7 @@ static void *fail(enum hook_entry entry)
 
 /* --- the common paths ---------------------------------------------------------- */
 
-/* real is a chunk of the next allocator, pad bytes of it before the user data. */
+/* real_chunk is a chunk of the next allocator, pad bytes of it before the user data. */
 static void *index_new_chunk(void *real_chunk, size_t pad, size_t size,
                              uintptr_t site, enum hook_entry entry)
 {
@@ -323,6 +361,20 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 {
 	struct chunk *c = chunk_of_user(p);
 	size_t pad = chunk_pad(c), old_size = chunk_size(c);
+	if (unlikely(pad != hooks_header_bytes)) {
+		/* Over-aligned: realloc owes it no alignment, so it becomes a
+		 * plain chunk rather than carry its pad (as large as the
+		 * alignment: 2 MiB for 2 MiB) and copy it on every realloc. */
+		void *n = alloc_plain(size, site, entry);
+		if (n) {
+			memcpy(n, p, old_size < size ? old_size : size);
+			spin_lock(&hooks_lock);
+			track_remove(c, old_size, pad);
+			spin_unlock(&hooks_lock);
+			real.free((unsigned char *)p - pad);
+		}
+		return n;
+	}
 	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure())
 		return fail(entry);
 	spin_lock(&hooks_lock);
@@ -336,8 +388,6 @@ static void *realloc_chunk(void *p, size_t size, uintptr_t site, enum hook_entry
 		spin_unlock(&hooks_lock);
 		return fail(entry);
 	}
-	/* Realloc keeps the pad: an over-aligned chunk keeps its slack, though
-	 * (as with glibc) not necessarily its alignment. */
 	return index_new_chunk(r, pad, size, site, entry);
 }
 
@@ -385,7 +435,7 @@ static void *memalign_any(size_t align, size_t size, uintptr_t site, enum hook_e
 		return NULL;
 	}
 	if (unlikely(!ready()))
-		return a <= CHUNK_ALIGN ? boot_alloc(size) : NULL;
+		return boot_alloc_aligned(a, size);
 	return alloc_aligned(a, size, site, entry);
 }
 
@@ -406,15 +456,20 @@ HOOK_EXPORT void *malloc(size_t size)
 	return alloc_plain(size, CALLER_SITE(), ENTRY_malloc);
 }
 
-HOOK_EXPORT void free(void *p)
+static inline void free_any(void *p, enum hook_entry entry)
 {
 	if (!p) {
-		count_call(ENTRY_free);
+		count_call(entry);
 		return;
 	}
 	if (unlikely(is_boot(p)))
 		return;
-	free_chunk(p, ENTRY_free);
+	free_chunk(p, entry);
+}
+
+HOOK_EXPORT void free(void *p)
+{
+	free_any(p, ENTRY_free);
 }
 
 HOOK_EXPORT void *calloc(size_t n, size_t size)
@@ -505,6 +560,25 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 		return boot_size(p);
 	size_t pad = chunk_pad(chunk_of_user(p));
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
+}
+
+/* --- for the C++ operators (cxx.c) ------------------------------------------------- */
+
+void *hooks_alloc(size_t size, uintptr_t site, enum hook_entry entry)
+{
+	if (unlikely(!ready()))
+		return boot_alloc(size);
+	return alloc_plain(size, site, entry);
+}
+
+void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
+{
+	return memalign_any(align, size, site, entry);
+}
+
+void hooks_free(void *p, enum hook_entry entry)
+{
+	free_any(p, entry);
 }
 
 /* --- the query API ----------------------------------------------------------------- */

@@ -1,8 +1,13 @@
-/* hooks.h - what the interposer (hooks.c) shares with its exit statistics
- * (process_stats.c). Internal to the hook libraries. */
+/* hooks.h - what the interposer (hooks.c) shares with the code linked into
+ * the hook libraries beside it: the exit statistics (process_stats.c), the
+ * C++ operators (cxx.c), the shadow-record check (verify.c), the site
+ * census (sites/census.c) and the trace recorder
+ * (workloads/trace/record_index.c). Internal to the hook
+ * libraries. */
 #ifndef HEAPINDEX_HOOKS_H
 #define HEAPINDEX_HOOKS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -43,6 +48,14 @@ extern const char *hooks_allocator;    /* file name of the library behind us */
 extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
 
 double monotonic_seconds(void);
+
+/* The C entry points' own paths, for the C++ operators (cxx.c), which
+ * capture the site themselves: malloc's, memalign's (align rounded up to a
+ * power of two, at least 16) and free's, each counted as a call of entry.
+ * On failure NULL with errno ENOMEM (EINVAL: an impossible alignment). */
+void *hooks_alloc(size_t size, uintptr_t site, enum hook_entry entry);
+void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry);
+void hooks_free(void *p, enum hook_entry entry);
 
 /* Append this process's statistics as one JSON line to hooks_config.stats_path. */
 void process_stats_write(void);

@@ -21,6 +21,7 @@
 typedef pthread_mutex_t spinlock_t; /* zero bytes are PTHREAD_MUTEX_INITIALIZER in glibc */
 
 static inline void spin_lock(spinlock_t *l) { pthread_mutex_lock(l); }
+static inline int spin_trylock(spinlock_t *l) { return pthread_mutex_trylock(l) == 0; }
 static inline void spin_unlock(spinlock_t *l) { pthread_mutex_unlock(l); }
 
 #else
@@ -47,6 +48,13 @@ static inline void spin_lock(spinlock_t *l)
 				sched_yield();
 		}
 	}
+}
+
+/* 1 if the lock was free and is now ours, 0 if it is held (by anyone,
+ * this thread included: never waits). */
+static inline int spin_trylock(spinlock_t *l)
+{
+	return !__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE);
 }
 
 static inline void spin_unlock(spinlock_t *l)

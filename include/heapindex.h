@@ -22,8 +22,9 @@ extern "C" {
  * filling whichever of base, size and site are non-NULL; 0 otherwise.
  * site is the allocation site: by default the return address of the call
  * that allocated the chunk; with HEAPINDEX_SITE=unwind:N it is a key for an
- * interned stack instead (bit 47 set: not a code address, see
- * sites/sites.h), which heapindex_describe resolves.  Never crashes,
+ * interned stack instead (the address of a record in memory heapindex
+ * reserved for them: never a code address, see sites/sites.h), which
+ * heapindex_describe resolves.  Never crashes,
  * whatever addr is (NULL, freed, unmapped, stack, kernel-half). A zero-byte chunk contains no address. */
 int heapindex_lookup(const void *addr, void **base, size_t *size,
                      const void **site);

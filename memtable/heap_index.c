@@ -17,8 +17,8 @@
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
  *  - big chunks (and chunks above the covered address range, or whose
- *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in a
- *    sorted array instead, found by binary search.
+ *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in
+ *    big_chunks' B+tree instead (hooks/big_chunks.h).
  */
 #include "big_chunks.h"
 #include "index.h"
@@ -134,8 +134,9 @@ void memtable_index_remove(struct chunk *c)
 		struct chunk *p = chunk_at(base, prev);
 		set_slots(p, next, prev_slot(p));
 	} else {
-		/* The chunk is listed here, so the entry's leaf exists. */
-		*(unsigned char *)memtable_entry_for_write(&table, bin) = (unsigned char)next;
+		/* The chunk is listed here: the entry's page was written (and its
+		 * leaf exists), so no summary needs updating. */
+		*memtable_entry_address(&table, bin) = (unsigned char)next;
 	}
 	if (next != SLOT_NONE) {
 		struct chunk *n = chunk_at(base, next);
@@ -143,13 +144,14 @@ void memtable_index_remove(struct chunk *c)
 	}
 }
 
-/* The chunk of bin's list with the highest user pointer <= addr, or NULL. */
-static struct chunk *bin_predecessor(size_t bin, uintptr_t addr)
+/* The chunk of the list starting at slot head of bin with the highest user
+ * pointer <= addr, or NULL. */
+static struct chunk *bin_predecessor(size_t bin, unsigned head, uintptr_t addr)
 {
 	uintptr_t base = memtable_bin_base(&table, bin);
 	struct chunk *best = NULL;
 	uint64_t steps = 0;
-	for (unsigned s = *(const unsigned char *)memtable_entry(&table, bin); s != SLOT_NONE;) {
+	for (unsigned s = head; s != SLOT_NONE;) {
 		struct chunk *c = chunk_at(base, s);
 		uintptr_t user = chunk_user(c);
 		if (user <= addr && (!best || user > chunk_user(best)))
@@ -163,23 +165,56 @@ static struct chunk *bin_predecessor(size_t bin, uintptr_t addr)
 	return best;
 }
 
+static void note_scan(uint64_t scanned)
+{
+	stat.bins_scanned += scanned;
+	if (scanned > stat.longest_backward_scan)
+		stat.longest_backward_scan = scanned;
+}
+
+/* The nearest listed bin in [lowest, bin) -- in bin's own table page first,
+ * which the caller has found written (entries: that page), then below it,
+ * where memtable.c skips pages never written -- or SIZE_MAX. */
+static size_t nonempty_bin_below(size_t bin, size_t lowest, const unsigned char *entries,
+                                 size_t first)
+{
+	size_t found = SIZE_MAX;
+	if (entries) {
+		size_t lo = first > lowest ? first : lowest;
+		size_t in_page = memtable_last_nonzero_in(entries, lo - first, bin - first);
+		if (in_page != SIZE_MAX || lo == lowest) {
+			found = in_page == SIZE_MAX ? SIZE_MAX : first + in_page;
+			note_scan(bin - (found == SIZE_MAX ? lowest : found));
+			return found;
+		}
+	}
+	if (first > lowest) /* bins first .. bin - 1 are empty, or unwritten */
+		found = memtable_last_nonzero_byte(&table, first, lowest);
+	note_scan(bin - (found == SIZE_MAX ? lowest : found));
+	return found;
+}
+
 /* addr may lie above the covered range while a small chunk starting just
- * below the limit reaches it: the walk then starts at the last bin. */
+ * below the limit reaches it: the walk then starts at the last bin.  The
+ * summary of written table pages is tested once, for addr's own page; a
+ * chunk covering addr is usually listed in addr's bin or a few below it,
+ * in the same page. */
 static struct chunk *small_lookup(uintptr_t addr)
 {
 	size_t bin = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
-	struct chunk *c = bin_predecessor(bin, addr);
+	size_t page = memtable_page_of_bin(&table, bin);
+	size_t first = memtable_first_bin_of_page(&table, page);
+	const unsigned char *entries = memtable_page_entries(&table, page);
+	struct chunk *c = NULL;
+	if (entries && entries[bin - first] != SLOT_NONE)
+		c = bin_predecessor(bin, entries[bin - first], addr);
 	if (!c && max_small_size) {
 		/* A small chunk covering addr starts above addr - max_small_size. */
 		uintptr_t reach = addr > max_small_size ? addr - max_small_size : 0;
 		size_t lowest = memtable_bin(&table, reach);
-		size_t found = memtable_last_nonzero_byte(&table, bin, lowest);
-		uint64_t scanned = bin - (found == SIZE_MAX ? lowest : found);
-		stat.bins_scanned += scanned;
-		if (scanned > stat.longest_backward_scan)
-			stat.longest_backward_scan = scanned;
+		size_t found = nonempty_bin_below(bin, lowest, entries, first);
 		if (found != SIZE_MAX)
-			c = bin_predecessor(found, addr);
+			c = bin_predecessor(found, *memtable_entry_address(&table, found), addr);
 	}
 	return c && chunk_contains(c, addr) ? c : NULL;
 }

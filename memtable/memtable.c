@@ -1,9 +1,8 @@
-/* memtable.c - reserving the table and measuring what it costs. */
+/* memtable.c - reserving the table, the written-pages summary, and
+ * measuring what it all costs. */
 #include "memtable.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -42,32 +41,89 @@ static size_t leaf_bytes(const struct memtable *t)
 	return ((size_t)1 << t->leaf_bits) * t->entry_size;
 }
 
+/* --- the written-pages summary ------------------------------------------------ */
+
+/* Bytes of a bitmap with one bit per page of a region of `bytes`, whole pages. */
+static size_t summary_bytes(size_t bytes)
+{
+	size_t bits = (bytes + MEMTABLE_PAGE_BYTES - 1) >> MEMTABLE_PAGE_SHIFT;
+	return ((bits + 7) / 8 + MEMTABLE_PAGE_BYTES - 1) & ~(MEMTABLE_PAGE_BYTES - 1);
+}
+
+static int written_init(struct memtable *t, size_t table_bytes)
+{
+	struct memtable_written *w = &t->written;
+	w->bytes[0] = summary_bytes(table_bytes);
+	w->bytes[1] = summary_bytes(w->bytes[0]);
+	if ((w->bytes[1] >> MEMTABLE_PAGE_SHIFT) > MEMTABLE_TOP_WORDS * 64u)
+		return EINVAL;
+	w->pages[0] = reserve(w->bytes[0]);
+	w->pages[1] = w->pages[0] ? reserve(w->bytes[1]) : NULL;
+	if (!w->pages[1]) {
+		int e = errno ? errno : ENOMEM;
+		if (w->pages[0])
+			munmap(w->pages[0], w->bytes[0]);
+		return e;
+	}
+	return 0;
+}
+
+/* Sets bit i; 1 if this call set it. */
+static int set_bit(uint64_t *bits, size_t i)
+{
+	uint64_t mask = UINT64_C(1) << (i & 63);
+	if (__atomic_load_n(&bits[i >> 6], __ATOMIC_RELAXED) & mask)
+		return 0;
+	return !(__atomic_fetch_or(&bits[i >> 6], mask, __ATOMIC_RELEASE) & mask);
+}
+
+void memtable_note_written_slow(struct memtable *t, size_t page)
+{
+	struct memtable_written *w = &t->written;
+	size_t in_pages0 = page >> MEMTABLE_BITS_SHIFT, in_pages1 = in_pages0 >> MEMTABLE_BITS_SHIFT;
+	/* Top down: whoever sees a bit set may read the page it guards. */
+	if (set_bit(w->top, in_pages1))
+		__atomic_fetch_add(&w->count[2], 1, __ATOMIC_RELAXED);
+	if (set_bit(w->pages[1], in_pages0))
+		__atomic_fetch_add(&w->count[1], 1, __ATOMIC_RELAXED);
+	if (set_bit(w->pages[0], page))
+		__atomic_fetch_add(&w->count[0], 1, __ATOMIC_RELAXED);
+}
+
+/* --- the table ------------------------------------------------------------------- */
+
 int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
                   size_t entry_size, enum memtable_layout layout)
 {
 	memset(t, 0, sizeof *t);
 	if (shift >= addr_bits || addr_bits > 63 || entry_size == 0 ||
-	    entry_size > sizeof memtable_zero_entry)
+	    entry_size > sizeof memtable_zero_entry || (entry_size & (entry_size - 1)))
 		return EINVAL;
 	t->entry_size = entry_size;
+	t->entry_shift = (unsigned)__builtin_ctzl(entry_size);
 	t->addr_bits = addr_bits;
 	t->shift = shift;
 	t->limit = (uintptr_t)1 << addr_bits;
+	size_t table_bytes = memtable_reserved_bytes(addr_bits, shift, entry_size);
 	if (layout != MEMTABLE_TWO_LEVEL) {
-		size_t bytes = memtable_reserved_bytes(addr_bits, shift, entry_size);
-		t->entries = reserve(bytes);
-		if (t->entries) {
-			t->reserved_bytes = bytes;
-			return 0;
-		}
-		if (layout == MEMTABLE_FLAT)
+		t->entries = reserve(table_bytes);
+		if (t->entries)
+			t->reserved_bytes = table_bytes;
+		else if (layout == MEMTABLE_FLAT)
 			return errno ? errno : ENOMEM;
 	}
-	t->leaf_bits = leaf_bits_for(addr_bits - shift);
-	t->leaves = reserve(directory_bytes(t));
-	if (!t->leaves)
-		return errno ? errno : ENOMEM;
-	t->reserved_bytes = directory_bytes(t);
+	if (!t->entries) {
+		t->leaf_bits = leaf_bits_for(addr_bits - shift);
+		t->leaves = reserve(directory_bytes(t));
+		if (!t->leaves)
+			return errno ? errno : ENOMEM;
+		t->reserved_bytes = directory_bytes(t);
+	}
+	int e = written_init(t, table_bytes);
+	if (e) {
+		memtable_destroy(t);
+		return e;
+	}
 	return 0;
 }
 
@@ -76,16 +132,17 @@ void *memtable_entry_slow_write(struct memtable *t, size_t bin)
 	unsigned char *leaf = reserve(leaf_bytes(t));
 	if (!leaf)
 		return NULL;
-	t->leaves[bin >> t->leaf_bits] = leaf;
+	__atomic_store_n(&t->leaves[bin >> t->leaf_bits], leaf, __ATOMIC_RELEASE);
 	t->leaves_mapped++;
 	t->reserved_bytes += leaf_bytes(t);
-	return leaf + (bin & (((size_t)1 << t->leaf_bits) - 1)) * t->entry_size;
+	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
 }
 
 void memtable_destroy(struct memtable *t)
 {
+	size_t table_bytes = memtable_reserved_bytes(t->addr_bits, t->shift, t->entry_size);
 	if (t->entries)
-		munmap(t->entries, t->reserved_bytes);
+		munmap(t->entries, table_bytes);
 	if (t->leaves) {
 		size_t n = directory_bytes(t) / sizeof *t->leaves;
 		for (size_t i = 0; i < n && t->leaves_mapped; i++)
@@ -95,52 +152,53 @@ void memtable_destroy(struct memtable *t)
 			}
 		munmap(t->leaves, directory_bytes(t));
 	}
+	for (int level = 0; level < 2; level++)
+		if (t->written.pages[level])
+			munmap(t->written.pages[level], t->written.bytes[level]);
 	memset(t, 0, sizeof *t);
 }
 
-/* Highest non-zero byte of e[lo, hi), as an index into e, or SIZE_MAX. */
-static size_t last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
+/* How many table pages (a power of two) one unwritten summary bit lets the
+ * scan skip: 1 if the page itself is written, else the span of the highest
+ * level whose bit is clear. */
+static size_t unwritten_span(const struct memtable *t, size_t page)
 {
-	size_t i = hi;
-	while (i > lo && (i & 7)) {
-		if (e[--i])
-			return i;
-	}
-	while (i >= lo + 8) {
-		uint64_t word;
-		memcpy(&word, e + i - 8, 8);
-		if (word) /* little-endian: the highest non-zero byte is the last entry */
-			return i - 8 + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i -= 8;
-	}
-	while (i > lo) {
-		if (e[--i])
-			return i;
-	}
-	return SIZE_MAX;
+	const struct memtable_written *w = &t->written;
+	size_t in_pages0 = page >> MEMTABLE_BITS_SHIFT, in_pages1 = in_pages0 >> MEMTABLE_BITS_SHIFT;
+	if (!memtable_bit_is_set(w->top, in_pages1))
+		return (size_t)1 << (2 * MEMTABLE_BITS_SHIFT);
+	if (!memtable_bit_is_set(w->pages[1], in_pages0))
+		return (size_t)1 << MEMTABLE_BITS_SHIFT;
+	return !memtable_bit_is_set(w->pages[0], page);
 }
 
 size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
 {
-	if (t->entries)
-		return last_nonzero_in(t->entries, lowest, from);
-	/* Leaf by leaf, from the one holding from - 1 down; absent ones are zero. */
-	size_t per_leaf = (size_t)1 << t->leaf_bits;
+	/* One table page at a time, from the one holding from - 1 down; pages
+	 * (and whole summary pages) never written are skipped unread.  Entries
+	 * are bytes here, so a page holds MEMTABLE_PAGE_BYTES of them. */
 	while (from > lowest) {
-		size_t leaf_start = (from - 1) & ~(per_leaf - 1);
-		size_t lo = leaf_start > lowest ? leaf_start : lowest;
-		const unsigned char *leaf = t->leaves[leaf_start >> t->leaf_bits];
-		if (leaf) {
-			size_t found = last_nonzero_in(leaf, lo - leaf_start, from - leaf_start);
+		size_t page = (from - 1) >> MEMTABLE_PAGE_SHIFT;
+		size_t skip = unwritten_span(t, page);
+		if (skip) {
+			size_t start = (page & ~(skip - 1)) << MEMTABLE_PAGE_SHIFT;
+			from = start > lowest ? start : lowest;
+			continue;
+		}
+		size_t page_start = page << MEMTABLE_PAGE_SHIFT, lo = page_start > lowest ? page_start : lowest;
+		const unsigned char *e = memtable_entry_address(t, page_start);
+		if (e) {
+			size_t found = memtable_last_nonzero_in(e, lo - page_start, from - page_start);
 			if (found != SIZE_MAX)
-				return leaf_start + found;
+				return page_start + found;
 		}
 		from = lo;
 	}
 	return SIZE_MAX;
 }
 
-/* Resident bytes of [p, p + bytes), by mincore in bounded steps. */
+/* Resident bytes of [p, p + bytes), by mincore in bounded steps (mincore
+ * reads page tables, never the pages). */
 static size_t resident_of(const void *p, size_t bytes)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), total = 0;
@@ -155,51 +213,14 @@ static size_t resident_of(const void *p, size_t bytes)
 	return total;
 }
 
-static size_t two_level_resident_bytes(const struct memtable *t)
-{
-	size_t total = resident_of(t->leaves, directory_bytes(t));
-	size_t n = directory_bytes(t) / sizeof *t->leaves, seen = 0;
-	for (size_t i = 0; i < n && seen < t->leaves_mapped; i++)
-		if (t->leaves[i]) {
-			total += resident_of(t->leaves[i], leaf_bytes(t));
-			seen++;
-		}
-	return total;
-}
-
-/* Scan smaps for the mapping that starts at the table and read its Rss line.
- * smaps is streamed through a small buffer: it can be long, and this runs in
- * exiting programs where malloc is off limits. */
 size_t memtable_resident_bytes(const struct memtable *t)
 {
-	if (!t->entries)
-		return two_level_resident_bytes(t);
-	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	char buf[4096], line[256];
-	size_t line_len = 0, result = 0;
-	int in_table = 0, done = 0;
-	ssize_t n;
-	while (!done && (n = read(fd, buf, sizeof buf)) > 0) {
-		for (ssize_t i = 0; i < n && !done; i++) {
-			if (buf[i] != '\n') {
-				if (line_len < sizeof line - 1)
-					line[line_len++] = buf[i];
-				continue;
-			}
-			line[line_len] = '\0';
-			line_len = 0;
-			char *end;
-			unsigned long start = strtoul(line, &end, 16);
-			if (*end == '-') /* a mapping's first line: "start-end perms ..." */
-				in_table = start == (unsigned long)t->entries;
-			else if (in_table && strncmp(line, "Rss:", 4) == 0) {
-				result = strtoul(line + 4, NULL, 10) * 1024;
-				done = 1;
-			}
-		}
-	}
-	close(fd);
-	return result;
+	const struct memtable_written *w = &t->written;
+	size_t pages = __atomic_load_n(&w->count[0], __ATOMIC_RELAXED) +
+	               __atomic_load_n(&w->count[1], __ATOMIC_RELAXED) +
+	               __atomic_load_n(&w->count[2], __ATOMIC_RELAXED);
+	size_t total = pages * MEMTABLE_PAGE_BYTES;
+	if (t->leaves) /* the directory: written only where a leaf was mapped */
+		total += resident_of(t->leaves, directory_bytes(t));
+	return total;
 }

@@ -3,20 +3,35 @@
  *
  * Flat layout (the memtable proper): the whole table is reserved up front as
  * one anonymous MAP_NORESERVE mapping and committed lazily by the kernel,
- * page by page, as entries are written: untouched entries read as zero, so a
- * table over a sparse address space costs memory only where that space is
- * used (S. Kell's memtable; the size rule for 1-byte entries is 2^(N - shift)
- * bytes, 2^41 for N=47, shift=6).  Finding an entry is one shift and one add.
+ * page by page, as entries are written, so a table over a sparse address
+ * space costs memory only where that space is used (S. Kell's memtable; the
+ * size rule for 1-byte entries is 2^(N - shift) bytes, 2^41 for N=47,
+ * shift=6).  Finding an entry is one shift and one add.
  *
  * Two-level layout, used when the flat reservation is refused (strict
  * overcommit ignores MAP_NORESERVE; valgrind refuses mappings over ~2^35
  * bytes; 57-bit spaces need more than a 47-bit user space holds): a directory
  * of leaves, each leaf a mapping of 2^leaf_bits entries made on the first
- * write into it, as in jemalloc's rtree or mimalloc's page map.  An absent
- * leaf reads as zeros.  Finding an entry costs one more dependent load.
+ * write into it, as in jemalloc's rtree or mimalloc's page map.  Finding an
+ * entry costs one more dependent load.
+ *
+ * Reads never commit memory.  The seed assumed that an untouched page of a
+ * lazily committed mapping reads as the kernel's shared zero page; kernels
+ * without one (e.g. booted with pvm_no_zero_page=1) commit a real page on the
+ * first *read*, so 100,000 lookups of wild addresses grew a process by
+ * 400 MB.  So the table keeps a summary of which of its pages were ever
+ * written ("written pages", below), and a read of an entry whose page was
+ * never written answers zero without touching it.  The summary is itself
+ * lazily committed, so it is guarded the same way, one level up: three bit
+ * tests, all of them in a few cache lines that every lookup of the same
+ * heap shares.  The pages are numbered as if the table were flat, so both
+ * layouts use the same summary.
  *
  * This header knows nothing about heaps: the heap index (heap_index.c) is
- * one user of it.  No locking: callers serialise writes.
+ * one user of it.  No locking: callers serialise writes to one entry.
+ * Summary bits are set with atomic ORs (writers of neighbouring entries may
+ * race), and a reader that sees a bit still clear reads the entry as zero:
+ * the write it missed had not happened yet, as far as it can tell.
  */
 #ifndef HEAPINDEX_MEMTABLE_H
 #define HEAPINDEX_MEMTABLE_H
@@ -26,14 +41,41 @@
 
 enum memtable_layout { MEMTABLE_AUTO, MEMTABLE_FLAT, MEMTABLE_TWO_LEVEL };
 
+/* Which pages were ever written, of the table and of the summary itself:
+ *   pages[0]: bit p set iff table page p was written (p counts pages as if
+ *             the table were flat: byte offset (bin << entry_shift) >> 12);
+ *   pages[1]: bit q set iff page q of pages[0] was written;
+ *   top:      bit r set iff page r of pages[1] was written.
+ * pages[0] and pages[1] are MAP_NORESERVE mappings; top lives here.
+ *
+ * A "page" here is 4 KiB whatever the machine's page size: a constant
+ * keeps the three tests to shifts and loads.  With larger pages (16 or
+ * 64 KiB on some AArch64 systems) writing one 4 KiB page commits its
+ * neighbours too, and reading those commits nothing more.  A page of bits
+ * covers 2^15 pages below it, so top needs 2^(N - shift - 36) bits for
+ * 1-byte entries: 1 for N=47, shift=6; 2^11 for the largest table (N=57,
+ * shift=4). */
+#define MEMTABLE_PAGE_SHIFT 12
+#define MEMTABLE_PAGE_BYTES ((size_t)1 << MEMTABLE_PAGE_SHIFT)
+#define MEMTABLE_BITS_SHIFT (MEMTABLE_PAGE_SHIFT + 3) /* bits in a page of bits */
+#define MEMTABLE_TOP_WORDS ((size_t)32)
+
+struct memtable_written {
+	uint64_t *pages[2];
+	uint64_t top[MEMTABLE_TOP_WORDS];
+	size_t bytes[2];         /* reserved for pages[0], pages[1] */
+	size_t count[3];         /* bits set: table pages, pages of pages[0], of pages[1] */
+};
+
 struct memtable {
-	unsigned char *entries;  /* flat: entry of bin b at entries + b * entry_size */
+	unsigned char *entries;  /* flat: entry of bin b at entries + (b << entry_shift) */
 	unsigned char **leaves;  /* two-level: leaf of bin b is leaves[b >> leaf_bits] */
-	size_t entry_size;
-	unsigned addr_bits, shift, leaf_bits;
+	size_t entry_size;       /* a power of two, 1 << entry_shift */
+	unsigned addr_bits, shift, leaf_bits, entry_shift;
 	uintptr_t limit;         /* 2^addr_bits: addresses at or above it have no entry */
 	size_t reserved_bytes;   /* what is reserved now: the flat table, or the directory */
 	size_t leaves_mapped;
+	struct memtable_written written;
 };
 
 /* Bytes a flat table would reserve (for reports, and the seed's size rule). */
@@ -43,8 +85,9 @@ static inline size_t memtable_reserved_bytes(unsigned addr_bits, unsigned shift,
 	return ((size_t)1 << (addr_bits - shift)) * entry_size;
 }
 
-/* Returns 0, or an errno value (ENOMEM: not even the two-level directory
- * could be mapped; EINVAL: impossible arguments).  MEMTABLE_AUTO tries flat,
+/* Returns 0, or an errno value (ENOMEM: not even the two-level directory,
+ * or the written-pages summary, could be mapped; EINVAL: impossible
+ * arguments).  MEMTABLE_AUTO tries flat,
  * then two-level. */
 int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
                   size_t entry_size, enum memtable_layout layout);
@@ -72,39 +115,122 @@ static inline uintptr_t memtable_bin_base(const struct memtable *t, size_t bin)
 
 extern const unsigned char memtable_zero_entry[16];
 
-/* The entry of a bin, for reading: all zero if never written.  Never NULL. */
-static inline const void *memtable_entry(const struct memtable *t, size_t bin)
+static inline int memtable_bit_is_set(const uint64_t *bits, size_t i)
+{
+	return (int)((__atomic_load_n(&bits[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1);
+}
+
+/* The page of the (flat-numbered) table holding bin's entry, and its first bin. */
+static inline size_t memtable_page_of_bin(const struct memtable *t, size_t bin)
+{
+	return (bin << t->entry_shift) >> MEMTABLE_PAGE_SHIFT;
+}
+
+static inline size_t memtable_first_bin_of_page(const struct memtable *t, size_t page)
+{
+	return (page << MEMTABLE_PAGE_SHIFT) >> t->entry_shift;
+}
+
+/* Was table page p ever written?  Reads only summary pages that were. */
+static inline int memtable_page_written(const struct memtable *t, size_t page)
+{
+	const struct memtable_written *w = &t->written;
+	size_t in_pages0 = page >> MEMTABLE_BITS_SHIFT, in_pages1 = in_pages0 >> MEMTABLE_BITS_SHIFT;
+	return memtable_bit_is_set(w->top, in_pages1) &&
+	       memtable_bit_is_set(w->pages[1], in_pages0) &&
+	       memtable_bit_is_set(w->pages[0], page);
+}
+
+/* Marks page written (and the summary pages its bit is on); idempotent. */
+void memtable_note_written_slow(struct memtable *t, size_t page);
+
+/* The slow path sets top, then pages[1], then pages[0]: a set bit in
+ * pages[0] means the bits above it are set too, so one test suffices. */
+static inline void memtable_note_written(struct memtable *t, size_t page)
+{
+	if (__builtin_expect(!memtable_bit_is_set(t->written.pages[0], page), 0))
+		memtable_note_written_slow(t, page);
+}
+
+/* Where bin's entry is stored, or NULL if its two-level leaf is absent.
+ * Only for reading a written page, or writing. */
+static inline unsigned char *memtable_entry_address(const struct memtable *t, size_t bin)
 {
 	if (__builtin_expect(t->entries != NULL, 1))
-		return t->entries + bin * t->entry_size;
-	const unsigned char *leaf = t->leaves[bin >> t->leaf_bits];
+		return t->entries + (bin << t->entry_shift);
+	unsigned char *leaf = __atomic_load_n(&t->leaves[bin >> t->leaf_bits], __ATOMIC_ACQUIRE);
 	if (!leaf)
+		return NULL;
+	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
+}
+
+/* The entries of table page p, for reading: NULL if the page was never
+ * written (they are all zero), else its first entry, the entry of bin
+ * memtable_first_bin_of_page(t, p).  A page lies within one leaf. */
+static inline const unsigned char *memtable_page_entries(const struct memtable *t, size_t page)
+{
+	if (!memtable_page_written(t, page))
+		return NULL;
+	return memtable_entry_address(t, memtable_first_bin_of_page(t, page));
+}
+
+/* The entry of a bin, for reading: all zero if never written.  Never NULL,
+ * and never touches a page of the table that was not written. */
+static inline const void *memtable_entry(const struct memtable *t, size_t bin)
+{
+	if (!memtable_page_written(t, memtable_page_of_bin(t, bin)))
 		return memtable_zero_entry;
-	return leaf + (bin & (((size_t)1 << t->leaf_bits) - 1)) * t->entry_size;
+	const unsigned char *e = memtable_entry_address(t, bin);
+	return e ? e : memtable_zero_entry;
 }
 
 /* Maps a two-level leaf on demand. */
 void *memtable_entry_slow_write(struct memtable *t, size_t bin);
 
 /* The entry of a bin, for writing; NULL only if a two-level leaf could not
- * be mapped. */
+ * be mapped.  Marks its page written first, so a reader that finds the mark
+ * reads a page that is (about to be) committed anyway. */
 static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 {
-	if (__builtin_expect(t->entries != NULL, 1))
-		return t->entries + bin * t->entry_size;
-	unsigned char *leaf = t->leaves[bin >> t->leaf_bits];
-	if (!leaf)
-		return memtable_entry_slow_write(t, bin);
-	return leaf + (bin & (((size_t)1 << t->leaf_bits) - 1)) * t->entry_size;
+	unsigned char *e = memtable_entry_address(t, bin);
+	if (__builtin_expect(!e, 0) && !(e = memtable_entry_slow_write(t, bin)))
+		return NULL;
+	memtable_note_written(t, memtable_page_of_bin(t, bin));
+	return e;
+}
+
+/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
+ * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
+ * word outside [lo, hi) are read but masked, so the caller must own the
+ * whole words (a written page of the table is made of whole words). */
+static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
+{
+	for (size_t i = hi; i > lo;) {
+		size_t w = (i - 1) & ~(size_t)7;
+		uint64_t word;
+		__builtin_memcpy(&word, e + w, 8);
+		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
+			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
+		if (lo > w)
+			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
+		if (word)
+			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
+		i = w;
+	}
+	return SIZE_MAX;
 }
 
 /* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
- * zero, or SIZE_MAX.  Reads eight entries per load; skips absent leaves. */
+ * zero, or SIZE_MAX.  Reads eight entries per load; skips pages never
+ * written (and absent leaves) without touching them, whole summary pages
+ * of them at a time. */
 size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest);
 
-/* Bytes of the table the kernel has committed (resident): of the flat
- * mapping, read from /proc/self/smaps; of the two-level directory and
- * leaves, counted.  0 if smaps cannot be read. Does not allocate. */
+/* Bytes the table has committed: the pages of entries, of the summary and
+ * of the two-level directory that were ever written.  Counted, not asked of
+ * the kernel: since no read touches an unwritten page, a page is resident
+ * iff it was written, with or without a shared zero page (and the table is
+ * never backed by huge pages).  Does not allocate. */
 size_t memtable_resident_bytes(const struct memtable *t);
 
 #endif /* HEAPINDEX_MEMTABLE_H */

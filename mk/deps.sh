@@ -2,14 +2,17 @@
 # Install the Debian packages heapindex needs, or say exactly how to.
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
-# The last line: the programs of the bench's real workloads (lua, gs and
-# gs-mt with the PDF they render, z3, redis) and the PDF gs renders at full
-# size, which comes with valgrind.
+# help2man writes the man pages `make install` installs; pkgconf is the
+# pkg-config the install test builds a program with. The last line of
+# PACKAGES: the programs of the bench's real workloads (lua, gs and gs-mt
+# with the PDF they render, z3, redis); the PDF gs renders at full size
+# comes with valgrind.
+INSTALL_PACKAGES="help2man pkgconf"
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-hyperfine python3-matplotlib valgrind \
+libgc-dev hyperfine python3-matplotlib valgrind g++ \
 lua5.4 ghostscript ghostscript-doc z3 redis-server redis-tools"
 missing=""
-for p in $PACKAGES; do
+for p in $PACKAGES $INSTALL_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 # npm fetches the pinned gcc input; any npm will do (Node.js may bring its own).

@@ -6,8 +6,11 @@
  *  - libunwind (and dladdr, for the skip list) may call malloc on first use:
  *    a thread-local flag sends such nested allocations to the cheap path
  *    (their return address), so capture never recurses;
- *  - the intern table has its own spinlock, never held while calling out,
- *    and taken around fork so a child never inherits it held.
+ *  - the intern table has its own spinlock, never held while calling out;
+ *  - a capture holds the gate, a reader-writer lock, as a reader: fork
+ *    takes it as the writer (fork.c), so no thread is inside libunwind
+ *    (whose caches have locks of their own) or the intern table when the
+ *    child is made, and the child finds them all free.
  */
 #define UNW_LOCAL_ONLY
 #include "sites.h"
@@ -23,6 +26,9 @@
 
 int sites_slow;
 static unsigned depth;             /* unwind:N, or 0 in ret mode */
+/* Writers first: a fork waiting for the gate must not starve behind a
+ * stream of captures. */
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 static const char *skip_list;      /* "xmalloc,xcalloc", or NULL */
 
 static __thread int capturing __attribute__((tls_model("initial-exec")));
@@ -81,32 +87,14 @@ static int skipped(uintptr_t pc)
 }
 
 /* --- interning ----------------------------------------------------------------
- * Records live forever in an arena of mmap'd blocks; a fixed table of chains
+ * Records live forever in stacks.c's reserved range; a fixed table of chains
  * finds equal stacks.  Invariant: a record is fully written before it is
  * published in its chain, and records never change, so keys stay valid for
  * the whole process and readers (census, describe) need no lock. */
 #define INTERN_BUCKETS 65536
-#define ARENA_BLOCK ((size_t)1 << 20)
 
 static spinlock_t intern_lock;
 static struct site_stack **buckets; /* INTERN_BUCKETS chains, from mmap */
-static unsigned char *arena, *arena_end;
-
-static void *arena_take(size_t bytes)
-{
-	bytes = (bytes + 15) & ~(size_t)15;
-	if ((size_t)(arena_end - arena) < bytes) {
-		void *block = mmap(NULL, ARENA_BLOCK, PROT_READ | PROT_WRITE,
-		                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (block == MAP_FAILED)
-			return NULL;
-		arena = block;
-		arena_end = arena + ARENA_BLOCK;
-	}
-	void *p = arena;
-	arena += bytes;
-	return p;
-}
 
 static uint32_t hash_frames(const uintptr_t *f, unsigned n)
 {
@@ -125,7 +113,7 @@ static uintptr_t intern(const uintptr_t *f, unsigned n)
 	for (s = buckets[h % INTERN_BUCKETS]; s; s = s->next)
 		if (s->hash == h && s->depth == n && !memcmp(s->frames, f, n * sizeof *f))
 			goto found;
-	s = arena_take(sizeof *s + n * sizeof *f);
+	s = sites_stacks_take(sizeof *s + n * sizeof *f);
 	if (s) {
 		s->hash = h;
 		s->depth = n;
@@ -135,12 +123,8 @@ static uintptr_t intern(const uintptr_t *f, unsigned n)
 	}
 found:
 	spin_unlock(&intern_lock);
-	/* Arena addresses are user-space addresses: below 2^47 (sites.h). */
-	return s && (uintptr_t)s < SITE_STACK_TAG ? (uintptr_t)s | SITE_STACK_TAG : 0;
+	return (uintptr_t)s; /* in the reserved range: a stack (sites.h) */
 }
-
-static void before_fork(void) { spin_lock(&intern_lock); }
-static void after_fork(void) { spin_unlock(&intern_lock); }
 
 void sites_init(const struct heapindex_config *cfg)
 {
@@ -149,21 +133,34 @@ void sites_init(const struct heapindex_config *cfg)
 	if (depth) {
 		void *b = mmap(NULL, INTERN_BUCKETS * sizeof *buckets, PROT_READ | PROT_WRITE,
 		               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (b == MAP_FAILED) /* keep going with return addresses */
+		if (b == MAP_FAILED || sites_stacks_reserve()) /* keep going with return addresses */
 			depth = 0;
 		else
 			buckets = b;
 	}
-	sites_slow = depth || skip_list;
+	if (depth || skip_list)
+		__atomic_fetch_or(&sites_slow, SITES_SLOW_CAPTURE, __ATOMIC_RELAXED);
 	extern void sites_census_init(const struct heapindex_config *cfg);
 	sites_census_init(cfg);
 }
 
-/* Registered from a constructor, not sites_init: pthread_atfork may allocate,
- * and sites_init runs inside the first malloc. */
-__attribute__((constructor)) static void sites_constructor(void)
+void capture_fork_lock(void)
 {
-	pthread_atfork(before_fork, after_fork, after_fork);
+	pthread_rwlock_wrlock(&gate);
+}
+
+void capture_fork_unlock(void)
+{
+	pthread_rwlock_unlock(&gate);
+}
+
+/* glibc's rwlock knows its writer by thread id, which the child's one
+ * thread does not share with the parent's: the child makes the gate anew
+ * (it has no other thread to hold it). */
+void capture_fork_child(void)
+{
+	pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+	gate = fresh;
 }
 
 /* Frames above the allocator entry point: the hooks' own frames (this
@@ -171,9 +168,13 @@ __attribute__((constructor)) static void sites_constructor(void)
  * address, among the frames libunwind reports. */
 uintptr_t sites_capture_slow(uintptr_t ret)
 {
-	if (capturing)
+	int slow = __atomic_load_n(&sites_slow, __ATOMIC_RELAXED);
+	if (slow & SITES_SLOW_CENSUS)
+		sites_census_start_writer();
+	if (capturing || !(slow & SITES_SLOW_CAPTURE))
 		return ret;
 	capturing = 1;
+	pthread_rwlock_rdlock(&gate);
 	void *raw[SITES_DEPTH_MAX + 32];
 	int n = unw_backtrace(raw, (int)(sizeof raw / sizeof *raw));
 	int at = 0;
@@ -192,6 +193,7 @@ uintptr_t sites_capture_slow(uintptr_t ret)
 			site = key ? key : (uintptr_t)raw[at];
 		}
 	}
+	pthread_rwlock_unlock(&gate);
 	capturing = 0;
 	return site;
 }

@@ -10,7 +10,18 @@
  * the lock, lets go, then symbolizes (libdwarf allocates) and writes.  A
  * signal handler can do none of that, so SIGUSR2 only posts a semaphore a
  * writer thread waits on (sem_post is async-signal-safe).  The thread is
- * not inherited by fork: a forked child writes its census at exit only.
+ * started when the first census is asked for, not before: a thread of ours
+ * in every process would make single-threaded programs multithreaded, and
+ * some things only a single-threaded process may do (unshare(CLONE_NEWUSER)
+ * fails with EINVAL otherwise).  A signal handler cannot start a thread
+ * either, so it also raises SITES_SLOW_CENSUS, and the next allocation
+ * (sites_capture_slow, outside the hooks' lock) starts it.  A program that
+ * allocates nothing after SIGUSR2 gets no census before the one at exit.
+ *
+ * fork: the child has no writer thread (a new one starts if the child asks
+ * for a census), and the writer's mutex, which only keeps two censuses from
+ * interleaving in the file, is made anew: a census being written by
+ * another thread when the parent forked must not hang the child's own.
  */
 #include "sites.h"
 
@@ -109,22 +120,25 @@ void sites_census_write(const char *reason)
 	if (!sites_census_on)
 		return;
 	pthread_mutex_lock(&writing);
-	/* Copy the live part of the table: mmap, so the hooks see no allocation
-	 * of ours in the census they are taking. */
-	size_t cap = used + 1, n = 0;
+	/* Room for every row there can be (used stays below 3/4 of the slots;
+	 * one more for overflow), reserved but committed only as rows are
+	 * copied.  Sized before the lock, so sites that appear meanwhile are
+	 * not dropped; mmap, so the hooks see no allocation of ours in the
+	 * census they are taking. */
+	size_t cap = CENSUS_SLOTS / 4 * 3 + 1, n = 0;
 	size_t bytes = cap * sizeof(struct census_slot);
 	struct census_slot *copy = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-	                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (copy == MAP_FAILED) {
 		pthread_mutex_unlock(&writing);
 		return;
 	}
 	uint64_t total_chunks = 0, total_bytes = 0;
 	spin_lock(&hooks_lock);
-	for (size_t i = 0; i < CENSUS_SLOTS && n < cap; i++)
+	for (size_t i = 0; i < CENSUS_SLOTS; i++)
 		if (table[i].site && table[i].chunks)
 			copy[n++] = table[i];
-	if (overflow.chunks && n < cap)
+	if (overflow.chunks)
 		copy[n++] = overflow;
 	spin_unlock(&hooks_lock);
 	qsort(copy, n, sizeof *copy, by_bytes);
@@ -169,12 +183,15 @@ void sites_census_write(const char *reason)
 
 /* --- SIGUSR2 --------------------------------------------------------------- */
 static sem_t requests;
+static int writer_started;
 
 static void on_sigusr2(int sig)
 {
 	(void)sig;
 	int saved = errno;
 	sem_post(&requests);
+	if (!__atomic_load_n(&writer_started, __ATOMIC_RELAXED))
+		__atomic_fetch_or(&sites_slow, SITES_SLOW_CENSUS, __ATOMIC_RELAXED);
 	errno = saved;
 }
 
@@ -189,24 +206,45 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-/* A constructor rather than sites_init: starting a thread allocates, and
- * sites_init runs inside the first malloc.  The writer blocks SIGUSR2-free
- * signals as any thread would; it only ever sleeps in sem_wait. */
-__attribute__((constructor)) static void census_constructor(void)
+/* The allocation that finds SITES_SLOW_CENSUS clears it first, so the
+ * allocations pthread_create makes do not come back here. */
+void sites_census_start_writer(void)
 {
-	const char *path = getenv("HEAPINDEX_CENSUS");
-	if (!path || !*path)
+	__atomic_fetch_and(&sites_slow, ~SITES_SLOW_CENSUS, __ATOMIC_RELAXED);
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&writer_started, &expected, 1, 0, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_RELAXED))
 		return;
-	sem_init(&requests, 0, 0);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old); /* the writer takes no signals */
 	pthread_t t;
 	int started = pthread_create(&t, NULL, writer, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!started)
+	if (started)
+		pthread_detach(t);
+	else /* the census asked for comes at exit; the next SIGUSR2 tries again */
+		__atomic_store_n(&writer_started, 0, __ATOMIC_RELEASE);
+}
+
+void census_fork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	writing = fresh;
+	__atomic_store_n(&writer_started, 0, __ATOMIC_RELAXED);
+	int pending = 0;
+	if (sites_census_on && !sem_getvalue(&requests, &pending) && pending > 0)
+		__atomic_fetch_or(&sites_slow, SITES_SLOW_CENSUS, __ATOMIC_RELAXED);
+}
+
+/* The handler is installed from a constructor: sites_init runs inside the
+ * first malloc.  Installing it makes no thread. */
+__attribute__((constructor)) static void census_constructor(void)
+{
+	const char *path = getenv("HEAPINDEX_CENSUS");
+	if (!path || !*path)
 		return;
-	pthread_detach(t);
+	sem_init(&requests, 0, 0);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigusr2;

@@ -5,10 +5,12 @@
  *  - a code address: the return address of the allocating call, or with
  *    HEAPINDEX_SITE_SKIP the first frame outside the named wrappers
  *    (HEAPINDEX_SITE=ret, the default);
- *  - an interned stack (HEAPINDEX_SITE=unwind:N): SITE_STACK_TAG | the
- *    address of its record in sites' own mmap'd arena.  User-space addresses
- *    are below 2^47 on x86-64 and AArch64 (chunk.h), so bit 47 is free for
- *    the tag and equal stacks share one record, hence one key.
+ *  - an interned stack (HEAPINDEX_SITE=unwind:N): the address of its
+ *    record, in a range of address space reserved for records alone
+ *    (stacks.c), so equal stacks share one key and a site is a stack
+ *    exactly when it lies in that range: no code address can, whatever the
+ *    width of user space (a tag bit cannot say as much: bit 47 is taken by
+ *    code on AArch64 with 48-bit user space).
  * sites_leaf() maps either kind to the code address a human wants first.
  *
  * Internal to the hook libraries: uses the hooks' lock for the census. */
@@ -21,7 +23,6 @@
 #include "chunk.h"
 #include "config.h"
 
-#define SITE_STACK_TAG (UINT64_C(1) << 47)
 #define SITES_DEPTH_MAX 32
 
 /* An interned stack: frames[0] is the allocating call's return address. */
@@ -32,8 +33,12 @@ struct site_stack {
 	uintptr_t frames[];
 };
 
-/* Nonzero when capture needs more than the return address (unwind mode or
- * a skip list); read on every allocation, written once by sites_init. */
+/* Nonzero sends every allocation through sites_capture_slow; read (one
+ * relaxed load) on every allocation.  Bits: */
+#define SITES_SLOW_CAPTURE 1 /* unwind mode or a skip list (set by sites_init) */
+#define SITES_SLOW_CENSUS 2  /* a census was asked for before its writer thread
+                              * was started (census.c: set by the signal handler,
+                              * cleared by the allocation that starts it) */
 extern int sites_slow;
 /* Nonzero when HEAPINDEX_CENSUS is set: the hooks then count live chunks per
  * site.  Written once by sites_init, before the hooks are READY. */
@@ -49,15 +54,26 @@ uintptr_t sites_capture_slow(uintptr_t ret);
  * is ret itself: one load and a predicted branch. */
 static inline uintptr_t sites_capture(uintptr_t ret)
 {
-	if (__builtin_expect(!sites_slow, 1))
+	if (__builtin_expect(!__atomic_load_n(&sites_slow, __ATOMIC_RELAXED), 1))
 		return ret;
 	return sites_capture_slow(ret);
 }
 
+/* --- interned stacks (stacks.c) -------------------------------------------- */
+/* The range reserved for records: [lo, hi), empty (0, 0) unless unwind
+ * mode reserved it.  Written once by sites_init, before the first chunk. */
+extern uintptr_t sites_stacks_lo, sites_stacks_hi;
+
+/* Reserve the range: 0, or -1 (then no stack can be interned). */
+int sites_stacks_reserve(void);
+/* Room for a record, 16-byte aligned; NULL once the range is full.  The
+ * caller serialises calls (capture.c's intern lock). */
+void *sites_stacks_take(size_t bytes);
+
 static inline const struct site_stack *site_as_stack(uintptr_t site)
 {
-	return (site & SITE_STACK_TAG) ? (const struct site_stack *)(site & ~SITE_STACK_TAG)
-	                               : NULL;
+	return site - sites_stacks_lo < sites_stacks_hi - sites_stacks_lo
+	               ? (const struct site_stack *)site : NULL;
 }
 
 /* The innermost code address of a site (the allocating call). */
@@ -88,6 +104,10 @@ static inline void sites_census_remove(const struct chunk *c)
 /* Append the census to HEAPINDEX_CENSUS (reason: "exit", "SIGUSR2").
  * Takes hooks_lock briefly; never call it with the lock held. */
 void sites_census_write(const char *reason);
+/* Start the thread that writes the censuses SIGUSR2 asks for, if it is not
+ * running: called by an allocation that finds SITES_SLOW_CENSUS set, before
+ * any lock of the hooks is taken (it allocates). */
+void sites_census_start_writer(void);
 
 /* --- symbolization (symbolize.c) ------------------------------------------- */
 struct site_symbol {
@@ -105,5 +125,26 @@ int sites_symbolize(uintptr_t pc, struct site_symbol *out);
 
 /* "parse_expr (c-parser.c:1234)" or "xmalloc (libfoo.so, no debug info)". */
 void sites_format(uintptr_t pc, char *buf, size_t len);
+
+/* --- fork (fork.c) ------------------------------------------------------------
+ * The locks sites take: the symbolizer's mutex (held while libdwarf runs,
+ * which allocates), the capture gate (held while libunwind walks a stack,
+ * which allocates and takes libunwind's own locks, and while a stack is
+ * interned), the census writer's mutex (held around a census).  prepare
+ * takes the first two so that a child gets them free and their state
+ * whole; it must run before the hooks take their own lock (both are held
+ * around allocations).  A census write holds nothing a child needs: the
+ * child just makes its mutex and writer thread anew. */
+void sites_fork_prepare(void);
+void sites_fork_parent(void);
+void sites_fork_child(void);
+
+/* The pieces, one per file. */
+void symbolize_fork_lock(void);
+void symbolize_fork_unlock(void);
+void capture_fork_lock(void);
+void capture_fork_unlock(void);
+void capture_fork_child(void);
+void census_fork_child(void);
 
 #endif /* HEAPINDEX_SITES_H */

@@ -2,7 +2,8 @@
  * libdwarf reading the DWARF of the executable or library in place.
  *
  * Off the allocation path only (the census writer, heapindex_describe): it
- * allocates freely, serialised by one mutex, and caches per address.
+ * allocates freely, serialised by one mutex (taken around fork: fork.c),
+ * and caches per address.
  *  - The object holding pc and its load bias come from dl_iterate_phdr, so
  *    PIE executables and shared libraries work; DWARF addresses are
  *    pc - 1 - bias: pc is a return address, the byte after the call.
@@ -308,6 +309,18 @@ int sites_symbolize(uintptr_t pc, struct site_symbol *out)
 	sites_internal--;
 	pthread_mutex_unlock(&lock);
 	return known;
+}
+
+/* fork (fork.c): a child must not inherit the mutex held, nor the cache or
+ * libdwarf's state half-updated. */
+void symbolize_fork_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void symbolize_fork_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
 }
 
 void sites_format(uintptr_t pc, char *buf, size_t len)

@@ -174,3 +174,49 @@ Test(hooks, unreservable_flat_memtable_explains_the_fix)
 	cr_assert(strstr(r.err, "HEAPINDEX_TABLE_LEVELS"), "%s", r.err);
 	program_result_free(&r);
 }
+
+/* --- errno and bootstrap (tests/shims/faulty_libc.c) ---------------------------- */
+
+static const char *shim_then(const char *index)
+{
+	static char preload[8400];
+	snprintf(preload, sizeof preload, "%s/build/tests/shims/libfaulty_libc.so:%s", repo_root(),
+	         hook_library(index));
+	return preload;
+}
+
+/* A malloc that succeeds leaves errno alone, even when the index could not
+ * map a table page and fell back to its big-chunk structure, or madvise
+ * failed on a kernel without transparent huge pages. */
+Test(hooks, errno_kept_when_the_index_falls_back)
+{
+	static const char *const cases[][3] = {
+		{ "memtable", "SHIM_MADVISE_FAIL=1", "HEAPINDEX_TABLE_LEVELS=2" },
+		{ "memtable", "SHIM_FAIL_MMAP_BYTES=2097152", "HEAPINDEX_TABLE_LEVELS=2" }, /* a leaf */
+		{ "bitmap", "SHIM_FAIL_MMAP_BYTES=8388608", "HEAPINDEX_TABLE_LEVELS=0" },   /* a region */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *argv[] = { (char *)test_program("errno_kept"), NULL };
+		const char *env[] = { "EXPECT_LOOKUP=1", cases[i][1], cases[i][2], NULL };
+		struct program_result r = run_program(argv, shim_then(cases[i][0]), env);
+		cr_assert_eq(r.status, 0, "%s with %s: %s", cases[i][0], cases[i][1], r.err);
+		cr_assert(strstr(r.out, "errno_kept: ok"), "%s", r.out);
+		program_result_free(&r);
+	}
+}
+
+/* memalign, aligned_alloc and posix_memalign called while the hooks are
+ * still starting (here: from the getenv that reads their settings) get
+ * aligned memory, as malloc does then, not a NULL without errno. */
+ParameterizedTestParameters(hooks, aligned_allocation_during_bootstrap) { return index_params(1); }
+ParameterizedTest(struct index_name *param, hooks, aligned_allocation_during_bootstrap)
+{
+	char *argv[] = { (char *)test_program("errno_kept"), NULL };
+	const char *env[] = { "SHIM_BOOT_MEMALIGN=1", expect_lookup_setting(param->name), NULL };
+	struct program_result r = run_program(argv, shim_then(param->name), env);
+	cr_assert_eq(r.status, 0, "%s: %s", param->name, r.err);
+	cr_assert(strstr(r.out, "bootstrap: memalign(64) aligned errno 0; aligned_alloc(4096) aligned "
+	                        "errno 0; posix_memalign(256) aligned returned 0\n"),
+	          "%s: %s", param->name, r.out);
+	program_result_free(&r);
+}

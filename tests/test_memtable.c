@@ -23,23 +23,82 @@ Test(memtable, reserves_two_to_the_width_minus_shift_entries)
 	memtable_destroy(&t);
 }
 
-Test(memtable, entries_are_zero_until_written_and_commit_lazily)
+/* Is the page holding p mapped (resident, or the shared zero page)?  mincore
+ * reads the page tables, not the page, and a read of an untouched page maps
+ * one on every kernel: the zero page where there is one, a new page where
+ * there is not.  So "not mapped" proves nothing read it, on both kinds. */
+static int page_mapped(const void *p)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char vec = 0;
+	cr_assert_eq(mincore((void *)((uintptr_t)p & ~(page - 1)), page, &vec), 0);
+	return vec & 1;
+}
+
+static void check_reads_commit_nothing(enum memtable_layout layout)
 {
 	struct memtable t;
-	cr_assert_eq(memtable_init(&t, 47, 9, 2, MEMTABLE_FLAT), 0);
+	cr_assert_eq(memtable_init(&t, 47, 9, 2, layout), 0);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), bins = (size_t)1 << 38;
+	cr_assert_eq(memtable_resident_bytes(&t), 0, "a new table has committed nothing");
+	/* Unwritten entries read zero, scans find nothing, nothing is mapped. */
+	uint64_t x = 88172645463325252u;
+	for (int i = 0; i < 20000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t bin = (size_t)(x % bins);
+		cr_assert_eq(*(const unsigned short *)memtable_entry(&t, bin), 0);
+	}
+	cr_assert_eq(memtable_resident_bytes(&t), 0, "reads committed %zu bytes",
+	             memtable_resident_bytes(&t));
+	if (memtable_is_flat(&t))
+		for (size_t b = 0; b < bins; b += bins / 1024)
+			cr_assert_not(page_mapped(t.entries + b * 2), "table page of bin %zu mapped", b);
+
+	/* One written entry: its table page, and one page of each summary level. */
 	uintptr_t addr = (uintptr_t)&t;
 	size_t bin = memtable_bin(&t, addr);
 	unsigned short *e = memtable_entry_for_write(&t, bin);
-	cr_assert_eq(*e, 0);
-	size_t before = memtable_resident_bytes(&t);
 	*e = 0xbeef;
 	cr_assert_eq(*(const unsigned short *)memtable_entry(&t, memtable_bin(&t, addr)), 0xbeef);
 	cr_assert_eq(memtable_bin_base(&t, bin), addr & ~(uintptr_t)511);
-	size_t after = memtable_resident_bytes(&t);
-	cr_assert_eq(after, before + (size_t)sysconf(_SC_PAGESIZE),
-	             "one written entry commits one page (%zu -> %zu)", before, after);
+	cr_assert(page_mapped(e));
+	size_t directory = memtable_is_flat(&t) ? 0 : page;
+	cr_assert_eq(memtable_resident_bytes(&t), 3 * MEMTABLE_PAGE_BYTES + directory,
+	             "one written entry commits its page and two summary pages (%zu bytes)",
+	             memtable_resident_bytes(&t));
+	/* Its neighbour page, never written, still reads zero, unmapped. */
+	size_t next_page_bin = bin + page / 2 * 2;
+	cr_assert_eq(*(const unsigned short *)memtable_entry(&t, next_page_bin), 0);
+	if (memtable_is_flat(&t))
+		cr_assert_not(page_mapped(t.entries + next_page_bin * 2));
 	cr_assert(memtable_covers(&t, addr));
 	cr_assert_not(memtable_covers(&t, (uintptr_t)1 << 47));
+	memtable_destroy(&t);
+}
+
+Test(memtable, reads_commit_nothing_flat) { check_reads_commit_nothing(MEMTABLE_FLAT); }
+Test(memtable, reads_commit_nothing_two_level) { check_reads_commit_nothing(MEMTABLE_TWO_LEVEL); }
+
+/* The backward scan over a wide range of never-written table: finds nothing,
+ * maps nothing, and skips whole unwritten summary pages rather than walking
+ * every table page (2^29 of them here would take seconds). */
+Test(memtable, backward_scan_reads_only_written_pages, .timeout = 10)
+{
+	struct memtable t;
+	cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_FLAT), 0);
+	size_t bins = (size_t)1 << 41, low = 12345, high = bins - 777;
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bins, 0), SIZE_MAX);
+	cr_assert_eq(memtable_resident_bytes(&t), 0);
+	*(unsigned char *)memtable_entry_for_write(&t, low) = 5;
+	*(unsigned char *)memtable_entry_for_write(&t, high) = 6;
+	cr_assert_eq(memtable_last_nonzero_byte(&t, bins, 0), high);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, high, 0), low);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, high, low + 1), SIZE_MAX);
+	cr_assert_eq(memtable_last_nonzero_byte(&t, low + 1, low), low);
+	cr_assert_not(page_mapped(t.entries + bins / 2));
+	/* Two table pages, far apart: two pages of the first summary level, one
+	 * of the second. */
+	cr_assert_eq(memtable_resident_bytes(&t), 5 * MEMTABLE_PAGE_BYTES, "%zu bytes", memtable_resident_bytes(&t));
 	memtable_destroy(&t);
 }
 

@@ -134,6 +134,20 @@ ParameterizedTest(struct index_bits *param, reliability, wild_lookups_answer_not
 	run_ok(param->name, argv, env, "wild addresses ok");
 }
 
+/* 200,000 lookups of random addresses (half anywhere below 2^47, half near
+ * the heap) must commit no index memory: RSS grows by less than 16 MiB and
+ * the lookups take fewer than 256 page faults (wild_rss.c says why faults
+ * count on kernels with a shared zero page), flat and two-level alike. */
+ParameterizedTestParameters(reliability, wild_lookups_commit_no_memory) { return index_params(1); }
+ParameterizedTest(struct index_name *param, reliability, wild_lookups_commit_no_memory)
+{
+	char *argv[] = { (char *)test_program("wild_rss"), "16", NULL };
+	const char *flat[] = { NULL };
+	const char *two_level[] = { "HEAPINDEX_TABLE_LEVELS=2", NULL };
+	run_ok(param->name, argv, flat, "wild lookups");
+	run_ok(param->name, argv, two_level, "wild lookups"); /* only the memtable reads it */
+}
+
 /* 57 bits: the flat memtable (2^57 / 2^6 bins) exceeds the 47-bit user
  * space, so the two-level table serves, and wild lookups still answer
  * nothing; asked for the flat table only, the program does not run and the

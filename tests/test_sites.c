@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "index_params.h"
+#include "sites.h"
 #include "support.h"
 
 static const char *demo(void)
@@ -148,4 +149,111 @@ Test(sites, bad_settings_stop_with_one_line)
 		              "HEAPINDEX_CENSUS=", "HEAPINDEX_SITE_SKIP=" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_setting_rejected(bad[i], NULL);
+}
+
+/* A site is an interned stack exactly when it lies in the range reserved
+ * for stack records, never because of a tag bit: on AArch64 with 48-bit
+ * user space (the default there) libraries map near 2^48, so bit 47 is set
+ * in real return addresses, which must stay code addresses. */
+Test(sites, stack_keys_are_told_from_code_addresses_of_any_width)
+{
+	const uintptr_t code[] = {
+		0x401234,                    /* a non-PIE executable */
+		UINT64_C(0x7f1234567890),    /* x86-64 libraries, below 2^47 */
+		UINT64_C(0xffff9a3c1234),    /* AArch64 libraries, bit 47 set */
+		UINT64_C(0x800000001000),    /* just above 2^47 */
+		CHUNK_FIELD_MASK,            /* the largest site a header holds */
+	};
+	cr_assert_eq(sites_stacks_reserve(), 0);
+	for (size_t i = 0; i < sizeof code / sizeof *code; i++) {
+		cr_assert_null(site_as_stack(code[i]), "code address %#lx taken for a stack",
+		               (unsigned long)code[i]);
+		cr_assert_eq(sites_leaf(code[i]), code[i]);
+	}
+	struct site_stack *s = sites_stacks_take(sizeof *s + 3 * sizeof(uintptr_t));
+	cr_assert_not_null(s);
+	s->depth = 3;
+	s->frames[0] = code[2];
+	uintptr_t key = (uintptr_t)s;
+	struct chunk c;
+	chunk_init(&c, 10, 16, key);
+	cr_assert_eq(chunk_site(&c), key, "a stack key must fit the header's 48 bits");
+	cr_assert_eq(site_as_stack(key), s);
+	cr_assert_eq(sites_leaf(key), code[2]);
+	struct site_stack *t = sites_stacks_take(sizeof *t + 32 * sizeof(uintptr_t));
+	cr_assert(t && site_as_stack((uintptr_t)t) == t && (uintptr_t)t % 16 == 0);
+}
+
+/* --- fork, threads and the census ------------------------------------------------ */
+
+static void run_fork_locks(const char *index, const char *mode, const char *const env[])
+{
+	char *argv[] = { (char *)test_program("fork_locks"), (char *)mode, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "fork_locks %s under %s: exit %d: %s", mode, index, r.status, r.err);
+	cr_assert(strstr(r.out, "40 forks ok"), "%s", r.out);
+	program_result_free(&r);
+}
+
+/* A census being written (SIGUSR2) when the process forks: the child's own
+ * census at exit must not wait forever for the parent's writer. */
+ParameterizedTestParameters(sites, fork_during_a_census) { return index_params(1); }
+ParameterizedTest(struct index_name *param, sites, fork_during_a_census, .timeout = 120)
+{
+	char census[64], setting[128];
+	snprintf(census, sizeof census, "/tmp/heapindex-census-fork-%d", (int)getpid());
+	snprintf(setting, sizeof setting, "HEAPINDEX_CENSUS=%s", census);
+	const char *env[] = { setting, NULL };
+	run_fork_locks(param->name, "census", env);
+	unlink(census);
+}
+
+/* heapindex_describe (the symbolizer, libdwarf) and stack capture
+ * (libunwind) in other threads when the process forks. */
+Test(sites, fork_during_describe_and_capture, .timeout = 120)
+{
+	const char *ret[] = { "HEAPINDEX_SITE=ret", NULL };
+	const char *unwind[] = { "HEAPINDEX_SITE=unwind:8", NULL };
+	run_fork_locks("memtable", "describe", ret);
+	run_fork_locks("memtable", "describe", unwind);
+}
+
+/* HEAPINDEX_CENSUS makes no thread until a census is asked for: a
+ * single-threaded program stays single-threaded, and may unshare its user
+ * namespace (EINVAL in a multithreaded process). */
+Test(sites, census_leaves_programs_single_threaded)
+{
+	const char *env[] = { "HEAPINDEX_CENSUS=/dev/null", NULL };
+	char *argv[] = { (char *)test_program("fork_locks"), "threads", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "threads: 1\n");
+	program_result_free(&r);
+
+	char *unshare[] = { "unshare", "-U", "/bin/true", NULL };
+	r = run_program(unshare, NULL, NULL);
+	int plain = r.status;
+	program_result_free(&r);
+	if (plain != 0)
+		cr_skip_test("unshare -U fails here even uninstrumented");
+	r = run_program(unshare, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "unshare -U under HEAPINDEX_CENSUS: %s", r.err);
+	program_result_free(&r);
+}
+
+/* Every census is one snapshot, whole, while new sites keep appearing:
+ * none drops a row (tests/progs/census_rows.c). */
+Test(sites, census_drops_no_row_while_sites_appear, .timeout = 120)
+{
+	char census[64], setting[128];
+	snprintf(census, sizeof census, "/tmp/heapindex-census-rows-%d", (int)getpid());
+	snprintf(setting, sizeof setting, "HEAPINDEX_CENSUS=%s", census);
+	const char *env[] = { setting, NULL };
+	char *argv[] = { (char *)test_program("census_rows"), NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	unlink(census);
+	if (r.status == 77)
+		cr_skip_test("census_rows runs on x86-64 only");
+	cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+	program_result_free(&r);
 }

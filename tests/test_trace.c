@@ -462,3 +462,39 @@ Test(trace, scale_writes_csv)
 	cr_expect_geq(rows, 2, "expected a row per index");
 	program_result_free(&r);
 }
+
+/* The anchors: gcbase (Boehm GC_base) answers hits, and the base only, so its
+ * miss, insert and remove fields are empty; critnib is an index like any. */
+Test(trace, scale_anchors)
+{
+	const char *csv = in_dir("anchors.csv");
+	const char *args[] = { "scale", "--index", "gcbase,critnib", "--max-chunks", "1000", "--lookups",
+		               "2000", "--budget", "0.05", "--out", csv, NULL };
+	struct program_result r = run(args, NULL);
+	cr_assert_eq(r.status, 0, "scale: exit %d: %s", r.status, r.err);
+	cr_expect_not_null(strstr(r.out, "base only"), "the table does not say what gcbase answers: %s",
+	                   r.out);
+	FILE *f = fopen(csv, "r");
+	cr_assert_not_null(f);
+	char line[512], name[32];
+	double hit, chase, ratio;
+	int seen_gcbase = 0, seen_critnib = 0;
+	cr_assert_not_null(fgets(line, sizeof line, f));
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, "gcbase,", 7) == 0) {
+			cr_expect_eq(sscanf(line, "gcbase,1000,%*u,%lf,,,,%lf,%lf", &hit, &chase, &ratio), 3,
+			             "gcbase row: %s", line);
+			cr_expect_gt(hit, 0);
+			seen_gcbase++;
+		} else {
+			cr_expect_eq(sscanf(line, "%31[^,],1000,%*u,%lf,%*f,%*f,%*f,%lf,%lf", name, &hit, &chase,
+			                    &ratio), 4, "index row: %s", line);
+			cr_expect_str_eq(name, "critnib");
+			seen_critnib++;
+		}
+	}
+	fclose(f);
+	cr_expect_eq(seen_gcbase, 1);
+	cr_expect_eq(seen_critnib, 1);
+	program_result_free(&r);
+}

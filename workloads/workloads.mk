@@ -36,4 +36,4 @@ lint-workloads:
 	  workloads/threads/threads.c
 	clang-tidy --quiet workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
 	  workloads/threads/threads.c -- $(CPPFLAGS) -I$(B)/gen
-	shellcheck workloads/trace/callgrind.sh
+	shellcheck workloads/trace/callgrind.sh workloads/scale/big_chunks.sh

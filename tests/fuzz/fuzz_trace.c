@@ -6,7 +6,7 @@
  * replay.c is included whole so its static reader is reachable, and the
  * input is checked where libFuzzer holds it (ASan sees any read past its
  * end, which an mmap of a file would hide up to the page's end).
- * cli_usage_error, the command's one-line error exit (cli/main.c, not
+ * cli_usage_error, the command's one-line error exit (cli/common.c, not
  * linked), is replaced here by a longjmp back to the target.  The reader's
  * own allocations (its address map, the partner array) are tracked by the
  * macros below, so what an error leaves behind is freed after it. */
