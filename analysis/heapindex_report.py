@@ -1077,8 +1077,16 @@ def build_report(out_dir, make_plots=True):
     return text, main_text, plots
 
 
+def results_root():
+    """Where results/ goes: the source tree this script is in, or (installed)
+    the current directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root if os.path.isfile(os.path.join(root, "bench", "heapindex_bench.py")) else os.getcwd()
+
+
 USAGE = ("usage: ./heapindex report DIR [DIR...] [--out DIR] (./heapindex bench results directories; "
-         "several are merged into --out, default results/merged-<timestamp>)")
+         "several are merged into --out, default results/merged-<timestamp> in the source tree, "
+         "or in the current directory when installed)")
 
 
 def parse_args(argv):
@@ -1115,15 +1123,15 @@ def main(argv=None):
             return 2
     out_dir = dirs[0]
     if len(dirs) > 1 or out:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out_dir = out or os.path.join(root, "results",
+        out_dir = out or os.path.join(results_root(), "results",
                                       "merged-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
         try:
             notes = heapindex_merge.merge(dirs, out_dir)
         except heapindex_merge.MergeError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
-        print(f"{PROG}: merged {len(dirs)} results directories into {out_dir}"
+        print(f"{PROG}: " + (f"merged {len(dirs)} results directories" if len(dirs) > 1 else f"copied {dirs[0]}")
+              + f" into {out_dir}"
               + (f" ({'; '.join(notes)})" if notes else ""))
     _, main_text, plots = build_report(out_dir)
     print(main_text)
