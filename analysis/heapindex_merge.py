@@ -28,7 +28,7 @@ class MergeError(Exception):
     pass
 
 
-def read_source(directory):
+def read_source(directory: str) -> tuple:
     """(rows as dicts of strings, columns, meta) of one results directory."""
     path = os.path.join(directory, "runs.csv")
     if not os.path.isfile(path):
@@ -48,12 +48,12 @@ def read_source(directory):
     return rows, columns, meta
 
 
-def machine_of(meta):
+def machine_of(meta: dict) -> tuple:
     m = meta.get("machine") or {}
     return m.get("hostname") or "unknown", m.get("machine_id")
 
 
-def check_machines(sources):
+def check_machines(sources: list) -> None:
     """Raise MergeError if one workload family and size has rows from more
     than one machine (host name and, where known, machine id)."""
     where = {}
@@ -76,7 +76,7 @@ def check_machines(sources):
                 + "; its configurations must be paired on one machine (bench --shard keeps them together)")
 
 
-def renumbered(sources):
+def renumbered(sources: list) -> list:
     """All rows, each with a source column and rounds offset per directory."""
     out, offset = [], 0
     for directory, rows, _, meta in sources:
@@ -100,7 +100,7 @@ def renumbered(sources):
     return out
 
 
-def merged_meta(sources):
+def merged_meta(sources: list) -> dict:
     metas = [(d, m) for d, _, _, m in sources]
     first = next((m for _, m in metas if m), {})
     settings = {"workloads": [], "indexes": [], "allocators": [], "commands": {}, "about": {},
@@ -146,7 +146,7 @@ def merged_meta(sources):
     }
 
 
-def write_rows(path, rows, columns):
+def write_rows(path: str, rows: list, columns: list) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -156,7 +156,7 @@ def write_rows(path, rows, columns):
     os.replace(tmp, path)
 
 
-def merge_extras(sources, out_dir):
+def merge_extras(sources: list, out_dir: str) -> list:
     notes = []
     scales = [d for d, _, _, _ in sources if os.path.isfile(os.path.join(d, "scale.csv"))]
     if scales:
@@ -177,7 +177,7 @@ def merge_extras(sources, out_dir):
     return notes
 
 
-def merge(dirs, out_dir):
+def merge(dirs: list, out_dir: str) -> list:
     """Check, then write out_dir/runs.csv, meta.json (and scale/replay);
     returns notes. Raises MergeError before writing anything."""
     sources = []

@@ -18,7 +18,7 @@ import heapindex_stats as hstats
 THREADS_WORKLOAD = re.compile(r"^threads-(\d+)$")
 
 
-def paired(a_rows, b_rows, key="wall_s"):
+def paired(a_rows: list, b_rows: list, key: str = "wall_s") -> list:
     """Per-round ratios a/b over the rounds both have an ok value in."""
     b_by_round = {r["round"]: r.get(key) for r in b_rows}
     out = []
@@ -29,11 +29,11 @@ def paired(a_rows, b_rows, key="wall_s"):
     return out
 
 
-def interval(a_rows, b_rows, key="wall_s"):
+def interval(a_rows: list, b_rows: list, key: str = "wall_s") -> dict:
     return hstats.ratio_ci(paired(a_rows, b_rows, key))
 
 
-def ci_text(a_rows, b_rows, key="wall_s"):
+def ci_text(a_rows: list, b_rows: list, key: str = "wall_s") -> str:
     """'1.029 [1.012..1.046]', '... not resolved at N rounds', or 'n/a'."""
     if not a_rows or not b_rows:
         return "n/a"
@@ -42,7 +42,7 @@ def ci_text(a_rows, b_rows, key="wall_s"):
 
 # --- callgrind ------------------------------------------------------------------------
 
-def callgrind_groups(rows, site_mode="ret"):
+def callgrind_groups(rows: list, site_mode: str = "ret") -> dict:
     """{(workload, size, allocator): {index: row}} of ok callgrind rows (one
     per configuration; with several, the last)."""
     out = {}
@@ -57,7 +57,7 @@ def callgrind_groups(rows, site_mode="ret"):
     return out
 
 
-def fmt_ir(n):
+def fmt_ir(n) -> str:
     if not isinstance(n, (int, float)):
         return "n/a"
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -66,7 +66,7 @@ def fmt_ir(n):
     return f"{n:.0f}"
 
 
-def ir_cells(cg, index):
+def ir_cells(cg: dict, index: str) -> tuple:
     """(instructions, over uninstrumented) cells of one index."""
     row = cg.get(index)
     if not row:
@@ -82,7 +82,7 @@ def ir_cells(cg, index):
 
 # --- ranking -------------------------------------------------------------------------------
 
-def ranking_lines(g, label, sort_key):
+def ranking_lines(g: dict, label, sort_key) -> list:
     """Under the seed table: each index's paired ratio to uninstrumented and
     to memtable; resolved ones ranked, the others named as not resolved."""
     lines = []
@@ -98,10 +98,11 @@ def ranking_lines(g, label, sort_key):
                 continue
             if ci["resolved"]:
                 resolved.append((ci["estimate"], f"{label(index)} {hstats.verdict(ci)}"))
+            elif ci["lo"] is None:
+                unresolved.append(f"{label(index)} ({hstats.verdict(ci)})")
             else:
-                unresolved.append(f"{label(index)} ({hstats.verdict(ci)}, "
-                                  f"{hstats.pct(ci['estimate'])} [{hstats.pct(ci['lo'])}..{hstats.pct(ci['hi'])}])"
-                                  if ci["lo"] is not None else f"{label(index)} ({hstats.verdict(ci)})")
+                span = f"{hstats.pct(ci['estimate'])} [{hstats.pct(ci['lo'])}..{hstats.pct(ci['hi'])}]"
+                unresolved.append(f"{label(index)} ({hstats.verdict(ci)}, {span})")
         text = f"- **Against {base_name}** (paired per round, 95% interval): "
         parts = []
         if resolved:
@@ -118,7 +119,7 @@ RATIO_COLUMNS = ["workload", "size", "allocator", "index", "baseline", "rounds",
                  "lo95", "hi95", "half_width_pct", "resolved", "callgrind_ir", "callgrind_ir_ratio"]
 
 
-def write_ratios_csv(groups, cgs, path):
+def write_ratios_csv(groups: dict, cgs: dict, path: str) -> int:
     """One row per configuration and baseline (none, memtable): the paired
     wall ratio's n, geometric mean, median and 95% interval, and the
     configuration's callgrind instructions."""
@@ -149,7 +150,7 @@ def write_ratios_csv(groups, cgs, path):
 
 # --- threads -------------------------------------------------------------------------------------
 
-def thread_counts(groups):
+def thread_counts(groups: dict) -> dict:
     """{(size, allocator): {threads: group}} of the threads-N workloads."""
     out = {}
     for (w, s, a), g in groups.items():
@@ -159,7 +160,7 @@ def thread_counts(groups):
     return out
 
 
-def scaling_table(by_threads, label, sort_key):
+def scaling_table(by_threads: dict, label, sort_key) -> tuple:
     counts = sorted(by_threads)
     indexes = sorted({i for g in by_threads.values() for i in g}, key=sort_key)
     header = ["index"] + [f"{n} thread{'s' if n > 1 else ''}: wall s" for n in counts] + \
@@ -176,7 +177,7 @@ def scaling_table(by_threads, label, sort_key):
     return header, rows
 
 
-def plot_scaling(plt, by_threads, label, sort_key, path):
+def plot_scaling(plt, by_threads: dict, label, sort_key, path: str) -> bool:
     counts = sorted(by_threads)
     indexes = sorted({i for g in by_threads.values() for i in g}, key=sort_key)
     if len(counts) < 1 or not indexes:
@@ -214,7 +215,7 @@ def plot_scaling(plt, by_threads, label, sort_key, path):
     return True
 
 
-def per_pair_table(rows, label, sort_key):
+def per_pair_table(rows: list, label, sort_key) -> tuple:
     """Instructions per malloc+free pair of every index on threads-1, from
     its callgrind row: the process's instructions / the pairs it reports."""
     cg_all = callgrind_groups(rows)
@@ -237,7 +238,7 @@ def per_pair_table(rows, label, sort_key):
     return header, out
 
 
-def threads_terminal(groups, rows, label, sort_key, md_table):
+def threads_terminal(groups: dict, rows: list, label, sort_key, md_table) -> str:
     """The scaling and per-pair tables for the terminal, or ''."""
     parts = []
     for (s, a), by_threads in sorted(thread_counts(groups).items()):
@@ -249,7 +250,7 @@ def threads_terminal(groups, rows, label, sort_key, md_table):
     return "\n".join(parts)
 
 
-def threads_section(groups, rows, label, sort_key, md_table, plt, out_dir):
+def threads_section(groups: dict, rows: list, label, sort_key, md_table, plt, out_dir: str) -> tuple:
     """(markdown lines, plot names) of the thread scaling section."""
     by = thread_counts(groups)
     md = ["## Threads: scaling and instructions per malloc+free pair", ""]
@@ -282,7 +283,7 @@ def threads_section(groups, rows, label, sort_key, md_table, plt, out_dir):
 
 # --- machines ------------------------------------------------------------------------------------------
 
-def machines_lines(rows, md_table):
+def machines_lines(rows: list, md_table) -> list:
     """Where each workload was measured (the machine column; the source
     directory when the report merges several)."""
     seen = {}

@@ -56,6 +56,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "analysis"))
@@ -383,7 +384,7 @@ def count(minimum):
     return parse
 
 
-def percent(text):
+def percent(text: str) -> float:
     """--until-ci: a half-width in percent, 0 < PCT <= 100 ('1', '0.5', '2%')."""
     try:
         value = float(text.rstrip("%"))
@@ -397,7 +398,7 @@ def percent(text):
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
-def duration(text):
+def duration(text: str) -> float:
     """--budget: seconds, or a number with s, m or h ('600', '9m', '1.5h')."""
     unit = text[-1:] if text[-1:] in ("s", "m", "h") else ""
     try:
@@ -410,7 +411,7 @@ def duration(text):
     return value
 
 
-def shard(text):
+def shard(text: str) -> tuple:
     """--shard K/N: 1 <= K <= N <= 1000 -> (K, N)."""
     parts = text.split("/")
     ok = len(parts) == 2 and all(p.isdigit() for p in parts)
@@ -420,11 +421,11 @@ def shard(text):
     return k, n
 
 
-def family(workload):
+def family(workload: str) -> str:
     return WORKLOADS[workload].get("family", workload)
 
 
-def shard_workloads(workloads, k, n):
+def shard_workloads(workloads: list, k: int, n: int) -> list:
     """The workloads of shard k of n: families (workloads that must share a
     machine) in the fixed order of WORKLOADS, family j to shard j mod n + 1.
     The same on every machine whatever order --workloads named them in."""
@@ -436,7 +437,7 @@ def shard_workloads(workloads, k, n):
     return [w for w in workloads if family(w) in mine]
 
 
-def default_callgrind(workloads):
+def default_callgrind(workloads: list) -> list:
     """--callgrind without a list: every selected single-threaded workload
     (under valgrind a multi-threaded one spins on one CPU and its count
     depends on valgrind's scheduler; name it to have it anyway)."""
@@ -598,7 +599,7 @@ def git_info():
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def machine_id():
+def machine_id() -> Optional[str]:
     """/etc/machine-id (systemd's per-installation id) if readable, else None."""
     try:
         with open("/etc/machine-id") as f:
@@ -607,7 +608,7 @@ def machine_id():
         return None
 
 
-def machine_name():
+def machine_name() -> str:
     """What runs.csv's machine column holds: the host name."""
     return platform.uname().node or "unknown"
 
@@ -744,13 +745,13 @@ def workload_env(workload, extra=None):
     return env
 
 
-def missing_programs(workload):
+def missing_programs(workload: str) -> list:
     """'lua5.4 (Debian package lua5.4)' for each program of the workload not on PATH."""
     return [f"{exe} (Debian package {pkg})" for exe, pkg in WORKLOADS[workload].get("programs", {}).items()
             if not shutil.which(exe)]
 
 
-def prepare_inputs(workloads, size):
+def prepare_inputs(workloads: list, size: str) -> dict:
     """Write each generated input (WORKLOADS' "generate") into the cache when
     it is missing or differs from what its generator writes now. Returns
     notes for meta.json; a failed generator leaves the input missing, so the
@@ -783,7 +784,7 @@ def prepare_inputs(workloads, size):
     return notes
 
 
-def callgrind_argv(workload, out_pattern):
+def callgrind_argv(workload: str, out_pattern: str) -> list:
     """valgrind in front of a workload's command: callgrind, following the
     children (cc1 is gcc's child) except those the workload names, never
     replacing the hooks' malloc with valgrind's own."""
@@ -795,7 +796,7 @@ def callgrind_argv(workload, out_pattern):
     return argv
 
 
-def callgrind_totals(directory):
+def callgrind_totals(directory: str) -> list:
     """[(command name, instructions)] of every callgrind.out file in directory."""
     out = []
     for path in glob.glob(os.path.join(directory, "cg.*")):
@@ -818,7 +819,7 @@ def callgrind_totals(directory):
 PAIRS_RE = re.compile(rb"\bpairs=(\d+)\b")
 
 
-def output_pairs(path):
+def output_pairs(path: str) -> Optional[int]:
     """N from 'pairs=N' in a workload's stdout (the thread workload), or None."""
     try:
         with open(path, "rb") as f:
@@ -1155,7 +1156,7 @@ def config_text(config):
     return f"{w}/{s} {i}/{a}" + ("" if m in ("ret", NO_SITE_MODE) else f" site={m}")
 
 
-def baseline_config(config, configs):
+def baseline_config(config: tuple, configs: list) -> Optional[tuple]:
     """The configuration an --until-ci interval compares config with: the
     uninstrumented run of its workload, size and allocator, or where there is
     none (the lookup workload) memtable with the same site mode; None for
@@ -1170,18 +1171,19 @@ def baseline_config(config, configs):
     return mem if i != "memtable" and mem in configs else None
 
 
-def row_config(row):
+def row_config(row: dict) -> tuple:
     return (row["workload"], row["size"], row["index"], row["allocator"],
             row.get("site_mode") or (NO_SITE_MODE if row["index"] == "none" else "ret"))
 
 
-def interest_intervals(rows, configs):
+def interest_intervals(rows: list, configs: list) -> dict:
     """{configuration text: ratio_ci of its per-round wall ratio to its
     baseline} over the measured ok rows, for every configuration that has a
     baseline (the intervals --until-ci waits for)."""
     walls = {}
     for r in rows:
-        if r.get("phase") == "measure" and r.get("status") == "ok" and isinstance(r.get("wall_s"), (int, float)):
+        ok = r.get("phase") == "measure" and r.get("status") == "ok"
+        if ok and isinstance(r.get("wall_s"), (int, float)):
             walls.setdefault(row_config(r), {})[r["round"]] = r["wall_s"]
     out = {}
     for c in configs:
@@ -1194,7 +1196,7 @@ def interest_intervals(rows, configs):
     return out
 
 
-def widest(intervals, limit=3):
+def widest(intervals: dict, limit: int = 3) -> str:
     """'gcc/full vghash/glibc vs none +-2.3%, ...': the widest intervals."""
     def width(item):
         hw = item[1]["half_width_pct"]
@@ -1448,13 +1450,13 @@ class Bench:
         set_callgrind_ratios(cg_rows)
         write_rows(self.runs_path, self.rows)
 
-    def should_stop(self, rounds_done):
+    def should_stop(self, rounds_done: int) -> Optional[str]:
         """None to run another round, else why the rounds end."""
         plan = self.plan
         if rounds_done < plan.min_rounds:
             return None
         if not plan.until_ci:
-            return f"{rounds_done} rounds (--runs)"
+            return f"{rounds_done} round{'' if rounds_done == 1 else 's'} (--runs)"
         intervals = interest_intervals(self.rows, plan.configs)
         if not intervals:
             return (f"until-ci: no interval of interest (no uninstrumented or memtable configuration "
@@ -1554,12 +1556,12 @@ class Bench:
 MAX_ROUNDS = 1000
 
 
-def site_text(row):
+def site_text(row: dict) -> str:
     m = row.get("site_mode")
     return "" if m in (None, "ret", NO_SITE_MODE) else f" site={m}"
 
 
-def set_callgrind_ratios(rows):
+def set_callgrind_ratios(rows: list) -> None:
     """callgrind_ir_ratio: a callgrind row's instructions over those of the
     uninstrumented callgrind row of the same workload, size and allocator."""
     base = {(r["workload"], r["size"], r["allocator"]): r.get("callgrind_ir")
