@@ -1,7 +1,13 @@
 #!/usr/bin/python3
-"""heapindex report: turn a bench results directory into tables and plots.
+"""heapindex report: turn bench results directories into tables and plots.
 
     ./heapindex report DIR
+    ./heapindex report DIR1 DIR2 ... [--out DIR]
+
+Several directories (the shards of one bench, run on several machines) are
+merged into --out first (analysis/heapindex_merge.py): each workload keeps
+the machine it ran on, and a workload measured on more than one machine is
+refused (exit status 2).
 
 Reads DIR/runs.csv and DIR/meta.json (from `./heapindex bench`), and if
 present DIR/scale.csv (`./heapindex scale --out`) and DIR/replay.csv (replay
@@ -28,10 +34,14 @@ matplotlib the tables are still written and the plots are skipped.
 """
 
 import csv
+import datetime
 import json
 import os
 import statistics
 import sys
+
+import heapindex_merge
+import heapindex_paired as paired
 
 PROG = "heapindex report"
 
@@ -228,16 +238,19 @@ def seed_figures():
     return out
 
 
-def seed_table(groups, workload, size, allocator):
-    """(header, rows, data) of the seed-style table for one gcc group."""
+def seed_table(groups, workload, size, allocator, cg=None):
+    """(header, rows, data) of the seed-style table for one gcc group; cg:
+    the group's callgrind rows by index (bench --callgrind)."""
     g = groups.get((workload, size, allocator), {})
+    cg = cg or {}
     seed = seed_figures()
     base = summary(g.get("none", []), "wall_s")
     mem_rows = g.get("memtable", [])
     indexes = sorted(set(g) | set(SEED_RUNS), key=index_sort_key)
     header = [f"{workload} ({size}, {allocator})", "wall per run (s)", "median", "overhead",
-              "ratio to memtable", "seed runs", "seed median", "seed overhead", "seed ratio",
-              "CPU overhead"]
+              "vs uninstrumented: paired ratio [95% CI]", "vs memtable: paired ratio [95% CI]",
+              "instructions (callgrind)", "instructions over uninstrumented",
+              "seed runs", "seed median", "seed overhead", "seed ratio", "CPU overhead"]
     base_cpu = summary(cpu_rows(g.get("none", [])), "cpu_s")
     rows, data = [], {}
     for index in indexes:
@@ -251,17 +264,15 @@ def seed_table(groups, workload, size, allocator):
         data[index] = {"runs": [r["wall_s"] for r in rs], "median": s["median"] if s else None,
                        "overhead": ov, "ratio_memtable": ratio, "ratios": ratios}
         sd = seed.get(index)
-        ratio_text = "n/a"
-        if ratio is not None:
-            ratio_text = f"{ratio:.3f}"
-            if len(ratios) > 1:
-                ratio_text += f" ({min(ratios.values()):.3f}..{max(ratios.values()):.3f})"
+        ir, ir_ratio = paired.ir_cells(cg, index)
         rows.append([
             f"{workload} + {label(index)}" if index != "none" else f"{workload} {label(index)}",
             ", ".join(f"{r['wall_s']:.2f}" for r in rs) if rs else "(not run)",
             fmt(s["median"]) if s else "n/a",
             "—" if index == "none" and s else fmt_pct(ov),
-            ratio_text,
+            "—" if index == "none" else paired.ci_text(rs, g.get("none", [])),
+            "—" if index == "memtable" else paired.ci_text(rs, mem_rows),
+            ir, ir_ratio,
             ", ".join(f"{v:.2f}" for v in sd["runs"]) if sd else "",
             fmt(sd["median"]) if sd else "",
             ("—" if index == "none" else fmt_pct(sd["overhead"])) if sd else "",
@@ -289,10 +300,12 @@ def cpu_rows(rows):
     return out
 
 
-def time_table(g):
+def time_table(g, cg=None):
     header = ["index", "ok runs", "wall median (min..max) s", "wall overhead",
               "per-round overhead (min..max)", "ratio to memtable (per round)", "CPU user+sys s",
-              "CPU overhead", "main process wall s"]
+              "CPU overhead", "main process wall s", "vs none: paired ratio [95% CI]",
+              "instructions (callgrind)", "instr. over none"]
+    cg = cg or {}
     base = cpu_rows(g.get("none", []))
     mem = g.get("memtable", [])
     bw = summary(base, "wall_s")
@@ -314,6 +327,8 @@ def time_table(g):
             fmt(c["median"], 3) if c else "n/a",
             "—" if index == "none" else fmt_pct(overhead_pct(c and c["median"], bc and bc["median"])),
             fmt(pw["median"], 3) if pw else "n/a",
+            "—" if index == "none" else paired.ci_text(rs, base),
+            *paired.ir_cells(cg, index),
         ])
     return header, rows
 
@@ -779,7 +794,37 @@ def meta_lines(meta):
             lines.append(f"- input {rel}: MISSING")
     if s.get("skipped"):
         lines.append(f"- not run (by design): {'; '.join(s['skipped'])}")
+    if meta.get("stop_reason"):
+        lines.append(f"- rounds ended: {meta['stop_reason']}")
+    if s.get("shard"):
+        lines.append(f"- shard {s['shard']} of workloads {', '.join(s.get('shard_of') or [])}")
+    for src in meta.get("merged_from") or []:
+        lines.append(f"- merged from {src.get('dir')}: machine {src.get('machine')}, workloads "
+                     f"{', '.join(src.get('workloads') or [])}"
+                     + (f", shard {src['shard']}" if src.get("shard") else "")
+                     + f", status {src.get('status')}, git {str(src.get('git'))[:12]}"
+                     + (f"; rounds ended: {src['stop_reason']}" if src.get("stop_reason") else ""))
     return lines
+
+
+# Columns of the seed table printed on the terminal (report.md has them all).
+MAIN_COLUMNS = (0, 2, 3, 4, 5, 6, 7, 10)
+
+
+def compact_table(header, rows):
+    return md_table([header[i] for i in MAIN_COLUMNS], [[r[i] for i in MAIN_COLUMNS] for r in rows])
+
+
+def threads_and_machines(groups, rows, cgs, plt, out_dir, plots):
+    """The thread scaling section, ratios.csv and where each workload ran
+    (heapindex_paired.py)."""
+    md, names = paired.threads_section(groups, rows, label, index_sort_key, md_table, plt, out_dir)
+    plots += names
+    n = paired.write_ratios_csv(groups, cgs, os.path.join(out_dir, "ratios.csv"))
+    md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
+           "uninstrumented and against memtable) is in `ratios.csv`.", ""]
+    md += paired.machines_lines(rows, md_table)
+    return md
 
 
 def build_report(out_dir, make_plots=True):
@@ -797,9 +842,12 @@ def build_report(out_dir, make_plots=True):
     md += meta_lines(meta) + [""]
     measured = [r for r in rows if r.get("phase") == "measure"]
     failed = [r for r in rows if r.get("status") != "ok"]
+    cg_runs = [r for r in rows if r.get("phase") == "callgrind"]
+    cgs = paired.callgrind_groups(rows, primary)
     md.append(f"{len(measured)} measured runs, {len([r for r in measured if r.get('status') == 'ok'])} ok, "
               f"{len([r for r in measured if r.get('status') != 'ok'])} failed; "
-              f"{len(rows) - len(measured)} warm-up/reference runs. "
+              f"{len(rows) - len(measured) - len(cg_runs)} warm-up/reference runs"
+              + (f"; {len(cg_runs)} callgrind runs" if cg_runs else "") + ". "
               "Failed runs are listed at the end and excluded from every statistic.")
     md.append("")
 
@@ -807,20 +855,29 @@ def build_report(out_dir, make_plots=True):
     md.append("## 1. The seed's gcc table, reproduced")
     md.append("")
     md.append("Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
-              "the uninstrumented median, same allocator. Ratio to memtable: this index's wall / "
-              "memtable's wall in the same round, median over rounds (min..max). Seed columns: the "
-              "talk's \"timed gcc, 3 runs\" and figures computed from them (its ratio pairs runs by "
-              "position; its runs were probably not interleaved).")
+              "the uninstrumented median, same allocator. Paired ratios: this index's wall / the "
+              "baseline's wall in the same round, geometric mean over rounds with its 95% interval "
+              "(a t interval on the log ratios: analysis/heapindex_stats.py); where the interval "
+              "contains 1.0 the difference is \"not resolved\" at that many rounds and is not "
+              "ranked. Instructions: the main process (cc1) once under callgrind "
+              "(`bench --callgrind`; the memtable on its two-level table there), the repeatable "
+              "measure on a shared machine. Seed columns: the talk's \"timed gcc, 3 runs\" and "
+              "figures computed from them (its ratio pairs runs by position; its runs were "
+              "probably not interleaved).")
     md.append("")
     main_text = None
     gcc_keys = [k for k in sorted(groups, key=lambda k: (k[0] != "gcc", k[0], k[1], k[2] != "glibc", k[2]))
                 if k[0].startswith("gcc")]
     for key in gcc_keys:
-        header, trows, _ = seed_table(groups, *key)
+        header, trows, _ = seed_table(groups, *key, cg=cgs.get(key))
         table = md_table(header, trows)
-        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""]
+        ranking = paired.ranking_lines(groups[key], label, index_sort_key)
+        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""] + ranking + [""]
         if main_text is None:
-            main_text = f"{key[0]} ({key[1]}, {key[2]}): wall time, seed figures beside\n" + table
+            rounds = max((len(v) for v in groups[key].values()), default=0)
+            main_text = (f"{key[0]} ({key[1]}, {key[2]}), {rounds} rounds: wall time, paired 95% intervals, "
+                         f"callgrind instructions, the seed's overhead beside\n"
+                         + compact_table(header, trows) + "\n" + "\n".join(ranking))
     if not gcc_keys:
         md += ["(no gcc runs in this directory)", ""]
     sf = seed_figures()
@@ -859,7 +916,7 @@ def build_report(out_dir, make_plots=True):
                 continue
             md.append(f"**{a}: time**")
             md.append("")
-            md.append(md_table(*time_table(g)))
+            md.append(md_table(*time_table(g, cgs.get((w, s, a)))))
             md.append("")
             if "none" not in g:
                 md += ["(no uninstrumented run of this workload" + (
@@ -897,6 +954,8 @@ def build_report(out_dir, make_plots=True):
         md.append("")
         md.append(md_table(*site_cost_table(rows, modes)))
         md.append("")
+
+    md += threads_and_machines(groups, rows, cgs, plt, out_dir, plots)
 
     # c. scale
     md.append("## 3. Lookup cost vs live chunks (scale.csv)")
@@ -1006,8 +1065,11 @@ def build_report(out_dir, make_plots=True):
     text = "\n".join(md) + "\n"
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(text)
+    threads_text = paired.threads_terminal(groups, rows, label, index_sort_key, md_table)
     if main_text is None:
-        main_text = "(no gcc runs: see report.md for the other workloads)"
+        main_text = threads_text or "(no gcc runs: see report.md for the other workloads)"
+    elif threads_text:
+        main_text += "\n\n" + threads_text
     if warn:
         main_text += "\n" + warn
     if failed:
@@ -1015,20 +1077,62 @@ def build_report(out_dir, make_plots=True):
     return text, main_text, plots
 
 
+def results_root():
+    """Where results/ goes: the source tree this script is in, or (installed)
+    the current directory."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root if os.path.isfile(os.path.join(root, "bench", "heapindex_bench.py")) else os.getcwd()
+
+
+USAGE = ("usage: ./heapindex report DIR [DIR...] [--out DIR] (./heapindex bench results directories; "
+         "several are merged into --out, default results/merged-<timestamp> in the source tree, "
+         "or in the current directory when installed)")
+
+
+def parse_args(argv):
+    """(dirs, out) or an error line."""
+    dirs, out = [], None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--out" or arg.startswith("--out="):
+            out = arg[len("--out="):] if "=" in arg else next(it, None)
+            if not out:
+                return None, None, "--out needs a directory"
+        elif arg.startswith("-"):
+            return None, None, f"unknown option '{arg}'"
+        else:
+            dirs.append(arg)
+    if not dirs:
+        return None, None, "no results directory given"
+    return dirs, out, None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print(f"{PROG}: usage: ./heapindex report DIR (a ./heapindex bench results directory)",
-              file=sys.stderr)
+    dirs, out, err = parse_args(argv)
+    if err:
+        print(f"{PROG}: {err}; {USAGE}", file=sys.stderr)
         return 2
-    out_dir = argv[0]
-    if not os.path.isfile(os.path.join(out_dir, "runs.csv")):
-        print(f"{PROG}: {out_dir}/runs.csv not found: give a ./heapindex bench results directory",
-              file=sys.stderr)
-        return 2
+    for d in dirs:
+        if not os.path.isfile(os.path.join(d, "runs.csv")):
+            print(f"{PROG}: {d}/runs.csv not found: give a ./heapindex bench results directory",
+                  file=sys.stderr)
+            return 2
+    out_dir = dirs[0]
+    if len(dirs) > 1 or out:
+        out_dir = out or os.path.join(results_root(), "results",
+                                      "merged-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        try:
+            notes = heapindex_merge.merge(dirs, out_dir)
+        except heapindex_merge.MergeError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2
+        print(f"{PROG}: " + (f"merged {len(dirs)} results directories" if len(dirs) > 1 else f"copied {dirs[0]}")
+              + f" into {out_dir}"
+              + (f" ({'; '.join(notes)})" if notes else ""))
     _, main_text, plots = build_report(out_dir)
     print(main_text)
     print(f"\n{PROG}: wrote {os.path.join(out_dir, 'report.md')}"

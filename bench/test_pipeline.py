@@ -9,13 +9,18 @@ output comparison of the bench loop). Ends with "N passed, M failed" and a
 non-zero exit status on failure.
 """
 
+import argparse
 import csv
 import io
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import time
+import types
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 
@@ -124,14 +129,40 @@ class ReportTest(unittest.TestCase):
 
     def test_seed_columns_beside(self):
         r = table_row(self.md, "gcc + vgHash index")
-        self.assertEqual(r[5], "1.83, 1.82, 1.85")
-        self.assertEqual(r[6], "1.83")
-        self.assertEqual(r[7], "+6.4%")
+        self.assertEqual(r[8], "1.83, 1.82, 1.85")
+        self.assertEqual(r[9], "1.83")
+        self.assertEqual(r[10], "+6.4%")
+
+    def test_seed_table_intervals(self):
+        # The seed's own numbers as three paired rounds (checked against
+        # scipy.stats.t.interval on the log ratios): only vgHash is resolved.
+        self.assertEqual(table_row(self.md, "gcc + vgHash index")[4], "1.062 [1.003..1.124]")
+        self.assertEqual(table_row(self.md, "gcc + memtable index")[4],
+                         "1.027 [0.991..1.065] not resolved at 3 rounds")
+        self.assertEqual(table_row(self.md, "gcc + no-op hooks")[4],
+                         "1.006 [0.981..1.031] not resolved at 3 rounds")
+        self.assertEqual(table_row(self.md, "gcc + no-op hooks")[5],
+                         "0.979 [0.958..1.001] not resolved at 3 rounds")
+        ranking = [l for l in self.md.splitlines() if l.startswith("- **Against uninstrumented**")][0]
+        self.assertIn("resolved, least to most: vgHash index +6.2% (+0.3%..+12.4%)", ranking)
+        self.assertIn("not resolved, no ranking: no-op hooks (not resolved at 3 rounds", ranking)
+        self.assertIn("memtable index (not resolved at 3 rounds", ranking)
+        self.assertIn("not resolved at 3 rounds", self.main_text)
+
+    def test_ratios_csv(self):
+        with open(os.path.join(self.dir, "ratios.csv")) as f:
+            rows = {(r["workload"], r["index"], r["baseline"]): r for r in csv.DictReader(f)}
+        r = rows[("gcc", "vghash", "memtable")]
+        self.assertEqual((r["rounds"], r["resolved"]), ("3", "1"))
+        self.assertAlmostEqual(float(r["lo95"]), 1.005968, places=5)
+        self.assertAlmostEqual(float(r["hi95"]), 1.062431, places=5)
+        self.assertEqual(rows[("gcc", "memtable", "none")]["resolved"], "0")
 
     def test_ratio_to_memtable_pair_by_pair(self):
-        # gcc vgHash / memtable per round: 1.83/1.77, 1.82/1.78, 1.85/1.77 -> median 1.83/1.77
+        # gcc vgHash / memtable per round: 1.83/1.77, 1.82/1.78, 1.85/1.77:
+        # geometric mean 1.034, interval 1.006..1.062
         r = table_row(self.md, "gcc + vgHash index")
-        self.assertTrue(r[4].startswith("1.034 "), r[4])
+        self.assertTrue(r[5].startswith("1.034 [1.006..1.062]"), r[5])
         g = report.group(report.load_runs(os.path.join(self.dir, "runs.csv")))
         ratios = report.paired_ratios(g[("pychurn", "small", "glibc")]["uthash"],
                                       g[("pychurn", "small", "glibc")]["memtable"])
@@ -323,7 +354,8 @@ class BenchArgsTest(unittest.TestCase):
     def test_workload_groups(self):
         self.assertEqual(bench.parse_workloads("gcc,python", "small"), ["gcc", "pycompile", "pychurn", "dwarfpy"])
         self.assertEqual(bench.parse_workloads("all", "small"),
-                         ["gcc", "pycompile", "pychurn", "dwarfpy"])       # gcc-O2 has no small size
+                         ["gcc", "pycompile", "pychurn", "dwarfpy", "lua", "gs", "gs-mt", "z3", "redis",
+                          "threads-1", "threads-2", "threads-4", "threads-lookup"])   # gcc-O2: full only
         configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"])
         self.assertEqual(configs, [("dwarfpy", "small", "memtable", "glibc")])
         self.assertEqual(len(skipped), 2)
@@ -451,6 +483,404 @@ class BenchLoopTest(unittest.TestCase):
         finally:
             bench.WORKLOADS.clear()
             bench.WORKLOADS.update(saved)
+
+
+import heapindex_stats as hstats  # noqa: E402
+
+THREADS = os.path.join(ROOT, "build", "workloads", "threads")
+
+
+class StatsTest(unittest.TestCase):
+    """The interval computation, on data with a known answer."""
+
+    def test_t_quantiles(self):
+        # Student's t, two-sided 95% (tables; scipy.stats.t.ppf(0.975, df)).
+        for df, expect in ((1, 12.706205), (2, 4.302653), (4, 2.776445), (9, 2.262157), (30, 2.042272)):
+            self.assertAlmostEqual(hstats.t_quantile(0.975, df), expect, places=5)
+        self.assertAlmostEqual(hstats.t_quantile(0.025, 4), -2.776445, places=5)
+        self.assertAlmostEqual(hstats.t_quantile(0.5, 7), 0.0, places=9)
+        with self.assertRaises(ValueError):
+            hstats.t_quantile(1.0, 3)
+
+    def test_interval_known_answer(self):
+        # log ratios -0.1, 0, +0.1: mean 0, sd 0.1, n 3 -> exp(+-4.302653 * 0.1 / sqrt 3)
+        ci = hstats.ratio_ci([math.exp(-0.1), 1.0, math.exp(0.1)])
+        half = 4.302653 * 0.1 / math.sqrt(3)
+        self.assertAlmostEqual(ci["estimate"], 1.0, places=12)
+        self.assertAlmostEqual(ci["lo"], math.exp(-half), places=6)
+        self.assertAlmostEqual(ci["hi"], math.exp(half), places=6)
+        self.assertAlmostEqual(ci["half_width_pct"], (math.exp(half) - 1) * 100, places=4)
+        self.assertFalse(ci["resolved"])
+        self.assertEqual(hstats.verdict(ci), "not resolved at 3 rounds")
+        # Every round 3% slower: no spread, resolved, the interval a point.
+        ci = hstats.ratio_ci([1.03] * 5)
+        self.assertTrue(ci["resolved"])
+        self.assertAlmostEqual(ci["lo"], 1.03)
+        self.assertEqual(hstats.verdict(ci), "+3.0% (+3.0%..+3.0%)")
+        # Faster is resolved too; one round has no interval.
+        self.assertTrue(hstats.ratio_ci([0.90, 0.91, 0.92, 0.90])["resolved"])
+        one = hstats.ratio_ci([1.2])
+        self.assertIsNone(one["lo"])
+        self.assertEqual(hstats.verdict(one), "one round: no interval")
+        self.assertEqual(hstats.ratio_text(hstats.ratio_ci([])), "n/a")
+        with self.assertRaises(ValueError):
+            hstats.ratio_ci([1.0, 0.0])
+
+    def test_coverage(self):
+        # Simulated paired rounds with a true ratio of 1.02 and 3% noise:
+        # about 95% of 3-round intervals contain 1.02 (the percentile
+        # bootstrap of 3 values would cover far less).
+        rng = random.Random(7)
+        hits, trials = 0, 4000
+        for _ in range(trials):
+            ratios = [1.02 * math.exp(rng.gauss(0, 0.03)) for _ in range(3)]
+            ci = hstats.ratio_ci(ratios)
+            hits += ci["lo"] <= 1.02 <= ci["hi"]
+        self.assertAlmostEqual(hits / trials, 0.95, delta=0.015)
+
+
+def fake_bench_workloads(names, cmd=None):
+    """A context: bench.WORKLOADS replaced by fake shell workloads."""
+    class Ctx:
+        def __enter__(self):
+            self.saved = dict(bench.WORKLOADS)
+            bench.WORKLOADS.clear()
+            for n in names:
+                bench.WORKLOADS[n] = {"about": "test", "cmd": {"small": cmd or ["/bin/sh", "-c", "echo ok"]},
+                                      "inputs": {}, "scripts": [], "output": "stdout", "main": "sh",
+                                      "lookups": False, "python": False}
+            return self
+
+        def __exit__(self, *exc):
+            bench.WORKLOADS.clear()
+            bench.WORKLOADS.update(self.saved)
+    return Ctx()
+
+
+def quiet(fn, *args):
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()) as out:
+        status = fn(*args)
+    return status, err.getvalue(), out.getvalue()
+
+
+class UntilCiTest(unittest.TestCase):
+    def bench_with(self, rows, until_ci, budget, min_rounds=2, elapsed=0.0):
+        configs = [("w", "small", "none", "glibc", "-"), ("w", "small", "noop", "glibc", "ret")]
+        plan = types.SimpleNamespace(min_rounds=min_rounds, until_ci=until_ci, budget=budget,
+                                     configs=configs, orders=[])
+        args = types.SimpleNamespace(timeout=None, warmup=1, callgrind_jobs=1)
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        b = bench.Bench(plan, args, tmp.name)
+        b.rows = rows
+        b.started = time.time() - elapsed
+        b.last_wall = {c: 1.0 for c in configs}
+        return b
+
+    @staticmethod
+    def rows(ratios):
+        out = []
+        for rnd, ratio in enumerate(ratios, 1):
+            out.append(row("w", "none", rnd, 1.0, site_mode="-"))
+            out.append(row("w", "noop", rnd, ratio, site_mode="ret"))
+        return out
+
+    def test_intervals_of_interest(self):
+        intervals = bench.interest_intervals(self.rows([1.01, 1.03]),
+                                             [("w", "small", "none", "glibc", "-"),
+                                              ("w", "small", "noop", "glibc", "ret")])
+        self.assertEqual(list(intervals), ["w/small noop/glibc vs none"])
+        self.assertEqual(intervals["w/small noop/glibc vs none"]["n"], 2)
+
+    def test_stops_when_narrow(self):
+        b = self.bench_with(self.rows([1.02, 1.02, 1.021]), until_ci=1.0, budget=1000)
+        self.assertIsNone(b.should_stop(1))                     # below --runs
+        reason = b.should_stop(3)
+        self.assertTrue(reason.startswith("until-ci: every interval of interest (1) is within +-1%"), reason)
+
+    def test_continues_then_budget(self):
+        noisy = self.rows([1.0, 1.2, 0.9])
+        self.assertIsNone(self.bench_with(noisy, until_ci=1.0, budget=1000).should_stop(3))
+        reason = self.bench_with(noisy, until_ci=1.0, budget=100, elapsed=99.5).should_stop(3)
+        self.assertIn("until-ci: budget of 100 s reached after 3 rounds", reason)
+        self.assertIn("1 of 1 intervals still wider than +-1%: w/small noop/glibc vs none +-", reason)
+
+    def test_nothing_to_compare(self):
+        b = self.bench_with(self.rows([1.0, 1.1]), until_ci=1.0, budget=1000)
+        b.plan.configs = [("w", "small", "noop", "glibc", "ret")]
+        self.assertIn("no interval of interest", b.should_stop(2))
+
+    def test_failed_rounds_count_as_wide(self):
+        rows = self.rows([1.02, 1.02])
+        rows[-1]["status"] = "failed"                           # only one pair left
+        reason = self.bench_with(rows, until_ci=50.0, budget=10, elapsed=20).should_stop(2)
+        self.assertIn("(fewer than 2 paired rounds)", reason)
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_real_loop_budget(self):
+        with fake_bench_workloads(["fake"]), tempfile.TemporaryDirectory() as d:
+            status, err, _ = quiet(bench.main, ["--workloads", "fake", "--indexes", "none,noop", "--runs", "2",
+                                                "--warmup", "0", "--out", d, "--seed", "1",
+                                                "--until-ci", "0.0001", "--budget", "0.01"])
+            self.assertEqual(status, 0, err)
+            meta = json.load(open(os.path.join(d, "meta.json")))
+            self.assertEqual(meta["rounds_run"], 2)
+            self.assertIn("budget of 0 s reached after 2 rounds", meta["stop_reason"])
+            self.assertIn("rounds ended: until-ci: budget", err)
+            self.assertEqual(meta["settings"]["until_ci_pct"], 0.0001)
+
+
+class ShardTest(unittest.TestCase):
+    def test_deterministic_disjoint_families_together(self):
+        selected = bench.parse_workloads("all", "small")
+        for n in (1, 2, 3, 5):
+            shards = [bench.shard_workloads(selected, k, n) for k in range(1, n + 1)]
+            self.assertEqual(sorted(w for s in shards for w in s), sorted(selected))
+            for s in shards:
+                families = {bench.family(w) for w in s}
+                for other in shards:
+                    if other is not s:
+                        self.assertFalse(families & {bench.family(w) for w in other})
+        # threads-1/2/4 and threads-lookup share a family: one machine.
+        shard = [s for s in (bench.shard_workloads(selected, k, 3) for k in (1, 2, 3)) if "threads-1" in s][0]
+        self.assertTrue({"threads-2", "threads-4", "threads-lookup"} <= set(shard))
+        # The order of --workloads does not matter.
+        self.assertEqual(set(bench.shard_workloads(["lua", "gcc", "z3"], 1, 2)),
+                         set(bench.shard_workloads(["z3", "gcc", "lua"], 1, 2)))
+
+    def test_bad_shard(self):
+        for bad in ("0/2", "3/2", "1", "a/b", "1/0", "1/1001", "-1/2"):
+            with self.assertRaises(argparse.ArgumentTypeError, msg=bad):
+                bench.shard(bad)
+        self.assertEqual(bench.shard("2/4"), (2, 4))
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_dry_run_and_empty_shard(self):
+        status, _, out = quiet(bench.main, ["--workloads", "gcc,lua,threads", "--indexes", "none,memtable",
+                                            "--shard", "2/2", "--dry-run"])
+        self.assertEqual(status, 0)
+        self.assertIn("shard 2/2: workloads lua (of gcc, lua, threads-1, threads-2, threads-4)", out)
+        self.assertIn("  lua/small memtable/glibc", out)
+        self.assertNotIn("gcc/small", out)
+        # threads-1 always gets its callgrind runs (instructions per pair).
+        status, _, out = quiet(bench.main, ["--workloads", "threads", "--indexes", "none,memtable", "--dry-run"])
+        self.assertIn("6 configurations x 3 rounds; 2 callgrind runs", out)
+        with tempfile.TemporaryDirectory() as d:
+            status, err, _ = quiet(bench.main, ["--workloads", "gcc", "--shard", "2/2", "--out", d])
+            self.assertEqual(status, 0)
+            self.assertIn("no workload falls to this shard", err)
+            self.assertEqual(open(os.path.join(d, "runs.csv")).read().count("\n"), 1)   # header only
+
+
+class MergeTest(unittest.TestCase):
+    @staticmethod
+    def results(d, rows, host):
+        write_results(d, rows)
+        meta = json.load(open(os.path.join(d, "meta.json")))
+        meta["machine"]["hostname"] = host
+        with open(os.path.join(d, "meta.json"), "w") as f:
+            json.dump(meta, f)
+
+    def test_synthetic_merge_renumbers_rounds(self):
+        with tempfile.TemporaryDirectory() as top:
+            a, b, out = (os.path.join(top, x) for x in ("a", "b", "out"))
+            os.mkdir(a)
+            os.mkdir(b)
+            # a: gcc on host1; b: pychurn on host2 (other workloads: allowed)
+            self.results(a, [r for r in synthetic_rows() if r["workload"] == "gcc"], "host1")
+            self.results(b, [r for r in synthetic_rows() if r["workload"] == "pychurn"], "host2")
+            status, err, out_text = quiet(report.main, [a, b, "--out", out])
+            self.assertEqual(status, 0, err)
+            rows = list(csv.DictReader(open(os.path.join(out, "runs.csv"))))
+            self.assertEqual({(r["workload"], r["machine"]) for r in rows},
+                             {("gcc", "host1"), ("pychurn", "host2")})
+            self.assertEqual(sorted({int(r["round"]) for r in rows if r["workload"] == "pychurn"}), [4, 5, 6, 7])
+            md = open(os.path.join(out, "report.md")).read()
+            self.assertEqual(table_row(md.split("## Where each workload ran")[1], "gcc")[2], "host1")
+            self.assertIn("merged from", md)
+            # The seed table is the same as from a alone.
+            self.assertEqual(table_row(md, "gcc + vgHash index")[4], "1.062 [1.003..1.124]")
+
+    def test_refused_merge_writes_nothing(self):
+        with tempfile.TemporaryDirectory() as top:
+            a, b, out = (os.path.join(top, x) for x in ("a", "b", "out"))
+            os.mkdir(a)
+            os.mkdir(b)
+            self.results(a, [r for r in synthetic_rows() if r["workload"] == "gcc" and r["index"] != "vghash"],
+                         "host1")
+            self.results(b, [r for r in synthetic_rows() if r["workload"] == "gcc" and r["index"] == "vghash"],
+                         "host2")
+            status, err, _ = quiet(report.main, [a, b, "--out", out])
+            self.assertEqual(status, 2)
+            lines = err.strip().splitlines()
+            self.assertEqual(len(lines), 1, err)
+            self.assertIn("refusing to merge: workload gcc (small) was measured on 2 machines: host1", lines[0])
+            self.assertFalse(os.path.exists(out))
+
+    def test_report_arguments(self):
+        for argv in (["--out"], ["--bogus", "x"], []):
+            status, err, _ = quiet(report.main, argv)
+            self.assertEqual(status, 2, argv)
+            self.assertEqual(len(err.strip().splitlines()), 1)
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_two_real_shards_merged_and_a_refused_one(self):
+        with fake_bench_workloads(["fake1", "fake2"]), tempfile.TemporaryDirectory() as top:
+            dirs = [os.path.join(top, f"s{k}") for k in (1, 2)]
+            for k, d in enumerate(dirs, 1):
+                status, err, _ = quiet(bench.main, ["--workloads", "fake1,fake2", "--indexes", "none,noop",
+                                                    "--runs", "2", "--warmup", "0", "--seed", "5",
+                                                    "--shard", f"{k}/2", "--out", d])
+                self.assertEqual(status, 0, err)
+            self.assertEqual({r["workload"] for r in csv.DictReader(open(os.path.join(dirs[0], "runs.csv")))},
+                             {"fake1"})
+            out = os.path.join(top, "merged")
+            status, err, _ = quiet(report.main, dirs + ["--out", out])
+            self.assertEqual(status, 0, err)
+            md = open(os.path.join(out, "report.md")).read()
+            where = md.split("## Where each workload ran")[1]
+            self.assertEqual(table_row(where, "fake1")[3], dirs[0])
+            self.assertEqual(table_row(where, "fake2")[3], dirs[1])
+            # fake1 again, as if measured on another machine: refused.
+            other = os.path.join(top, "other")
+            status, err, _ = quiet(bench.main, ["--workloads", "fake1", "--indexes", "none,noop", "--runs", "2",
+                                                "--warmup", "0", "--out", other])
+            self.assertEqual(status, 0, err)
+            path = os.path.join(other, "runs.csv")
+            rows = list(csv.DictReader(open(path)))
+            for r in rows:
+                r["machine"] = "elsewhere"
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+            status, err, _ = quiet(report.main, [dirs[0], other, "--out", os.path.join(top, "bad")])
+            self.assertEqual(status, 2)
+            self.assertIn("refusing to merge: workload fake1 (small)", err)
+            self.assertIn("elsewhere", err)
+            self.assertFalse(os.path.exists(os.path.join(top, "bad")))
+
+
+class CallgrindThreadsReportTest(unittest.TestCase):
+    """Callgrind columns, the thread scaling table and per-pair figures."""
+
+    def test_sections(self):
+        rows = []
+        for idx, ir in (("none", 1_000_000_000), ("noop", 1_600_000_000), ("memtable", 2_000_000_000)):
+            rows.append(row("threads-1", idx, 0, 9.0, phase="callgrind", site_mode="-" if idx == "none" else "ret",
+                            callgrind_ir=ir, callgrind_ir_ratio=ir / 1e9, pairs=4_000_000, threads=1))
+            rows.append(row("gcc", idx, 0, 9.0, phase="callgrind", site_mode="-" if idx == "none" else "ret",
+                            callgrind_ir=ir * 10, callgrind_ir_ratio=ir / 1e9))
+        for rnd in (1, 2, 3):
+            for n, base in ((1, 0.30), (2, 0.32), (4, 0.60)):
+                for idx, f in (("none", 1.0), ("noop", 1.5 + 0.5 * n), ("memtable", 1.6 + 0.5 * n)):
+                    rows.append(row(f"threads-{n}", idx, rnd, base * f * (1 + 0.001 * (rnd - 2)), threads=n))
+            for idx, w in (("none", 1.0), ("noop", 1.01), ("memtable", 1.05)):
+                rows.append(row("gcc", idx, rnd, w))
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, rows)
+            md, main_text, _ = report.build_report(d, make_plots=False)
+        seed = table_row(md, "gcc + memtable index")
+        self.assertEqual(seed[6:8], ["20.000 G", "+100.0%"])
+        self.assertEqual(table_row(md, "gcc uninstrumented")[6:8], ["10.000 G", "—"])
+        self.assertIn("20.000 G", main_text)
+        section = md.split("## Threads: scaling")[1]
+        scaling = table_row(section, "no-op hooks")
+        self.assertEqual(scaling[1:4], ["0.600", "0.800", "2.100"])       # 0.3 x 2.0, 0.32 x 2.5, 0.6 x 3.5
+        self.assertTrue(scaling[5].startswith("2.500 ["), scaling)
+        per_pair = section.split("Instructions per malloc+free pair")[1]
+        self.assertEqual(table_row(per_pair, "threads-1 (small, glibc)")[1:], [
+            "uninstrumented", "4000000", "1.000 G", "250", "—"])
+        noop = [[c.strip() for c in l.strip().strip("|").split("|")] for l in per_pair.splitlines()
+                if "no-op hooks" in l][0]
+        self.assertEqual(noop[4:], ["400", "+150"])
+        self.assertIn("threads-1", md.split("## Where each workload ran")[1])
+        self.assertIn("instructions per malloc+free pair (callgrind, threads-1)", main_text)
+        self.assertIn("threads (small, glibc): wall per thread count", main_text)
+
+
+class WorkloadsTest(unittest.TestCase):
+    def test_registry(self):
+        for name, w in bench.WORKLOADS.items():
+            for rel in w["scripts"]:
+                if not rel.startswith("build/"):
+                    self.assertTrue(os.path.isfile(os.path.join(ROOT, rel)), (name, rel))
+            for rel in w.get("generate", {}):
+                self.assertTrue(any(rel in v for v in w["inputs"].values()), (name, rel))
+        self.assertEqual(bench.parse_workloads("threads", "small"), ["threads-1", "threads-2", "threads-4"])
+        self.assertEqual(bench.parse_workloads("programs", "full"), ["lua", "gs", "z3", "redis"])
+        self.assertEqual(bench.default_callgrind(["gcc", "threads-1", "threads-2", "gs-mt"]), ["gcc", "threads-1"])
+        self.assertTrue(bench.is_main_process("redis", "redis-check-rdb"))
+        self.assertTrue(bench.is_main_process("pychurn", "python3.11"))
+        self.assertFalse(bench.is_main_process("redis", "redis-benchmark"))
+
+    def test_generators_are_deterministic_and_check_arguments(self):
+        gen = os.path.join(ROOT, "workloads", "z3", "gen_problem.py")
+        outs = [subprocess.run([PY, gen, "small"], capture_output=True, text=True, timeout=60).stdout
+                for _ in range(2)]
+        self.assertEqual(outs[0], outs[1])
+        self.assertIn("(check-sat)", outs[0])
+        for script, bad in ((gen, ["huge"]), (os.path.join(ROOT, "workloads", "redis", "redis_bench.py"), ["x"])):
+            r = subprocess.run([PY, script] + bad, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 2)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+    def test_callgrind_totals(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "cg.1"), "w") as f:
+                f.write("version: 1\ncreator: callgrind\npid: 1\ncmd:  gcc -O0 -c x.c\nevents: Ir\n"
+                        "summary: 1000\ntotals: 1000\n")
+            with open(os.path.join(d, "cg.2"), "w") as f:
+                f.write("pid: 2\ncmd:  /usr/lib/gcc/x86_64-linux-gnu/12/cc1 -quiet x.c\nevents: Ir\n"
+                        "summary: 19526608648\n")
+            self.assertEqual(sorted(bench.callgrind_totals(d)), [("cc1", 19526608648), ("gcc", 1000)])
+        argv = bench.callgrind_argv("gcc", "/t/cg.%p")
+        self.assertIn("--soname-synonyms=somalloc=nouserintercepts", argv)
+        self.assertIn("--trace-children=yes", argv)
+        self.assertIn("--trace-children-skip=*/as,*/collect2,*/ld", argv)
+
+
+@unittest.skipUnless(os.access(THREADS, os.X_OK), "build/workloads/threads is not built")
+class ThreadsProgramTest(unittest.TestCase):
+    def run_threads(self, *args, preload=None):
+        argv = [THREADS] + list(args)
+        if preload:
+            argv = [os.path.join(ROOT, "heapindex"), "run", "--index", preload, "--stats", "/dev/null", "--"] + argv
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def test_bad_flags(self):
+        for bad, expect in ((["--threads", "0"], "valid 1..256"), (["--threads", "300"], "valid 1..256"),
+                            (["--ops", "-5"], "valid 1..10000000000"), (["--ops"], "--ops needs a value"),
+                            (["--seed", "x"], "bad value 'x' for --seed"), (["--lookup-every", "0"], "1..1000000000"),
+                            (["--frobnicate"], "unknown option '--frobnicate'"), (["extra"], "unknown option")):
+            r = self.run_threads(*bad)
+            self.assertEqual(r.returncode, 2, bad)
+            lines = r.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, (bad, r.stderr))
+            self.assertIn(expect, lines[0])
+            self.assertTrue(lines[0].startswith("threads: "))
+            self.assertEqual(r.stdout, "")
+        r = self.run_threads("--help")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("--lookup-every K", r.stdout)
+
+    def test_output_same_under_every_index_and_schedule(self):
+        args = ("--threads", "3", "--ops", "20000", "--seed", "9", "--lookup-every", "7")
+        first = self.run_threads(*args)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertRegex(first.stdout, r"^threads: threads=3 ops=20000 seed=9 lookup_every=7 "
+                         r"pairs=\d+ handed_over=7500 checksum=[0-9a-f]{16}\n$")
+        pairs = 3 * (4096 + 20000 + 20000 // 8)
+        self.assertIn(f"pairs={pairs} ", first.stdout)
+        self.assertIn("no heapindex_lookup", first.stderr)
+        for index in ("noop", "memtable"):
+            r = self.run_threads(*args, preload=index)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, first.stdout, index)
+        self.assertIn("found, 0 not found", r.stderr)           # memtable answers every lookup
+        other = self.run_threads("--threads", "3", "--ops", "20000", "--seed", "10")
+        self.assertNotEqual(other.stdout.split("checksum=")[1], first.stdout.split("checksum=")[1])
 
 
 class Result(unittest.TextTestResult):

@@ -3,10 +3,14 @@
 # Runs before `make test` and `make bench`; quiet when all is there.
 set -eu
 # help2man writes the man pages `make install` installs; pkgconf is the
-# pkg-config the install test builds a program with.
+# pkg-config the install test builds a program with. The last line of
+# PACKAGES: the programs of the bench's real workloads (lua, gs and gs-mt
+# with the PDF they render, z3, redis); the PDF gs renders at full size
+# comes with valgrind.
 INSTALL_PACKAGES="help2man pkgconf"
 PACKAGES="libcriterion-dev libjemalloc-dev uthash-dev libunwind-dev libdwarf-dev libelf-dev \
-libgc-dev hyperfine python3-matplotlib valgrind g++"
+libgc-dev hyperfine python3-matplotlib valgrind g++ \
+lua5.4 ghostscript ghostscript-doc z3 redis-server redis-tools"
 missing=""
 for p in $PACKAGES $INSTALL_PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

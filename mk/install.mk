@@ -43,6 +43,8 @@ PKGDATADIR   ?= $(DATADIR)/heapindex
 
 INSTALL_LIBS := $(LIBS) $(RECORD_LIB)
 INSTALL_PY   := analysis/heapindex_report.py
+# The modules report imports (its intervals, callgrind/thread sections, merging).
+INSTALL_PY_LIB := analysis/heapindex_stats.py analysis/heapindex_paired.py analysis/heapindex_merge.py
 # A page per command the installed tree runs; heapindex.1 lists them all.
 MAN_COMMANDS := run record replay scale census report
 MAN_PAGES    := heapindex.1 $(MAN_COMMANDS:%=heapindex-%.1)
@@ -89,7 +91,7 @@ $(IB)/man/heapindex.1: $(CLI) heapindex mk/help2man.sh mk/heapindex.h2m
 	@mkdir -p $(dir $@)
 	sh mk/help2man.sh $@ $(VERSION) - $(MAN_COMMANDS)
 
-$(IB)/man/heapindex-%.1: $(CLI) heapindex $(INSTALL_PY) mk/help2man.sh
+$(IB)/man/heapindex-%.1: $(CLI) heapindex $(INSTALL_PY) $(INSTALL_PY_LIB) mk/help2man.sh
 	@mkdir -p $(dir $@)
 	sh mk/help2man.sh $@ $(VERSION) $*
 
@@ -104,6 +106,7 @@ install: $(INSTALL_LIBS) $(CLI) $(IB)/lib-dir $(IB)/heapindex.sh $(IB)/heapindex
 	install -m 644 include/heapindex.h '$(DESTDIR)$(INCLUDEDIR)'
 	install -m 644 $(IB)/heapindex.pc '$(DESTDIR)$(PKGCONFIGDIR)'
 	install -m 755 $(INSTALL_PY) '$(DESTDIR)$(PKGDATADIR)/analysis'
+	install -m 644 $(INSTALL_PY_LIB) '$(DESTDIR)$(PKGDATADIR)/analysis'
 	install -m 644 $(MAN_PAGES:%=$(IB)/man/%) '$(DESTDIR)$(MAN1DIR)'
 
 # Exactly the files install writes (every libheapindex-*.so of the
@@ -114,8 +117,9 @@ uninstall:
 	  '$(DESTDIR)$(LIBEXECDIR)/heapindex/lib-dir' \
 	  '$(DESTDIR)$(PKGLIBDIR)'/libheapindex-*.so '$(DESTDIR)$(INCLUDEDIR)/heapindex.h' \
 	  '$(DESTDIR)$(PKGCONFIGDIR)/heapindex.pc' \
-	  $(foreach f,$(INSTALL_PY),'$(DESTDIR)$(PKGDATADIR)/$(f)') \
+	  $(foreach f,$(INSTALL_PY) $(INSTALL_PY_LIB),'$(DESTDIR)$(PKGDATADIR)/$(f)') \
 	  $(foreach p,$(MAN_PAGES),'$(DESTDIR)$(MAN1DIR)/$(p)')
+	rm -rf '$(DESTDIR)$(PKGDATADIR)/analysis/__pycache__'
 	@for d in '$(DESTDIR)$(LIBEXECDIR)/heapindex' '$(DESTDIR)$(PKGLIBDIR)' \
 	  $(sort $(foreach f,$(INSTALL_PY),'$(DESTDIR)$(PKGDATADIR)/$(dir $(f))')) '$(DESTDIR)$(PKGDATADIR)'; do \
 	  if [ -d "$$d" ]; then rmdir --ignore-fail-on-non-empty "$$d"; fi; done

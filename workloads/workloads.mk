@@ -10,12 +10,19 @@
 
 TRACE_HDR  := workloads/trace/trace_format.h
 RECORD_LIB := $(B)/lib/libheapindex-record.so
+# The thread workload (workloads/threads/threads.c): a plain program, run
+# under any index by `heapindex run`; it finds heapindex_lookup with dlsym.
+THREADS_BIN := $(B)/workloads/threads
 
-all: $(RECORD_LIB)
+all: $(RECORD_LIB) $(THREADS_BIN)
 
 $(B)/obj/index/record.o: workloads/trace/record_index.c $(TRACE_HDR) $(wildcard hooks/*.h include/*.h sites/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BASE) $(HOOKFLAGS) -c $< -o $@
+
+$(THREADS_BIN): workloads/threads/threads.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -o $@ $< -ldl -lpthread
 
 # The command (record, replay, scale) and the tests read the trace format.
 $(CLI) $(TESTS): $(TRACE_HDR)
@@ -25,7 +32,8 @@ $(CLI) $(TESTS): $(TRACE_HDR)
 lint-workloads:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -D_GNU_SOURCE \
-	  workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c
+	  workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
+	  workloads/threads/threads.c
 	clang-tidy --quiet workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
-	  -- $(CPPFLAGS) -I$(B)/gen
+	  workloads/threads/threads.c -- $(CPPFLAGS) -I$(B)/gen
 	shellcheck workloads/trace/callgrind.sh workloads/scale/big_chunks.sh
