@@ -142,6 +142,13 @@ $(B)/tests/progs/sites_demo: tests/progs/sites_demo.c include/heapindex.h
 inputs:
 	@sh workloads/fetch-inputs.sh
 
+# What the hooks and each index cost: callgrind instructions per malloc+free
+# pair, and the thread_churn table at 1 and 2 threads (mk/hook_cost.sh says
+# how; ROUNDS, OPS, INDEXES tune it).
+.PHONY: hook-cost
+hook-cost: all
+	@sh mk/hook_cost.sh
+
 # The fuzz run, the bench scripts' tests and helgrind/drd come first, so the
 # Criterion synthesis line closes the output.
 test: deps
@@ -214,6 +221,7 @@ test-only:
 	HEAPINDEX_ROOT=$(CURDIR) $(SAN_ENV) $(TESTS) --jobs 2 $(SAN_FILTER)
 
 lint: lint-workloads
+	shellcheck mk/hook_cost.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -Isites -D_GNU_SOURCE hooks sites memtable baselines cli
 	clang-tidy --quiet $(COMMON_SRC) $(INPROC_SRC) $(HOOK_SRC) $(SITES_SRC) $(CLI_SRC) memtable/heap_index.c $(wildcard baselines/*.c) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable

@@ -53,6 +53,7 @@ static struct memtable table;
 static size_t bin_bytes, big_threshold;
 static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
 static spinlock_t leaf_lock;  /* serialises mapping two-level leaves */
+static char leaf_published;   /* the order annotation of their publication */
 
 /* Big chunks (and chunks above the covered range). */
 static struct big_chunks big;
@@ -161,7 +162,7 @@ static inline const void *entry_of(size_t bin)
 {
 	const void *e = memtable_entry(&table, bin);
 	if (!memtable_is_flat(&table))
-		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_lock);
+		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
 	return e;
 }
 
@@ -176,7 +177,7 @@ static unsigned char *entry_for_write(size_t bin)
 		return (unsigned char *)(uintptr_t)e;
 	spin_lock(&leaf_lock);
 	unsigned char *w = memtable_entry_for_write(&table, bin);
-	LOCK_ANNOTATE_HAPPENS_BEFORE(&leaf_lock);
+	LOCK_ANNOTATE_HAPPENS_BEFORE(&leaf_published);
 	spin_unlock(&leaf_lock);
 	return w;
 }

@@ -244,6 +244,8 @@ static void race(long ops)
 	 * after the first big free, and big chunks would stay mapped. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	ANNOTATE_BENIGN_RACE_SIZED(race_slot, sizeof race_slot, "published chunks");
+	ANNOTATE_BENIGN_RACE_SIZED(&race_go, sizeof race_go, "start flag");
+	ANNOTATE_BENIGN_RACE_SIZED(&race_stop, sizeof race_stop, "stop flag");
 	static struct racer racers[RACERS];
 	pthread_t lookers[RACE_LOOKERS];
 	for (unsigned i = 0; i < RACERS; i++) {
