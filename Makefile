@@ -32,6 +32,21 @@ SAN_ENV := ASAN_OPTIONS=detect_leaks=0
 # out here (`make fuzz` checks every index against a reference under ASan).
 SAN_FILTER := --filter '!(differential)/*'
 endif
+# SANITIZE=thread: ThreadSanitizer over the same in-process code (the index
+# archive, the command, the tests; tests/test_threads.c drives every index
+# from several threads), in build-tsan/; the hook libraries stay as they
+# are, for the same reason as above.  Any report fails the test that made it
+# (halt_on_error).  tests/tsan.supp names the one deliberate race.
+ifeq ($(SANITIZE),thread)
+BASE += -fsanitize=thread -fno-omit-frame-pointer
+B := build-tsan
+SAN_ENV := TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp"
+# Left out besides test_differential (as above): the 57-bit two-level table,
+# whose 2^53-byte reach ThreadSanitizer's reserved address space cannot map.
+SAN_FILTER := --filter '!(differential/*|memtable/falls_back_to_two_levels_when_flat_is_refused)'
+# Criterion's sandbox and ThreadSanitizer want the same addresses: see the file.
+TEST_EXTRA_OBJ := $(B)/obj/tests/tsan_criterion.o
+endif
 INDEXES   := memtable $(sort $(basename $(notdir $(wildcard baselines/*.c))))
 index_src  = $(if $(filter memtable,$1),memtable/heap_index.c,baselines/$1.c)
 
@@ -64,7 +79,7 @@ SHIMS      := $(SHIM_SRC:tests/shims/%.c=$(B)/tests/shims/lib%.so)
 GEN_LIST   := $(B)/gen/index_list.h
 
 .PHONY: all deps test test-only clean lint bench bench-full inputs
-ifeq ($(SANITIZE),1)
+ifneq ($(SANITIZE),)
 all: $(INDEX_AR) $(CLI) $(TESTS)
 	@$(MAKE) --no-print-directory SANITIZE= all
 else
@@ -117,9 +132,14 @@ $(CLI): $(CLI_SRC) $(INDEX_AR) $(GEN_LIST) $(wildcard cli/*.h hooks/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/gen $(BASE) -o $@ $(CLI_SRC) $(INDEX_AR) -lgc -lm
 
-$(TESTS): $(TEST_SRC) $(wildcard tests/*.h) $(INDEX_AR) $(GEN_LIST)
+$(TESTS): $(TEST_SRC) $(wildcard tests/*.h) $(INDEX_AR) $(GEN_LIST) $(TEST_EXTRA_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(B)/gen -Itests $(BASE) -o $@ $(TEST_SRC) $(INDEX_AR) -lcriterion -lm
+	$(CC) $(CPPFLAGS) -I$(B)/gen -Itests $(BASE) -o $@ $(TEST_SRC) $(TEST_EXTRA_OBJ) $(INDEX_AR) -lcriterion -lm
+
+# Not instrumented: it stands between Criterion and ThreadSanitizer.
+$(B)/obj/tests/tsan_criterion.o: tests/tsan_criterion.c
+	@mkdir -p $(dir $@)
+	$(CC) -D_GNU_SOURCE -std=gnu11 $(WARN) -O2 -g -c $< -o $@
 
 # Programs the hook tests preload the libraries into. They look up freed
 # chunks and ask for impossible sizes on purpose.
@@ -146,6 +166,13 @@ $(B)/tests/shims/lib%.so: tests/shims/%.c
 
 inputs:
 	@sh workloads/fetch-inputs.sh
+
+# What the hooks and each index cost: callgrind instructions per malloc+free
+# pair, and the thread_churn table at 1 and 2 threads (mk/hook_cost.sh says
+# how; ROUNDS, OPS, INDEXES tune it).
+.PHONY: hook-cost
+hook-cost: all
+	@sh mk/hook_cost.sh
 
 # The fuzz run, the bench scripts' tests, helgrind/drd and the install test
 # come first, so the Criterion synthesis line closes the output.
@@ -220,6 +247,7 @@ test-only:
 	HEAPINDEX_ROOT=$(CURDIR) $(SAN_ENV) $(TESTS) --jobs 2 $(SAN_FILTER)
 
 lint: lint-workloads
+	shellcheck mk/hook_cost.sh
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -Isites -D_GNU_SOURCE hooks sites memtable baselines cli
 	clang-tidy --quiet $(COMMON_SRC) $(INPROC_SRC) $(HOOK_SRC) hooks/cxx.c $(SITES_SRC) $(CLI_SRC) memtable/heap_index.c $(wildcard baselines/*.c) -- $(CPPFLAGS) -I$(B)/gen -DHEAPINDEX_INDEX=memtable

@@ -167,19 +167,20 @@ static void barrier_all_threads(void)
 	if (registered > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
 		return;
 	static void *page;
+	static int fence; /* a locked read-modify-write is a full fence (and TSan has no fences) */
 	long page_size = sysconf(_SC_PAGESIZE);
 	if (!page) {
 		page = mmap(NULL, (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (page == MAP_FAILED)
 			page = NULL;
 	}
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&fence, 1, __ATOMIC_SEQ_CST);
 	if (page) {
 		*(volatile char *)page = 1; /* present, so the protection change must flush it */
 		mprotect(page, (size_t)page_size, PROT_READ);
 		mprotect(page, (size_t)page_size, PROT_READ | PROT_WRITE);
 	}
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&fence, 1, __ATOMIC_SEQ_CST);
 }
 
 static void set_forking(int on)

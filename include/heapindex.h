@@ -7,6 +7,25 @@
  *
  * Callable from any thread, at any time after the library is loaded, and from
  * Python through ctypes (ctypes.CDLL(None).heapindex_lookup).
+ *
+ * Threads: a lookup runs alongside other threads' malloc and free.  If the
+ * chunk containing addr is allocated or freed while the lookup runs, the
+ * answer is that chunk, whole (its base, size and site as they were), or 0;
+ * any other chunk containing addr is found.  Never a torn or stale size.
+ *
+ * Signal handlers (a SIGPROF sampler, a SIGSEGV handler): heapindex_lookup
+ * never deadlocks and allocates nothing.  When the handler interrupted this
+ * very thread inside an index operation of the hooks (in malloc or free,
+ * perhaps holding a lock of the index), the lookup takes a lock only if it
+ * is free and otherwise answers 0, which then means "not known" rather than
+ * "not a heap address".  The memtable locks only the bins it walks and the
+ * bitmap none, so that is rare; vghash, uthash and splay have one lock, and
+ * answer "not known" whenever the handler lands inside it.  Interrupting any
+ * other code, a handler's lookup waits for locks other threads hold, briefly,
+ * as every lookup does.  A thread's first call into the library (usually its
+ * first malloc) sets up its per-thread slot with mmap and
+ * pthread_setspecific; a lookup that is a thread's first call does that
+ * itself, and one that interrupts it answers 0.
  */
 #ifndef HEAPINDEX_H
 #define HEAPINDEX_H

@@ -154,7 +154,7 @@ ParameterizedTest(struct index_name *param, threads, lookups_racing_frees_answer
 {
 	const char *env[] = { expect_lookup_setting(param->name), NULL };
 	struct program_result r =
-		run_bounded(param->name, "200", (char *)test_program("thread_stress"), "2000", "20000", env);
+		run_bounded(param->name, "200", (char *)test_program("thread_stress"), "2000", "200000", env);
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
 	cr_assert(strstr(r.out, "found whole"), "%s: %s", param->name, r.out);
 	program_result_free(&r);

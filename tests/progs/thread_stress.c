@@ -146,6 +146,9 @@ static void *look(void *arg)
 			lookup(wild[k], &base, &size, &site);
 		}
 		__atomic_fetch_add(&lookups_done, sizeof wild / sizeof *wild, __ATOMIC_RELAXED);
+		/* Let the workers at a one-lock index in: the spinlocks are not
+		 * fair, and lookups that probe a long way would starve them. */
+		sched_yield();
 	}
 	return NULL;
 }
@@ -211,7 +214,9 @@ static void *race_look(void *arg)
 {
 	uint64_t x = 0x2545f4914f6cdd1du * ((uintptr_t)arg + 7);
 	unsigned long found = 0, none = 0;
-	while (!__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE)) {
+	for (unsigned n = 1; !__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE); n++) {
+		if (n % 256 == 0)
+			sched_yield(); /* as in look(), less often: the race wants lookups */
 		uintptr_t v = __atomic_load_n(&race_slot[step(&x) % RACE_SLOTS], __ATOMIC_ACQUIRE);
 		if (!v)
 			continue;
@@ -239,6 +244,8 @@ static void race(long ops)
 	 * after the first big free, and big chunks would stay mapped. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	ANNOTATE_BENIGN_RACE_SIZED(race_slot, sizeof race_slot, "published chunks");
+	ANNOTATE_BENIGN_RACE_SIZED(&race_go, sizeof race_go, "start flag");
+	ANNOTATE_BENIGN_RACE_SIZED(&race_stop, sizeof race_stop, "stop flag");
 	static struct racer racers[RACERS];
 	pthread_t lookers[RACE_LOOKERS];
 	for (unsigned i = 0; i < RACERS; i++) {
