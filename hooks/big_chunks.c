@@ -72,6 +72,10 @@ static void enlist(struct big_chunks *b)
 {
 	spin_lock(&registry_lock);
 	if (!b->registered) {
+		/* Read without the lock, atomically: big_chunks_empty's hint,
+		 * and whether a lookup need take the lock at all. */
+		LOCK_ANNOTATE_BENIGN_RACE(&b->count, sizeof b->count, "big_chunks_empty's hint");
+		LOCK_ANNOTATE_BENIGN_RACE(&b->registered, sizeof b->registered, "lookup's first test");
 		b->next_registered = registry;
 		registry = b;
 		__atomic_store_n(&b->registered, 1, __ATOMIC_RELEASE);
