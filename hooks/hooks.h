@@ -54,6 +54,8 @@ void free_chunk(void *p, enum hook_entry entry);
 
 /* Publish s's live deltas into the process totals and raise the peaks. */
 void counters_flush(struct thread_slot *s);
+/* s's budget ran out: flush if its deltas are beyond FLUSH_AT (counters.h). */
+void counters_check(struct thread_slot *s);
 
 struct hook_totals {
 	uint64_t calls[ENTRY_COUNT];
