@@ -322,13 +322,19 @@ static inline struct thread_slot *call_slot(void)
  * look whether its live figures moved enough to publish them for the
  * peaks, counters.h), then the index's insert inside the fork bracket
  * (two plain increments and one load of the slot).  No lock, no
- * atomic instruction, no store to memory another thread writes: about 35
+ * atomic instruction, no store to memory another thread writes: 35
  * instructions besides the real malloc and the index's insert.
  *
- * free: the NULL and flags tests, one load of the header,
- * whose pad code must be the plain one (else the general path: aligned and
- * boot chunks), the counters, the index's remove in the bracket, and a tail
- * call of the real free.  About 30 instructions besides them.
+ * free: the NULL and flags tests, one load of the header, whose pad code
+ * must be the plain one (else the general path: aligned and boot chunks),
+ * the counters, the index's remove in the bracket, and a tail call of the
+ * real free: about 35 instructions besides them.
+ *
+ * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
+ * glibc alone is 141 instructions, 218 under the noop index: +77, of which
+ * saving three callee-saved registers across the calls is 12, the flags
+ * and NULL tests 8, the thread slot's TLS load 4, the header 13, the
+ * counters 11, the fork bracket 10, the calls into the index 6.
  */
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
