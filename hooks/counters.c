@@ -27,13 +27,30 @@ void counters_flush(struct thread_slot *s)
 	k->flushed_chunks = live;
 	k->flushed_bytes = k->bytes;
 	k->flushed_meta = live_meta(k);
-	k->budget = FLUSH_BUDGET;
+	k->budget = CHECK_BUDGET;
 	raise_peak(&live_total.peak_chunks,
 	           __atomic_add_fetch(&live_total.chunks, chunks, __ATOMIC_RELAXED));
 	raise_peak(&live_total.peak_bytes,
 	           __atomic_add_fetch(&live_total.bytes, bytes, __ATOMIC_RELAXED));
 	raise_peak(&live_total.peak_meta,
 	           __atomic_add_fetch(&live_total.meta, meta, __ATOMIC_RELAXED));
+}
+
+static int beyond(int64_t delta, int64_t limit)
+{
+	return delta > limit || delta < -limit;
+}
+
+void counters_check(struct thread_slot *s)
+{
+	struct thread_counters *k = &s->counters;
+	int64_t live = thread_live_chunks(k);
+	if (beyond(live - k->flushed_chunks, FLUSH_AT_CHUNKS) ||
+	    beyond(k->bytes - k->flushed_bytes, FLUSH_AT_BYTES) ||
+	    beyond(live_meta(k) - k->flushed_meta, FLUSH_AT_CHUNKS * (int64_t)hooks_header_bytes))
+		counters_flush(s);
+	else
+		k->budget = CHECK_BUDGET;
 }
 
 /* Other threads' counters are read while they may be changing: each word

@@ -9,13 +9,19 @@
  *
  * Peaks need a process-wide running total, which per-thread counts do not
  * give for free.  Each slot therefore publishes ("flushes") its live
- * deltas into live_total with atomic adds now and then, and each flush
- * raises the peaks to the new totals.  A slot flushes when its `budget` runs
- * out: every chunk event spends its size plus COUNTER_EVENT_WEIGHT of it, so
- * a slot holds back at most FLUSH_BUDGET / COUNTER_EVENT_WEIGHT = 64 chunk
- * events and less than FLUSH_BUDGET = 64 KiB of bytes (a bigger chunk
- * flushes at once).  Hence, with N slots holding unflushed deltas (at most
- * the threads alive; a thread flushes when it ends):
+ * deltas -- what it added to the live chunks, bytes and metadata since its
+ * last flush -- into live_totals with atomic adds, and each flush raises the
+ * peaks to the new totals.  Flushing touches a line every thread writes, so
+ * it must be rare: a slot looks at its deltas only when its `budget` runs
+ * out (every chunk event spends its size plus COUNTER_EVENT_WEIGHT of it:
+ * at most CHECK_BUDGET / COUNTER_EVENT_WEIGHT = 32 events or 32 KiB between
+ * looks), and flushes only if one of them exceeds FLUSH_AT (32 chunks, 32
+ * KiB, 32 headers).  A thread that churns -- frees one chunk, allocates the
+ * next -- keeps its deltas near zero and almost never flushes; one that
+ * only allocates, or only frees (a consumer), flushes every 32 chunks.  So a
+ * slot's unflushed deltas never exceed 64 chunks, 64 KiB of bytes and 64
+ * headers of metadata (32 at the last look, 32 since), and with N slots
+ * holding some (at most the threads alive: a thread flushes when it ends):
  *
  *     |reported peak - true peak| < N * 64 chunks, N * 64 KiB bytes and
  *                                   N * 64 * header_bytes of metadata,
@@ -48,8 +54,10 @@ enum hook_entry {
 	ENTRY_COUNT
 };
 
-#define FLUSH_BUDGET ((int64_t)64 << 10)
+#define CHECK_BUDGET ((int64_t)32 << 10)
 #define COUNTER_EVENT_WEIGHT ((int64_t)1024)
+#define FLUSH_AT_CHUNKS 32
+#define FLUSH_AT_BYTES ((int64_t)32 << 10)
 
 /* One thread's counts; written only by that thread. */
 struct thread_counters {
@@ -57,7 +65,7 @@ struct thread_counters {
 	 * chunk it made live (malloc) or ended (free). */
 	uint64_t fast_mallocs, fast_frees;
 	int64_t bytes;       /* live bytes by this thread's calls, both paths */
-	int64_t budget;      /* flush when it falls below 0 */
+	int64_t budget;      /* look at the deltas when it falls below 0 */
 	/* The general path's. */
 	uint64_t calls[ENTRY_COUNT];
 	uint64_t failed_allocs, lookups_found, lookups_missed;

@@ -57,6 +57,8 @@ void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_e
 
 /* Publish s's live deltas into the process totals and raise the peaks. */
 void counters_flush(struct thread_slot *s);
+/* s's budget ran out: flush if its deltas are beyond FLUSH_AT (counters.h). */
+void counters_check(struct thread_slot *s);
 
 struct hook_totals {
 	uint64_t calls[ENTRY_COUNT];

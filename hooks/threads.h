@@ -10,7 +10,9 @@
  * (thread_attach); when it ends (a pthread key destructor) the slot is
  * marked retired, and it is given to a new thread once the kernel says the
  * old one is gone, with its counts kept: a slot's counts are those of every
- * thread that ever had it, and sums over slots stay exact.
+ * thread that ever had it, and sums over slots stay exact.  (Should the
+ * process have no pthread key left for us, slots are never retired: one
+ * 256-byte slot per thread ever made, still counted.)
  *
  * Until it has a slot a thread's pointer is &thread_unattached, whose flags
  * are never zero: the hook fast path tests one word, the slot's flags, for
