@@ -166,6 +166,16 @@ static inline const void *entry_of(size_t bin)
 	return e;
 }
 
+/* As entry_of, for an insert or a remove: the byte, or NULL if its page was
+ * never written (or its leaf is not mapped), one summary bit tested. */
+static inline unsigned char *written_entry_of(size_t bin)
+{
+	unsigned char *e = memtable_written_entry(&table, bin);
+	if (!memtable_is_flat(&table))
+		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
+	return e;
+}
+
 /* The table byte of bin for writing, mapping its two-level leaf if need be
  * (under leaf_lock); NULL if that leaf cannot be mapped.  A byte that reads
  * through memtable_entry is writable: only a missing leaf reads as the
@@ -275,11 +285,10 @@ void memtable_index_insert(struct chunk *c)
 	if (__builtin_expect(is_big(c), 0))
 		return insert_slow(c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
-	const void *e = entry_of(bin);
-	if (__builtin_expect(e == memtable_zero_entry ||
-	                     chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+	unsigned char *e = written_entry_of(bin);
+	if (__builtin_expect(!e || chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
 		return insert_slow(c);
-	link_chunk(c, bin, (unsigned char *)(uintptr_t)e);
+	link_chunk(c, bin, e);
 }
 
 /* Unlink listed chunk c from bin, whose byte e is locked and held head. */
@@ -311,10 +320,9 @@ void memtable_index_remove(struct chunk *c)
 	if (is_big(c))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
-	const void *entry = entry_of(bin);
-	if (entry == memtable_zero_entry) /* small, but its leaf could not be mapped */
+	unsigned char *e = written_entry_of(bin);
+	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
-	unsigned char *e = (unsigned char *)(uintptr_t)entry;
 	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return unlink_contended(c, bin, e);

@@ -174,6 +174,18 @@ static inline const unsigned char *memtable_page_entries(const struct memtable *
 	return memtable_entry_address(t, memtable_first_bin_of_page(t, page));
 }
 
+/* The entry of bin for writing if its page is already marked written, else
+ * NULL (take memtable_entry_for_write then).  One bit test, not three: a
+ * set bit in pages[0] means the levels above it are set too.  It may read a
+ * summary page never written, so it is for writers, which are about to
+ * write it anyway, and for removers, whose entry's page was written. */
+static inline unsigned char *memtable_written_entry(const struct memtable *t, size_t bin)
+{
+	if (!memtable_bit_is_set(t->written.pages[0], memtable_page_of_bin(t, bin)))
+		return NULL;
+	return memtable_entry_address(t, bin);
+}
+
 /* The entry of a bin, for reading: all zero if never written.  Never NULL,
  * and never touches a page of the table that was not written. */
 static inline const void *memtable_entry(const struct memtable *t, size_t bin)
