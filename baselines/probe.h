@@ -122,6 +122,21 @@ static inline struct chunk *probe_lookup(struct probe_state *p, uintptr_t addr,
 	return c && chunk_contains(c, addr) ? c : NULL;
 }
 
+/* An index's lookup, for the hash tables that keep one lock (as Valgrind's
+ * and mudflap's did): probe under it and copy the answer out before
+ * releasing it, since the chunk may be freed right after (index.h). */
+static inline int probe_lookup_locked(spinlock_t *lock, struct probe_state *p, uintptr_t addr,
+                                      struct chunk *(*exact_start)(uintptr_t),
+                                      struct chunk_info *out)
+{
+	if (!index_lookup_lock(lock))
+		return INDEX_UNKNOWN;
+	const struct chunk *c = probe_lookup(p, addr, exact_start);
+	int answer = c ? chunk_info_copy(c, out) : INDEX_NONE;
+	spin_unlock(lock);
+	return answer;
+}
+
 static inline void probe_write_stats(const struct probe_state *p, struct json_out *out)
 {
 	json_u64(out, "lookups", p->lookups);

@@ -168,12 +168,7 @@ static struct chunk *exact_start(uintptr_t key)
 
 int vghash_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	if (!index_lookup_lock(&lock))
-		return INDEX_UNKNOWN;
-	const struct chunk *c = probe_lookup(&probe, addr, exact_start);
-	int answer = c ? chunk_info_copy(c, out) : INDEX_NONE;
-	spin_unlock(&lock);
-	return answer;
+	return probe_lookup_locked(&lock, &probe, addr, exact_start, out);
 }
 
 void vghash_index_write_stats(struct json_out *out)
