@@ -15,6 +15,32 @@ unsigned config_default_addr_bits(void)
 #endif
 }
 
+/* The settings that are strings are copied here: the environment's memory
+ * belongs to the program, and some rewrite it (redis, nginx and others set
+ * their process title over argv and environ), which left the hooks writing
+ * statistics to a path that was no longer there.  No malloc: this runs
+ * inside the first one.  Written once at start-up, before any thread. */
+#define SETTING_MAX 4096
+static char kept_skip[SETTING_MAX], kept_census[SETTING_MAX], kept_stats[SETTING_MAX];
+
+/* value copied into buf, or NULL (value NULL); -1 with err if it is too long. */
+static int keep(const char *name, const char *value, char *buf, const char **out,
+                char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!value)
+		return 0;
+	size_t len = strlen(value);
+	if (len >= SETTING_MAX) {
+		snprintf(err, errlen, "heapindex: %s is %zu bytes long: at most %d are kept", name, len,
+		         SETTING_MAX - 1);
+		return -1;
+	}
+	memcpy(buf, value, len + 1);
+	*out = buf;
+	return 0;
+}
+
 /* Parse a whole decimal number in [min, max]; anything else is an error. */
 static int parse_ranged(const char *name, unsigned min, unsigned max,
                         unsigned *out, char *err, size_t errlen)
@@ -64,8 +90,11 @@ static int parse_sites(struct heapindex_config *cfg, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	cfg->site_skip = getenv("HEAPINDEX_SITE_SKIP");
-	cfg->census_path = getenv("HEAPINDEX_CENSUS");
+	if (keep("HEAPINDEX_SITE_SKIP", getenv("HEAPINDEX_SITE_SKIP"), kept_skip, &cfg->site_skip,
+	         err, errlen) ||
+	    keep("HEAPINDEX_CENSUS", getenv("HEAPINDEX_CENSUS"), kept_census, &cfg->census_path, err,
+	         errlen))
+		return -1;
 	return 0;
 }
 
@@ -99,6 +128,5 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 		         "heapindex: HEAPINDEX_STATS is set but empty: expected a file path to append JSON lines to");
 		return -1;
 	}
-	cfg->stats_path = stats;
-	return 0;
+	return keep("HEAPINDEX_STATS", stats, kept_stats, &cfg->stats_path, err, errlen);
 }

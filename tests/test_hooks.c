@@ -128,6 +128,27 @@ ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, 
 	program_result_free(&s);
 }
 
+/* The settings survive a program that rewrites its environment in place
+ * (redis and nginx set their process title that way): statistics still go
+ * to the HEAPINDEX_STATS file named at start.  Before the hooks copied their
+ * settings, nothing was written. */
+Test(hooks, settings_survive_a_rewritten_environment)
+{
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-env.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	char *argv[] = { (char *)test_program("clobber_env"), NULL };
+	const char *env[] = { stats_env, NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 0, "clobber_env: %s", r.err);
+	char *cat_argv[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat_argv, NULL, NULL);
+	cr_assert(strstr(s.out, "\"exe\":\"clobber_env\""), "no statistics written: '%s'", s.out);
+	unlink(stats);
+	program_result_free(&r), program_result_free(&s);
+}
+
 /* A bad setting stops the program before it runs, with one line naming the
  * variable, the value and the valid range. */
 Test(hooks, reject_bad_settings_before_the_program_runs)
