@@ -135,7 +135,7 @@ Test(big_chunks, ascending_inserts_and_removes_stay_balanced)
 /* --- threads ----------------------------------------------------------------- */
 
 static struct big_chunks shared;
-static volatile int stop;
+static int stop; /* atomic: the churn thread reads it */
 
 /* Each worker owns the slots i with i % 4 == id: it inserts and removes
  * them and checks that lookups of its own slots are exact meanwhile. */
@@ -183,7 +183,7 @@ static void *churn(void *arg)
 {
 	(void)arg;
 	uint64_t x = 99;
-	while (!stop) {
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		size_t i = next(&x) % (SLOTS / 2) * 2; /* even slots: the child uses odd ones */
 		big_chunks_insert(&shared, slot_chunk(i));
 		big_chunks_remove(&shared, slot_chunk(i));
@@ -213,7 +213,7 @@ Test(big_chunks, fork_while_another_thread_holds_it, .timeout = 60)
 		waitpid(pid, &status, 0);
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status %#x", round, status);
 	}
-	stop = 1;
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
 	free(arena);
 }
