@@ -82,6 +82,9 @@ void process_stats_write(void)
 	json_u64(&j, "ppid", (uint64_t)getppid());
 	json_str(&j, "exe", exe);
 	json_str(&j, "index", INDEX_OPS.name);
+	/* What it can do (hooks/index.h): readers decide by these, not by name. */
+	json_u64(&j, "index_answers_lookups", (INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) != 0);
+	json_u64(&j, "index_answers_from_index", (INDEX_OPS.caps & INDEX_ANSWERS_FROM_INDEX) != 0);
 	json_str(&j, "allocator", hooks_allocator);
 	json_f64(&j, "wall_s", monotonic_seconds() - hooks_start_seconds);
 	json_f64(&j, "user_s", seconds(ru.ru_utime));

@@ -158,8 +158,8 @@ void verify_check(const char *when)
 		         when, (unsigned long long)operations, (long long)totals.live_chunks, count);
 		verify_fail(msg);
 	}
-	if (strcmp(INDEX_OPS.name, "noop") == 0)
-		return;
+	if (!(INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS))
+		return; /* an index that answers nothing: only counts are checked */
 	for (size_t i = 0; i < capacity; i++) {
 		const struct shadow_entry *e = &table[i];
 		if (!e->user || !e->size)
