@@ -81,8 +81,12 @@ static inline unsigned stripe_locks(size_t first, size_t last, unsigned *second)
 {
 	unsigned a = (unsigned)((first >> STRIPE_SHIFT) % LOCKS);
 	unsigned b = (unsigned)((last >> STRIPE_SHIFT) % LOCKS);
-	*second = a == b ? LOCKS : a < b ? b : a;
-	return a == b || a < b ? a : b;
+	if (a > b) { /* the stripe numbers wrapped around LOCKS */
+		unsigned t = a;
+		a = b, b = t;
+	}
+	*second = a == b ? LOCKS : b;
+	return a;
 }
 
 static void lock_range(size_t first, size_t last)
@@ -121,11 +125,9 @@ static int lock_range_for_lookup(size_t first, size_t last)
  * (pages hold 4,096 granules), and leaves are whole pages. */
 static unsigned char *byte_for_write(size_t g)
 {
-	unsigned char *e = memtable_entry_address(&map, g);
-	if (__builtin_expect(e != NULL, 1)) {
-		memtable_note_written(&map, memtable_page_of_bin(&map, g));
+	unsigned char *e = memtable_written_entry(&map, g);
+	if (__builtin_expect(e != NULL, 1))
 		return e;
-	}
 	spin_lock(&leaf_lock); /* a two-level leaf spans many stripes */
 	e = memtable_entry_for_write(&map, g);
 	spin_unlock(&leaf_lock);

@@ -181,7 +181,7 @@ static inline void *allocate(size_t size, size_t align, uintptr_t site)
 {
 	if (!size)
 		size = 1;
-	return align ? hooks_alloc_aligned(align, size, site, ENTRY_aligned_alloc)
+	return align ? alloc_aligned(align, size, site, ENTRY_aligned_alloc)
 	             : alloc_plain(size, site, ENTRY_malloc);
 }
 

@@ -704,13 +704,6 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
 }
 
-/* --- for the C++ operators (cxx.c) ------------------------------------------------- */
-
-void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry)
-{
-	return memalign_any(align, size, site, entry);
-}
-
 /* --- the query API ----------------------------------------------------------------- */
 
 /* Signal safety: the index call is bracketed like any other, so a lookup

@@ -49,9 +49,6 @@ double monotonic_seconds(void);
 void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry);
 void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry);
 void free_chunk(void *p, enum hook_entry entry);
-/* memalign's path: align rounded up to a power of two, at least 16; NULL
- * with errno EINVAL for an impossible alignment. */
-void *hooks_alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry entry);
 
 /* --- statistics (counters.c) ------------------------------------------------ */
 

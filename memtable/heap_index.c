@@ -17,8 +17,8 @@
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
  *  - big chunks (and chunks above the covered address range, or whose
- *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in a
- *    sorted array instead, found by binary search.
+ *    two-level leaf could not be mapped: next slot SLOT_OVERFLOW) live in
+ *    the shared big-chunk B+tree instead (big_chunks.h).
  *
  * Threads: a lock per bin, in the bin's own table byte.  Lists are
  * bin-local, so operations on different bins never touch the same list.
@@ -153,8 +153,8 @@ static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
 	return -1;
 }
 
-/* The table byte of bin, for reading (memtable_zero_entry if its two-level
- * leaf is not mapped) and, unless it is that, for writing too.  A leaf is
+/* The table byte of bin, for reading (memtable_zero_entry if its page was
+ * never written or its two-level leaf is not mapped).  A leaf is
  * published by one pointer store in memtable.c, read without a lock: the
  * annotation tells ThreadSanitizer and helgrind about that order (a no-op
  * in other builds). */
@@ -176,15 +176,14 @@ static inline unsigned char *written_entry_of(size_t bin)
 	return e;
 }
 
-/* The table byte of bin for writing, mapping its two-level leaf if need be
- * (under leaf_lock); NULL if that leaf cannot be mapped.  A byte that reads
- * through memtable_entry is writable: only a missing leaf reads as the
- * shared zero entry. */
+/* The table byte of bin for writing, marking its page written and mapping
+ * its two-level leaf if need be (under leaf_lock); NULL if that leaf cannot
+ * be mapped. */
 static unsigned char *entry_for_write(size_t bin)
 {
-	const void *e = entry_of(bin);
-	if (__builtin_expect(e != memtable_zero_entry, 1))
-		return (unsigned char *)(uintptr_t)e;
+	unsigned char *e = written_entry_of(bin);
+	if (__builtin_expect(e != NULL, 1))
+		return e;
 	spin_lock(&leaf_lock);
 	unsigned char *w = memtable_entry_for_write(&table, bin);
 	LOCK_ANNOTATE_HAPPENS_BEFORE(&leaf_published);

@@ -120,15 +120,10 @@ static inline int memtable_bit_is_set(const uint64_t *bits, size_t i)
 	return (int)((__atomic_load_n(&bits[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1);
 }
 
-/* The page of the (flat-numbered) table holding bin's entry, and its first bin. */
+/* The page of the (flat-numbered) table holding bin's entry. */
 static inline size_t memtable_page_of_bin(const struct memtable *t, size_t bin)
 {
 	return (bin << t->entry_shift) >> MEMTABLE_PAGE_SHIFT;
-}
-
-static inline size_t memtable_first_bin_of_page(const struct memtable *t, size_t page)
-{
-	return (page << MEMTABLE_PAGE_SHIFT) >> t->entry_shift;
 }
 
 /* Was table page p ever written?  Reads only summary pages that were. */
@@ -162,16 +157,6 @@ static inline unsigned char *memtable_entry_address(const struct memtable *t, si
 	if (!leaf)
 		return NULL;
 	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
-}
-
-/* The entries of table page p, for reading: NULL if the page was never
- * written (they are all zero), else its first entry, the entry of bin
- * memtable_first_bin_of_page(t, p).  A page lies within one leaf. */
-static inline const unsigned char *memtable_page_entries(const struct memtable *t, size_t page)
-{
-	if (!memtable_page_written(t, page))
-		return NULL;
-	return memtable_entry_address(t, memtable_first_bin_of_page(t, page));
 }
 
 /* The entry of bin for writing if its page is already marked written, else
@@ -209,27 +194,6 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 		return NULL;
 	memtable_note_written(t, memtable_page_of_bin(t, bin));
 	return e;
-}
-
-/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
- * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
- * word outside [lo, hi) are read but masked, so the caller must own the
- * whole words (a written page of the table is made of whole words). */
-static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
-{
-	for (size_t i = hi; i > lo;) {
-		size_t w = (i - 1) & ~(size_t)7;
-		uint64_t word;
-		__builtin_memcpy(&word, e + w, 8);
-		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
-			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
-		if (lo > w)
-			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
-		if (word)
-			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i = w;
-	}
-	return SIZE_MAX;
 }
 
 /* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
