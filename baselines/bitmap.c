@@ -331,4 +331,4 @@ void bitmap_index_write_stats(struct json_out *out)
 	json_u64(out, "longest_scan_words", counters.longest_scan);
 }
 
-INDEX_DEFINE_OPS(bitmap, 0, INDEX_ANSWERS_LOOKUPS)
+INDEX_DEFINE_OPS(bitmap, 0, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER | INDEX_META_TRAILER)

@@ -297,4 +297,4 @@ void bytemap_index_write_stats(struct json_out *out)
 	json_u64(out, "words_back", counters.words_back);
 }
 
-INDEX_DEFINE_OPS(bytemap, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX)
+INDEX_DEFINE_OPS(bytemap, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX | INDEX_META_HEADER | INDEX_META_TRAILER)

@@ -441,4 +441,4 @@ void critnib_index_write_stats(struct json_out *out)
 	json_u64(out, "lookup_retries", __atomic_load_n(&counters.lookup_retries, __ATOMIC_RELAXED));
 }
 
-INDEX_DEFINE_OPS(critnib, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX)
+INDEX_DEFINE_OPS(critnib, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX | INDEX_META_HEADER | INDEX_META_TRAILER | INDEX_META_SIDE)

@@ -19,4 +19,4 @@ void noop_index_remove(struct chunk *c) { (void)c; }
 int noop_index_lookup(uintptr_t addr, struct chunk_info *out) { (void)addr, (void)out; return INDEX_NONE; }
 void noop_index_write_stats(struct json_out *out) { (void)out; }
 
-INDEX_DEFINE_OPS(noop, 0, 0)
+INDEX_DEFINE_OPS(noop, 0, INDEX_META_HEADER | INDEX_META_TRAILER | INDEX_META_SIDE)

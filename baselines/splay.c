@@ -275,4 +275,4 @@ void splay_index_write_stats(struct json_out *out)
 	spin_unlock(&lock);
 }
 
-INDEX_DEFINE_OPS(splay, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS)
+INDEX_DEFINE_OPS(splay, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER)

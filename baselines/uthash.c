@@ -124,4 +124,4 @@ void uthash_index_write_stats(struct json_out *out)
 	spin_unlock(&lock);
 }
 
-INDEX_DEFINE_OPS(uthash, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS)
+INDEX_DEFINE_OPS(uthash, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER)

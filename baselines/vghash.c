@@ -196,4 +196,4 @@ void vghash_index_write_stats(struct json_out *out)
 	spin_unlock(&lock);
 }
 
-INDEX_DEFINE_OPS(vghash, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS)
+INDEX_DEFINE_OPS(vghash, LINKS_BYTES, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER)

@@ -239,7 +239,7 @@ struct heap {
 	uint32_t *size;        /* chunk[i]'s size, kept apart: the lookup setup
 	                        * must not read headers (that would cache them) */
 	uint64_t count, bytes; /* live chunks; their sizes plus headers */
-	size_t pad;
+	size_t pad, after;     /* the placement's bytes before and after each chunk */
 	struct gap *gaps;      /* memory freed after this step's allocation */
 	size_t ngaps;
 	uint64_t rng;
@@ -258,14 +258,14 @@ static void heap_grow(struct heap *h, uint64_t n)
 	h->ngaps = 0;
 	while (h->count < n) {
 		size_t size = draw_size(&h->rng);
-		unsigned char *real = malloc(h->pad + size);
+		unsigned char *real = malloc(h->pad + size + h->after);
 		if (!real)
 			cli_usage_error("scale: out of memory at %" PRIu64 " chunks", h->count);
 		struct chunk *c = chunk_of_user(real + h->pad);
 		chunk_init(c, size, h->pad, 0x400000 + (h->count % 1021) * 16);
 		h->size[h->count] = (uint32_t)size;
 		h->chunk[h->count++] = c;
-		h->bytes += h->pad + size;
+		h->bytes += h->pad + size + h->after;
 		if (cli_next_random(&h->rng) % 8 == 0) {
 			size_t gsize = draw_size(&h->rng) % 512 + 1;
 			unsigned char *g = malloc(h->pad + gsize);
@@ -385,7 +385,7 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 		for (size_t s = 0; s < m; s += CHURN_BATCH) {
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
 			for (size_t j = 0; j < k; j++)
-				warm += h->chunk[subset[s + j]]->size_pad;
+				warm += *chunk_site_word(h->chunk[subset[s + j]]);
 			uint64_t t0 = cli_cpu_ns();
 			scale_remove_batch(ops, h->chunk, subset + s, k);
 			rem_ns += cli_cpu_ns() - t0;
@@ -620,6 +620,28 @@ int cmd_scale(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
+	/* HEAPINDEX_META: the placement of every chunk (hooks/chunk.h); an index
+	 * that cannot take it is left out, by its caps.  Side is not measured:
+	 * the indexes that take it answer from their own records, so their
+	 * lookups cost what they cost under header. */
+	if (cfg.meta == META_SIDE)
+		cli_usage_error("scale: HEAPINDEX_META=side is not measured in-process: expected header or trailer "
+		                "(side indexes answer from their own records, as under header)");
+	if (cfg.meta >= 0) {
+		size_t kept = 0;
+		for (size_t k = 0; k < nsub; k++) {
+			if (chosen[k].ops && !(chosen[k].ops->caps & META_CAP(cfg.meta))) {
+				fprintf(stderr, "heapindex: scale: %s left out: it does not take HEAPINDEX_META=%s\n",
+				        chosen[k].ops->name, chunk_meta_name((enum chunk_meta)cfg.meta));
+				continue;
+			}
+			chosen[kept++] = chosen[k];
+		}
+		nsub = kept;
+		if (!nsub)
+			cli_usage_error("scale: no index left under HEAPINDEX_META=%s",
+			                chunk_meta_name((enum chunk_meta)cfg.meta));
+	}
 	FILE *csv = NULL;
 	if (o.out) {
 		csv = fopen(o.out, "w");
@@ -647,7 +669,9 @@ int cmd_scale(int argc, char **argv)
 		gcbase_start();
 
 	/* One heap for all indexes: room below each chunk for the largest links. */
-	struct heap h = { .pad = CHUNK_HEADER_BYTES + ((links + 15) & ~(size_t)15), .rng = o.seed };
+	struct heap h = { .pad = chunk_meta == META_HEADER ? CHUNK_HEADER_BYTES + ((links + 15) & ~(size_t)15) : 0,
+	                  .after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0,
+	                  .rng = o.seed };
 	h.chunk = cli_xmalloc("scale", o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
 	h.size = cli_xmalloc("scale", o.max_chunks * sizeof *h.size, "the size table");
 	if (with_gcbase)

@@ -1,26 +1,63 @@
-/* chunk.h - the header the hooks put in front of every chunk they hand out.
+/* chunk.h - where the hooks keep each chunk's metadata (size, allocation
+ * site, the index's links): the placement, chosen at start-up by
+ * HEAPINDEX_META=header|trailer|side (config.h), and the one way the hooks
+ * and the indexes read it.  No index assumes an offset of its own.
  *
- * One allocation made through the hooks, addresses growing to the right:
+ * header (16 bytes in front of the user pointer):
  *
  *     real base                                  user pointer (what the program sees)
  *     v                                          v
  *     [ alignment slack ][ index links ][ chunk ][ size bytes the program asked for ... ]
  *                                       ^ user - 16
  *
- * Why a header and not liballocs' trailer: a trailer sits at the end of the
- * usable size, so each step of a bin walk had to ask the allocator
- * (malloc_usable_size) where the trailer was.  A header sits at a fixed offset
- * from the user pointer, so a walk reads it directly.  Headers were impractical
- * for liballocs because a header moves the pointer the program sees and so
- * every allocator entry point must be wrapped; the hooks wrap all of them.
+ *   A header sits at a fixed offset from the user pointer, so a bin walk
+ *   reads it directly; the exact requested size is kept.  Every chunk costs
+ *   16 bytes more (plus links_bytes for indexes that keep nodes there).
+ *
+ * trailer (liballocs' layout, 8 bytes at the end of the usable size):
+ *
+ *     user pointer = the allocator's own pointer (no pad, memalign needs none)
+ *     v
+ *     [ usable - 8 bytes of the program ........ ][ site:48 | links:16 ]
+ *                                                 ^ user + usable - 8
+ *
+ *   The requested size is not stored: the chunk's size is usable - 8, which
+ *   malloc_usable_size and heapindex_lookup report (at least what was asked
+ *   for).  Finding the trailer costs one call of the allocator's
+ *   malloc_usable_size.  The hooks ask the allocator for n + 8; size classes
+ *   (glibc's 16-byte steps, jemalloc's classes) already give that for free
+ *   to about half of all n, since the allocator picks the smallest class
+ *   holding n + 8, which for those n is the class of n itself.
+ *
+ * side (nothing in the chunk): the index keeps size and site in its own
+ *   records, which only indexes with records of their own can do (critnib,
+ *   noop, which keeps nothing).  The hooks hand size and site to insert
+ *   through chunk_init's pending record (below), valid during that insert
+ *   only; free learns the size from the allocator (malloc_usable_size), so
+ *   the hooks' live-byte statistics count usable bytes under side.
+ *
+ * Default (HEAPINDEX_META unset): see META_DEFAULT_ORDER in config.h.
+ *
+ * The indexes see a chunk as a struct chunk *, a handle that is always
+ * user - 16 (so chunk_user and chunk_of_user are arithmetic in every
+ * placement); only under header is there memory behind it.  Under trailer
+ * and side the handle is never dereferenced: every read goes through the
+ * accessors below, which dispatch on chunk_meta (one well-predicted
+ * compare; the header case is inlined).
+ *
+ * Foreign pointers (issue 16): each placement has room for a check value
+ * that says "this chunk is ours": header in the pad code (a code no foreign
+ * chunk plausibly has, confirmed by the index), trailer in the 16 link bits
+ * of indexes that leave them free or by the index confirming the user
+ * pointer, side by the index's own record (a lookup of the exact base).
  *
  * Invariants:
- *  - the user pointer is 16-byte aligned (alignof(max_align_t)), so the whole
- *    header, links included, is a multiple of 16 bytes;
+ *  - the user pointer is 16-byte aligned (alignof(max_align_t));
  *  - size < 2^48 and site < 2^48: user-space addresses and sizes on x86-64
  *    and AArch64 fit in 48 bits, which frees 16 bits in each word;
- *  - the 16 high bits of site_links belong to the index (the memtable keeps
- *    its list links there); the hooks never touch them after chunk_init.
+ *  - the 16 high bits of the site word belong to the index (the memtable
+ *    keeps its list links there); the hooks never touch them after
+ *    chunk_init.
  */
 #ifndef HEAPINDEX_CHUNK_H
 #define HEAPINDEX_CHUNK_H
@@ -59,6 +96,34 @@ static inline size_t pad_decode(unsigned code)
 	return (size_t)code * 16;
 }
 
+/* --- the placement ----------------------------------------------------------- */
+
+enum chunk_meta { META_HEADER, META_TRAILER, META_SIDE, META_COUNT };
+#define META_TRAILER_BYTES ((size_t)8)
+
+/* The placement's bit in index_ops.caps (index.h): 1u << (8 + meta). */
+#define META_CAP(meta) (1u << (8 + (unsigned)(meta)))
+
+/* Set once at start-up (the hooks' initialisation, inproc_init), before any
+ * chunk exists; read everywhere.  Hidden: one RIP-relative compare. */
+#define CHUNK_HIDDEN __attribute__((visibility("hidden")))
+extern CHUNK_HIDDEN enum chunk_meta chunk_meta;
+/* The allocator's malloc_usable_size, for trailer and side (never the
+ * hooks' own, which would call back into us). */
+extern CHUNK_HIDDEN size_t (*chunk_usable_size)(void *);
+/* Under side: size and site of the chunk being inserted, for the index to
+ * copy during that insert; per thread. */
+struct chunk_pending {
+	size_t size;
+	uint64_t site_word;
+};
+extern CHUNK_HIDDEN __thread struct chunk_pending chunk_pending
+	__attribute__((tls_model("initial-exec")));
+
+const char *chunk_meta_name(enum chunk_meta meta);
+/* The placement named name, or -1. */
+int chunk_meta_by_name(const char *name);
+
 static inline struct chunk *chunk_of_user(const void *user)
 {
 	return (struct chunk *)((uintptr_t)user - CHUNK_HEADER_BYTES);
@@ -69,37 +134,74 @@ static inline uintptr_t chunk_user(const struct chunk *c)
 	return (uintptr_t)c + CHUNK_HEADER_BYTES;
 }
 
-static inline size_t chunk_size(const struct chunk *c)
+#define chunk_likely_header() __builtin_expect(chunk_meta == META_HEADER, 1)
+
+/* Under trailer: the trailer word, at the end of the usable size. */
+static inline uint64_t *chunk_trailer(const struct chunk *c)
 {
-	return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+	void *user = (void *)chunk_user(c);
+	return (uint64_t *)((unsigned char *)user + chunk_usable_size(user) - META_TRAILER_BYTES);
 }
 
+/* The word whose low 48 bits are the site and high 16 the index's links. */
+static inline uint64_t *chunk_site_word(struct chunk *c)
+{
+	if (chunk_likely_header())
+		return &c->site_links;
+	if (chunk_meta == META_TRAILER)
+		return chunk_trailer(c);
+	return &chunk_pending.site_word;
+}
+
+static inline size_t chunk_size(const struct chunk *c)
+{
+	if (chunk_likely_header())
+		return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+	if (chunk_meta == META_TRAILER)
+		return chunk_usable_size((void *)chunk_user(c)) - META_TRAILER_BYTES;
+	return chunk_pending.size;
+}
+
+/* Bytes from the allocator's chunk to the user pointer: only header has any. */
 static inline size_t chunk_pad(const struct chunk *c)
 {
-	return pad_decode((unsigned)(c->size_pad >> CHUNK_FIELD_BITS));
+	if (chunk_likely_header())
+		return pad_decode((unsigned)(c->size_pad >> CHUNK_FIELD_BITS));
+	return 0;
 }
 
 static inline uintptr_t chunk_site(const struct chunk *c)
 {
-	return (uintptr_t)(c->site_links & CHUNK_FIELD_MASK);
+	return (uintptr_t)(*chunk_site_word((struct chunk *)c) & CHUNK_FIELD_MASK);
 }
 
 static inline unsigned chunk_links(const struct chunk *c)
 {
-	return (unsigned)(c->site_links >> CHUNK_FIELD_BITS);
+	return (unsigned)(*chunk_site_word((struct chunk *)c) >> CHUNK_FIELD_BITS);
 }
 
 static inline void chunk_set_links(struct chunk *c, unsigned links)
 {
-	c->site_links = (c->site_links & CHUNK_FIELD_MASK) |
-	                ((uint64_t)(links & 0xffffu) << CHUNK_FIELD_BITS);
+	uint64_t *w = chunk_site_word(c);
+	*w = (*w & CHUNK_FIELD_MASK) | ((uint64_t)(links & 0xffffu) << CHUNK_FIELD_BITS);
 }
 
+/* The metadata of a new chunk: pad (header only) and size; the site with
+ * the index bits 0.  Under trailer the usable size must already hold the
+ * trailer; under side it becomes this thread's pending record. */
 static inline void chunk_init(struct chunk *c, size_t size, size_t pad,
                               uintptr_t site)
 {
-	c->size_pad = (uint64_t)size | ((uint64_t)pad_encode(pad) << CHUNK_FIELD_BITS);
-	c->site_links = (uint64_t)site & CHUNK_FIELD_MASK;
+	uint64_t word = (uint64_t)site & CHUNK_FIELD_MASK;
+	if (chunk_likely_header()) {
+		c->size_pad = (uint64_t)size | ((uint64_t)pad_encode(pad) << CHUNK_FIELD_BITS);
+		c->site_links = word;
+	} else if (chunk_meta == META_TRAILER) {
+		*chunk_trailer(c) = word;
+	} else {
+		chunk_pending.size = size;
+		chunk_pending.site_word = word;
+	}
 }
 
 /* base <= addr < base + size: a zero-size chunk contains nothing. */

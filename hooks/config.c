@@ -6,6 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunk.h"
+
+int config_meta_for(const struct heapindex_config *cfg, const char *index, unsigned caps,
+                    char *err, size_t errlen)
+{
+	if (cfg->census_path)
+		caps &= ~META_CAP(META_SIDE);
+	if (cfg->meta < 0) {
+		static const enum chunk_meta order[] = { META_SIDE, META_TRAILER, META_HEADER };
+		for (unsigned i = 0; i < sizeof order / sizeof *order; i++)
+			if (caps & META_CAP(order[i]))
+				return (int)order[i];
+		return META_HEADER;
+	}
+	if (caps & META_CAP(cfg->meta))
+		return cfg->meta;
+	char can[64] = "";
+	for (int m = 0; m < META_COUNT; m++)
+		if (caps & META_CAP(m))
+			snprintf(can + strlen(can), sizeof can - strlen(can), "%s%s", *can ? ", " : "",
+			         chunk_meta_name((enum chunk_meta)m));
+	snprintf(err, errlen, "heapindex: HEAPINDEX_META=%s is not supported by the %s index%s: expected %s",
+	         chunk_meta_name((enum chunk_meta)cfg->meta), index,
+	         cfg->census_path && cfg->meta == META_SIDE ? " with HEAPINDEX_CENSUS" : "", can);
+	return -1;
+}
+
 unsigned config_default_addr_bits(void)
 {
 #if defined(__x86_64__)
@@ -108,6 +135,17 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 	cfg->verify_every = 0;
 	cfg->site_depth = 0;
 	cfg->site_skip = cfg->census_path = NULL;
+	cfg->meta = -1;
+
+	const char *meta = getenv("HEAPINDEX_META");
+	if (meta) {
+		cfg->meta = chunk_meta_by_name(meta);
+		if (cfg->meta < 0) {
+			snprintf(err, errlen, "heapindex: HEAPINDEX_META='%s' is invalid: expected %s",
+			         meta, CONFIG_META_NAMES);
+			return -1;
+		}
+	}
 
 	if (parse_ranged("HEAPINDEX_ADDR_BITS", CONFIG_ADDR_BITS_MIN,
 	                 CONFIG_ADDR_BITS_MAX, &cfg->addr_bits, err, errlen) ||

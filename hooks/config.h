@@ -25,7 +25,23 @@ struct heapindex_config {
 	unsigned site_depth;     /* HEAPINDEX_SITE: 0 = ret, N = unwind:N          */
 	const char *site_skip;   /* HEAPINDEX_SITE_SKIP: "xmalloc,xcalloc" or NULL */
 	const char *census_path; /* HEAPINDEX_CENSUS: live heap by site, or NULL   */
+	/* HEAPINDEX_META: the chunk metadata placement (enum chunk_meta,
+	 * chunk.h), or -1 for the default (config_meta_default). */
+	int meta;
 };
+
+/* The default placement: the first of these the index supports (its caps,
+ * index.h).  Measured (chunk.h, issue 15): side adds no byte to a chunk
+ * and trailer about half as many as header, so each is preferred over the
+ * next where the index can take it. */
+#define CONFIG_META_NAMES "header, trailer or side"
+/* The placement for an index with these caps (index.h): cfg->meta, or the
+ * default; -1 with a one-line message in err if the index cannot take the
+ * one asked for.  The census needs the site of a chunk being freed, which
+ * side does not keep: side is never the default with HEAPINDEX_CENSUS, and
+ * refused with it. */
+int config_meta_for(const struct heapindex_config *cfg, const char *index, unsigned caps,
+                    char *err, size_t errlen);
 
 /* Valid ranges, also printed in error messages and --help.
  * bin_shift: bins smaller than 16 bytes would hold less than one chunk start;

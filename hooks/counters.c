@@ -14,7 +14,7 @@ static void raise_peak(int64_t *peak, int64_t value)
 
 static int64_t live_meta(const struct thread_counters *k)
 {
-	return thread_live_chunks(k) * (int64_t)hooks_header_bytes + k->extra_meta;
+	return thread_live_chunks(k) * (int64_t)hooks_meta_bytes + k->extra_meta;
 }
 
 /* Also the threads' retire hook: a thread that ends leaves nothing held back. */
@@ -47,7 +47,7 @@ void counters_check(struct thread_slot *s)
 	int64_t live = thread_live_chunks(k);
 	if (beyond(live - k->flushed_chunks, FLUSH_AT_CHUNKS) ||
 	    beyond(k->bytes - k->flushed_bytes, FLUSH_AT_BYTES) ||
-	    beyond(live_meta(k) - k->flushed_meta, FLUSH_AT_CHUNKS * (int64_t)hooks_header_bytes))
+	    beyond(live_meta(k) - k->flushed_meta, FLUSH_AT_CHUNKS * (int64_t)hooks_meta_bytes))
 		counters_flush(s);
 	else
 		k->budget = CHECK_BUDGET;
@@ -72,7 +72,12 @@ static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 	int64_t chunks = __atomic_load_n(&k->chunks, __ATOMIC_RELAXED) + (int64_t)(fast_mallocs - fast_frees);
 	t->live_chunks += chunks;
 	t->live_bytes += __atomic_load_n(&k->bytes, __ATOMIC_RELAXED);
-	t->live_meta_bytes += chunks * (int64_t)hooks_header_bytes +
+	double weight, added;
+	__atomic_load(&k->meta_weight, &weight, __ATOMIC_RELAXED);
+	__atomic_load(&k->meta_added, &added, __ATOMIC_RELAXED);
+	t->meta_weight += weight;
+	t->meta_added += added;
+	t->live_meta_bytes += chunks * (int64_t)hooks_meta_bytes +
 	                      __atomic_load_n(&k->extra_meta, __ATOMIC_RELAXED);
 }
 

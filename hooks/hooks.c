@@ -42,6 +42,7 @@
 spinlock_t hooks_lock;
 struct heapindex_config hooks_config;
 size_t hooks_header_bytes;
+size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
 const char *hooks_allocator = "unknown";
 double hooks_start_seconds;
 uint64_t hooks_serial_calls[ENTRY_COUNT];
@@ -205,7 +206,8 @@ static unsigned features(void)
 	return (sites_slow ? HOOKS_SITES : 0) | (sites_census_on ? HOOKS_CENSUS : 0) |
 	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
 	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
-	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0);
+	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0) |
+	       (chunk_meta != META_HEADER ? HOOKS_META : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
@@ -225,11 +227,21 @@ static void initialise(void)
 	allocator_name();
 
 	char err[512];
+	int meta = -1;
 	if (config_from_env(&hooks_config, err, sizeof err) ||
-	    INDEX_FN(init)(&hooks_config, err, sizeof err))
+	    (meta = config_meta_for(&hooks_config, INDEX_OPS.name, INDEX_OPS.caps, err, sizeof err)) < 0)
+		fatal(err);
+	/* Before the index's init: chunks are read through these (chunk.h). */
+	chunk_meta = (enum chunk_meta)meta;
+	chunk_usable_size = real.malloc_usable_size;
+	if (INDEX_FN(init)(&hooks_config, err, sizeof err))
 		fatal(err);
 	sites_init(&hooks_config);
 	hooks_header_bytes = CHUNK_HEADER_BYTES + INDEX_OPS.links_bytes;
+	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
+	hooks_meta_after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
+	hooks_meta_bytes = hooks_meta_before + hooks_meta_after;
+	meta_cost_probe(real.malloc, real.free, real.malloc_usable_size);
 	plain_pad_bits = (uint64_t)pad_encode(hooks_header_bytes) << CHUNK_FIELD_BITS;
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)
@@ -306,17 +318,20 @@ static void *fail(struct thread_slot *s, enum hook_entry entry)
 	return NULL;
 }
 
-/* A chunk of size bytes, with pad bytes of metadata, joins (dir 1) or
- * leaves (dir -1) the live heap by a call of this thread. */
+/* A chunk of size bytes, pad bytes in front of it, joins (dir 1) or leaves
+ * (dir -1) the live heap by a call of this thread. */
 static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size_t pad)
 {
 	struct thread_counters *k = &s->counters;
+	size_t meta = pad + hooks_meta_after;
 	k->chunks += dir;
 	k->bytes += dir * (int64_t)size;
 	k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT;
-	if (unlikely(pad != hooks_header_bytes)) {
-		/* Flush at once: the meta bound counts header_bytes per event. */
-		k->extra_meta += dir * (int64_t)(pad - hooks_header_bytes);
+	if (dir > 0)
+		meta_cost_sample(k, size, meta, 1);
+	if (unlikely(meta != hooks_meta_bytes)) {
+		/* Flush at once: the meta bound counts meta_bytes per event. */
+		k->extra_meta += dir * ((int64_t)meta - (int64_t)hooks_meta_bytes);
 		counters_flush(s);
 	} else if (unlikely(k->budget < 0)) {
 		counters_check(s);
@@ -385,8 +400,10 @@ HOOK_EXPORT void *malloc(size_t size)
 	struct thread_counters *k = &s->counters;
 	k->fast_mallocs++;
 	k->bytes += (int64_t)size;
-	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0)) {
+		meta_cost_sample(k, size, hooks_header_bytes, 0);
 		counters_check(s);
+	}
 	thread_enter(s);
 	INDEX_FN(insert)(c);
 	thread_leave(s);
@@ -458,16 +475,37 @@ static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, 
 	*err = saved;
 }
 
+/* The size the statistics count for live chunk c, as free can learn it
+ * again: under header the size asked for (in the header), under trailer the
+ * bytes before the trailer, under side the allocator's usable size. */
+static inline size_t live_size(struct chunk *c)
+{
+	if (chunk_meta == META_SIDE)
+		return chunk_usable_size((void *)chunk_user(c));
+	return chunk_size(c);
+}
+
 /* real_chunk is a chunk of the next allocator, pad bytes of it before the
- * user data. */
+ * user data (and hooks_meta_after bytes of room after them). */
 static void *index_new_chunk(struct thread_slot *s, void *real_chunk, size_t pad, size_t size,
                              uintptr_t site, enum hook_entry entry)
 {
 	unsigned char *user = (unsigned char *)real_chunk + pad;
 	struct chunk *c = chunk_of_user(user);
 	chunk_init(c, size, pad, site);
-	track(s, c, 1, size, pad, entry);
+	track(s, c, 1, chunk_likely_header() ? size : live_size(c), pad, entry);
 	return user;
+}
+
+/* *total = size bytes for the program and the placement's: 0 if that
+ * is beyond what a chunk can be. */
+static inline int with_meta(size_t size, size_t pad, size_t *total)
+{
+	size_t meta = pad + hooks_meta_after;
+	if (unlikely(meta > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - meta))
+		return 0;
+	*total = size + meta;
+	return 1;
 }
 
 void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
@@ -475,10 +513,10 @@ void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
 	if (unlikely(!ready()))
 		return boot_alloc(size);
 	struct thread_slot *s = call_slot();
-	size_t pad = hooks_header_bytes;
-	if (unlikely(size > CHUNK_SIZE_MAX - pad))
+	size_t pad = hooks_meta_before, total;
+	if (unlikely(!with_meta(size, pad, &total)))
 		return fail(s, entry);
-	void *r = injected_failure(s) ? NULL : real.malloc(size + pad);
+	void *r = injected_failure(s) ? NULL : real.malloc(total);
 	if (unlikely(!r))
 		return fail(s, entry);
 	return index_new_chunk(s, r, pad, size, site, entry);
@@ -491,11 +529,13 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 	if (unlikely(!ready()))
 		return boot_alloc_aligned(align, size);
 	struct thread_slot *s = call_slot();
-	/* The user pointer must be aligned and have the header below it. */
-	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
-	if (unlikely(pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad))
+	/* The user pointer must be aligned and have the header, if any, below
+	 * it; without one it is the allocator's own pointer. */
+	size_t pad = (hooks_meta_before + align - 1) & ~(align - 1);
+	size_t total;
+	if (unlikely(!with_meta(size, pad, &total)))
 		return fail(s, entry);
-	void *r = injected_failure(s) ? NULL : real.memalign(align, size + pad);
+	void *r = injected_failure(s) ? NULL : real.memalign(align, total);
 	if (unlikely(!r))
 		return fail(s, entry);
 	return index_new_chunk(s, r, pad, size, site, entry);
@@ -511,8 +551,10 @@ void free_chunk(void *p, enum hook_entry entry)
 		return;
 	}
 	struct chunk *c = chunk_of_user(p);
-	size_t pad = chunk_pad(c);
-	track(s, c, -1, chunk_size(c), pad, entry);
+	size_t pad = chunk_pad(c), size = live_size(c);
+	if (chunk_meta == META_SIDE)
+		chunk_init(c, size, 0, 0); /* what remove and verify read */
+	track(s, c, -1, size, pad, entry);
 	real.free((unsigned char *)p - pad);
 }
 
@@ -533,8 +575,10 @@ static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_
                            enum hook_entry entry)
 {
 	struct chunk *c = chunk_of_user(p);
-	size_t pad = chunk_pad(c), old_size = chunk_size(c);
-	if (unlikely(pad != hooks_header_bytes)) {
+	size_t pad = chunk_pad(c), old_size = live_size(c);
+	if (chunk_meta == META_SIDE)
+		chunk_init(c, old_size, 0, 0); /* what remove and verify read */
+	if (unlikely(pad != hooks_meta_before)) {
 		/* Over-aligned: realloc owes it no alignment, so it becomes a
 		 * plain chunk rather than carry its pad (as large as the
 		 * alignment: 2 MiB for 2 MiB) and copy it on every realloc. */
@@ -546,11 +590,16 @@ static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_
 		}
 		return n;
 	}
-	if (unlikely(size > CHUNK_SIZE_MAX - pad) || injected_failure(s))
+	size_t total;
+	if (unlikely(!with_meta(size, pad, &total)) || injected_failure(s))
 		return fail(s, entry);
 	track(s, c, -1, old_size, pad, ENTRY_COUNT);
-	void *r = real.realloc((unsigned char *)p - pad, size + pad);
+	void *r = real.realloc((unsigned char *)p - pad, total);
 	if (unlikely(!r)) {
+		/* The old chunk is intact; under side its record is gone with
+		 * the remove, and comes back with this call's site. */
+		if (chunk_meta == META_SIDE)
+			chunk_init(c, old_size, 0, site);
 		track(s, c, 1, old_size, pad, ENTRY_COUNT);
 		return fail(s, entry);
 	}
@@ -627,11 +676,11 @@ HOOK_EXPORT void *calloc(size_t n, size_t size)
 	if (unlikely(!ready()))
 		return boot_alloc(total);
 	struct thread_slot *s = call_slot();
-	size_t pad = hooks_header_bytes;
-	if (unlikely(total > CHUNK_SIZE_MAX - pad))
+	size_t pad = hooks_meta_before, with;
+	if (unlikely(!with_meta(total, pad, &with)))
 		return fail(s, ENTRY_calloc);
-	/* The real calloc zeroes our header too; we overwrite it. */
-	void *r = injected_failure(s) ? NULL : real.calloc(1, total + pad);
+	/* The real calloc zeroes our metadata too; we overwrite it. */
+	void *r = injected_failure(s) ? NULL : real.calloc(1, with);
 	if (unlikely(!r))
 		return fail(s, ENTRY_calloc);
 	return index_new_chunk(s, r, pad, total, sites_capture(RETURN_ADDRESS()), ENTRY_calloc);
@@ -700,8 +749,9 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 	count_call(call_slot(), ENTRY_malloc_usable_size);
 	if (!p)
 		return 0;
+	/* Only the program's bytes: not the header, nor the trailer. */
 	size_t pad = chunk_pad(chunk_of_user(p));
-	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
+	return real.malloc_usable_size((unsigned char *)p - pad) - pad - hooks_meta_after;
 }
 
 /* --- the query API ----------------------------------------------------------------- */

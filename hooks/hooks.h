@@ -21,6 +21,7 @@
 #define HOOKS_FAIL 0x8u   /* HEAPINDEX_FAIL_EVERY                            */
 #define HOOKS_SERIAL 0x10u /* the index asked for serial calls (index.h)     */
 #define HOOKS_SHARED 0x20u /* hooks_fallback_slot: threads without a slot    */
+#define HOOKS_META 0x40u   /* a placement other than header (chunk.h)        */
 /* With these, every index call is made under hooks_lock, together with the
  * state that must change with the index (census, verify's shadow, a shared
  * slot's live counts). */
@@ -31,6 +32,10 @@
 extern spinlock_t hooks_lock;
 extern struct heapindex_config hooks_config;
 extern size_t hooks_header_bytes;      /* struct chunk + the index's links */
+/* The placement's bytes per chunk: in front of the user pointer (header:
+ * hooks_header_bytes, else 0), behind the program's bytes (trailer: 8),
+ * and their sum, the metadata the statistics count per chunk. */
+extern size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
 extern const char *hooks_allocator;    /* file name of the library behind us */
 extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
 /* With HOOKS_SERIAL: calls per entry point, counted under hooks_lock just
@@ -62,6 +67,7 @@ struct hook_totals {
 	uint64_t failed_allocs, lookups_found, lookups_missed;
 	int64_t live_chunks, live_bytes, live_meta_bytes;
 	int64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
+	double meta_weight, meta_added; /* meta_cost.c: their ratio is bytes per chunk */
 };
 
 /* Every slot added up (exact when no other thread is running; a snapshot
@@ -71,6 +77,16 @@ void counters_totals(struct hook_totals *t);
  * slots): flags HOOKS_SHARED, its index calls and live counts under
  * hooks_lock, its call counts atomic; counted in the totals. */
 extern struct thread_slot hooks_fallback_slot;
+
+/* --- what the placement costs the allocator (meta_cost.c) --------------------- */
+
+/* Learn the allocator's usable size per request size; once, at start-up. */
+void meta_cost_probe(void *(*real_malloc)(size_t), void (*real_free)(void *),
+                     size_t (*real_usable)(void *));
+/* A chunk of size bytes the program asked for, meta bytes of metadata,
+ * sampled in k: surely (sure: every general-path chunk), or because it
+ * overdrew the counter budget on the malloc fast path. */
+void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int sure);
 
 /* Append this process's statistics as one JSON line to hooks_config.stats_path. */
 void process_stats_write(void);

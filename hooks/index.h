@@ -71,8 +71,15 @@ enum index_answer {
 static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
 {
 	out->base = chunk_user(c);
-	out->size = chunk_size(c);
-	out->site = chunk_site(c);
+	if (chunk_likely_header()) {
+		out->size = chunk_size(c);
+		out->site = chunk_site(c);
+	} else { /* trailer (side indexes answer from their records): one call of malloc_usable_size for both */
+		size_t usable = chunk_usable_size((void *)out->base);
+		uint64_t word = *(const uint64_t *)(out->base + usable - META_TRAILER_BYTES);
+		out->size = usable - META_TRAILER_BYTES;
+		out->site = (uintptr_t)(word & CHUNK_FIELD_MASK);
+	}
 	return INDEX_FOUND;
 }
 
@@ -108,6 +115,15 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            corrupt header does not change its answers. */
 #define INDEX_ANSWERS_LOOKUPS 1u
 #define INDEX_ANSWERS_FROM_INDEX 2u
+/* The metadata placements (chunk.h) the index works with; the hooks refuse
+ * any other at start-up.  An index that keeps links_bytes in the chunk
+ * needs header; one that threads the 16 link bits or reads size and site
+ * from the chunk can take trailer; side needs records of its own that keep
+ * size and site (copied from chunk_size/chunk_site during insert, the only
+ * time they are readable under side). */
+#define INDEX_META_HEADER META_CAP(META_HEADER)
+#define INDEX_META_TRAILER META_CAP(META_TRAILER)
+#define INDEX_META_SIDE META_CAP(META_SIDE)
 
 struct index_ops {
 	const char *name;

@@ -1,6 +1,7 @@
 /* inproc.c - see inproc.h. */
 #include "inproc.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,26 +25,51 @@ int inproc_init(struct inproc *d, const struct index_ops *ops,
 {
 	d->ops = ops;
 	d->header_bytes = CHUNK_HEADER_BYTES + ops->links_bytes;
+	/* One placement per process: HEAPINDEX_META if set, else header (the
+	 * hooks' default depends on the index; in-process drivers compare
+	 * indexes under one placement). */
+	struct heapindex_config c = *cfg;
+	if (c.meta < 0)
+		c.meta = META_HEADER;
+	int meta = config_meta_for(&c, ops->name, ops->caps, err, errlen);
+	if (meta < 0)
+		return -1;
+	chunk_meta = (enum chunk_meta)meta;
+	chunk_usable_size = malloc_usable_size;
 	return ops->init(cfg, err, errlen);
+}
+
+struct chunk *inproc_new_chunk(const struct inproc *d, size_t size, size_t align, uintptr_t site)
+{
+	if (align < CHUNK_ALIGN)
+		align = CHUNK_ALIGN;
+	/* As the hooks do (hooks.c): a header in front, or a trailer behind. */
+	size_t pad = chunk_meta == META_HEADER ? (d->header_bytes + align - 1) & ~(align - 1) : 0;
+	size_t meta = pad + (chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0);
+	if (size > CHUNK_SIZE_MAX - meta - align)
+		return NULL;
+	void *real = aligned_alloc(align, (size + meta + align - 1) & ~(align - 1));
+	if (!real)
+		return NULL;
+	struct chunk *c = chunk_of_user((unsigned char *)real + pad);
+	chunk_init(c, size, pad, site);
+	/* real is reachable again as user - pad: inproc_free_chunk frees it. */
+	// cppcheck-suppress memleak
+	return c;
+}
+
+void inproc_free_chunk(struct chunk *c)
+{
+	free((unsigned char *)chunk_user(c) - chunk_pad(c));
 }
 
 void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site)
 {
-	if (align < CHUNK_ALIGN)
-		align = CHUNK_ALIGN;
-	size_t pad = (d->header_bytes + align - 1) & ~(align - 1);
-	if (size > CHUNK_SIZE_MAX - pad)
+	struct chunk *c = inproc_new_chunk(d, size, align, site);
+	if (!c)
 		return NULL;
-	void *real = aligned_alloc(align, (size + pad + align - 1) & ~(align - 1));
-	if (!real)
-		return NULL;
-	unsigned char *user = (unsigned char *)real + pad;
-	struct chunk *c = chunk_of_user(user);
-	chunk_init(c, size, pad, site);
 	d->ops->insert(c);
-	/* real is reachable again as user - pad: inproc_free frees it. */
-	// cppcheck-suppress memleak
-	return user;
+	return (void *)chunk_user(c);
 }
 
 void inproc_free(struct inproc *d, void *user)
@@ -51,8 +77,10 @@ void inproc_free(struct inproc *d, void *user)
 	if (!user)
 		return;
 	struct chunk *c = chunk_of_user(user);
+	if (chunk_meta == META_SIDE)
+		chunk_init(c, malloc_usable_size(user), 0, 0);
 	d->ops->remove(c);
-	free((unsigned char *)user - chunk_pad(c));
+	inproc_free_chunk(c);
 }
 
 int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,

@@ -29,6 +29,13 @@ struct inproc {
 /* Returns 0, or -1 with the index's reason in err. */
 int inproc_init(struct inproc *d, const struct index_ops *ops,
                 const struct heapindex_config *cfg, char *err, size_t errlen);
+/* A chunk of size bytes aligned to align (a power of two), its metadata
+ * written in the process's placement (chunk.h), not indexed; NULL if the
+ * memory cannot be had.  Under side its size and site are pending until the
+ * next chunk_init of this thread: insert it first. */
+struct chunk *inproc_new_chunk(const struct inproc *d, size_t size, size_t align, uintptr_t site);
+/* Free a chunk of inproc_new_chunk's that is not indexed. */
+void inproc_free_chunk(struct chunk *c);
 /* A chunk of size bytes aligned to align (a power of two), indexed; NULL if
  * the memory cannot be had. */
 void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site);

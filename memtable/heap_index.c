@@ -81,25 +81,25 @@ static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
 	return chunk_of_user((void *)(bin_base + ((uintptr_t)(slot - 1) << 4)));
 }
 
-/* The links: bytes 6 (next) and 7 (prev) of the little-endian site_links
- * word, i.e. its top 16 bits (chunk.h), read and written a byte at a time:
- * one move each.  Only under the bin's lock (a lookup's copy of the site
- * too), so they never race. */
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "links are bytes 6 and 7 of site_links");
+/* The links: bytes 6 (next) and 7 (prev) of the little-endian site word,
+ * i.e. its top 16 bits (chunk.h: the header's site_links or the trailer),
+ * read and written a byte at a time: one move each.  Only under the bin's
+ * lock (a lookup's copy of the site too), so they never race. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "links are bytes 6 and 7 of the site word");
 
 static inline unsigned char *links_of(struct chunk *c)
 {
-	return (unsigned char *)&c->site_links + 6;
+	return (unsigned char *)chunk_site_word(c) + 6;
 }
 
 static inline unsigned next_slot(const struct chunk *c)
 {
-	return ((const unsigned char *)&c->site_links)[6];
+	return links_of((struct chunk *)c)[0];
 }
 
 static inline unsigned prev_slot(const struct chunk *c)
 {
-	return ((const unsigned char *)&c->site_links)[7];
+	return links_of((struct chunk *)c)[1];
 }
 
 /* --- bin locks ------------------------------------------------------------- */
@@ -421,4 +421,4 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "longest_backward_scan", counters.longest_backward_scan);
 }
 
-INDEX_DEFINE_OPS(memtable, 0, INDEX_ANSWERS_LOOKUPS)
+INDEX_DEFINE_OPS(memtable, 0, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER | INDEX_META_TRAILER)

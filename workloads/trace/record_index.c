@@ -627,4 +627,4 @@ __attribute__((destructor)) static void record_finish(void)
 	spin_unlock(&hooks_lock);
 }
 
-INDEX_DEFINE_OPS(record, 0, 0)
+INDEX_DEFINE_OPS(record, 0, INDEX_META_HEADER)

@@ -1,0 +1,53 @@
+/* meta_cost.c - what the metadata placement costs in allocator memory:
+ * the mean bytes per chunk by which the allocator's chunks grow because the
+ * hooks ask for more than the program (process statistics,
+ * "meta_bytes_per_chunk").
+ *
+ * Counting the allocator's rounding, not just the bytes asked for: a
+ * trailer's 8 bytes cost nothing where the size class of n already has room
+ * for n + 8, and 16 where it has not.  At start-up the allocator's usable
+ * size for every request up to META_PROBE_MAX bytes is probed (one malloc
+ * and free each, before the program runs); a chunk of n bytes with m bytes
+ * of metadata then costs usable(n + m) - usable(n).  Beyond the probed
+ * sizes it is counted as m, the bytes asked for beyond the program's.
+ *
+ * Which chunks: every chunk made on the general path (p = 1), and on the
+ * malloc fast path the chunk whose event overdraws the thread's counter
+ * budget (counters.h): an event spending w = size + COUNTER_EVENT_WEIGHT of
+ * a budget of CHECK_BUDGET is that one with probability about
+ * p = min(1, w / CHECK_BUDGET), so each sample is weighted 1 / p (the
+ * Horvitz-Thompson estimate of the mean), at no cost to the fast path's
+ * common case. */
+#include "hooks.h"
+
+#define META_PROBE_MAX 1024u
+static uint32_t probed_usable[META_PROBE_MAX + 1];
+static int probed;
+
+void meta_cost_probe(void *(*real_malloc)(size_t), void (*real_free)(void *),
+                     size_t (*real_usable)(void *))
+{
+	for (size_t n = 0; n <= META_PROBE_MAX; n++) {
+		void *p = real_malloc(n);
+		if (!p)
+			return; /* no figures beyond the bytes asked for */
+		probed_usable[n] = (uint32_t)real_usable(p);
+		real_free(p);
+	}
+	probed = 1;
+}
+
+static size_t added_bytes(size_t size, size_t meta)
+{
+	if (!probed || size > META_PROBE_MAX - meta || meta > META_PROBE_MAX)
+		return meta;
+	return probed_usable[size + meta] - probed_usable[size];
+}
+
+void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int sure)
+{
+	double w = (double)(size + (size_t)COUNTER_EVENT_WEIGHT) / (double)CHECK_BUDGET;
+	double inverse_p = sure || w >= 1.0 ? 1.0 : 1.0 / w;
+	k->meta_weight += inverse_p;
+	k->meta_added += inverse_p * (double)added_bytes(size, meta);
+}
