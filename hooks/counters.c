@@ -72,11 +72,8 @@ static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 	int64_t chunks = __atomic_load_n(&k->chunks, __ATOMIC_RELAXED) + (int64_t)(fast_mallocs - fast_frees);
 	t->live_chunks += chunks;
 	t->live_bytes += __atomic_load_n(&k->bytes, __ATOMIC_RELAXED);
-	double weight, added;
-	__atomic_load(&k->meta_weight, &weight, __ATOMIC_RELAXED);
-	__atomic_load(&k->meta_added, &added, __ATOMIC_RELAXED);
-	t->meta_weight += weight;
-	t->meta_added += added;
+	t->meta_weight += __atomic_load_n(&k->meta_weight, __ATOMIC_RELAXED);
+	t->meta_added += __atomic_load_n(&k->meta_added, __ATOMIC_RELAXED);
 	t->live_meta_bytes += chunks * (int64_t)hooks_meta_bytes +
 	                      __atomic_load_n(&k->extra_meta, __ATOMIC_RELAXED);
 }

@@ -72,7 +72,7 @@ struct thread_counters {
 	int64_t chunks, extra_meta; /* live, by this thread's general calls */
 	int64_t flushed_chunks, flushed_bytes, flushed_meta; /* of the live figures, in live_totals */
 	/* Sampled chunks' weights and weighted bytes added (meta_cost.c). */
-	double meta_weight, meta_added;
+	uint64_t meta_weight, meta_added;
 };
 
 /* The live chunks of a thread's calls, both paths. */

@@ -377,12 +377,18 @@ static inline struct thread_slot *call_slot(void)
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
 static __attribute__((noinline)) void free_slow(void *p);
+static void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site);
+static void free_meta(struct thread_slot *s, void *p);
+static int is_boot(const void *p);
 
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(thread_flags(s)))
+	if (unlikely(thread_flags(s))) {
+		if (thread_flags(s) == HOOKS_META)
+			return malloc_meta(s, size, RETURN_ADDRESS());
 		return malloc_slow(size, RETURN_ADDRESS());
+	}
 	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
 	 * that would not fit the header, but no allocator grants it (user
 	 * space is 2^47 bytes): the real malloc fails first. */
@@ -413,8 +419,11 @@ HOOK_EXPORT void *malloc(size_t size)
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s)))
+	if (unlikely(!p) || unlikely(thread_flags(s))) {
+		if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
+			return free_meta(s, p);
 		return free_slow(p);
+	}
 	struct chunk *c = chunk_of_user(p);
 	uint64_t word = c->size_pad;
 	if (unlikely((word ^ plain_pad_bits) >> CHUNK_FIELD_BITS))
@@ -556,6 +565,59 @@ void free_chunk(void *p, enum hook_entry entry)
 		chunk_init(c, size, 0, 0); /* what remove and verify read */
 	track(s, c, -1, size, pad, entry);
 	real.free((unsigned char *)p - pad);
+}
+
+/* --- the fast path of trailer and side -------------------------------------------
+ * malloc and free of a thread whose only flag is HOOKS_META: the header fast
+ * path's steps (the same counters), with the placement's own metadata.  The
+ * size counted is live_size's, which free learns again from the allocator
+ * (trailer: the bytes before the trailer; side: the usable size). */
+
+static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	size_t total = size + hooks_meta_after;
+	if (unlikely(size > CHUNK_SIZE_MAX - hooks_meta_after))
+		return fail(s, ENTRY_malloc);
+	unsigned char *r = real.malloc(total);
+	if (unlikely(!r))
+		return fail(s, ENTRY_malloc);
+	size_t usable = real.malloc_usable_size(r), counted;
+	if (chunk_meta == META_TRAILER) {
+		counted = usable - META_TRAILER_BYTES;
+		*(uint64_t *)(r + counted) = (uint64_t)site & CHUNK_FIELD_MASK;
+	} else {
+		counted = usable;
+		chunk_pending.size = size;
+		chunk_pending.site_word = (uint64_t)site & CHUNK_FIELD_MASK;
+	}
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	k->bytes += (int64_t)counted;
+	if (unlikely((k->budget -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
+		meta_cost_sample(k, size, hooks_meta_after, 0);
+		counters_check(s);
+	}
+	thread_enter(s);
+	INDEX_FN(insert)(chunk_of_user(r));
+	thread_leave(s);
+	return r;
+}
+
+static __attribute__((noinline)) void free_meta(struct thread_slot *s, void *p)
+{
+	struct chunk *c = chunk_of_user(p);
+	size_t size = live_size(c);
+	if (chunk_meta == META_SIDE)
+		chunk_init(c, size, 0, 0); /* what remove reads */
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	k->bytes -= (int64_t)size;
+	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		counters_check(s);
+	thread_enter(s);
+	INDEX_FN(remove)(c);
+	thread_leave(s);
+	real.free(p);
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret)

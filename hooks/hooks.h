@@ -67,7 +67,7 @@ struct hook_totals {
 	uint64_t failed_allocs, lookups_found, lookups_missed;
 	int64_t live_chunks, live_bytes, live_meta_bytes;
 	int64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
-	double meta_weight, meta_added; /* meta_cost.c: their ratio is bytes per chunk */
+	uint64_t meta_weight, meta_added; /* meta_cost.c: their ratio is bytes per chunk */
 };
 
 /* Every slot added up (exact when no other thread is running; a snapshot

@@ -17,7 +17,7 @@
  * a budget of CHECK_BUDGET is that one with probability about
  * p = min(1, w / CHECK_BUDGET), so each sample is weighted 1 / p (the
  * Horvitz-Thompson estimate of the mean), at no cost to the fast path's
- * common case. */
+ * common case.  Weights are kept in sixteenths, as integers. */
 #include "hooks.h"
 
 #define META_PROBE_MAX 1024u
@@ -46,8 +46,10 @@ static size_t added_bytes(size_t size, size_t meta)
 
 void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int sure)
 {
-	double w = (double)(size + (size_t)COUNTER_EVENT_WEIGHT) / (double)CHECK_BUDGET;
-	double inverse_p = sure || w >= 1.0 ? 1.0 : 1.0 / w;
+	/* 1 / p in sixteenths, in integers: this runs on the fast path's
+	 * overdraft branch. */
+	uint64_t w = (uint64_t)size + (uint64_t)COUNTER_EVENT_WEIGHT;
+	uint64_t inverse_p = sure || w >= (uint64_t)CHECK_BUDGET ? 16 : 16 * (uint64_t)CHECK_BUDGET / w;
 	k->meta_weight += inverse_p;
-	k->meta_added += inverse_p * (double)added_bytes(size, meta);
+	k->meta_added += inverse_p * added_bytes(size, meta);
 }

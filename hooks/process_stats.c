@@ -105,7 +105,7 @@ void process_stats_write(void)
 	json_u64(&j, "peak_live_bytes", (uint64_t)k.peak_live_bytes);
 	json_u64(&j, "header_bytes", hooks_header_bytes);
 	json_str(&j, "meta", chunk_meta_name(chunk_meta));
-	json_f64(&j, "meta_bytes_per_chunk", k.meta_weight > 0 ? k.meta_added / k.meta_weight : 0.0);
+	json_f64(&j, "meta_bytes_per_chunk", k.meta_weight ? (double)k.meta_added / (double)k.meta_weight : 0.0);
 	json_u64(&j, "peak_meta_bytes", (uint64_t)k.peak_meta_bytes);
 	json_open(&j, "index_stats");
 	INDEX_FN(write_stats)(&j);
