@@ -212,9 +212,12 @@ static void insert_locked(struct chunk *c)
 		counters.dropped_inserts++; /* unindexed, never corrupt */
 		return;
 	}
+	size_t size;
+	uintptr_t site;
+	chunk_read(c, &size, &site);
 	STORE(&leaf->base, key);
-	STORE(&leaf->size, (uint64_t)chunk_size(c));
-	STORE(&leaf->site, chunk_site(c));
+	STORE(&leaf->size, (uint64_t)size);
+	STORE(&leaf->site, site);
 	uintptr_t tagged = (uintptr_t)leaf | LEAF_TAG;
 
 	/* Down while key is inside the subtree: to an empty slot, a leaf, or a

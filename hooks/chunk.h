@@ -135,6 +135,14 @@ static inline uintptr_t chunk_user(const struct chunk *c)
 }
 
 #define chunk_likely_header() __builtin_expect(chunk_meta == META_HEADER, 1)
+#define CHUNK_INLINE static inline __attribute__((always_inline))
+
+/* Every accessor comes in two forms: chunk_X(c), for the process's
+ * placement, and chunk_X_in(c, meta), for a placement the caller already
+ * knows.  An index's hot path can test the placement once and call a body
+ * written with the _in forms with a constant meta (see the memtable's
+ * insert): the header body then compiles to exactly the header's loads and
+ * stores, with no test and no call on its way. */
 
 /* Under trailer: the trailer word, at the end of the usable size. */
 static inline uint64_t *chunk_trailer(const struct chunk *c)
@@ -144,22 +152,49 @@ static inline uint64_t *chunk_trailer(const struct chunk *c)
 }
 
 /* The word whose low 48 bits are the site and high 16 the index's links. */
-static inline uint64_t *chunk_site_word(struct chunk *c)
+CHUNK_INLINE uint64_t *chunk_site_word_in(struct chunk *c, enum chunk_meta meta)
 {
-	if (chunk_likely_header())
+	if (meta == META_HEADER)
 		return &c->site_links;
-	if (chunk_meta == META_TRAILER)
+	if (meta == META_TRAILER)
 		return chunk_trailer(c);
 	return &chunk_pending.site_word;
 }
 
-static inline size_t chunk_size(const struct chunk *c)
+CHUNK_INLINE size_t chunk_size_in(const struct chunk *c, enum chunk_meta meta)
 {
-	if (chunk_likely_header())
+	if (meta == META_HEADER)
 		return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
-	if (chunk_meta == META_TRAILER)
+	if (meta == META_TRAILER)
 		return chunk_usable_size((void *)chunk_user(c)) - META_TRAILER_BYTES;
 	return chunk_pending.size;
+}
+
+static inline uint64_t *chunk_site_word(struct chunk *c)
+{
+	return chunk_likely_header() ? &c->site_links : chunk_site_word_in(c, chunk_meta);
+}
+
+static inline size_t chunk_size(const struct chunk *c)
+{
+	return chunk_likely_header() ? chunk_size_in(c, META_HEADER) : chunk_size_in(c, chunk_meta);
+}
+
+/* Size and site with one test of the placement. */
+static inline void chunk_read(const struct chunk *c, size_t *size, uintptr_t *site)
+{
+	if (chunk_likely_header()) {
+		*size = (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+		*site = (uintptr_t)(c->site_links & CHUNK_FIELD_MASK);
+	} else if (chunk_meta == META_TRAILER) { /* one malloc_usable_size for both */
+		void *user = (void *)chunk_user(c);
+		size_t usable = chunk_usable_size(user);
+		*size = usable - META_TRAILER_BYTES;
+		*site = (uintptr_t)(*(const uint64_t *)((unsigned char *)user + *size) & CHUNK_FIELD_MASK);
+	} else {
+		*size = chunk_pending.size;
+		*site = (uintptr_t)(chunk_pending.site_word & CHUNK_FIELD_MASK);
+	}
 }
 
 /* Bytes from the allocator's chunk to the user pointer: only header has any. */

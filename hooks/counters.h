@@ -73,6 +73,7 @@ struct thread_counters {
 	int64_t flushed_chunks, flushed_bytes, flushed_meta; /* of the live figures, in live_totals */
 	/* Sampled chunks' weights and weighted bytes added (meta_cost.c). */
 	uint64_t meta_weight, meta_added;
+	unsigned meta_overdrafts;
 };
 
 /* The live chunks of a thread's calls, both paths. */

@@ -407,7 +407,7 @@ HOOK_EXPORT void *malloc(size_t size)
 	k->fast_mallocs++;
 	k->bytes += (int64_t)size;
 	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0)) {
-		meta_cost_sample(k, size, hooks_header_bytes, 0);
+		meta_cost_overdraft(k, size, hooks_header_bytes);
 		counters_check(s);
 	}
 	thread_enter(s);
@@ -594,7 +594,7 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 	k->fast_mallocs++;
 	k->bytes += (int64_t)counted;
 	if (unlikely((k->budget -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
-		meta_cost_sample(k, size, hooks_meta_after, 0);
+		meta_cost_overdraft(k, size, hooks_meta_after);
 		counters_check(s);
 	}
 	thread_enter(s);

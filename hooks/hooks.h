@@ -87,6 +87,13 @@ void meta_cost_probe(void *(*real_malloc)(size_t), void (*real_free)(void *),
  * sampled in k: surely (sure: every general-path chunk), or because it
  * overdrew the counter budget on the malloc fast path. */
 void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int sure);
+#define META_COST_SKIP 8u
+/* On a fast path's overdraft: sample one in META_COST_SKIP. */
+static inline void meta_cost_overdraft(struct thread_counters *k, size_t size, size_t meta)
+{
+	if (!(++k->meta_overdrafts % META_COST_SKIP))
+		meta_cost_sample(k, size, meta, 0);
+}
 
 /* Append this process's statistics as one JSON line to hooks_config.stats_path. */
 void process_stats_write(void);

@@ -71,15 +71,7 @@ enum index_answer {
 static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
 {
 	out->base = chunk_user(c);
-	if (chunk_likely_header()) {
-		out->size = chunk_size(c);
-		out->site = chunk_site(c);
-	} else { /* trailer (side indexes answer from their records): one call of malloc_usable_size for both */
-		size_t usable = chunk_usable_size((void *)out->base);
-		uint64_t word = *(const uint64_t *)(out->base + usable - META_TRAILER_BYTES);
-		out->size = usable - META_TRAILER_BYTES;
-		out->site = (uintptr_t)(word & CHUNK_FIELD_MASK);
-	}
+	chunk_read(c, &out->size, &out->site);
 	return INDEX_FOUND;
 }
 

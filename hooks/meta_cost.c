@@ -17,7 +17,10 @@
  * a budget of CHECK_BUDGET is that one with probability about
  * p = min(1, w / CHECK_BUDGET), so each sample is weighted 1 / p (the
  * Horvitz-Thompson estimate of the mean), at no cost to the fast path's
- * common case.  Weights are kept in sixteenths, as integers. */
+ * common case; only one overdraft in META_COST_SKIP is sampled (p is that
+ * much smaller), so the sampling costs the fast path under half an
+ * instruction per malloc+free pair.  Weights are kept in sixteenths, as
+ * integers. */
 #include "hooks.h"
 
 #define META_PROBE_MAX 1024u
@@ -49,7 +52,9 @@ void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int s
 	/* 1 / p in sixteenths, in integers: this runs on the fast path's
 	 * overdraft branch. */
 	uint64_t w = (uint64_t)size + (uint64_t)COUNTER_EVENT_WEIGHT;
-	uint64_t inverse_p = sure || w >= (uint64_t)CHECK_BUDGET ? 16 : 16 * (uint64_t)CHECK_BUDGET / w;
+	uint64_t inverse_p = sure ? 16
+	                     : w >= (uint64_t)CHECK_BUDGET ? 16 * META_COST_SKIP
+	                     : 16 * META_COST_SKIP * (uint64_t)CHECK_BUDGET / w;
 	k->meta_weight += inverse_p;
 	k->meta_added += inverse_p * added_bytes(size, meta);
 }

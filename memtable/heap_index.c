@@ -87,19 +87,20 @@ static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
  * lock (a lookup's copy of the site too), so they never race. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "links are bytes 6 and 7 of the site word");
 
-static inline unsigned char *links_of(struct chunk *c)
+/* meta: the placement (chunk.h), a constant in the hot paths' bodies. */
+CHUNK_INLINE unsigned char *links_of(struct chunk *c, enum chunk_meta meta)
 {
-	return (unsigned char *)chunk_site_word(c) + 6;
+	return (unsigned char *)chunk_site_word_in(c, meta) + 6;
 }
 
-static inline unsigned next_slot(const struct chunk *c)
+CHUNK_INLINE unsigned next_slot(const struct chunk *c, enum chunk_meta meta)
 {
-	return links_of((struct chunk *)c)[0];
+	return links_of((struct chunk *)c, meta)[0];
 }
 
-static inline unsigned prev_slot(const struct chunk *c)
+CHUNK_INLINE unsigned prev_slot(const struct chunk *c, enum chunk_meta meta)
 {
-	return links_of((struct chunk *)c)[1];
+	return links_of((struct chunk *)c, meta)[1];
 }
 
 /* --- bin locks ------------------------------------------------------------- */
@@ -199,9 +200,9 @@ static void raise_max_small_size(size_t size)
 	}
 }
 
-static inline int is_big(const struct chunk *c)
+CHUNK_INLINE int is_big(const struct chunk *c, enum chunk_meta meta)
 {
-	return chunk_size(c) > big_threshold || !memtable_covers(&table, chunk_user(c));
+	return chunk_size_in(c, meta) > big_threshold || !memtable_covers(&table, chunk_user(c));
 }
 
 /* --- the index ------------------------------------------------------------ */
@@ -231,36 +232,37 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 /* Link small chunk c, whose user pointer lies in bin and whose links are
  * still 0 (chunk_init), at the head of the bin's list; e is the bin's byte,
  * locked, which held head. */
-static inline void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                              enum chunk_meta meta)
 {
 	unsigned slot = slot_of(chunk_user(c));
 	if (head != SLOT_NONE)
-		links_of(chunk_at(memtable_bin_base(&table, bin), head))[1] = (unsigned char)slot;
-	links_of(c)[0] = (unsigned char)head;
+		links_of(chunk_at(memtable_bin_base(&table, bin), head), meta)[1] = (unsigned char)slot;
+	links_of(c, meta)[0] = (unsigned char)head;
 	bin_unlock(e, slot);
 }
 
 static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin, unsigned char *e)
 {
-	link_locked(c, bin, e, bin_lock_contended(e));
+	link_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
 }
 
 /* The uncontended lock is inline and the contended path a tail call, so the
  * common insert keeps nothing in callee-saved registers. */
-static inline void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
+CHUNK_INLINE void link_chunk(struct chunk *c, size_t bin, unsigned char *e, enum chunk_meta meta)
 {
 	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return link_contended(c, bin, e);
 	LOCK_ANNOTATE_ACQUIRED(e);
-	link_locked(c, bin, e, head);
+	link_locked(c, bin, e, head, meta);
 }
 
 /* Insert's uncommon cases: big or uncovered chunks, a bin whose two-level
  * leaf is not mapped yet, a chunk bigger than any small one so far. */
 static __attribute__((noinline)) void insert_slow(struct chunk *c)
 {
-	if (is_big(c)) {
+	if (is_big(c, chunk_meta)) {
 		if (!memtable_covers(&table, chunk_user(c)))
 			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
@@ -270,30 +272,46 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 	unsigned char *e = entry_for_write(bin);
 	if (!e) { /* no memory for a two-level leaf */
 		__atomic_fetch_add(&counters.leaf_failures, 1, __ATOMIC_RELAXED);
-		links_of(c)[0] = SLOT_OVERFLOW;
+		links_of(c, chunk_meta)[0] = SLOT_OVERFLOW;
 		big_chunks_insert(&big, c);
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads it first. */
 	raise_max_small_size(chunk_size(c));
-	link_chunk(c, bin, e);
+	link_chunk(c, bin, e, chunk_meta);
+}
+
+CHUNK_INLINE void insert_in(struct chunk *c, enum chunk_meta meta)
+{
+	if (__builtin_expect(is_big(c, meta), 0))
+		return insert_slow(c);
+	size_t bin = memtable_bin(&table, chunk_user(c));
+	unsigned char *e = written_entry_of(bin);
+	if (__builtin_expect(!e || chunk_size_in(c, meta) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+		return insert_slow(c);
+	link_chunk(c, bin, e, meta);
+}
+
+/* One test of the placement, then a body for it (chunk.h); the trailer's,
+ * which calls malloc_usable_size, apart, so the header's saves no
+ * register. */
+static __attribute__((noinline)) void insert_trailer(struct chunk *c)
+{
+	insert_in(c, META_TRAILER);
 }
 
 void memtable_index_insert(struct chunk *c)
 {
-	if (__builtin_expect(is_big(c), 0))
-		return insert_slow(c);
-	size_t bin = memtable_bin(&table, chunk_user(c));
-	unsigned char *e = written_entry_of(bin);
-	if (__builtin_expect(!e || chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
-		return insert_slow(c);
-	link_chunk(c, bin, e);
+	if (__builtin_expect(!chunk_likely_header(), 0))
+		return insert_trailer(c);
+	insert_in(c, META_HEADER);
 }
 
 /* Unlink listed chunk c from bin, whose byte e is locked and held head. */
-static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                                enum chunk_meta meta)
 {
-	unsigned next = next_slot(c), prev = prev_slot(c);
+	unsigned next = next_slot(c, meta), prev = prev_slot(c, meta);
 	if (__builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
 		bin_unlock(e, head);
 		big_chunks_remove(&big, c);
@@ -301,22 +319,22 @@ static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, 
 	}
 	uintptr_t base = memtable_bin_base(&table, bin);
 	if (prev != SLOT_NONE)
-		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
+		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
 	else
 		head = next;
 	if (next != SLOT_NONE)
-		links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+		links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
 	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
 {
-	unlink_locked(c, bin, e, bin_lock_contended(e));
+	unlink_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
 }
 
-void memtable_index_remove(struct chunk *c)
+CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
 {
-	if (is_big(c))
+	if (is_big(c, meta))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = written_entry_of(bin);
@@ -326,7 +344,19 @@ void memtable_index_remove(struct chunk *c)
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return unlink_contended(c, bin, e);
 	LOCK_ANNOTATE_ACQUIRED(e);
-	unlink_locked(c, bin, e, head);
+	unlink_locked(c, bin, e, head, meta);
+}
+
+static __attribute__((noinline)) void remove_trailer(struct chunk *c)
+{
+	remove_in(c, META_TRAILER);
+}
+
+void memtable_index_remove(struct chunk *c)
+{
+	if (__builtin_expect(!chunk_likely_header(), 0))
+		return remove_trailer(c);
+	remove_in(c, META_HEADER);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its
@@ -353,7 +383,7 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 		uintptr_t user = chunk_user(c);
 		if (user <= addr && (!best || user > chunk_user(best)))
 			best = c;
-		s = next_slot(c);
+		s = next_slot(c, chunk_meta);
 	}
 	int answer = !best ? BIN_BELOW : chunk_contains(best, addr) ? chunk_info_copy(best, out) : INDEX_NONE;
 	bin_unlock(e, head);
