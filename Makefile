@@ -143,13 +143,13 @@ $(B)/obj/tests/tsan_criterion.o: tests/tsan_criterion.c
 
 # Programs the hook tests preload the libraries into. They look up freed
 # chunks and ask for impossible sizes on purpose.
-$(B)/tests/progs/%: tests/progs/%.c include/heapindex.h
+$(B)/tests/progs/%: tests/progs/%.c include/heapindex.h tests/progs/reported_size.h
 	@mkdir -p $(dir $@)
 	$(CC) -Iinclude -std=gnu11 $(WARN) -Wno-use-after-free -Wno-alloc-size-larger-than -O1 -g -o $@ $< -ldl -lpthread
 
 # C++ programs for the hooks' operator new and delete (hooks/cxx.c).
 CXX ?= g++
-$(B)/tests/progs/%: tests/progs/%.cc include/heapindex.h
+$(B)/tests/progs/%: tests/progs/%.cc include/heapindex.h tests/progs/reported_size.h
 	@mkdir -p $(dir $@)
 	$(CXX) -Iinclude -std=gnu++17 $(WARN) -Wno-use-after-free -O1 -g -o $@ $< -ldl -pthread
 

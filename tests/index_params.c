@@ -19,6 +19,26 @@ struct criterion_test_params index_params(int with_noop)
 	return cr_make_param_array(struct index_name, names, n);
 }
 
+struct criterion_test_params index_meta_params(int with_noop)
+{
+	static struct index_meta pairs[32 * META_COUNT];
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i]; i++) {
+		if (!with_noop && !index_answers_lookups(all_indexes[i]->name))
+			continue;
+		for (int m = 0; m < META_COUNT && n < sizeof pairs / sizeof *pairs; m++) {
+			if (!(all_indexes[i]->caps & META_CAP(m)))
+				continue;
+			struct index_meta *p = &pairs[n++];
+			snprintf(p->name, sizeof p->name, "%s", all_indexes[i]->name);
+			snprintf(p->meta, sizeof p->meta, "%s", chunk_meta_name((enum chunk_meta)m));
+			snprintf(p->setting, sizeof p->setting, "HEAPINDEX_META=%s",
+			         chunk_meta_name((enum chunk_meta)m));
+		}
+	}
+	return cr_make_param_array(struct index_meta, pairs, n);
+}
+
 unsigned index_caps(const char *index)
 {
 	const struct index_ops *ops = index_by_name(index);

@@ -14,6 +14,15 @@ struct index_name {
 /* Every index built; with_noop 0 leaves out the one that answers nothing. */
 struct criterion_test_params index_params(int with_noop);
 
+/* Every index with every chunk metadata placement it takes (its caps,
+ * hooks/index.h; hooks/chunk.h): the hook tests run under each. */
+struct index_meta {
+	char name[32];
+	char meta[16];     /* "header", "trailer", "side" */
+	char setting[48];  /* "HEAPINDEX_META=<meta>" */
+};
+struct criterion_test_params index_meta_params(int with_noop);
+
 /* The index's capability bits (hooks/index.h), 0 for an unknown name. */
 unsigned index_caps(const char *index);
 

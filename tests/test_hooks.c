@@ -10,13 +10,18 @@
 #include <unistd.h>
 
 #include "index_params.h"
+#include "inproc.h"
 #include "support.h"
 
-/* Run argv with and without the index; both must succeed with equal stdout. */
-static void same_output(const char *index, char *const argv[], const char *const env[])
+/* Run argv with and without the index (under the placement p names); both
+ * must succeed with equal stdout.  env: at most 6 settings. */
+static void same_output(const struct index_meta *p, char *const argv[], const char *const env[])
 {
+	const char *index = p->name, *with_meta[8] = { p->setting };
+	for (size_t i = 0; env && env[i] && i < 6; i++)
+		with_meta[i + 1] = env[i];
 	struct program_result plain = run_program(argv, NULL, env);
-	struct program_result hooked = run_program(argv, hook_library(index), env);
+	struct program_result hooked = run_program(argv, hook_library(index), with_meta);
 	cr_assert_eq(plain.status, 0, "%s uninstrumented: %s", argv[0], plain.err);
 	cr_assert_eq(hooked.status, 0, "%s under %s: %s", argv[0], index, hooked.err);
 	cr_assert_eq(plain.out_len, hooked.out_len, "%s under %s: output length differs", argv[0], index);
@@ -27,21 +32,21 @@ static void same_output(const char *index, char *const argv[], const char *const
 	program_result_free(&hooked);
 }
 
-ParameterizedTestParameters(hooks, keep_the_c_library_promises) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, keep_the_c_library_promises)
+ParameterizedTestParameters(hooks, keep_the_c_library_promises) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, keep_the_c_library_promises)
 {
 	const char *index = param->name;
 	char *argv[] = { (char *)test_program("alloc_semantics"), NULL };
-	const char *env[] = { expect_lookup_setting(index), NULL };
+	const char *env[] = { expect_lookup_setting(index), param->setting, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
-	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	cr_assert_eq(r.status, 0, "%s, %s: %s", index, param->meta, r.err);
 	cr_assert(strstr(r.out, index_answers_lookups(index) ? "(with lookups)" : "checks passed"),
 	          "%s: %s", index, r.out);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, keep_the_promises_over_jemalloc) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, keep_the_promises_over_jemalloc)
+ParameterizedTestParameters(hooks, keep_the_promises_over_jemalloc) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, keep_the_promises_over_jemalloc)
 {
 	const char *index = param->name;
 	const char *jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
@@ -50,28 +55,27 @@ ParameterizedTest(struct index_name *param, hooks, keep_the_promises_over_jemall
 	char preload[8192];
 	snprintf(preload, sizeof preload, "%s:%s", hook_library(index), jemalloc);
 	char *argv[] = { (char *)test_program("alloc_semantics"), NULL };
-	const char *env[] = { expect_lookup_setting(index), NULL };
+	const char *env[] = { expect_lookup_setting(index), param->setting, NULL };
 	struct program_result r = run_program(argv, preload, env);
-	cr_assert_eq(r.status, 0, "%s over jemalloc: %s", index, r.err);
+	cr_assert_eq(r.status, 0, "%s, %s over jemalloc: %s", index, param->meta, r.err);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, survive_threads_and_fork) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, survive_threads_and_fork, .timeout = 60)
+ParameterizedTestParameters(hooks, survive_threads_and_fork) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, survive_threads_and_fork, .timeout = 60)
 {
 	const char *index = param->name;
 	char *argv[] = { (char *)test_program("threads_fork"), NULL };
-	const char *env[] = { expect_lookup_setting(index), NULL };
+	const char *env[] = { expect_lookup_setting(index), param->setting, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
-	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	cr_assert_eq(r.status, 0, "%s, %s: %s", index, param->meta, r.err);
 	cr_assert(strstr(r.out, "forks ok"), "%s: %s", index, r.out);
 	program_result_free(&r);
 }
 
-ParameterizedTestParameters(hooks, leave_python_output_unchanged) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, leave_python_output_unchanged, .timeout = 120)
+ParameterizedTestParameters(hooks, leave_python_output_unchanged) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, leave_python_output_unchanged, .timeout = 120)
 {
-	const char *index = param->name;
 	char *argv[] = { "/usr/bin/python3", "-c",
 		"import json, collections\n"
 		"d = {str(i): list(range(i % 7)) for i in range(20000)}\n"
@@ -79,22 +83,21 @@ ParameterizedTest(struct index_name *param, hooks, leave_python_output_unchanged
 		"print(len(json.dumps(d)), sorted(c.items())[:5], sum(map(len, d.values())))\n",
 		NULL };
 	const char *env[] = { "PYTHONMALLOC=malloc", NULL };
-	same_output(index, argv, env);
+	same_output(param, argv, env);
 }
 
-ParameterizedTestParameters(hooks, leave_shell_pipelines_unchanged) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, leave_shell_pipelines_unchanged)
+ParameterizedTestParameters(hooks, leave_shell_pipelines_unchanged) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, leave_shell_pipelines_unchanged)
 {
-	const char *index = param->name;
 	char *argv[] = { "sh", "-c",
 		"for i in 3 1 2 10; do echo line $i; done | sort -r | tr '\\n' ',' ; ls / | wc -l", NULL };
-	same_output(index, argv, NULL);
+	same_output(param, argv, NULL);
 }
 
 /* gcc's object file must be byte-identical, and the driver's children
  * (cc1, as) must be indexed too: LD_PRELOAD stays in their environment. */
-ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, .timeout = 120)
+ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, leave_gcc_objects_identical, .timeout = 120)
 {
 	const char *index = param->name;
 	char src[4096], plain_obj[64], hooked_obj[64], stats[64], stats_env[128];
@@ -106,7 +109,7 @@ ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, 
 	unlink(stats);
 	char *plain_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", plain_obj, NULL };
 	char *hooked_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", hooked_obj, NULL };
-	const char *env[] = { stats_env, NULL };
+	const char *env[] = { stats_env, param->setting, NULL };
 	struct program_result a = run_program(plain_argv, NULL, NULL);
 	struct program_result b = run_program(hooked_argv, hook_library(index), env);
 	cr_assert_eq(a.status, 0, "gcc: %s", a.err);
@@ -123,6 +126,9 @@ ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, 
 	char want_index[64];
 	snprintf(want_index, sizeof want_index, "\"index\":\"%s\"", index);
 	cr_assert(strstr(s.out, want_index), "statistics name another index: %s", s.out);
+	char want_meta[64];
+	snprintf(want_meta, sizeof want_meta, "\"meta\":\"%s\"", param->meta);
+	cr_assert(strstr(s.out, want_meta), "statistics name another placement than %s: %s", param->meta, s.out);
 	unlink(plain_obj), unlink(hooked_obj), unlink(stats);
 	program_result_free(&a), program_result_free(&b), program_result_free(&c);
 	program_result_free(&s);
@@ -161,6 +167,8 @@ Test(hooks, reject_bad_settings_before_the_program_runs)
 		{ "HEAPINDEX_ADDR_BITS=", "from 32 to 57" },
 		{ "HEAPINDEX_STATS=", "file path" },
 		{ "HEAPINDEX_TABLE_LEVELS=3", "from 0 to 2" },
+		{ "HEAPINDEX_META=footer", "header, trailer or side" },
+		{ "HEAPINDEX_META=", "header, trailer or side" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_setting_rejected(bad[i][0], bad[i][1]);
@@ -229,15 +237,72 @@ Test(hooks, errno_kept_when_the_index_falls_back)
 /* memalign, aligned_alloc and posix_memalign called while the hooks are
  * still starting (here: from the getenv that reads their settings) get
  * aligned memory, as malloc does then, not a NULL without errno. */
-ParameterizedTestParameters(hooks, aligned_allocation_during_bootstrap) { return index_params(1); }
-ParameterizedTest(struct index_name *param, hooks, aligned_allocation_during_bootstrap)
+ParameterizedTestParameters(hooks, aligned_allocation_during_bootstrap) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, aligned_allocation_during_bootstrap)
 {
 	char *argv[] = { (char *)test_program("errno_kept"), NULL };
-	const char *env[] = { "SHIM_BOOT_MEMALIGN=1", expect_lookup_setting(param->name), NULL };
+	const char *env[] = { "SHIM_BOOT_MEMALIGN=1", expect_lookup_setting(param->name), param->setting, NULL };
 	struct program_result r = run_program(argv, shim_then(param->name), env);
-	cr_assert_eq(r.status, 0, "%s: %s", param->name, r.err);
+	cr_assert_eq(r.status, 0, "%s, %s: %s", param->name, param->meta, r.err);
 	cr_assert(strstr(r.out, "bootstrap: memalign(64) aligned errno 0; aligned_alloc(4096) aligned "
 	                        "errno 0; posix_memalign(256) aligned returned 0\n"),
 	          "%s: %s", param->name, r.out);
 	program_result_free(&r);
+}
+
+/* --- metadata placements (hooks/chunk.h) ------------------------------------------ */
+
+/* A placement the index cannot take (by its caps) stops the program before
+ * it runs: exit 2, one stderr line naming the setting and what it takes. */
+ParameterizedTestParameters(hooks, refuse_placements_the_index_cannot_take) { return index_params(1); }
+ParameterizedTest(struct index_name *param, hooks, refuse_placements_the_index_cannot_take)
+{
+	unsigned caps = index_caps(param->name);
+	for (int m = 0; m < META_COUNT; m++) {
+		if (caps & META_CAP(m))
+			continue;
+		char setting[48];
+		snprintf(setting, sizeof setting, "HEAPINDEX_META=%s", chunk_meta_name((enum chunk_meta)m));
+		char *argv[] = { "sh", "-c", "echo ran", NULL };
+		const char *env[] = { setting, NULL };
+		struct program_result r = run_program(argv, hook_library(param->name), env);
+		cr_assert_eq(r.status, 2, "%s with %s: exit %d", param->name, setting, r.status);
+		cr_assert_str_empty(r.out, "%s with %s: the program ran", param->name, setting);
+		cr_assert(strstr(r.err, setting) && strstr(r.err, "not supported"), "%s: %s", param->name, r.err);
+		cr_assert(strstr(r.err, "header"), "%s: does not say what it takes: %s", param->name, r.err);
+		cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
+		program_result_free(&r);
+	}
+}
+
+/* The statistics say which placement ran and what it added per chunk,
+ * counting glibc's rounding (chunks of 16 + 8k usable bytes, 16-byte
+ * steps): malloc_pairs asks for multiples of 16, where a 16-byte header
+ * (plus the index's links) moves every chunk up by as much, and a trailer's
+ * 8 bytes fit in the 8 the size class leaves over: it adds nothing. */
+ParameterizedTestParameters(hooks, statistics_give_the_bytes_each_placement_adds) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, hooks, statistics_give_the_bytes_each_placement_adds)
+{
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-meta.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	char *argv[] = { (char *)test_program("malloc_pairs"), "200000", NULL };
+	const char *env[] = { stats_env, param->setting, NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 0, "%s, %s: %s", param->name, param->meta, r.err);
+	char *cat_argv[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat_argv, NULL, NULL);
+	char want[64];
+	snprintf(want, sizeof want, "\"meta\":\"%s\"", param->meta);
+	cr_assert(strstr(s.out, want), "%s: %s", want, s.out);
+	const char *field = strstr(s.out, "\"meta_bytes_per_chunk\":");
+	cr_assert(field, "no meta_bytes_per_chunk: %s", s.out);
+	double added = strtod(field + strlen("\"meta_bytes_per_chunk\":"), NULL);
+	const struct index_ops *ops = index_by_name(param->name);
+	double expect = strcmp(param->meta, "header") == 0 ? 16.0 + (double)ops->links_bytes : 0.0;
+	cr_assert(added > expect - 0.01 && added < expect + 0.01, "%s, %s: %g bytes per chunk, want %g",
+	          param->name, param->meta, added, expect);
+	unlink(stats);
+	program_result_free(&r), program_result_free(&s);
 }

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "reported_size.h"
+
 static int checks;
 typedef int lookup_fn(const void *, void **, size_t *, const void **);
 static lookup_fn *lookup;
@@ -25,21 +27,6 @@ static lookup_fn *lookup;
 			exit(1);                                               \
 		}                                                              \
 	} while (0)
-
-/* The size the index should report for a chunk of size bytes at p: the
- * size asked for, except under HEAPINDEX_META=trailer, which keeps no size
- * and reports the usable size (hooks/chunk.h).  Unset (the index's
- * default), either. */
-static int reported_size_ok(void *p, size_t size, size_t got)
-{
-	const char *meta = getenv("HEAPINDEX_META");
-	size_t usable = malloc_usable_size(p);
-	if (!meta)
-		return got == size || (got == usable && got >= size);
-	if (strcmp(meta, "trailer") == 0)
-		return got == usable && got >= size;
-	return got == size;
-}
 
 /* The index must know p as a chunk of the size above, from any byte. */
 static void check_indexed(const void *p, size_t size)

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reported_size.h"
+
 typedef int lookup_fn(const void *, void **, size_t *, const void **);
 static lookup_fn *lookup;
 
@@ -33,7 +35,7 @@ static void check_found(const void *p, size_t size, const char *what)
 {
 	void *base;
 	size_t got;
-	if (lookup && (!lookup((const char *)p + size / 2, &base, &got, NULL) || base != p || got != size) &&
+	if (lookup && (!lookup((const char *)p + size / 2, &base, &got, NULL) || base != p || !reported_size_ok((void *)p, size, got)) &&
 	    !failure) {
 		snprintf(failure_buf, sizeof failure_buf, "%s: %p not found", what, p);
 		failure = failure_buf;

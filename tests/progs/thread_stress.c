@@ -20,6 +20,8 @@
 #include <unistd.h>
 #if __has_include(<valgrind/helgrind.h>)
 #include <valgrind/helgrind.h>
+
+#include "reported_size.h"
 #else
 #define ANNOTATE_BENIGN_RACE_SIZED(addr, size, what) ((void)0)
 #endif
@@ -66,7 +68,7 @@ static void check_found(const unsigned char *p, size_t n)
 	void *base;
 	size_t size;
 	if (!lookup(p + (step(&(uint64_t){ (uintptr_t)p | 1 }) % n), &base, &size, NULL) ||
-	    base != p || size != n)
+	    base != p || !reported_size_ok((void *)p, n, size))
 		die("a live chunk is not found", p, n);
 }
 
