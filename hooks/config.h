@@ -30,10 +30,9 @@ struct heapindex_config {
 	int meta;
 };
 
-/* The default placement: the first of these the index supports (its caps,
- * index.h).  Measured (chunk.h, issue 15): side adds no byte to a chunk
- * and trailer about half as many as header, so each is preferred over the
- * next where the index can take it. */
+/* The default placement (HEAPINDEX_META unset): side where the index takes
+ * it, else header; trailer only when asked for.  Why: chunk.h's opening
+ * comment, with the figures. */
 #define CONFIG_META_NAMES "header, trailer or side"
 /* The placement for an index with these caps (index.h): cfg->meta, or the
  * default; -1 with a one-line message in err if the index cannot take the

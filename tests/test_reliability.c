@@ -26,12 +26,12 @@ static void run_ok(const char *index, char *const argv[], const char *const env[
 
 /* --- failure injection ----------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, survive_injected_failures) { return index_params(1); }
-ParameterizedTest(struct index_name *param, reliability, survive_injected_failures, .timeout = 120)
+ParameterizedTestParameters(reliability, survive_injected_failures) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, reliability, survive_injected_failures, .timeout = 120)
 {
 	char *argv[] = { (char *)test_program("fail_inject"), NULL };
 	const char *env[] = { expect_lookup_setting(param->name), "EXPECT_FAILURES=1",
-		              "HEAPINDEX_FAIL_EVERY=7", "HEAPINDEX_VERIFY=1", NULL };
+		              "HEAPINDEX_FAIL_EVERY=7", "HEAPINDEX_VERIFY=1", param->setting, NULL };
 	run_ok(param->name, argv, env, "failures survived");
 }
 
@@ -41,11 +41,11 @@ ParameterizedTest(struct index_name *param, reliability, survive_injected_failur
  * import the site module"), one in a .pth file is reported and skipped.
  * gcc, bash and sh are not included: they exit on the first failure
  * ("xmalloc: cannot allocate"), which is their behaviour, not the hooks'. */
-ParameterizedTestParameters(reliability, python_survives_rare_failures) { return index_params(1); }
-ParameterizedTest(struct index_name *param, reliability, python_survives_rare_failures, .timeout = 120)
+ParameterizedTestParameters(reliability, python_survives_rare_failures) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, reliability, python_survives_rare_failures, .timeout = 120)
 {
 	char *argv[] = { "/usr/bin/python3", "-I", "-S", "-c", "print(1)", NULL };
-	const char *env[] = { "HEAPINDEX_FAIL_EVERY=1000", "HEAPINDEX_VERIFY=1", NULL };
+	const char *env[] = { "HEAPINDEX_FAIL_EVERY=1000", "HEAPINDEX_VERIFY=1", param->setting, NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 0, "python under %s: exit %d: %s", param->name, r.status, r.err);
 	cr_assert_str_eq(r.out, "1\n", "python under %s: %s", param->name, r.out);
@@ -54,20 +54,20 @@ ParameterizedTest(struct index_name *param, reliability, python_survives_rare_fa
 
 /* --- verify mode ---------------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, verify_gcc_and_python) { return index_params(1); }
-ParameterizedTest(struct index_name *param, reliability, verify_gcc_and_python, .timeout = 180)
+ParameterizedTestParameters(reliability, verify_gcc_and_python) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, reliability, verify_gcc_and_python, .timeout = 180)
 {
 	char src[4096], obj[64];
 	snprintf(src, sizeof src, "%s/tests/progs/wild_lookup.c", repo_root());
 	snprintf(obj, sizeof obj, "/tmp/heapindex-verify-%d.o", (int)getpid());
 	char *gcc[] = { "gcc", "-O1", "-c", src, "-o", obj, NULL };
-	const char *every_1000[] = { "HEAPINDEX_VERIFY=1000", NULL };
+	const char *every_1000[] = { "HEAPINDEX_VERIFY=1000", param->setting, NULL };
 	run_ok(param->name, gcc, every_1000, NULL);
 	unlink(obj);
 	char *py[] = { "/usr/bin/python3", "-c",
 		       "d = {i: str(i) * (i % 50) for i in range(30000)}\nprint(sum(map(len, d.values())))",
 		       NULL };
-	const char *at_exit[] = { "HEAPINDEX_VERIFY=1", "PYTHONMALLOC=malloc", NULL };
+	const char *at_exit[] = { "HEAPINDEX_VERIFY=1", "PYTHONMALLOC=malloc", param->setting, NULL };
 	run_ok(param->name, py, at_exit, "3403005");
 }
 
@@ -86,21 +86,21 @@ Test(reliability, reject_bad_reliability_settings)
 
 /* --- threads and processes --------------------------------------------------- */
 
-ParameterizedTestParameters(reliability, threads_stress_keeps_the_live_set) { return index_params(1); }
-ParameterizedTest(struct index_name *param, reliability, threads_stress_keeps_the_live_set,
+ParameterizedTestParameters(reliability, threads_stress_keeps_the_live_set) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, reliability, threads_stress_keeps_the_live_set,
                   .timeout = 180)
 {
 	char *argv[] = { (char *)test_program("thread_stress"), "20000", NULL };
-	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", param->setting, NULL };
 	run_ok(param->name, argv, env, "live at end ok");
 }
 
-ParameterizedTestParameters(reliability, fork_spawn_system_vfork_with_threads) { return index_params(1); }
-ParameterizedTest(struct index_name *param, reliability, fork_spawn_system_vfork_with_threads,
+ParameterizedTestParameters(reliability, fork_spawn_system_vfork_with_threads) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, reliability, fork_spawn_system_vfork_with_threads,
                   .timeout = 60)
 {
 	char *argv[] = { (char *)test_program("spawn_paths"), NULL };
-	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", param->setting, NULL };
 	run_ok(param->name, argv, env, "vfork ok");
 }
 
@@ -109,18 +109,22 @@ ParameterizedTest(struct index_name *param, reliability, fork_spawn_system_vfork
 struct index_bits {
 	char name[32];
 	unsigned bits;
+	char setting[48]; /* HEAPINDEX_META=<a placement the index takes> */
 };
 
 static struct criterion_test_params every_index_and_width(void)
 {
-	static struct index_bits params[32 * 4];
+	static struct index_bits params[32 * META_COUNT * 4];
 	static const unsigned widths[] = { 32, 39, 47, 48 };
 	size_t n = 0;
 	for (size_t i = 0; all_indexes[i] && i < 32; i++)
-		for (size_t w = 0; w < 4; w++, n++) {
-			snprintf(params[n].name, sizeof params[n].name, "%s", all_indexes[i]->name);
-			params[n].bits = widths[w];
-		}
+		for (int m = 0; m < META_COUNT; m++)
+			for (size_t w = 0; w < 4 && (all_indexes[i]->caps & META_CAP(m)); w++, n++) {
+				snprintf(params[n].name, sizeof params[n].name, "%s", all_indexes[i]->name);
+				params[n].bits = widths[w];
+				snprintf(params[n].setting, sizeof params[n].setting, "HEAPINDEX_META=%s",
+				         chunk_meta_name((enum chunk_meta)m));
+			}
 	return cr_make_param_array(struct index_bits, params, n);
 }
 
@@ -130,7 +134,7 @@ ParameterizedTest(struct index_bits *param, reliability, wild_lookups_answer_not
 	char bits[64];
 	snprintf(bits, sizeof bits, "HEAPINDEX_ADDR_BITS=%u", param->bits);
 	char *argv[] = { (char *)test_program("wild_lookup"), NULL };
-	const char *env[] = { expect_lookup_setting(param->name), bits, NULL };
+	const char *env[] = { expect_lookup_setting(param->name), bits, param->setting, NULL };
 	run_ok(param->name, argv, env, "wild addresses ok");
 }
 

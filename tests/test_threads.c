@@ -148,11 +148,11 @@ static struct program_result run_bounded(const char *index, const char *seconds,
 
 /* Lookups racing with frees of the same chunks (thread_stress's race),
  * without verify, which would serialise the index calls. */
-ParameterizedTestParameters(threads, lookups_racing_frees_answer_whole_chunks) { return index_params(1); }
-ParameterizedTest(struct index_name *param, threads, lookups_racing_frees_answer_whole_chunks,
+ParameterizedTestParameters(threads, lookups_racing_frees_answer_whole_chunks) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, threads, lookups_racing_frees_answer_whole_chunks,
                   .timeout = 240)
 {
-	const char *env[] = { expect_lookup_setting(param->name), NULL };
+	const char *env[] = { expect_lookup_setting(param->name), param->setting, NULL };
 	struct program_result r =
 		run_bounded(param->name, "200", (char *)test_program("thread_stress"), "2000", "200000", env);
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
@@ -163,10 +163,10 @@ ParameterizedTest(struct index_name *param, threads, lookups_racing_frees_answer
 /* issue 16 item 2: a SIGPROF handler's lookup while the interrupted thread
  * is inside malloc holding an index lock.  Before, the lookup spun on the
  * hooks' lock forever (this test timed out under every index). */
-ParameterizedTestParameters(threads, sigprof_lookups_never_deadlock) { return index_params(1); }
-ParameterizedTest(struct index_name *param, threads, sigprof_lookups_never_deadlock, .timeout = 240)
+ParameterizedTestParameters(threads, sigprof_lookups_never_deadlock) { return index_meta_params(1); }
+ParameterizedTest(struct index_meta *param, threads, sigprof_lookups_never_deadlock, .timeout = 240)
 {
-	const char *env[] = { expect_lookup_setting(param->name), NULL };
+	const char *env[] = { expect_lookup_setting(param->name), param->setting, NULL };
 	struct program_result r =
 		run_bounded(param->name, "200", (char *)test_program("signal_lookup"), "200000", NULL, env);
 	cr_assert_neq(r.status, 124, "%s: deadlocked (timed out)", param->name);

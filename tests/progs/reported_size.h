@@ -10,6 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under trailer a lookup's size is the usable size, not the size asked. */
+static inline int meta_is_trailer(void)
+{
+	const char *meta = getenv("HEAPINDEX_META");
+	return meta && strcmp(meta, "trailer") == 0;
+}
+
 static inline int reported_size_ok(void *p, size_t asked, size_t got)
 {
 	const char *meta = getenv("HEAPINDEX_META");

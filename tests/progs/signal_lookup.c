@@ -40,6 +40,8 @@ static int expect_found;
 #define BIG (300 * 1024)
 static unsigned char *kept[KEPT];
 static size_t kept_size[KEPT];
+static size_t kept_reported[KEPT]; /* the size lookups report (reported_size.h) */
+static int trailer; /* meta_is_trailer(), read once in main */
 
 static __thread uintptr_t last_chunk;   /* the chunk the thread frees now, or 0 */
 static __thread size_t last_size;
@@ -63,7 +65,9 @@ static void on_sigprof(int sig)
 	void *base;
 	size_t size;
 	if (lookup(addr, &base, &size, NULL)) {
-		if (base != kept[k] || size != kept_size[k])
+		/* malloc_usable_size is no async-signal-safe call: the handler
+		 * compares with the size noted at allocation. */
+		if (base != kept[k] || size != kept_reported[k])
 			__atomic_fetch_add(&wrong, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&kept_found, 1, __ATOMIC_RELAXED);
 	} else {
@@ -75,7 +79,7 @@ static void on_sigprof(int sig)
 		return;
 	uintptr_t probe = last + step(&handler_rng) % last_n;
 	if (lookup((const void *)probe, &base, &size, NULL)) {
-		if ((uintptr_t)base % 16 || probe - (uintptr_t)base >= size || size > BIG)
+		if ((uintptr_t)base % 16 || probe - (uintptr_t)base >= size || size > BIG + (trailer ? 8192 : 0))
 			__atomic_fetch_add(&wrong, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&last_found, 1, __ATOMIC_RELAXED);
 	} else {
@@ -141,6 +145,7 @@ static void *churn(void *arg)
 int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 300000;
+	trailer = meta_is_trailer();
 	lookup = (lookup_fn *)dlsym(RTLD_DEFAULT, "heapindex_lookup");
 	if (!lookup) {
 		fprintf(stderr, "signal_lookup: no heapindex_lookup (run it with a hook library)\n");
@@ -154,6 +159,7 @@ int main(int argc, char **argv)
 		if (!kept[k])
 			return 1;
 		memset(kept[k], k, kept_size[k]);
+		kept_reported[k] = trailer ? malloc_usable_size(kept[k]) : kept_size[k];
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
