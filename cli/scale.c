@@ -263,7 +263,8 @@ static void heap_grow(struct heap *h, uint64_t n)
 			cli_usage_error("scale: out of memory at %" PRIu64 " chunks", h->count);
 		struct chunk *c = chunk_of_user(real + h->pad);
 		chunk_init(c, size, h->pad, 0x400000 + (h->count % 1021) * 16);
-		h->size[h->count] = (uint32_t)size;
+		/* The size lookups answer: under trailer the usable size. */
+		h->size[h->count] = (uint32_t)chunk_size(c);
 		h->chunk[h->count++] = c;
 		h->bytes += h->pad + size + h->after;
 		if (cli_next_random(&h->rng) % 8 == 0) {
