@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "inproc.h"
 #include "json.h"
 
 static const char run_usage[] =
@@ -39,6 +40,8 @@ static const char run_usage[] =
 	"environment, read by the hooks (a bad value stops the program with exit 2):\n"
 	"  HEAPINDEX_ADDR_BITS  address bits the memtable covers, %u..%u (default %u)\n"
 	"  HEAPINDEX_BIN_SHIFT  log2 bytes per memtable bin, %u..%u (default %u)\n"
+	"  HEAPINDEX_META       chunk metadata placement: %s (default side where\n"
+	"                       the index takes it, else header; hooks/chunk.h)\n"
 	"\n"
 	"The exit status is the command's (128+N if a signal N killed it).\n";
 
@@ -46,7 +49,7 @@ static void print_run_usage(FILE *out)
 {
 	fprintf(out, run_usage, cli_index_names(), CONFIG_ADDR_BITS_MIN, CONFIG_ADDR_BITS_MAX,
 	        config_default_addr_bits(), CONFIG_BIN_SHIFT_MIN, CONFIG_BIN_SHIFT_MAX,
-	        CONFIG_BIN_SHIFT_DEFAULT);
+	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_META_NAMES);
 }
 
 struct run_options {
@@ -176,18 +179,19 @@ static void field_object(const char *line, const char *key, char *out, size_t le
 
 static void print_process(const char *line)
 {
-	char exe[256], calls[1024], index_stats[4096];
+	char exe[256], meta[32], calls[1024], index_stats[4096];
 	field_str(line, "exe", exe, sizeof exe);
+	field_str(line, "meta", meta, sizeof meta);
 	field_object(line, "calls", calls, sizeof calls);
 	field_object(line, "index_stats", index_stats, sizeof index_stats);
 	fprintf(stderr,
 	        "  %-12s pid %-7.0f wall %7.3f s  user %7.3f s  sys %6.3f s  max RSS %8.1f MiB  faults %.0f minor %.0f major\n"
-	        "  %-12s peak live %.0f chunks, %.0f bytes; header %.0f B/chunk, peak metadata %.0f bytes; lookups %.0f found %.0f missed\n"
+	        "  %-12s peak live %.0f chunks, %.0f bytes; %s, %.1f B/chunk added, peak metadata %.0f bytes; lookups %.0f found %.0f missed\n"
 	        "  %-12s calls: %s\n",
 	        exe, field(line, "pid"), field(line, "wall_s"), field(line, "user_s"),
 	        field(line, "sys_s"), field(line, "max_rss_kb") / 1024.0, field(line, "minflt"),
 	        field(line, "majflt"), "", field(line, "peak_live_chunks"),
-	        field(line, "peak_live_bytes"), field(line, "header_bytes"),
+	        field(line, "peak_live_bytes"), meta, field(line, "meta_bytes_per_chunk"),
 	        field(line, "peak_meta_bytes"), field(line, "lookups_found"),
 	        field(line, "lookups_missed"), "", calls);
 	if (index_stats[0])
@@ -253,7 +257,9 @@ int cmd_run(int argc, char **argv)
 	/* Check the hooks' settings here too, so a typo fails before anything runs. */
 	struct heapindex_config cfg;
 	char err[512];
-	if (config_from_env(&cfg, err, sizeof err)) {
+	const struct index_ops *ops = strcmp(o.index, "none") ? index_by_name(o.index) : NULL;
+	if (config_from_env(&cfg, err, sizeof err) ||
+	    (ops && config_meta_for(&cfg, ops->name, ops->caps, err, sizeof err) < 0)) {
 		fprintf(stderr, "%s\n", err);
 		return 2;
 	}

@@ -37,7 +37,10 @@ extern "C" {
 #endif
 
 /* 1 if addr lies inside a live heap chunk (base <= addr < base+size, where
- * size is the size the caller of malloc/calloc/realloc/memalign asked for),
+ * size is the size the caller of malloc/calloc/realloc/memalign asked for;
+ * under HEAPINDEX_META=trailer, which keeps no size, it is the chunk's
+ * malloc_usable_size instead: the allocator's usable bytes minus the 8-byte
+ * trailer, at least what was asked for and all the program may use),
  * filling whichever of base, size and site are non-NULL; 0 otherwise.
  * site is the allocation site: by default the return address of the call
  * that allocated the chunk; with HEAPINDEX_SITE=unwind:N it is a key for an

@@ -23,6 +23,7 @@
  * which is emptied in between.
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,9 @@ static void do_alloc(size_t size, size_t align)
 	cr_assert_not_null(p, "index %s, %s, seed %llu, operation %zu: cannot allocate %zu bytes",
 	                   index_name, model->name, (unsigned long long)seed, op, size);
 	cr_assert_eq((uintptr_t)p % align, 0);
+	/* The size lookups answer: under trailer the usable size (chunk.h). */
+	if (chunk_meta == META_TRAILER)
+		size = chunk_size(chunk_of_user(p));
 	ref_insert((struct live_chunk){ (uintptr_t)p, size, (uintptr_t)op + 1 });
 }
 
@@ -489,6 +493,34 @@ Test(differential, every_index_is_tested)
 	for (size_t i = 0; all_indexes[i]; i++)
 		listed += (all_indexes[i]->caps & INDEX_ANSWERS_LOOKUPS) != 0;
 	cr_assert_eq(tested, listed);
+}
+
+/* Every placement other than header that an index takes (its caps), on the
+ * process's heap (the arena's chunks are no allocator's, and trailer asks
+ * the allocator where a chunk ends): the answers are the same. */
+struct index_placement {
+	char name[32];
+	int meta;
+};
+
+ParameterizedTestParameters(differential, other_placements)
+{
+	static struct index_placement pairs[32 * META_COUNT];
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i] && n + META_COUNT <= sizeof pairs / sizeof *pairs; i++)
+		for (int m = META_HEADER + 1; m < META_COUNT; m++)
+			if ((all_indexes[i]->caps & INDEX_ANSWERS_LOOKUPS) && (all_indexes[i]->caps & META_CAP(m))) {
+				snprintf(pairs[n].name, sizeof pairs[n].name, "%s", all_indexes[i]->name);
+				pairs[n++].meta = m;
+			}
+	return cr_make_param_array(struct index_placement, pairs, n);
+}
+
+ParameterizedTest(struct index_placement *param, differential, other_placements, .timeout = 120)
+{
+	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(),
+		                        .bin_shift = CONFIG_BIN_SHIFT_DEFAULT, .meta = param->meta };
+	run_index(param->name, &cfg, heap_only);
 }
 
 /* The memtable's configurations change its structure, not its answers. */

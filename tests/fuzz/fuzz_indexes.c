@@ -37,7 +37,9 @@ static void setup(void)
 		abort();
 	}
 	for (int i = 0; all_indexes[i] && n_drivers < 32; i++) {
-		if (!(all_indexes[i]->caps & INDEX_ANSWERS_LOOKUPS))
+		/* HEAPINDEX_META: the indexes that take that placement. */
+		if (!(all_indexes[i]->caps & INDEX_ANSWERS_LOOKUPS) ||
+		    (cfg.meta >= 0 && !(all_indexes[i]->caps & META_CAP(cfg.meta))))
 			continue;
 		if (inproc_init(&drivers[n_drivers], all_indexes[i], &cfg, err, sizeof err)) {
 			fprintf(stderr, "fuzz_indexes: %s: %s\n", all_indexes[i]->name, err);
@@ -105,7 +107,8 @@ static void run(struct inproc *d, const uint8_t *data, size_t size)
 				n <<= 2;
 			size_t align = (size_t)16 << ((shape >> 3) & 7); /* to 2 KiB */
 			s->user = inproc_alloc(d, n, align, 0x1000 + op);
-			s->size = n;
+			/* Under trailer lookups answer the usable size (chunk.h). */
+			s->size = s->user && chunk_meta == META_TRAILER ? chunk_size(chunk_of_user(s->user)) : n;
 			break;
 		}
 		case 1: { /* a byte in or around a chunk */
