@@ -51,10 +51,11 @@ void meta_cost_sample(struct thread_counters *k, size_t size, size_t meta, int s
 {
 	/* 1 / p in sixteenths, in integers: this runs on the fast path's
 	 * overdraft branch. */
+	const uint64_t skipped = (uint64_t)16 * META_COST_SKIP; /* 1 / p for p = 1 / SKIP */
 	uint64_t w = (uint64_t)size + (uint64_t)COUNTER_EVENT_WEIGHT;
 	uint64_t inverse_p = sure ? 16
-	                     : w >= (uint64_t)CHECK_BUDGET ? 16 * META_COST_SKIP
-	                     : 16 * META_COST_SKIP * (uint64_t)CHECK_BUDGET / w;
+	                     : w >= (uint64_t)CHECK_BUDGET ? skipped
+	                     : skipped * (uint64_t)CHECK_BUDGET / w;
 	k->meta_weight += inverse_p;
 	k->meta_added += inverse_p * added_bytes(size, meta);
 }
