@@ -36,7 +36,32 @@
  *   only; free learns the size from the allocator (malloc_usable_size), so
  *   the hooks' live-byte statistics count usable bytes under side.
  *
- * Default (HEAPINDEX_META unset): see META_DEFAULT_ORDER in config.h.
+ * Default (HEAPINDEX_META unset): side where the index takes it (noop,
+ * critnib), else header; trailer only on request.  Measured on this
+ * machine (issue 15; glibc; max RSS of the tree over uninstrumented, median
+ * of 3 interleaved rounds; cc1 instructions by callgrind, gcc -O0 -c of
+ * SQLite's shell.c; malloc+free pairs by `make hook-cost`):
+ *
+ *                        bytes added/chunk    max RSS over none           instr/pair
+ *                        cc1    pychurn   gcc    pychurn  pycompile
+ *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         218.6
+ *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         294.7
+ *              side       0      0        +0.8%   +1.6%   +1.7%         292.0
+ *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         313.6
+ *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         507.7
+ *
+ * Side is the only placement that brings a Python heap of small objects
+ * near the uninstrumented one, and it keeps the exact size (in the index's
+ * records), so it is the default wherever an index can take it; it costs
+ * two malloc_usable_size calls per malloc+free (cc1: +0.8% instructions
+ * under noop against header).  Trailer halves the bytes but makes lookups
+ * answer the usable size, not the size asked for, and makes every index
+ * step ask the allocator where the trailer is: the memtable pays 194 more
+ * instructions per pair (cc1: +2.0% instructions against header), which
+ * fails the rule that gcc may not get slower; so an index that cannot take
+ * side keeps the header unless asked.  (Header's cost is unchanged: cc1
+ * under noop 3,922.7 M instructions against 3,919.5 M before placements
+ * existed, memtable 3,962.6 M against 3,956.7 M.)
  *
  * The indexes see a chunk as a struct chunk *, a handle that is always
  * user - 16 (so chunk_user and chunk_of_user are arithmetic in every

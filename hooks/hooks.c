@@ -1,8 +1,10 @@
 /* hooks.c - the LD_PRELOAD malloc interposer every index shares.
  *
  * Each allocator entry point asks the next allocator (glibc, or jemalloc when
- * it is preloaded after us) for the program's bytes plus a header (chunk.h),
- * fills the header, and tells the index.  Only the index differs between
+ * it is preloaded after us) for the program's bytes plus the metadata of the
+ * placement (chunk.h: a header in front, a trailer behind, or nothing),
+ * fills it in, and tells the index.  The fast path below is the header's;
+ * trailer and side have their own (malloc_meta, free_meta).  Only the index differs between
  * libheapindex-<name>.so files: this file is compiled once per index with
  * HEAPINDEX_INDEX=<name>, so the index calls are direct.
  *

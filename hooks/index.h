@@ -1,8 +1,10 @@
 /* index.h - the contract between the shared hooks and one heap index.
  *
  * Every index (memtable, noop, the baselines) implements these five calls.
- * The hooks own everything the indexes have in common: the chunk header
- * (chunk.h), statistics of calls and live chunks, configuration, threads
+ * The hooks own everything the indexes have in common: the chunk metadata
+ * and its placement (chunk.h: an index reads size, site and links only
+ * through its accessors, and says in its caps which placements it takes),
+ * statistics of calls and live chunks, configuration, threads
  * (threads.h) and fork.
  *
  * Concurrency: insert, remove and lookup may run at the same time on any
@@ -34,7 +36,7 @@
  *  - lookup never faults, whatever addr is, and touches only its own memory
  *    and the headers of live chunks;
  *  - links_bytes (a multiple of 16) is the space each chunk carries for the
- *    index just below its struct chunk; the 16 index bits of chunk.h are free
+ *    index just below its struct chunk (so such an index takes header only); the 16 index bits of chunk.h are free
  *    too (other threads' inserts and removes may write a chunk's links while
  *    it is live, under the index's own synchronisation).
  *
