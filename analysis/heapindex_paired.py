@@ -13,7 +13,7 @@ import os
 import re
 import statistics
 
-import heapindex_stats as hstats
+from analysis import heapindex_stats as hstats
 
 THREADS_WORKLOAD = re.compile(r"^threads-(\d+)$")
 

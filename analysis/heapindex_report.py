@@ -40,8 +40,8 @@ import os
 import statistics
 import sys
 
-import heapindex_merge
-import heapindex_paired as paired
+from analysis import heapindex_merge
+from analysis import heapindex_paired as paired
 
 PROG = "heapindex report"
 

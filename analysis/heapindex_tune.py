@@ -31,13 +31,10 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-sys.path.insert(0, HERE)
+from analysis import heapindex_report as report
+from bench import heapindex_bench as bench
 
-import heapindex_bench as bench  # noqa: E402
-import heapindex_report as report  # noqa: E402
+ROOT = bench.ROOT
 
 PROG = "heapindex tune"
 

@@ -58,9 +58,9 @@ import threading
 import time
 from typing import Optional
 
+from analysis import heapindex_stats as hstats
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "analysis"))
-import heapindex_stats as hstats  # noqa: E402  (analysis/heapindex_stats.py)
 
 PROG = "heapindex bench"
 PYTHON = "/usr/bin/python3"

@@ -25,10 +25,7 @@ import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import heapindex_bench as bench  # noqa: E402
+from bench import heapindex_bench as bench
 
 PROG = "heapindex compare"
 ROOT = bench.ROOT

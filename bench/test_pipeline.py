@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Tests of the bench -> runs.csv -> report pipeline, and of tune's closed form.
 
-    /usr/bin/python3 bench/test_pipeline.py      (or: make bench-test)
+    /usr/bin/python3 -m bench.test_pipeline      (in the source tree; or: make bench-test)
 
 Stdlib unittest; no real workload runs (one test runs a two-line shell
 command through `heapindex run` if the project is built, to check the
@@ -24,16 +24,16 @@ import types
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 
+from analysis import heapindex_report as report
+from analysis import heapindex_stats as hstats
+from analysis import heapindex_tune as tune
+from bench import heapindex_bench as bench
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "analysis"))
-
-import heapindex_bench as bench  # noqa: E402
-import heapindex_report as report  # noqa: E402
-import heapindex_tune as tune  # noqa: E402
 
 PY = "/usr/bin/python3"
+HEAPINDEX = os.path.join(ROOT, "heapindex")      # the command, as users run the scripts
 BUILT = os.access(os.path.join(ROOT, "build", "bin", "heapindex"), os.X_OK)
 
 # The seed talk's gcc table, as three interleaved rounds.
@@ -336,7 +336,7 @@ class BenchArgsTest(unittest.TestCase):
 
     def test_bad_flags_one_line_exit_2(self):
         for argv, expect in self.CASES:
-            r = subprocess.run([PY, os.path.join(HERE, "heapindex_bench.py")] + argv,
+            r = subprocess.run([HEAPINDEX, "bench"] + argv,
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 2, argv)
             lines = r.stderr.strip().splitlines()
@@ -346,7 +346,7 @@ class BenchArgsTest(unittest.TestCase):
             self.assertEqual(r.stdout, "")
 
     def test_report_usage(self):
-        r = subprocess.run([PY, os.path.join(ROOT, "analysis", "heapindex_report.py"), "/nonexistent/dir"],
+        r = subprocess.run([HEAPINDEX, "report", "/nonexistent/dir"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
@@ -485,7 +485,6 @@ class BenchLoopTest(unittest.TestCase):
             bench.WORKLOADS.update(saved)
 
 
-import heapindex_stats as hstats  # noqa: E402
 
 THREADS = os.path.join(ROOT, "build", "workloads", "threads")
 
@@ -760,6 +759,69 @@ class MergeTest(unittest.TestCase):
             self.assertIn("refusing to merge: workload fake1 (small)", err)
             self.assertIn("elsewhere", err)
             self.assertFalse(os.path.exists(os.path.join(top, "bad")))
+
+
+GOLDEN = os.path.join(HERE, "testdata", "report-golden")
+SCALE_FIXTURE = os.path.join(HERE, "testdata", "scale.csv")
+
+
+def golden_results(directory):
+    """The results directory the golden report was made from: the synthetic
+    rows plus thread and callgrind rows, a second site mode, a replay.csv
+    and a real `heapindex scale --out` (bench/testdata/scale.csv)."""
+    rows = synthetic_rows()
+    for idx, ir in (("none", 1_000_000_000), ("noop", 1_600_000_000), ("memtable", 2_000_000_000)):
+        rows.append(row("threads-1", idx, 0, 9.0, phase="callgrind", site_mode="-" if idx == "none" else "ret",
+                        callgrind_ir=ir, callgrind_ir_ratio=ir / 1e9, pairs=4_000_000, threads=1))
+    for rnd in (1, 2, 3):
+        for n, base in ((1, 0.30), (2, 0.32), (4, 0.60)):
+            for idx, f in (("none", 1.0), ("noop", 1.5 + 0.5 * n), ("memtable", 1.6 + 0.5 * n)):
+                rows.append(row(f"threads-{n}", idx, rnd, base * f * (1 + 0.001 * (rnd - 2)), threads=n))
+        rows.append(row("gcc", "memtable", rnd, 1.9 + 0.1 * rnd, site_mode="unwind:8"))
+    write_results(directory, rows)
+    with open(SCALE_FIXTURE) as src, open(os.path.join(directory, "scale.csv"), "w") as dst:
+        dst.write(src.read())
+    with open(os.path.join(directory, "replay.csv"), "w") as f:
+        f.write("index,trace,op,ns_per_op,round,records\n"
+                "memtable,gcc/small,lookup,20.0,1,10\nmemtable,gcc/small,lookup,22.0,2,10\n"
+                "memtable,gcc/small,insert,7.0,1,10\nvghash,gcc/small,lookup,40.0,1,10\n")
+
+
+def sha256_of(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class GoldenReportTest(unittest.TestCase):
+    """The report of a fixed results directory is what the report code
+    before the package/dataclass restructuring wrote (issue 14): the same
+    report.md and ratios.csv, and with the matplotlib that made them, the
+    same PNG bytes (bench/testdata/report-golden, made by commit 32b7251)."""
+
+    def test_same_report_and_plots(self):
+        with open(os.path.join(GOLDEN, "plots.sha256")) as f:
+            lines = f.read().splitlines()
+        version = lines[0].split()[2]
+        expected = dict(reversed(l.split()) for l in lines[1:] if l.strip())
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "golden")        # the report's title names the directory
+            os.mkdir(d)
+            golden_results(d)
+            with redirect_stderr(io.StringIO()):
+                _, _, plots = report.build_report(d, make_plots=True)
+            for name in ("report.md", "ratios.csv"):
+                with open(os.path.join(d, name)) as got, open(os.path.join(GOLDEN, name)) as want:
+                    self.assertEqual(got.read(), want.read(), name)
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is None:
+                self.skipTest("no matplotlib: the tables matched, the plots were not made")
+            import matplotlib
+            self.assertEqual(sorted(plots), sorted(expected))
+            if matplotlib.__version__ != version:
+                self.skipTest(f"matplotlib {matplotlib.__version__}, the golden PNGs are {version}'s")
+            for name in plots:
+                self.assertEqual(sha256_of(os.path.join(d, name)), expected[name], name)
 
 
 class CallgrindThreadsReportTest(unittest.TestCase):
