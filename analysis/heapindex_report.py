@@ -42,6 +42,9 @@ import sys
 
 from analysis import heapindex_merge
 from analysis import heapindex_paired as paired
+from analysis.heapindex_common import (capabilities_of, first_key, fmt, fmt_bytes, fmt_pct, hooks_only,
+                                       index_sort_key, label, md_table, median, overhead_pct,
+                                       paired_ratios, read_csv_rows, summary, to_number)
 
 PROG = "heapindex report"
 
@@ -53,44 +56,11 @@ SEED_RUNS = {
     "vghash": [1.83, 1.82, 1.85],
     "memtable": [1.77, 1.78, 1.77],
 }
-LABELS = {
-    "none": "uninstrumented",
-    "noop": "no-op hooks",
-    "vghash": "vgHash index",
-    "memtable": "memtable index",
-    "uthash": "uthash index",
-    "splay": "splay index",
-    "bitmap": "bitmap index",
-    "bytemap": "bytemap index",
-    "critnib": "critnib index",
-    "gcbase": "Boehm GC_base (base only)",
-}
-# critnib and gcbase, the anchors of the scale section, last among the known names.
-INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "bytemap", "critnib",
-               "gcbase"]
 NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
                 "proc_exe", "output_sha256", "started"}
 
 
-def label(index):
-    return LABELS.get(index, f"{index} index")
-
-
-def index_sort_key(index):
-    return (INDEX_ORDER.index(index) if index in INDEX_ORDER else len(INDEX_ORDER), index)
-
-
 # --- reading ------------------------------------------------------------------------
-
-def to_number(text):
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-
 
 def load_runs(path):
     rows = []
@@ -120,30 +90,6 @@ def load_meta(path):
 
 # --- statistics -----------------------------------------------------------------------
 
-def median(values):
-    values = [v for v in values if isinstance(v, (int, float))]
-    return statistics.median(values) if values else None
-
-
-def overhead_pct(value, base):
-    """Percent over base; None if either is missing or base is 0."""
-    if value is None or base in (None, 0):
-        return None
-    return (value / base - 1.0) * 100.0
-
-
-def paired_ratios(a_rows, b_rows, key="wall_s"):
-    """{round: a/b} for every round where both have an ok value."""
-    b_by_round = {r["round"]: r.get(key) for r in b_rows}
-    out = {}
-    for r in a_rows:
-        b = b_by_round.get(r["round"])
-        a = r.get(key)
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-            out[r["round"]] = a / b
-    return out
-
-
 def is_measured_ok(row):
     return row.get("phase") == "measure" and row.get("status") == "ok"
 
@@ -171,57 +117,6 @@ def group(rows, site_mode=None):
         for lst in g.values():
             lst.sort(key=lambda r: (r.get("round") or 0))
     return groups
-
-
-def summary(rows, key):
-    vals = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals),
-            "values": vals}
-
-
-# --- formatting ------------------------------------------------------------------------
-
-def fmt(value, digits=2):
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def fmt_pct(value, digits=1):
-    if value is None:
-        return "n/a"
-    text = f"{value:+.{digits}f}%"
-    return text.replace("+-", "-")
-
-
-def fmt_bytes(n):
-    if n is None:
-        return "n/a"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if abs(n) < 1024 or unit == "EiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024.0
-    return f"{n} B"
-
-
-def md_table(header, rows, align=None):
-    """A markdown table padded so it also reads well in a terminal."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-
-    def line(row):
-        out = []
-        for i, c in enumerate(row):
-            out.append(c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i]))
-        return "| " + " | ".join(out) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1))
-                         for w, a in zip(widths, align)) + "|"
-    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
 # --- section a: the seed's table -------------------------------------------------------------
@@ -432,20 +327,6 @@ def site_cost_table(rows, modes):
 # --- sections c and d: scale and replay ----------------------------------------------------------
 
 FLOOR_NAMES = ("floor", "chase", "pointer-chase", "pointer_chase", "ptrchase", "pointer-chase-floor")
-
-
-def first_key(columns, names):
-    for n in names:
-        if n in columns:
-            return n
-    return None
-
-
-def read_csv_rows(path):
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [{k: (v if v is None else v.strip()) for k, v in r.items() if k} for r in reader]
-        return list(reader.fieldnames or []), rows
 
 
 SCALE_WIDE = [("lookup hit", ["lookup_hit_ns", "lookup_ns", "ns_per_lookup", "hit_ns"]),
@@ -818,12 +699,12 @@ def compact_table(header, rows):
 def threads_and_machines(groups, rows, cgs, plt, out_dir, plots):
     """The thread scaling section, ratios.csv and where each workload ran
     (heapindex_paired.py)."""
-    md, names = paired.threads_section(groups, rows, label, index_sort_key, md_table, plt, out_dir)
+    md, names = paired.threads_section(groups, rows, plt, out_dir)
     plots += names
     n = paired.write_ratios_csv(groups, cgs, os.path.join(out_dir, "ratios.csv"))
     md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
            "uninstrumented and against memtable) is in `ratios.csv`.", ""]
-    md += paired.machines_lines(rows, md_table)
+    md += paired.machines_lines(rows)
     return md
 
 
@@ -871,7 +752,7 @@ def build_report(out_dir, make_plots=True):
     for key in gcc_keys:
         header, trows, _ = seed_table(groups, *key, cg=cgs.get(key))
         table = md_table(header, trows)
-        ranking = paired.ranking_lines(groups[key], label, index_sort_key)
+        ranking = paired.ranking_lines(groups[key])
         md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""] + ranking + [""]
         if main_text is None:
             rounds = max((len(v) for v in groups[key].values()), default=0)
@@ -1065,7 +946,7 @@ def build_report(out_dir, make_plots=True):
     text = "\n".join(md) + "\n"
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(text)
-    threads_text = paired.threads_terminal(groups, rows, label, index_sort_key, md_table)
+    threads_text = paired.threads_terminal(groups, rows)
     if main_text is None:
         main_text = threads_text or "(no gcc runs: see report.md for the other workloads)"
     elif threads_text:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 
-from analysis import heapindex_report as report
+from analysis import heapindex_common as common
 from bench import heapindex_bench as bench
 
 ROOT = bench.ROOT
@@ -86,8 +86,8 @@ def check_seed_statements():
 def pow2_text(n):
     e = n.bit_length() - 1
     if n == 1 << e:
-        return f"2^{e} ({report.fmt_bytes(n)})"
-    return report.fmt_bytes(n)
+        return f"2^{e} ({common.fmt_bytes(n)})"
+    return common.fmt_bytes(n)
 
 
 def closed_form_table(widths, shifts):
@@ -100,7 +100,7 @@ def closed_form_table(widths, shifts):
             mark = " ✗" if b >= 1 << USER_VA_BITS else ""
             cells.append(pow2_text(b) + mark)
         rows.append(cells)
-    return report.md_table(header, rows)
+    return common.md_table(header, rows)
 
 
 # --- arguments ------------------------------------------------------------------
@@ -195,16 +195,16 @@ def timing_source(args, out_dir):
 
 def csv_medians(path, index="memtable"):
     """{insert, remove, lookup: median ns} from a replay --csv / scale --out file."""
-    cols, rows = report.read_csv_rows(path)
+    cols, rows = common.read_csv_rows(path)
     keys = {"insert": ["insert_ns"], "remove": ["remove_ns"], "lookup": ["lookup_ns", "lookup_hit_ns"]}
     rows = [r for r in rows if r.get("index") == index]
     if "live_chunks" in cols and rows:      # scale: the largest step
-        top = max(report.to_number(r["live_chunks"]) for r in rows)
-        rows = [r for r in rows if report.to_number(r["live_chunks"]) == top]
+        top = max(common.to_number(r["live_chunks"]) for r in rows)
+        rows = [r for r in rows if common.to_number(r["live_chunks"]) == top]
     out = {}
     for op, names in keys.items():
-        k = report.first_key(cols, names)
-        vals = [report.to_number(r.get(k)) for r in rows] if k else []
+        k = common.first_key(cols, names)
+        vals = [common.to_number(r.get(k)) for r in rows] if k else []
         vals = [v for v in vals if isinstance(v, (int, float))]
         if vals:
             out[op] = statistics.median(vals)
@@ -234,7 +234,7 @@ def measure_ns(source, args, shift):
 # --- the sweep -------------------------------------------------------------------------
 
 def med(rows, key):
-    return report.median([r.get(key) for r in rows])
+    return common.median([r.get(key) for r in rows])
 
 
 def per_lookup(rows, key):
@@ -254,7 +254,7 @@ def summarise(shift, rows, n_bits):
                 "idx_uncovered_inserts", "idx_big_peak", "idx_longest_backward_scan",
                 "idx_lookups", "proc_alloc_calls", "proc_peak_live_bytes"):
         s[key] = med(ok, key)
-    s["cpu_s"] = report.median([r["user_s"] + r["sys_s"] for r in ok
+    s["cpu_s"] = common.median([r["user_s"] + r["sys_s"] for r in ok
                                 if isinstance(r.get("user_s"), (int, float))
                                 and isinstance(r.get("sys_s"), (int, float))])
     s["steps_per_lookup"] = per_lookup(ok, "idx_list_steps")
@@ -304,7 +304,7 @@ def recommend(summaries, has_ns):
                                    + (f" (the tables of shifts {', '.join(map(str, refused))} cannot be "
                                       "reserved)" if refused else "")
                                    + f": reserves {pow2_text(pick['reserved'])}, commits "
-                                   f"{report.fmt_bytes(committed(pick))}, "
+                                   f"{common.fmt_bytes(committed(pick))}, "
                                    f"{pick['work_per_lookup']:.2f} list steps per lookup" + ns_note(pick))
         smaller = [s for s in works if s["shift"] < pick["shift"]
                    and s["work_per_lookup"] < pick["work_per_lookup"]]
@@ -312,15 +312,15 @@ def recommend(summaries, has_ns):
         if smaller:
             low = min(smaller, key=lambda s: (s["work_per_lookup"], -s["shift"]))
             extra = (f"; shift {low['shift']} would cut the work to "
-                     f"{low['work_per_lookup']:.2f} but commit {report.fmt_bytes(committed(low))} "
-                     f"instead of {report.fmt_bytes(committed(pick))}")
+                     f"{low['work_per_lookup']:.2f} but commit {common.fmt_bytes(committed(low))} "
+                     f"instead of {common.fmt_bytes(committed(pick))}")
         larger = [s for s in works if s["shift"] > pick["shift"]]
         if larger:
             nxt = min(larger, key=lambda s: s["shift"])
-            extra += (f"; shift {nxt['shift']} would commit {report.fmt_bytes(committed(nxt))} but "
+            extra += (f"; shift {nxt['shift']} would commit {common.fmt_bytes(committed(nxt))} but "
                       f"walk {nxt['work_per_lookup']:.2f}")
         return pick["shift"], (f"the largest shift (smallest table: reserves {pow2_text(pick['reserved'])}, "
-                               f"commits {report.fmt_bytes(committed(pick))}) whose lookup work, "
+                               f"commits {common.fmt_bytes(committed(pick))}) whose lookup work, "
                                f"{pick['work_per_lookup']:.2f} list steps per lookup (bins scanned count 1/8), "
                                f"is within max(0.5, 25%) of the least ({best:.2f}){extra}" + ns_note(pick))
     if len(timed) == len(ok):
@@ -329,7 +329,7 @@ def recommend(summaries, has_ns):
         pick = min(near, key=lambda s: (committed(s), -s["shift"]))
         return pick["shift"], (f"the workload makes no lookups; in-process lookup {pick['ns_lookup']:.1f} ns, "
                                f"within 5% of the fastest ({best:.1f} ns), and of those it commits the "
-                               f"least table memory ({report.fmt_bytes(committed(pick))})")
+                               f"least table memory ({common.fmt_bytes(committed(pick))})")
     best = min(s["wall_s"] for s in ok if s["wall_s"] is not None)
     near = [s for s in ok if s["wall_s"] is not None and s["wall_s"] <= best * 1.02]
     pick = max(near, key=lambda s: s["shift"])
@@ -376,7 +376,7 @@ def main(argv=None):
                 done += 1
                 state = "ok" if row["status"] == "ok" else "FAILED: " + row.get("note", "")[:100]
                 print(f"{PROG}: [{done}/{total}] round {r} shift {shift}: "
-                      f"{report.fmt(row.get('wall_s'), 3)} s {state}", file=sys.stderr, flush=True)
+                      f"{common.fmt(row.get('wall_s'), 3)} s {state}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -457,20 +457,20 @@ def main(argv=None):
         else:
             lk = s["idx_lookups"]
             cells = [str(s["shift"]), str(1 << s["shift"]), pow2_text(s["reserved"]),
-                     report.fmt_bytes(s["idx_table_resident_bytes"]),
-                     report.fmt(s["proc_minflt"], 0),
-                     report.fmt(s["proc_max_rss_kb"] / 1024 if s["proc_max_rss_kb"] else None, 1),
-                     report.fmt(s["idx_max_small_size"], 0),
-                     report.fmt(s["idx_longest_list_walked"], 0),
-                     report.fmt(s["steps_per_lookup"], 2) if lk else "no lookups",
-                     report.fmt(s["scanned_per_lookup"], 2) if lk else "no lookups",
-                     report.fmt(s["idx_uncovered_inserts"], 0),
-                     report.fmt(s["wall_s"], 3), report.fmt(s["cpu_s"], 3)]
+                     common.fmt_bytes(s["idx_table_resident_bytes"]),
+                     common.fmt(s["proc_minflt"], 0),
+                     common.fmt(s["proc_max_rss_kb"] / 1024 if s["proc_max_rss_kb"] else None, 1),
+                     common.fmt(s["idx_max_small_size"], 0),
+                     common.fmt(s["idx_longest_list_walked"], 0),
+                     common.fmt(s["steps_per_lookup"], 2) if lk else "no lookups",
+                     common.fmt(s["scanned_per_lookup"], 2) if lk else "no lookups",
+                     common.fmt(s["idx_uncovered_inserts"], 0),
+                     common.fmt(s["wall_s"], 3), common.fmt(s["cpu_s"], 3)]
             if source:
-                cells += [report.fmt(s.get("ns_lookup"), 1), report.fmt(s.get("ns_insert"), 1),
-                          report.fmt(s.get("ns_remove"), 1)]
+                cells += [common.fmt(s.get("ns_lookup"), 1), common.fmt(s.get("ns_insert"), 1),
+                          common.fmt(s.get("ns_remove"), 1)]
         trows.append(cells)
-    md.append(report.md_table(header, trows))
+    md.append(common.md_table(header, trows))
     md.append("")
     md.append("Committed: the table's committed bytes at exit: the pages of the reservation the "
               "workload wrote, plus the pages of its written-pages summary (counted by the table; no "
@@ -508,9 +508,9 @@ def main(argv=None):
         total_unc = max((s["idx_uncovered_inserts"] or 0) for s in summaries if s["ok"]) if any(
             s["ok"] for s in summaries) else 0
         calls = next((s["proc_alloc_calls"] for s in summaries if s["ok"] and s["proc_alloc_calls"]), None)
-        notes.append(f"- **{n} bits cover only addresses below 2^{n}** ({report.fmt_bytes(1 << n)}): a chunk "
+        notes.append(f"- **{n} bits cover only addresses below 2^{n}** ({common.fmt_bytes(1 << n)}): a chunk "
                      f"above goes to the overflow (big, sorted-array) index, counted as uncovered_inserts: "
-                     f"{report.fmt(total_unc, 0)} here"
+                     f"{common.fmt(total_unc, 0)} here"
                      + (f", of {calls:.0f} allocation calls" if calls else "")
                      + (". This workload's heap is mostly below that (a non-PIE python keeps its brk heap "
                         "low), so few chunks overflow; a PIE program's heap (0x55...) and every mmap'd "

@@ -59,6 +59,7 @@ import time
 from typing import Optional
 
 from analysis import heapindex_stats as hstats
+from analysis.heapindex_common import fmt_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1005,13 +1006,6 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
     os.replace(tmp, path)
-
-
-def fmt_duration(seconds):
-    seconds = int(round(max(0, seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 # --- in-process measurements of the C command (optional) -----------------------------

@@ -44,7 +44,7 @@ PKGDATADIR   ?= $(DATADIR)/heapindex
 INSTALL_LIBS := $(LIBS) $(RECORD_LIB)
 INSTALL_PY   := analysis/heapindex_report.py
 # The modules report imports (its intervals, callgrind/thread sections, merging).
-INSTALL_PY_LIB := analysis/__init__.py analysis/heapindex_stats.py analysis/heapindex_paired.py analysis/heapindex_merge.py
+INSTALL_PY_LIB := analysis/__init__.py analysis/heapindex_common.py analysis/heapindex_stats.py analysis/heapindex_paired.py analysis/heapindex_merge.py
 # A page per command the installed tree runs; heapindex.1 lists them all.
 MAN_COMMANDS := run record replay scale census report
 MAN_PAGES    := heapindex.1 $(MAN_COMMANDS:%=heapindex-%.1)
