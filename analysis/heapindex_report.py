@@ -326,71 +326,38 @@ def site_cost_table(rows, modes):
 
 # --- sections c and d: scale and replay ----------------------------------------------------------
 
-FLOOR_NAMES = ("floor", "chase", "pointer-chase", "pointer_chase", "ptrchase", "pointer-chase-floor")
-
-
-SCALE_WIDE = [("lookup hit", ["lookup_hit_ns", "lookup_ns", "ns_per_lookup", "hit_ns"]),
-              ("lookup miss", ["lookup_miss_ns", "miss_ns"]),
-              ("insert", ["insert_ns"]),
-              ("remove", ["remove_ns"])]
-SCALE_OPS = {"lookup": "lookup hit", "lookups": "lookup hit", "hit": "lookup hit", "find": "lookup hit",
-             "lookup_hit": "lookup hit", "miss": "lookup miss", "lookup_miss": "lookup miss",
-             "insert": "insert", "remove": "remove"}
+# The header `heapindex scale --out` writes (cli/scale.c), one row per index
+# and step; an index without a figure (gcbase: hits only) leaves it empty.
+SCALE_COLUMNS = ["index", "live_chunks", "heap_bytes", "lookup_hit_ns", "lookup_miss_ns", "insert_ns",
+                 "remove_ns", "chase_ns", "hit_ratio_to_chase"]
+SCALE_METRICS = [("lookup hit", "lookup_hit_ns"), ("lookup miss", "lookup_miss_ns"),
+                 ("insert", "insert_ns"), ("remove", "remove_ns")]
 
 
 def parse_scale(path):
-    """{'x': column, 'metrics': {metric: {index: [(x, median, min, max)]}},
-    'series': the lookup-hit metric, 'floor': [(x, ns)]} or {'error': ...}.
-    Wide form (heapindex scale --out: index, live_chunks, lookup_hit_ns,
-    lookup_miss_ns, insert_ns, remove_ns, chase_ns, ...) or long form
-    (index, live_chunks, op, ns_per_op). The pointer-chase floor is a
-    chase_ns/floor_ns column or an index named chase/floor/pointer-chase.
+    """{'x': 'live_chunks', 'metrics': {metric: {index: [(x, median, min,
+    max)]}}, 'series': the lookup-hit metric, 'floor': [(x, chase ns)]} or
+    {'error': ...}, from the CSV of `heapindex scale --out` (SCALE_COLUMNS).
     Repeated rows (several runs appended) give the min..max."""
     columns, rows = read_csv_rows(path)
-    cols = [c.strip() for c in columns]
-    xk = first_key(cols, ["live_chunks", "chunks", "live", "n", "size"])
-    ik = first_key(cols, ["index", "name"])
-    if not xk or not ik:
-        return {"error": f"scale.csv columns {cols}: expected an index column and live_chunks"}
-    opk = first_key(cols, ["op", "operation"])
-    fk = first_key(cols, ["chase_ns", "floor_ns", "pointer_chase_ns", "ptrchase_ns"])
+    if [c.strip() for c in columns] != SCALE_COLUMNS:
+        return {"error": f"scale.csv columns {columns}: expected those of `heapindex scale --out`: "
+                         + ",".join(SCALE_COLUMNS)}
     metrics, floor = {}, {}
-
-    def add(metric, name, x, y):
-        metrics.setdefault(metric, {}).setdefault(name, {}).setdefault(x, []).append(y)
-
     for r in rows:
-        x = to_number(r.get(xk))
-        name = r.get(ik, "?")
+        x = to_number(r["live_chunks"])
         if not isinstance(x, (int, float)):
             continue
-        if fk and isinstance(to_number(r.get(fk)), (int, float)):
-            floor.setdefault(x, set()).add(to_number(r.get(fk)))
-        if opk:
-            yk = first_key(cols, ["ns_per_op", "ns", "median_ns"])
-            y = to_number(r.get(yk)) if yk else None
-            if not isinstance(y, (int, float)):
-                continue
-            if name.lower() in FLOOR_NAMES:
-                floor.setdefault(x, set()).add(y)
-                continue
-            metric = SCALE_OPS.get(r.get(opk, "").lower())
-            if metric:
-                add(metric, name, x, y)
-        else:
-            if name.lower() in FLOOR_NAMES:
-                y = next((to_number(r.get(k)) for _, ks in SCALE_WIDE for k in ks if k in cols), None)
-                if isinstance(y, (int, float)):
-                    floor.setdefault(x, set()).add(y)
-                continue
-            for metric, keys in SCALE_WIDE:
-                k = first_key(cols, keys)
-                y = to_number(r.get(k)) if k else None
-                if isinstance(y, (int, float)):
-                    add(metric, name, x, y)
+        chase = to_number(r["chase_ns"])
+        if isinstance(chase, (int, float)):
+            floor.setdefault(x, set()).add(chase)
+        for metric, column in SCALE_METRICS:
+            y = to_number(r[column])
+            if isinstance(y, (int, float)):
+                metrics.setdefault(metric, {}).setdefault(r["index"], {}).setdefault(x, []).append(y)
     if "lookup hit" not in metrics:
-        return {"error": f"scale.csv columns {cols}: no lookup nanoseconds found"}
-    out = {"x": xk, "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
+        return {"error": "scale.csv has no lookup_hit_ns figure"}
+    out = {"x": "live_chunks", "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
     for metric, by_index in metrics.items():
         out["metrics"][metric] = {
             name: sorted((x, statistics.median(v), min(v), max(v)) for x, v in pts.items())

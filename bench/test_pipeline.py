@@ -218,9 +218,8 @@ class ReplayScaleTest(unittest.TestCase):
                 f.write("index,trace,op,ns_per_op,callgrind_ir_per_op\n"
                         "memtable,gcc,lookup,20.0,80\nmemtable,gcc,lookup,22.0,80\nvghash,gcc,lookup,40.0,\n")
             with open(os.path.join(d, "scale.csv"), "w") as f:
-                f.write("index,live_chunks,op,ns_per_op\n"
-                        "memtable,1000,lookup,10\nmemtable,100000,lookup,30\n"
-                        "chase,1000,lookup,5\nchase,100000,lookup,10\n")
+                f.write(",".join(report.SCALE_COLUMNS) + "\n"
+                        "memtable,1000,340660,10,,,,5,2\nmemtable,100000,40000000,30,,,,10,3\n")
             with redirect_stderr(io.StringIO()):
                 md, _, _ = report.build_report(d, make_plots=False)
             self.assertIn("| gcc   | lookup |", md.replace("gcc  ", "gcc  "))
@@ -277,6 +276,52 @@ class ReplayScaleTest(unittest.TestCase):
             if importlib.util.find_spec("matplotlib") is not None:
                 self.assertIn("scale_overview.png", plots)
                 self.assertIn("![scale overview](scale_overview.png)", md)
+
+
+class ScaleFormatTest(unittest.TestCase):
+    """parse_scale reads what `heapindex scale --out` writes, and only that."""
+
+    def check_parsed(self, path):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0].split(","), report.SCALE_COLUMNS)
+        scale = report.parse_scale(path)
+        self.assertNotIn("error", scale)
+        first = lines[1].split(",")
+        index, x = first[0], int(first[1])
+        hits = dict((p[0], p[1]) for p in scale["metrics"]["lookup hit"][index])
+        self.assertAlmostEqual(hits[x], float(first[3]))
+        self.assertAlmostEqual(dict(scale["floor"])[x], float(first[7]))
+        indexes = {l.split(",")[0] for l in lines[1:]}
+        self.assertEqual(set(scale["series"]), indexes)
+        return scale
+
+    def test_committed_output(self):
+        scale = self.check_parsed(SCALE_FIXTURE)
+        # gcbase measures hits only: its empty fields are no figures.
+        self.assertIn("gcbase", scale["metrics"]["lookup hit"])
+        self.assertNotIn("gcbase", scale["metrics"]["lookup miss"])
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_real_scale_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "scale.csv")
+            r = subprocess.run([HEAPINDEX, "scale", "--index", "memtable,noop", "--max-chunks", "1000",
+                                "--lookups", "2000", "--budget", "0.1", "--out", path],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            scale = self.check_parsed(path)
+            self.assertEqual(sorted(scale["series"]), ["memtable", "noop"])
+
+    def test_other_columns_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "scale.csv")
+            for header in ("index,live_chunks,op,ns_per_op",
+                           "index,live_chunks,heap_bytes,lookup_ns,lookup_miss_ns,insert_ns,remove_ns,"
+                           "chase_ns,hit_ratio_to_chase"):
+                with open(path, "w") as f:
+                    f.write(header + "\nmemtable,1000,1,2,3,4,5,6,7\n")
+                self.assertIn("expected those of `heapindex scale --out`", report.parse_scale(path)["error"])
 
 
 class TuneTest(unittest.TestCase):
