@@ -53,22 +53,24 @@ RECORDED_BEFORE_COLUMNS = {"noop": Capabilities(answers_lookups=False)}
 CAPABILITY_COLUMNS = ("index_answers_lookups", "index_answers_from_index")
 
 
-def capabilities_of(rows) -> dict:
-    """{index: Capabilities} from the rows' capability columns (runs.csv or
-    bench's rows); an index without them gets RECORDED_BEFORE_COLUMNS' entry,
-    or answers lookups; "none" is UNINSTRUMENTED."""
-    out = {}
-    for r in rows:
-        index = r.get("index")
-        answers = r.get("index_answers_lookups")
+class CapabilityTable(dict):
+    """{index: Capabilities}; an index it was not told about is looked up
+    in RECORDED_BEFORE_COLUMNS, or answers lookups ("none": UNINSTRUMENTED)."""
+
+    def __missing__(self, index):
         if index == "none":
-            out[index] = UNINSTRUMENTED
-        elif answers not in (None, "") and index not in out:
-            out[index] = Capabilities(bool(int(answers)), bool(int(r.get("index_answers_from_index") or 0)))
+            return UNINSTRUMENTED
+        return RECORDED_BEFORE_COLUMNS.get(index, Capabilities(answers_lookups=True))
+
+
+def capabilities_of(rows) -> CapabilityTable:
+    """The capabilities the rows' columns (runs.csv, or bench's rows) give."""
+    out = CapabilityTable()
     for r in rows:
-        index = r.get("index")
-        if index not in out:
-            out[index] = RECORDED_BEFORE_COLUMNS.get(index, Capabilities(answers_lookups=True))
+        answers = r.get("index_answers_lookups")
+        if r.get("index") not in out and answers not in (None, "") and r.get("index") != "none":
+            out[r["index"]] = Capabilities(bool(int(answers)),
+                                           bool(int(r.get("index_answers_from_index") or 0)))
     return out
 
 

@@ -42,7 +42,7 @@ import sys
 
 from analysis import heapindex_merge
 from analysis import heapindex_paired as paired
-from analysis.heapindex_common import (capabilities_of, first_key, fmt, fmt_bytes, fmt_pct, hooks_only,
+from analysis.heapindex_common import (capabilities_of, fmt, fmt_bytes, fmt_pct, hooks_only,
                                        index_sort_key, label, md_table, median, overhead_pct,
                                        paired_ratios, read_csv_rows, summary, to_number)
 
@@ -228,11 +228,18 @@ def time_table(g, cg=None):
     return header, rows
 
 
-def memory_table(g):
-    header = ["index", "tree max RSS MiB", "vs none", "main proc max RSS MiB", "vs noop",
-              "tree minor faults", "vs none", "main proc minor faults", "vs noop",
+def memory_table(g, caps):
+    """Tree figures over uninstrumented; the main process's over the hooks
+    without an index (the index that answers no lookups: only under the
+    hooks does the main process have figures of its own)."""
+    bare = hooks_only(sorted(g, key=index_sort_key), caps)
+    # Without such a run the column is all n/a; its heading stays the one
+    # the no-op index would give it.
+    vs_bare = f"vs {bare or 'noop'}"
+    header = ["index", "tree max RSS MiB", "vs none", "main proc max RSS MiB", vs_bare,
+              "tree minor faults", "vs none", "main proc minor faults", vs_bare,
               "major faults (tree)", "peak index metadata"]
-    none_rows, noop_rows = g.get("none", []), g.get("noop", [])
+    none_rows, bare_rows = g.get("none", []), g.get(bare, [])
 
     def med(rs, key):
         s = summary(rs, key)
@@ -248,11 +255,11 @@ def memory_table(g):
             fmt(t_rss / 1024, 1) if t_rss is not None else "n/a",
             "—" if index == "none" else fmt_pct(overhead_pct(t_rss, med(none_rows, "max_rss_kb"))),
             fmt(p_rss / 1024, 1) if p_rss is not None else "n/a",
-            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_rss, med(noop_rows, "proc_max_rss_kb"))),
+            "—" if index in ("none", bare) else fmt_pct(overhead_pct(p_rss, med(bare_rows, "proc_max_rss_kb"))),
             f"{t_flt:.0f}" if t_flt is not None else "n/a",
             "—" if index == "none" else fmt_pct(overhead_pct(t_flt, med(none_rows, "minflt"))),
             f"{p_flt:.0f}" if p_flt is not None else "n/a",
-            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_flt, med(noop_rows, "proc_minflt"))),
+            "—" if index in ("none", bare) else fmt_pct(overhead_pct(p_flt, med(bare_rows, "proc_minflt"))),
             fmt(med(rs, "majflt"), 0),
             fmt_bytes(med(rs, "proc_peak_meta_bytes")) if med(rs, "proc_peak_meta_bytes") is not None else "n/a",
         ])
@@ -526,7 +533,7 @@ def plot_scale(plt, scale, path):
 SCALE_ANCHORS = ("gcbase", "critnib")
 
 
-def scale_overview(plt, scale, out_dir):
+def scale_overview(plt, scale, out_dir, caps):
     """Lookup-hit ns of every index and both anchors (gcbase: Boehm GC_base;
     critnib: the lock-free radix tree baseline) against live chunks on one
     log-log plot, 10^3..10^7, with the pointer-chase floor. Returns the
@@ -557,7 +564,7 @@ def scale_overview(plt, scale, out_dir):
             kw = {"marker": "s" if name == "gcbase" else "D", "markersize": 6, "linewidth": 2.5,
                   "color": "navy" if name == "gcbase" else "darkgoldenrod"}
             text = f"{label(name)} [anchor]"
-        elif name == "noop":
+        elif not caps[name].answers_lookups:
             kw = {"marker": ".", "linewidth": 1, "color": "0.6"}
             text = f"{label(name)}: harness cost, answers nothing"
         else:
@@ -683,6 +690,7 @@ def build_report(out_dir, make_plots=True):
     modes = site_modes(rows)
     primary = "ret" if "ret" in modes or not modes else modes[0]
     groups = group(rows, primary)
+    caps = capabilities_of(rows)
     plt = plotting() if make_plots else None
     allocators = sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a))
 
@@ -772,7 +780,7 @@ def build_report(out_dir, make_plots=True):
                     + "; compare indexes by their ratio to memtable)", ""]
             md.append(f"**{a}: memory and page faults**")
             md.append("")
-            md.append(md_table(*memory_table(g)))
+            md.append(md_table(*memory_table(g, caps)))
             md.append("")
             lines = index_stats_lines(g)
             if lines:
@@ -850,7 +858,7 @@ def build_report(out_dir, make_plots=True):
                        md_table([f"index \\ {scale['x']}"] + xhead, rrows), ""]
             else:
                 md += ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
-            overview, overview_plots = scale_overview(plt, scale, out_dir)
+            overview, overview_plots = scale_overview(plt, scale, out_dir, caps)
             md += overview
             plots += overview_plots
             if plt:

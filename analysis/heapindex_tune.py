@@ -33,6 +33,7 @@ import tempfile
 
 from analysis import heapindex_common as common
 from bench import heapindex_bench as bench
+from bench.heapindex_run import FIXED_COLUMNS, Config, Runner
 
 ROOT = bench.ROOT
 
@@ -342,8 +343,8 @@ def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv)
     w = bench.WORKLOADS[args.workload]
-    if args.size not in w["cmd"]:
-        parser.error(f"workload '{args.workload}' has no {args.size} size: valid sizes: {', '.join(w['cmd'])}")
+    if args.size not in w.cmd:
+        parser.error(f"workload '{args.workload}' has no {args.size} size: valid sizes: {', '.join(w.cmd)}")
     if "memtable" not in bench.built_indexes():
         parser.error(f"{ROOT}/build/lib/libheapindex-memtable.so is not built: run make first")
     n = args.addr_bits
@@ -355,7 +356,7 @@ def main(argv=None):
     widths = sorted(set(WIDTHS) | {n})
     all_shifts = list(range(SHIFT_MIN, SHIFT_MAX + 1))
 
-    runner = bench.Runner(out_dir)
+    runner = Runner(out_dir)
     env_base = {"HEAPINDEX_ADDR_BITS": str(n)}
     rows = []
     rng = random.Random(args.seed)
@@ -369,8 +370,8 @@ def main(argv=None):
                 if r > 1 and any(x["shift"] == shift and "cannot reserve" in (x.get("note") or "")
                                  for x in rows):
                     continue    # refused once: it will be refused again
-                row = runner.run(args.workload, args.size, "memtable", "glibc",
-                                 env_extra=dict(env_base, HEAPINDEX_BIN_SHIFT=str(shift)), timeout=1800)
+                row = runner.run(Config(args.workload, args.size, "memtable", "glibc"),
+                                 env_extra=dict(env_base, HEAPINDEX_BIN_SHIFT=str(shift)), timeout=1800).columns()
                 row.update(shift=shift, addr_bits=n, round=r)
                 rows.append(row)
                 done += 1
@@ -413,7 +414,7 @@ def main(argv=None):
     pick, reason = recommend(summaries, has_ns)
 
     # tune.csv
-    cols = ["addr_bits", "shift", "round"] + bench.FIXED_COLUMNS
+    cols = ["addr_bits", "shift", "round"] + FIXED_COLUMNS
     idx_cols = sorted({k for r in rows for k in r if k.startswith("idx_")})
     import csv
     with open(os.path.join(out_dir, "tune.csv"), "w", newline="") as f:
@@ -423,7 +424,7 @@ def main(argv=None):
             wr.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols + idx_cols})
 
     md = [f"# Memtable bin shift sweep: {n}-bit address space", ""]
-    md.append(f"Workload: {args.workload} ({args.size}): `{' '.join(w['cmd'][args.size])}`, under "
+    md.append(f"Workload: {args.workload} ({args.size}): `{' '.join(w.cmd[args.size])}`, under "
               f"`HEAPINDEX_ADDR_BITS={n} HEAPINDEX_BIN_SHIFT=S ./heapindex run --index memtable`, glibc, "
               f"{args.runs} rounds (shifts shuffled per round, seed {args.seed}); medians over rounds.")
     md.append("")

@@ -28,6 +28,10 @@ from analysis import heapindex_report as report
 from analysis import heapindex_stats as hstats
 from analysis import heapindex_tune as tune
 from bench import heapindex_bench as bench
+from bench import heapindex_run as run
+from bench.heapindex_run import Config, Row
+from bench.heapindex_workloads import Workload
+from analysis.heapindex_common import Capabilities, CapabilityTable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -78,7 +82,7 @@ def synthetic_rows():
 
 
 def write_results(directory, rows):
-    bench.write_rows(os.path.join(directory, "runs.csv"), rows)
+    run.write_rows(os.path.join(directory, "runs.csv"), rows)
     meta = {"started": "2026-01-01T00:00:00", "status": "done",
             "machine": {"nproc": 2, "mem_total_kb": 1 << 20, "kernel": "test", "cpu_model": "test cpu"},
             "versions": {"gcc": "gcc 12", "glibc": "2.36", "jemalloc": "5.3", "python": "Python 3.11"},
@@ -401,9 +405,15 @@ class BenchArgsTest(unittest.TestCase):
         self.assertEqual(bench.parse_workloads("all", "small"),
                          ["gcc", "pycompile", "pychurn", "dwarfpy", "lua", "gs", "gs-mt", "z3", "redis",
                           "threads-1", "threads-2", "threads-4", "threads-lookup"])   # gcc-O2: full only
-        configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"])
-        self.assertEqual(configs, [("dwarfpy", "small", "memtable", "glibc")])
+        caps = CapabilityTable(noop=Capabilities(answers_lookups=False), memtable=Capabilities(True))
+        configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"],
+                                                caps)
+        self.assertEqual(configs, [Config("dwarfpy", "small", "memtable", "glibc")])
         self.assertEqual(len(skipped), 2)
+        # Decided by what the index can do, whatever its name.
+        caps = CapabilityTable(memtable=Capabilities(answers_lookups=False), noop=Capabilities(True))
+        configs, _ = bench.configurations(["dwarfpy"], "small", ["noop", "memtable"], ["glibc"], caps)
+        self.assertEqual(configs, [Config("dwarfpy", "small", "noop", "glibc")])
 
     def test_site_modes(self):
         self.assertEqual(bench.parse_site_modes("ret"), ["ret"])
@@ -414,20 +424,20 @@ class BenchArgsTest(unittest.TestCase):
             with self.assertRaises(bench.UsageError, msg=bad):
                 bench.parse_site_modes(bad)
         self.assertEqual(bench.make_parser().parse_args([]).site_modes, "ret")   # make bench: ret only
-        configs = bench.with_site_modes([("gcc", "small", "none", "glibc"), ("gcc", "small", "memtable", "glibc")],
-                                        ["ret", "unwind:8"])
-        self.assertEqual(configs, [("gcc", "small", "none", "glibc", "-"),
-                                   ("gcc", "small", "memtable", "glibc", "ret"),
-                                   ("gcc", "small", "memtable", "glibc", "unwind:8")])
-        self.assertEqual(bench.site_env("unwind:8")["HEAPINDEX_SITE"], "unwind:8")
-        self.assertEqual(bench.site_env("census", "/x/c")["HEAPINDEX_CENSUS"], "/x/c")
-        self.assertIn("xmalloc", bench.site_env("skip")["HEAPINDEX_SITE_SKIP"])
-        self.assertEqual(bench.site_env("-"), {})
+        configs = bench.with_hook_settings([Config("gcc", "small", "none", "glibc"),
+                                            Config("gcc", "small", "memtable", "glibc")], ["ret", "unwind:8"])
+        self.assertEqual(configs, [Config("gcc", "small", "none", "glibc", "-"),
+                                   Config("gcc", "small", "memtable", "glibc", "ret"),
+                                   Config("gcc", "small", "memtable", "glibc", "unwind:8")])
+        self.assertEqual(run.site_env("unwind:8")["HEAPINDEX_SITE"], "unwind:8")
+        self.assertEqual(run.site_env("census", "/x/c")["HEAPINDEX_CENSUS"], "/x/c")
+        self.assertIn("xmalloc", run.site_env("skip")["HEAPINDEX_SITE_SKIP"])
+        self.assertEqual(run.site_env("-"), {})
         # ret removes inherited settings: the row's mode is what ran.
         saved = {k: os.environ.get(k) for k in ("HEAPINDEX_SITE_SKIP", "HEAPINDEX_CENSUS")}
         os.environ["HEAPINDEX_SITE_SKIP"] = "foo"
         try:
-            env = bench.workload_env("gcc", bench.site_env("ret"))
+            env = run.workload_env("gcc", run.site_env("ret"))
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -494,9 +504,8 @@ class BenchLoopTest(unittest.TestCase):
     index: every instrumented run must be marked failed, "output differs"."""
 
     def test_output_mismatch_marks_failed(self):
-        fake = {"about": "test", "cmd": {"small": ["/bin/sh", "-c", "echo ${LD_PRELOAD:+preloaded}"]},
-                "inputs": {}, "scripts": [], "output": "stdout", "main": "sh",
-                "lookups": False, "python": False}
+        fake = Workload("fake", "test", {"small": ["/bin/sh", "-c", "echo ${LD_PRELOAD:+preloaded}"]},
+                        main=("sh",))
         saved = dict(bench.WORKLOADS)
         bench.WORKLOADS.clear()
         bench.WORKLOADS["fake"] = fake
@@ -590,9 +599,8 @@ def fake_bench_workloads(names, cmd=None):
             self.saved = dict(bench.WORKLOADS)
             bench.WORKLOADS.clear()
             for n in names:
-                bench.WORKLOADS[n] = {"about": "test", "cmd": {"small": cmd or ["/bin/sh", "-c", "echo ok"]},
-                                      "inputs": {}, "scripts": [], "output": "stdout", "main": "sh",
-                                      "lookups": False, "python": False}
+                bench.WORKLOADS[n] = Workload(n, "test", {"small": cmd or ["/bin/sh", "-c", "echo ok"]},
+                                              main=("sh",))
             return self
 
         def __exit__(self, *exc):
@@ -610,14 +618,14 @@ def quiet(fn, *args):
 
 class UntilCiTest(unittest.TestCase):
     def bench_with(self, rows, until_ci, budget, min_rounds=2, elapsed=0.0):
-        configs = [("w", "small", "none", "glibc", "-"), ("w", "small", "noop", "glibc", "ret")]
+        configs = [Config("w", "small", "none", "glibc", "-"), Config("w", "small", "noop", "glibc", "ret")]
         plan = types.SimpleNamespace(min_rounds=min_rounds, until_ci=until_ci, budget=budget,
                                      configs=configs, orders=[])
         args = types.SimpleNamespace(timeout=None, warmup=1, callgrind_jobs=1)
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         b = bench.Bench(plan, args, tmp.name)
-        b.rows = rows
+        b.rows = [Row.from_columns(r) for r in rows]
         b.started = time.time() - elapsed
         b.last_wall = {c: 1.0 for c in configs}
         return b
@@ -632,8 +640,8 @@ class UntilCiTest(unittest.TestCase):
 
     def test_intervals_of_interest(self):
         intervals = bench.interest_intervals(self.rows([1.01, 1.03]),
-                                             [("w", "small", "none", "glibc", "-"),
-                                              ("w", "small", "noop", "glibc", "ret")])
+                                             [Config("w", "small", "none", "glibc", "-"),
+                                              Config("w", "small", "noop", "glibc", "ret")])
         self.assertEqual(list(intervals), ["w/small noop/glibc vs none"])
         self.assertEqual(intervals["w/small noop/glibc vs none"]["n"], 2)
 
@@ -652,7 +660,7 @@ class UntilCiTest(unittest.TestCase):
 
     def test_nothing_to_compare(self):
         b = self.bench_with(self.rows([1.0, 1.1]), until_ci=1.0, budget=1000)
-        b.plan.configs = [("w", "small", "noop", "glibc", "ret")]
+        b.plan.configs = [Config("w", "small", "noop", "glibc", "ret")]
         self.assertIn("no interval of interest", b.should_stop(2))
 
     def test_failed_rounds_count_as_wide(self):
@@ -910,17 +918,18 @@ class CallgrindThreadsReportTest(unittest.TestCase):
 class WorkloadsTest(unittest.TestCase):
     def test_registry(self):
         for name, w in bench.WORKLOADS.items():
-            for rel in w["scripts"]:
+            for rel in w.scripts:
                 if not rel.startswith("build/"):
                     self.assertTrue(os.path.isfile(os.path.join(ROOT, rel)), (name, rel))
-            for rel in w.get("generate", {}):
-                self.assertTrue(any(rel in v for v in w["inputs"].values()), (name, rel))
+            self.assertEqual(w.name, name)
+            for rel in w.generate:
+                self.assertTrue(any(rel in v for v in w.inputs.values()), (name, rel))
         self.assertEqual(bench.parse_workloads("threads", "small"), ["threads-1", "threads-2", "threads-4"])
         self.assertEqual(bench.parse_workloads("programs", "full"), ["lua", "gs", "z3", "redis"])
         self.assertEqual(bench.default_callgrind(["gcc", "threads-1", "threads-2", "gs-mt"]), ["gcc", "threads-1"])
-        self.assertTrue(bench.is_main_process("redis", "redis-check-rdb"))
-        self.assertTrue(bench.is_main_process("pychurn", "python3.11"))
-        self.assertFalse(bench.is_main_process("redis", "redis-benchmark"))
+        self.assertTrue(run.is_main_process("redis", "redis-check-rdb"))
+        self.assertTrue(run.is_main_process("pychurn", "python3.11"))
+        self.assertFalse(run.is_main_process("redis", "redis-benchmark"))
 
     def test_generators_are_deterministic_and_check_arguments(self):
         gen = os.path.join(ROOT, "workloads", "z3", "gen_problem.py")
@@ -941,8 +950,8 @@ class WorkloadsTest(unittest.TestCase):
             with open(os.path.join(d, "cg.2"), "w") as f:
                 f.write("pid: 2\ncmd:  /usr/lib/gcc/x86_64-linux-gnu/12/cc1 -quiet x.c\nevents: Ir\n"
                         "summary: 19526608648\n")
-            self.assertEqual(sorted(bench.callgrind_totals(d)), [("cc1", 19526608648), ("gcc", 1000)])
-        argv = bench.callgrind_argv("gcc", "/t/cg.%p")
+            self.assertEqual(sorted(run.callgrind_totals(d)), [("cc1", 19526608648), ("gcc", 1000)])
+        argv = run.callgrind_argv("gcc", "/t/cg.%p")
         self.assertIn("--soname-synonyms=somalloc=nouserintercepts", argv)
         self.assertIn("--trace-children=yes", argv)
         self.assertIn("--trace-children-skip=*/as,*/collect2,*/ld", argv)
