@@ -39,6 +39,7 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import dataclass, field
 
 from analysis import heapindex_merge
 from analysis import heapindex_paired as paired
@@ -670,65 +671,81 @@ def compact_table(header, rows):
     return md_table([header[i] for i in MAIN_COLUMNS], [[r[i] for i in MAIN_COLUMNS] for r in rows])
 
 
-def threads_and_machines(groups, rows, cgs, plt, out_dir, plots):
-    """The thread scaling section, ratios.csv and where each workload ran
-    (heapindex_paired.py)."""
-    md, names = paired.threads_section(groups, rows, plt, out_dir)
-    plots += names
-    n = paired.write_ratios_csv(groups, cgs, os.path.join(out_dir, "ratios.csv"))
-    md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
-           "uninstrumented and against memtable) is in `ratios.csv`.", ""]
-    md += paired.machines_lines(rows)
-    return md
+@dataclass
+class Results:
+    """What every section of a report reads: the results directory's rows
+    and meta.json, grouped, and where plots go (plt None: no plots)."""
+    out_dir: str
+    rows: list
+    meta: dict
+    modes: list                 # site modes, ret first
+    primary: str                # the site mode every section but the site cost uses
+    groups: dict                # group(rows, primary)
+    caps: dict                  # capabilities_of(rows)
+    cgs: dict                   # callgrind rows by group
+    allocators: list
+    plt: object = None
+    plots: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, out_dir, make_plots=True) -> "Results":
+        rows = load_runs(os.path.join(out_dir, "runs.csv"))
+        modes = site_modes(rows)
+        primary = "ret" if "ret" in modes or not modes else modes[0]
+        groups = group(rows, primary)
+        return cls(out_dir, rows, load_meta(os.path.join(out_dir, "meta.json")), modes, primary, groups,
+                   capabilities_of(rows), paired.callgrind_groups(rows, primary),
+                   sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a)),
+                   plotting() if make_plots else None)
+
+    def path(self, name):
+        return os.path.join(self.out_dir, name)
+
+    @property
+    def failed(self):
+        return [r for r in self.rows if r.get("status") != "ok"]
 
 
-def build_report(out_dir, make_plots=True):
-    """Write report.md (and plots); return (markdown text, main table text)."""
-    runs_path = os.path.join(out_dir, "runs.csv")
-    rows = load_runs(runs_path)
-    meta = load_meta(os.path.join(out_dir, "meta.json"))
-    modes = site_modes(rows)
-    primary = "ret" if "ret" in modes or not modes else modes[0]
-    groups = group(rows, primary)
-    caps = capabilities_of(rows)
-    plt = plotting() if make_plots else None
-    allocators = sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a))
-
-    md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(out_dir))}", ""]
-    md += meta_lines(meta) + [""]
+def heading_section(res: Results) -> list:
+    """The title, meta.json's description, and the count of runs."""
+    rows = res.rows
+    md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(res.out_dir))}", ""]
+    md += meta_lines(res.meta) + [""]
     measured = [r for r in rows if r.get("phase") == "measure"]
-    failed = [r for r in rows if r.get("status") != "ok"]
     cg_runs = [r for r in rows if r.get("phase") == "callgrind"]
-    cgs = paired.callgrind_groups(rows, primary)
     md.append(f"{len(measured)} measured runs, {len([r for r in measured if r.get('status') == 'ok'])} ok, "
               f"{len([r for r in measured if r.get('status') != 'ok'])} failed; "
               f"{len(rows) - len(measured) - len(cg_runs)} warm-up/reference runs"
               + (f"; {len(cg_runs)} callgrind runs" if cg_runs else "") + ". "
               "Failed runs are listed at the end and excluded from every statistic.")
-    md.append("")
+    return md + [""]
 
-    # a. the seed's table
-    md.append("## 1. The seed's gcc table, reproduced")
-    md.append("")
-    md.append("Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
-              "the uninstrumented median, same allocator. Paired ratios: this index's wall / the "
-              "baseline's wall in the same round, geometric mean over rounds with its 95% interval "
-              "(a t interval on the log ratios: analysis/heapindex_stats.py); where the interval "
-              "contains 1.0 the difference is \"not resolved\" at that many rounds and is not "
-              "ranked. Instructions: the main process (cc1) once under callgrind "
-              "(`bench --callgrind`; the memtable on its two-level table there), the repeatable "
-              "measure on a shared machine. Seed columns: the talk's \"timed gcc, 3 runs\" and "
-              "figures computed from them (its ratio pairs runs by position; its runs were "
-              "probably not interleaved).")
-    md.append("")
+
+SEED_SECTION_INTRO = (
+    "Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
+    "the uninstrumented median, same allocator. Paired ratios: this index's wall / the "
+    "baseline's wall in the same round, geometric mean over rounds with its 95% interval "
+    "(a t interval on the log ratios: analysis/heapindex_stats.py); where the interval "
+    "contains 1.0 the difference is \"not resolved\" at that many rounds and is not "
+    "ranked. Instructions: the main process (cc1) once under callgrind "
+    "(`bench --callgrind`; the memtable on its two-level table there), the repeatable "
+    "measure on a shared machine. Seed columns: the talk's \"timed gcc, 3 runs\" and "
+    "figures computed from them (its ratio pairs runs by position; its runs were "
+    "probably not interleaved).")
+
+
+def seed_section(res: Results) -> tuple:
+    """Section 1: the seed's gcc table per gcc group. Returns (markdown
+    lines, the terminal's main table or None without gcc runs)."""
+    groups = res.groups
+    md = ["## 1. The seed's gcc table, reproduced", "", SEED_SECTION_INTRO, ""]
     main_text = None
     gcc_keys = [k for k in sorted(groups, key=lambda k: (k[0] != "gcc", k[0], k[1], k[2] != "glibc", k[2]))
                 if k[0].startswith("gcc")]
     for key in gcc_keys:
-        header, trows, _ = seed_table(groups, *key, cg=cgs.get(key))
-        table = md_table(header, trows)
+        header, trows, _ = seed_table(groups, *key, cg=res.cgs.get(key))
         ranking = paired.ranking_lines(groups[key])
-        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""] + ranking + [""]
+        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", md_table(header, trows), ""] + ranking + [""]
         if main_text is None:
             rounds = max((len(v) for v in groups[key].values()), default=0)
             main_text = (f"{key[0]} ({key[1]}, {key[2]}), {rounds} rounds: wall time, paired 95% intervals, "
@@ -737,200 +754,223 @@ def build_report(out_dir, make_plots=True):
     if not gcc_keys:
         md += ["(no gcc runs in this directory)", ""]
     sf = seed_figures()
-    md.append("CPU overhead: the same with user+sys CPU seconds of the tree instead of wall time; on a "
-              "busy machine it is the steadier of the two.")
-    md.append("")
-    warn = load_warning(meta)
+    md += ["CPU overhead: the same with user+sys CPU seconds of the tree instead of wall time; on a "
+           "busy machine it is the steadier of the two.", ""]
+    warn = load_warning(res.meta)
     if warn:
         md += [f"**{warn}**", ""]
-    md.append("Seed overheads from its medians "
-              f"({sf['none']['median']:.2f} / {sf['noop']['median']:.2f} / "
-              f"{sf['vghash']['median']:.2f} / {sf['memtable']['median']:.2f}): "
-              f"no-op {fmt_pct(sf['noop']['overhead'])}, vgHash {fmt_pct(sf['vghash']['overhead'])}, "
-              f"memtable {fmt_pct(sf['memtable']['overhead'])}.")
-    md.append("")
+    md += ["Seed overheads from its medians "
+           f"({sf['none']['median']:.2f} / {sf['noop']['median']:.2f} / "
+           f"{sf['vghash']['median']:.2f} / {sf['memtable']['median']:.2f}): "
+           f"no-op {fmt_pct(sf['noop']['overhead'])}, vgHash {fmt_pct(sf['vghash']['overhead'])}, "
+           f"memtable {fmt_pct(sf['memtable']['overhead'])}.", ""]
+    return md, main_text
 
-    # b. per workload
-    md.append("## 2. Per workload: time, memory, page faults")
-    md.append("")
-    md.append("Overheads of time and tree figures are over `none` (uninstrumented) with the same "
-              "allocator. The main process (cc1 for gcc, python3 for python) has its own figures only "
-              "under an index (the hooks write them), so its overheads are over `noop` (the hooks "
-              "without an index): they show what the index itself costs. Tree max RSS is the largest "
-              "single process (wait4), which is the main process in these workloads.")
-    md.append("")
-    plots = []
-    for (w, s) in sorted({(k[0], k[1]) for k in groups}):
-        md.append(f"### {w} ({s})")
-        md.append("")
-        about = (meta.get("settings", {}).get("about") or {}).get(w)
+
+WORKLOADS_SECTION_INTRO = (
+    "Overheads of time and tree figures are over `none` (uninstrumented) with the same "
+    "allocator. The main process (cc1 for gcc, python3 for python) has its own figures only "
+    "under an index (the hooks write them), so its overheads are over `noop` (the hooks "
+    "without an index): they show what the index itself costs. Tree max RSS is the largest "
+    "single process (wait4), which is the main process in these workloads.")
+
+
+def workload_tables(res: Results, key: tuple, g: dict) -> list:
+    """One workload's time, memory and index statistics under one allocator
+    (key: workload, size, allocator)."""
+    w, _, a = key
+    md = [f"**{a}: time**", "", md_table(*time_table(g, res.cgs.get(key))), ""]
+    if "none" not in g:
+        md += ["(no uninstrumented run of this workload" + (
+            ": it needs an index that answers lookups" if w == "dwarfpy" else "")
+            + "; compare indexes by their ratio to memtable)", ""]
+    md += [f"**{a}: memory and page faults**", "", md_table(*memory_table(g, res.caps)), ""]
+    lines = index_stats_lines(g)
+    if lines:
+        md += [f"**{a}: index statistics of the main process (medians)**", ""] + lines + [""]
+    return md
+
+
+def workloads_section(res: Results) -> list:
+    """Section 2: per workload, time, memory and page faults (and plots)."""
+    md = ["## 2. Per workload: time, memory, page faults", "", WORKLOADS_SECTION_INTRO, ""]
+    for (w, s) in sorted({(k[0], k[1]) for k in res.groups}):
+        md += [f"### {w} ({s})", ""]
+        about = (res.meta.get("settings", {}).get("about") or {}).get(w)
         if about:
             md += [about, ""]
-        for a in allocators:
-            g = groups.get((w, s, a))
-            if not g:
-                continue
-            md.append(f"**{a}: time**")
-            md.append("")
-            md.append(md_table(*time_table(g, cgs.get((w, s, a)))))
-            md.append("")
-            if "none" not in g:
-                md += ["(no uninstrumented run of this workload" + (
-                    ": it needs an index that answers lookups" if w == "dwarfpy" else "")
-                    + "; compare indexes by their ratio to memtable)", ""]
-            md.append(f"**{a}: memory and page faults**")
-            md.append("")
-            md.append(md_table(*memory_table(g, caps)))
-            md.append("")
-            lines = index_stats_lines(g)
-            if lines:
-                md.append(f"**{a}: index statistics of the main process (medians)**")
-                md.append("")
-                md += lines + [""]
-        if plt:
-            name = f"workload_{w}_{s}.png"
-            if plot_workload(plt, groups, w, s, allocators, os.path.join(out_dir, name)):
-                md += [f"![{w} {s}]({name})", ""]
-                plots.append(name)
-    if plt and plot_overheads(plt, groups, os.path.join(out_dir, "overhead_wall.png")):
+        for a in res.allocators:
+            g = res.groups.get((w, s, a))
+            if g:
+                md += workload_tables(res, (w, s, a), g)
+        name = f"workload_{w}_{s}.png"
+        if res.plt and plot_workload(res.plt, res.groups, w, s, res.allocators, res.path(name)):
+            md += [f"![{w} {s}]({name})", ""]
+            res.plots.append(name)
+    if res.plt and plot_overheads(res.plt, res.groups, res.path("overhead_wall.png")):
         md += ["### Wall time overhead, all workloads", "", "![overhead](overhead_wall.png)", ""]
-        plots.append("overhead_wall.png")
+        res.plots.append("overhead_wall.png")
+    return md
 
-    if len(modes) > 1:
-        md.append("## Allocation-site capture cost")
-        md.append("")
-        md.append("The hooks' allocation-site capture modes (`./heapindex bench --site-modes`): `ret` the "
-                  "return address (default), `unwind:N` a libunwind stack of up to N frames, interned, "
-                  "`skip` the first frame outside the allocation wrappers (HEAPINDEX_SITE_SKIP: "
-                  + (meta.get("settings", {}).get("site_skip") or "see meta.json")
-                  + "), `census` ret plus the per-site live census written at exit. Overhead: this "
-                  "mode's wall (CPU user+sys) / the same index's `ret` run in the same round, median "
-                  "over rounds (min..max). Every other section uses the "
-                  f"`{primary}` runs only.")
-        md.append("")
-        md.append(md_table(*site_cost_table(rows, modes)))
-        md.append("")
 
-    md += threads_and_machines(groups, rows, cgs, plt, out_dir, plots)
+def site_cost_section(res: Results) -> list:
+    """Each site mode against ret, when the bench ran more than one."""
+    if len(res.modes) <= 1:
+        return []
+    skip = res.meta.get("settings", {}).get("site_skip") or "see meta.json"
+    return ["## Allocation-site capture cost", "",
+            "The hooks' allocation-site capture modes (`./heapindex bench --site-modes`): `ret` the "
+            "return address (default), `unwind:N` a libunwind stack of up to N frames, interned, "
+            f"`skip` the first frame outside the allocation wrappers (HEAPINDEX_SITE_SKIP: {skip}"
+            "), `census` ret plus the per-site live census written at exit. Overhead: this "
+            "mode's wall (CPU user+sys) / the same index's `ret` run in the same round, median "
+            "over rounds (min..max). Every other section uses the "
+            f"`{res.primary}` runs only.", "",
+            md_table(*site_cost_table(res.rows, res.modes)), ""]
 
-    # c. scale
-    md.append("## 3. Lookup cost vs live chunks (scale.csv)")
-    md.append("")
-    scale_path = os.path.join(out_dir, "scale.csv")
-    if not os.path.exists(scale_path):
-        note = (meta.get("extras") or {}).get("scale")
-        md += ["Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
-               "if that command is built; `./heapindex bench --scale` runs it)."
-               + (f" This bench's attempt: {note}." if note else ""), ""]
-    else:
-        scale = parse_scale(scale_path)
-        if "error" in scale:
-            md += [f"Could not read scale.csv: {scale['error']}", ""]
-        else:
-            floor = dict(scale["floor"])
-            xs = sorted({p[0] for m in scale["metrics"].values() for pts in m.values() for p in pts})
-            xhead = [f"{x:.0f}" if float(x).is_integer() else f"{x:g}" for x in xs]
-            md.append("In-process (no LD_PRELOAD), every index on the same chunks at each step; each "
-                      "lookup's address depends on the previous answer, so these are latencies, "
-                      "comparable with the pointer chase (one dependent random load per hop over a "
-                      "buffer as large as the heap).")
-            md.append("")
-            for metric in ("lookup hit", "lookup miss", "insert", "remove"):
-                series = scale["metrics"].get(metric)
-                if not series:
-                    continue
-                trows = []
-                for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
-                    by = {p[0]: p[1] for p in pts}
-                    trows.append([label(name)] + [fmt(by.get(x), 1) for x in xs])
-                if metric == "lookup hit" and floor:
-                    trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
-                md += [f"**{metric}: ns per operation** (columns: live chunks)", "",
-                       md_table([f"index \\ {scale['x']}"] + xhead, trows), ""]
-            if floor:
-                rrows = []
-                for name, pts in sorted(scale["series"].items(), key=lambda kv: index_sort_key(kv[0])):
-                    by = {p[0]: p[1] for p in pts}
-                    rrows.append([label(name)] + [fmt(by[x] / floor[x], 2) if x in by and floor.get(x) else "n/a"
-                                                  for x in xs])
-                md += ["**Lookup (hit) cost as a multiple of the pointer-chase floor** at the same heap "
-                       "size (1.00 = one random dependent load):", "",
-                       md_table([f"index \\ {scale['x']}"] + xhead, rrows), ""]
-            else:
-                md += ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
-            overview, overview_plots = scale_overview(plt, scale, out_dir, caps)
-            md += overview
-            plots += overview_plots
-            if plt:
-                plot_scale(plt, scale, os.path.join(out_dir, "scale_lookup.png"))
-                md += ["![scale](scale_lookup.png)", ""]
-                plots.append("scale_lookup.png")
 
-    # d. replay
-    md.append("## 4. Trace replay (replay.csv)")
-    md.append("")
-    replay_path = os.path.join(out_dir, "replay.csv")
-    if not os.path.exists(replay_path):
-        md += ["Not measured: no replay.csv here (`./heapindex replay TRACE --index NAME`, if built).", ""]
-    else:
-        replay = parse_replay(replay_path)
-        if "error" in replay:
-            md += [f"Could not read replay.csv: {replay['error']}", ""]
-        else:
-            data = replay["data"]
-            indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
-            has_ir = any(d["ir"] for k in data for d in data[k].values())
-            trows = []
-            for k in sorted(data):
-                cells = [k[0], k[1]]
-                for i in indexes:
-                    d = data[k].get(i)
-                    if not d:
-                        cells.append("n/a")
-                        continue
-                    text = fmt(statistics.median(d["ns"]), 1)
-                    if has_ir and d["ir"]:
-                        text += f" ({statistics.median(d['ir']):.0f} Ir)"
-                    cells.append(text)
-                trows.append(cells)
-            md += ["ns per operation (median)" + (", callgrind instructions per operation in brackets"
-                                                   if has_ir else "") + ":", "",
-                   md_table(["trace", "op"] + [label(i) for i in indexes], trows,
-                            ["l", "l"] + ["r"] * len(indexes)), ""]
-            if plt and data:
-                plot_replay(plt, replay, os.path.join(out_dir, "replay_ns.png"))
-                md += ["![replay](replay_ns.png)", ""]
-                plots.append("replay_ns.png")
+def threads_and_machines(res: Results) -> list:
+    """The thread scaling section, ratios.csv and where each workload ran
+    (heapindex_paired.py)."""
+    md, names = paired.threads_section(res.groups, res.rows, res.plt, res.out_dir)
+    res.plots += names
+    n = paired.write_ratios_csv(res.groups, res.cgs, res.path("ratios.csv"))
+    md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
+           "uninstrumented and against memtable) is in `ratios.csv`.", ""]
+    return md + paired.machines_lines(res.rows)
 
-    # failed
-    md.append("## 5. Failed runs")
-    md.append("")
-    if failed:
-        frows = [[r.get("workload"), r.get("size"),
-                  str(r.get("index")) + ("" if r.get("site_mode") in (None, "ret", "-")
-                                         else f" (site={r.get('site_mode')})"),
-                  r.get("allocator"), r.get("phase"),
-                  r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
-                  (r.get("note") or "").replace("|", "/")] for r in failed]
-        md += [f"{len(failed)} failed runs (not in any median):", "",
-               md_table(["workload", "size", "index", "allocator", "phase", "round", "exit", "why"],
-                        frows, ["l"] * 5 + ["r", "r", "l"]), ""]
-    else:
-        md += ["None.", ""]
-    md.append("Column meanings: bench/README.md and analysis/README.md.")
-    text = "\n".join(md) + "\n"
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(text)
-    threads_text = paired.threads_terminal(groups, rows)
+
+SCALE_SECTION_INTRO = (
+    "In-process (no LD_PRELOAD), every index on the same chunks at each step; each "
+    "lookup's address depends on the previous answer, so these are latencies, "
+    "comparable with the pointer chase (one dependent random load per hop over a "
+    "buffer as large as the heap).")
+
+
+def scale_tables(scale: dict) -> list:
+    """ns per operation by index and live chunks, and lookup hits over the floor."""
+    floor = dict(scale["floor"])
+    xs = sorted({p[0] for m in scale["metrics"].values() for pts in m.values() for p in pts})
+    xhead = [f"index \\ {scale['x']}"] + [f"{x:.0f}" if float(x).is_integer() else f"{x:g}" for x in xs]
+    md = []
+    for metric in ("lookup hit", "lookup miss", "insert", "remove"):
+        series = scale["metrics"].get(metric)
+        if not series:
+            continue
+        trows = []
+        for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
+            by = {p[0]: p[1] for p in pts}
+            trows.append([label(name)] + [fmt(by.get(x), 1) for x in xs])
+        if metric == "lookup hit" and floor:
+            trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
+        md += [f"**{metric}: ns per operation** (columns: live chunks)", "", md_table(xhead, trows), ""]
+    if not floor:
+        return md + ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
+    rrows = []
+    for name, pts in sorted(scale["series"].items(), key=lambda kv: index_sort_key(kv[0])):
+        by = {p[0]: p[1] for p in pts}
+        rrows.append([label(name)] + [fmt(by[x] / floor[x], 2) if x in by and floor.get(x) else "n/a"
+                                      for x in xs])
+    return md + ["**Lookup (hit) cost as a multiple of the pointer-chase floor** at the same heap "
+                 "size (1.00 = one random dependent load):", "", md_table(xhead, rrows), ""]
+
+
+def scale_section(res: Results) -> list:
+    """Section 3: lookup cost against live chunks, from scale.csv."""
+    md = ["## 3. Lookup cost vs live chunks (scale.csv)", ""]
+    if not os.path.exists(res.path("scale.csv")):
+        note = (res.meta.get("extras") or {}).get("scale")
+        return md + ["Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
+                     "if that command is built; `./heapindex bench --scale` runs it)."
+                     + (f" This bench's attempt: {note}." if note else ""), ""]
+    scale = parse_scale(res.path("scale.csv"))
+    if "error" in scale:
+        return md + [f"Could not read scale.csv: {scale['error']}", ""]
+    md += [SCALE_SECTION_INTRO, ""] + scale_tables(scale)
+    overview, overview_plots = scale_overview(res.plt, scale, res.out_dir, res.caps)
+    md += overview
+    res.plots += overview_plots
+    if res.plt:
+        plot_scale(res.plt, scale, res.path("scale_lookup.png"))
+        md += ["![scale](scale_lookup.png)", ""]
+        res.plots.append("scale_lookup.png")
+    return md
+
+
+def replay_section(res: Results) -> list:
+    """Section 4: ns per operation of each trace replayed in-process."""
+    md = ["## 4. Trace replay (replay.csv)", ""]
+    if not os.path.exists(res.path("replay.csv")):
+        return md + ["Not measured: no replay.csv here (`./heapindex replay TRACE --index NAME`, if built).", ""]
+    replay = parse_replay(res.path("replay.csv"))
+    if "error" in replay:
+        return md + [f"Could not read replay.csv: {replay['error']}", ""]
+    data = replay["data"]
+    indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
+    has_ir = any(d["ir"] for k in data for d in data[k].values())
+    trows = []
+    for k in sorted(data):
+        cells = [k[0], k[1]]
+        for i in indexes:
+            d = data[k].get(i)
+            text = "n/a" if not d else fmt(statistics.median(d["ns"]), 1)
+            if d and has_ir and d["ir"]:
+                text += f" ({statistics.median(d['ir']):.0f} Ir)"
+            cells.append(text)
+        trows.append(cells)
+    md += ["ns per operation (median)" + (", callgrind instructions per operation in brackets"
+                                          if has_ir else "") + ":", "",
+           md_table(["trace", "op"] + [label(i) for i in indexes], trows, ["l", "l"] + ["r"] * len(indexes)), ""]
+    if res.plt and data:
+        plot_replay(res.plt, replay, res.path("replay_ns.png"))
+        md += ["![replay](replay_ns.png)", ""]
+        res.plots.append("replay_ns.png")
+    return md
+
+
+def failed_section(res: Results) -> list:
+    """Section 5: every failed run and why."""
+    md = ["## 5. Failed runs", ""]
+    failed = res.failed
+    if not failed:
+        return md + ["None.", ""]
+    frows = [[r.get("workload"), r.get("size"),
+              str(r.get("index")) + ("" if r.get("site_mode") in (None, "ret", "-")
+                                     else f" (site={r.get('site_mode')})"),
+              r.get("allocator"), r.get("phase"),
+              r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
+              (r.get("note") or "").replace("|", "/")] for r in failed]
+    return md + [f"{len(failed)} failed runs (not in any median):", "",
+                 md_table(["workload", "size", "index", "allocator", "phase", "round", "exit", "why"],
+                          frows, ["l"] * 5 + ["r", "r", "l"]), ""]
+
+
+def terminal_text(res: Results, main_text) -> str:
+    """What the report prints: the seed table, the thread tables, warnings."""
+    threads_text = paired.threads_terminal(res.groups, res.rows)
     if main_text is None:
         main_text = threads_text or "(no gcc runs: see report.md for the other workloads)"
     elif threads_text:
         main_text += "\n\n" + threads_text
+    warn = load_warning(res.meta)
     if warn:
         main_text += "\n" + warn
-    if failed:
-        main_text += f"\n{len(failed)} failed runs: see the report's Failed runs section."
-    return text, main_text, plots
+    if res.failed:
+        main_text += f"\n{len(res.failed)} failed runs: see the report's Failed runs section."
+    return main_text
+
+
+def build_report(out_dir, make_plots=True):
+    """Write report.md (and plots); return (markdown text, main table text, plots)."""
+    res = Results.load(out_dir, make_plots)
+    seed_md, main_text = seed_section(res)
+    md = (heading_section(res) + seed_md + workloads_section(res) + site_cost_section(res)
+          + threads_and_machines(res) + scale_section(res) + replay_section(res)
+          + failed_section(res) + ["Column meanings: bench/README.md and analysis/README.md."])
+    text = "\n".join(md) + "\n"
+    with open(res.path("report.md"), "w") as f:
+        f.write(text)
+    return text, terminal_text(res, main_text), res.plots
 
 
 def results_root():
