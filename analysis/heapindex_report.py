@@ -57,7 +57,7 @@ SEED_RUNS = {
     "vghash": [1.83, 1.82, 1.85],
     "memtable": [1.77, 1.78, 1.77],
 }
-NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
+NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "meta", "proc_meta", "phase", "status", "note",
                 "proc_exe", "output_sha256", "started"}
 
 
@@ -676,7 +676,9 @@ class Results:
     """What every section of a report reads: the results directory's rows
     and meta.json, grouped, and where plots go (plt None: no plots)."""
     out_dir: str
-    rows: list
+    all_rows: list              # every row of runs.csv
+    rows: list                  # without those of other placements than primary_meta
+    primary_meta: str           # the --meta placement the other sections use ("" without --meta)
     meta: dict
     modes: list                 # site modes, ret first
     primary: str                # the site mode every section but the site cost uses
@@ -689,11 +691,14 @@ class Results:
 
     @classmethod
     def load(cls, out_dir, make_plots=True) -> "Results":
-        rows = load_runs(os.path.join(out_dir, "runs.csv"))
+        all_rows = load_runs(os.path.join(out_dir, "runs.csv"))
+        meta = load_meta(os.path.join(out_dir, "meta.json"))
+        primary_meta = next(iter(meta_placements(all_rows, meta)), "")
+        rows = [r for r in all_rows if (r.get("meta") or "") in ("", primary_meta)]
         modes = site_modes(rows)
         primary = "ret" if "ret" in modes or not modes else modes[0]
         groups = group(rows, primary)
-        return cls(out_dir, rows, load_meta(os.path.join(out_dir, "meta.json")), modes, primary, groups,
+        return cls(out_dir, all_rows, rows, primary_meta, meta, modes, primary, groups,
                    capabilities_of(rows), paired.callgrind_groups(rows, primary),
                    sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a)),
                    plotting() if make_plots else None)
@@ -703,12 +708,110 @@ class Results:
 
     @property
     def failed(self):
-        return [r for r in self.rows if r.get("status") != "ok"]
+        return [r for r in self.all_rows if r.get("status") != "ok"]
+
+
+# --- chunk metadata placement (bench --meta) ---------------------------------------------------------
+
+def meta_placements(rows, meta) -> list:
+    """The placements of a bench --meta, in its order (meta.json), else as
+    the rows name them; [] without --meta."""
+    seen = sorted({r.get("meta") for r in rows if r.get("meta")})
+    listed = (meta.get("settings") or {}).get("meta") or []
+    return [m for m in listed if m in seen] + [m for m in seen if m not in listed]
+
+
+def by_placement(rows, site_mode) -> dict:
+    """{(workload, size, allocator): {(index, placement): [ok rows]}} of
+    one phase's rows in one site mode (none's in any: it has none)."""
+    out = {}
+    for r in rows:
+        if r.get("status") != "ok" or (r["index"] != "none" and r.get("site_mode", "ret") != site_mode):
+            continue
+        key = (r["workload"], r["size"], r["allocator"])
+        out.setdefault(key, {}).setdefault((r["index"], r.get("meta") or ""), []).append(r)
+    for g in out.values():
+        for lst in g.values():
+            lst.sort(key=lambda r: (r.get("round") or 0))
+    return out
+
+
+def instruction_cells(cg_rows, base_rows) -> list:
+    """Instructions per malloc+free pair (workloads that report pairs) and
+    over uninstrumented, from the configuration's callgrind run."""
+    r = cg_rows[-1] if cg_rows else None
+    if not r or not isinstance(r.get("callgrind_ir"), (int, float)):
+        return ["n/a", "n/a"]
+    pairs = r.get("pairs")
+    per_pair = f"{r['callgrind_ir'] / pairs:.0f}" if isinstance(pairs, (int, float)) and pairs else "n/a"
+    base = base_rows[-1].get("callgrind_ir") if base_rows else None
+    ratio = f"{r['callgrind_ir'] / base:.3f}" if isinstance(base, (int, float)) and base else "n/a"
+    return [per_pair, ratio]
+
+
+def placement_cells(rs, none_rows, cg_rows, cg_none) -> list:
+    """One index and placement: metadata bytes per chunk, RSS and faults
+    over uninstrumented, the paired wall ratio, instructions."""
+    def med(rows, key):
+        s = summary(rows, key)
+        return s["median"] if s else None
+    rss, faults, bpc = med(rs, "max_rss_kb"), med(rs, "minflt"), med(rs, "proc_meta_bytes_per_chunk")
+    return [fmt(bpc, 1),
+            fmt(rss / 1024, 1) if rss is not None else "n/a",
+            fmt_pct(overhead_pct(rss, med(none_rows, "max_rss_kb"))),
+            f"{faults:.0f}" if faults is not None else "n/a",
+            fmt_pct(overhead_pct(faults, med(none_rows, "minflt"))),
+            paired.ci_text(rs, none_rows)] + instruction_cells(cg_rows, cg_none)
+
+
+META_HEADER = ["index", "placement", "meta bytes per chunk", "tree max RSS MiB", "RSS vs none",
+               "tree minor faults", "faults vs none", "wall vs none: paired ratio [95% CI]",
+               "instructions per malloc+free pair", "instructions over none"]
+
+
+def meta_table(g: dict, cg: dict, placements: list) -> list:
+    """The rows of one workload's placement table."""
+    none_rows, cg_none = g.get(("none", ""), []), cg.get(("none", ""), [])
+    trows = []
+    if none_rows or cg_none:
+        s = summary(none_rows, "max_rss_kb")
+        trows.append([label("none"), "—", "—", fmt(s["median"] / 1024, 1) if s else "n/a", "—",
+                      fmt((summary(none_rows, "minflt") or {}).get("median"), 0), "—", "—"]
+                     + instruction_cells(cg_none, [])[:1] + ["—"])
+    for index in sorted({i for i, _ in list(g) + list(cg) if i != "none"}, key=index_sort_key):
+        for p in placements:
+            if (index, p) in g or (index, p) in cg:
+                trows.append([label(index), p] + placement_cells(g.get((index, p), []), none_rows,
+                                                                 cg.get((index, p), []), cg_none))
+    return trows
+
+
+def meta_section(res) -> list:
+    """Per workload, index and placement (bench --meta): what each chunk
+    metadata placement costs in memory, faults, time and instructions."""
+    placements = meta_placements(res.all_rows, res.meta)
+    if not placements:
+        return []
+    measured = by_placement([r for r in res.all_rows if r.get("phase") == "measure"], res.primary)
+    cgs = by_placement([r for r in res.all_rows if r.get("phase") == "callgrind"], res.primary)
+    md = ["## Chunk metadata placement", "",
+          "`./heapindex bench --meta " + ",".join(placements) + "`: each index ran with "
+          "HEAPINDEX_META set to each placement (hooks/chunk.h). Meta bytes per chunk: what the "
+          "hooks add to a chunk under it (their statistics, main process). RSS and faults: medians "
+          "of the tree over uninstrumented; wall: this configuration's wall / uninstrumented's in "
+          "the same round, geometric mean with its 95% interval (as in section 1); instructions: "
+          "its callgrind run (`bench --callgrind`; threads-1 always), per malloc+free pair where "
+          "the workload reports its pairs. Every other section uses the "
+          f"`{res.primary_meta}` runs only.", ""]
+    for key in sorted(set(measured) | set(cgs)):
+        md += [f"### {key[0]} ({key[1]}, {key[2]})", "",
+               md_table(META_HEADER, meta_table(measured.get(key, {}), cgs.get(key, {}), placements)), ""]
+    return md
 
 
 def heading_section(res: Results) -> list:
     """The title, meta.json's description, and the count of runs."""
-    rows = res.rows
+    rows = res.all_rows
     md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(res.out_dir))}", ""]
     md += meta_lines(res.meta) + [""]
     measured = [r for r in rows if r.get("phase") == "measure"]
@@ -965,7 +1068,7 @@ def build_report(out_dir, make_plots=True):
     res = Results.load(out_dir, make_plots)
     seed_md, main_text = seed_section(res)
     md = (heading_section(res) + seed_md + workloads_section(res) + site_cost_section(res)
-          + threads_and_machines(res) + scale_section(res) + replay_section(res)
+          + meta_section(res) + threads_and_machines(res) + scale_section(res) + replay_section(res)
           + failed_section(res) + ["Column meanings: bench/README.md and analysis/README.md."])
     text = "\n".join(md) + "\n"
     with open(res.path("report.md"), "w") as f:

@@ -683,6 +683,135 @@ class UntilCiTest(unittest.TestCase):
             self.assertEqual(meta["settings"]["until_ci_pct"], 0.0001)
 
 
+class MetaPlacementTest(unittest.TestCase):
+    """bench --meta: the placement as a dimension of the matrix, and the
+    report's section on it (synthetic results: the hooks' side lands apart)."""
+
+    def test_arguments(self):
+        self.assertEqual(bench.parse_metas("trailer, header,trailer"), ["trailer", "header"])
+        for bad, expect in (("footer", "unknown metadata placement 'footer': valid: header, trailer, side"),
+                            (",", "--meta is empty")):
+            with self.assertRaises(bench.UsageError) as e:
+                bench.parse_metas(bad)
+            self.assertIn(expect, str(e.exception))
+        self.assertIsNone(bench.make_parser().parse_args([]).meta)
+
+    def test_matrix_and_environment(self):
+        configs = bench.with_hook_settings([Config("gcc", "small", "none", "glibc"),
+                                            Config("gcc", "small", "memtable", "glibc")],
+                                           ["ret"], ["header", "trailer"])
+        self.assertEqual([(c.index, c.site_mode, c.meta) for c in configs],
+                         [("none", "-", ""), ("memtable", "ret", "header"), ("memtable", "ret", "trailer")])
+        self.assertEqual(configs[2].text(), "gcc/small memtable/glibc meta=trailer")
+        self.assertEqual(configs[2].env("/c")["HEAPINDEX_META"], "trailer")
+        self.assertNotIn("HEAPINDEX_META", configs[0].env("/c"))
+        # Without --meta the setting is not made: the hooks' default.
+        plain = bench.with_hook_settings([Config("gcc", "small", "memtable", "glibc")], ["ret"])
+        self.assertEqual(plain, [Config("gcc", "small", "memtable", "glibc", "ret", "")])
+        self.assertNotIn("HEAPINDEX_META", plain[0].env("/c"))
+        self.assertEqual(plain[0].text(), "gcc/small memtable/glibc")
+
+    def test_until_ci_pairs_each_placement_with_uninstrumented(self):
+        configs = bench.with_hook_settings([Config("w", "small", "none", "glibc"),
+                                            Config("w", "small", "noop", "glibc")], ["ret"], ["header", "side"])
+        rows = []
+        for rnd, (h, s) in enumerate([(1.10, 1.01), (1.12, 1.02)], 1):
+            rows.append(row("w", "none", rnd, 1.0, site_mode="-"))
+            rows.append(row("w", "noop", rnd, h, site_mode="ret", meta="header"))
+            rows.append(row("w", "noop", rnd, s, site_mode="ret", meta="side"))
+        intervals = bench.interest_intervals(rows, configs)
+        self.assertEqual(sorted(intervals), ["w/small noop/glibc meta=header vs none",
+                                             "w/small noop/glibc meta=side vs none"])
+        self.assertAlmostEqual(intervals["w/small noop/glibc meta=side vs none"]["estimate"],
+                               math.sqrt(1.01 * 1.02), places=6)
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_runs_get_the_setting(self):
+        with fake_bench_workloads(["fake"], ["/bin/sh", "-c", "echo ${HEAPINDEX_META:-unset}"]), \
+                tempfile.TemporaryDirectory() as d:
+            runner = run.Runner(d)
+            with_meta = runner.run(Config("fake", "small", "noop", "glibc", meta="trailer"))
+            plain = runner.run(Config("fake", "small", "noop", "glibc"))
+        import hashlib
+        self.assertEqual(with_meta.output_sha256, hashlib.sha256(b"trailer\n").hexdigest())
+        self.assertEqual(plain.output_sha256, hashlib.sha256(b"unset\n").hexdigest())
+        self.assertEqual(with_meta.columns()["meta"], "trailer")
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_runs_csv_without_meta_unchanged(self):
+        with fake_bench_workloads(["fake"]), tempfile.TemporaryDirectory() as d:
+            status, err, _ = quiet(bench.main, ["--workloads", "fake", "--indexes", "none,noop", "--runs", "1",
+                                                "--warmup", "0", "--out", d, "--seed", "1"])
+            self.assertEqual(status, 0, err)
+            with open(os.path.join(d, "runs.csv")) as f:
+                header = f.readline().strip().split(",")
+            self.assertNotIn("meta", header)
+            self.assertEqual(header[:len(run.FIXED_COLUMNS)], run.FIXED_COLUMNS)
+            meta = json.load(open(os.path.join(d, "meta.json")))
+            self.assertIsNone(meta["settings"]["meta"])
+            self.assertFalse(meta["settings"]["capabilities"]["noop"]["answers_lookups"])
+
+    @staticmethod
+    def placement_rows():
+        """pychurn: none, and noop and memtable under header and trailer;
+        threads-1's callgrind runs with their pairs."""
+        rows = []
+        rss = {"none": 100_000, ("noop", "header"): 120_000, ("noop", "trailer"): 105_000,
+               ("memtable", "header"): 121_000, ("memtable", "trailer"): 106_000}
+        for rnd in (1, 2, 3):
+            rows.append(row("pychurn", "none", rnd, 1.0, site_mode="-", max_rss_kb=rss["none"], minflt=1000))
+            for index in ("noop", "memtable"):
+                for meta, wall, bpc in (("header", 1.20, 16), ("trailer", 1.10 + 0.01 * rnd, 8)):
+                    rows.append(row("pychurn", index, rnd, wall, site_mode="ret", meta=meta, proc_meta=meta,
+                                    proc_meta_bytes_per_chunk=bpc, max_rss_kb=rss[(index, meta)],
+                                    minflt=1500 if meta == "header" else 1100))
+        for index, meta, ir in (("none", "", 1_000_000), ("noop", "header", 1_600_000),
+                                ("noop", "trailer", 1_500_000), ("memtable", "header", 2_000_000),
+                                ("memtable", "trailer", 1_900_000)):
+            rows.append(row("threads-1", index, 0, 9.0, phase="callgrind", site_mode="-" if index == "none" else "ret",
+                            meta=meta, callgrind_ir=ir, pairs=1000, threads=1))
+        return rows
+
+    def test_report_section(self):
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, self.placement_rows())
+            with open(os.path.join(d, "meta.json")) as f:
+                meta = json.load(f)
+            meta["settings"]["meta"] = ["header", "trailer"]
+            with open(os.path.join(d, "meta.json"), "w") as f:
+                json.dump(meta, f)
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertIn("## Chunk metadata placement", md)
+        section = md.split("## Chunk metadata placement", 1)[1].split("\n## ", 1)[0]
+        churn = section.split("### pychurn (small, glibc)", 1)[1].split("###", 1)[0]
+        cells = [[c.strip() for c in l.strip().strip("|").split("|")] for l in churn.splitlines()
+                 if l.startswith("| no-op hooks")]
+        self.assertEqual([c[1] for c in cells], ["header", "trailer"])
+        header, trailer = cells
+        self.assertEqual(header[2:7], ["16.0", "117.2", "+20.0%", "1500", "+50.0%"])
+        self.assertEqual(trailer[2:7], ["8.0", "102.5", "+5.0%", "1100", "+10.0%"])
+        self.assertTrue(header[7].startswith("1.200 ["), header)           # the same ratio every round
+        self.assertTrue(trailer[7].startswith("1.120 ["), trailer)          # geometric mean of 1.11, 1.12, 1.13
+        threads = section.split("### threads-1 (small, glibc)", 1)[1]
+        mem = [[c.strip() for c in l.strip().strip("|").split("|")] for l in threads.splitlines()
+               if l.startswith("| memtable index")]
+        self.assertEqual([(c[1], c[8], c[9]) for c in mem], [("header", "2000", "2.000"),
+                                                             ("trailer", "1900", "1.900")])
+        self.assertEqual(table_row(threads, "uninstrumented")[8], "1000")
+        # The other sections use the first placement's runs only.
+        self.assertIn("Every other section uses the `header` runs only", section)
+        time_row = table_row(md.split("## 2.", 1)[1].split("### pychurn", 1)[1], "no-op hooks")
+        self.assertEqual(time_row[1], "3")
+        self.assertTrue(time_row[2].startswith("1.200 "), time_row)
+
+    def test_no_section_without_meta(self):
+        with tempfile.TemporaryDirectory() as d:
+            rows = [dict(r, meta="") for r in self.placement_rows() if r.get("meta") in (None, "", "header")]
+            write_results(d, rows)
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertNotIn("Chunk metadata placement", md)
+
+
 class ShardTest(unittest.TestCase):
     def test_deterministic_disjoint_families_together(self):
         selected = bench.parse_workloads("all", "small")
