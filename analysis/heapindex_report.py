@@ -706,6 +706,21 @@ class Results:
     def path(self, name):
         return os.path.join(self.out_dir, name)
 
+    def plotted(self, name, alt) -> list:
+        """Count a plot just written; its markdown."""
+        self.plots.append(name)
+        return [f"![{alt}]({name})", ""]
+
+    def optional_csv(self, name, parse, not_measured) -> tuple:
+        """(markdown, parsed or None) of scale.csv or replay.csv: a note when
+        it is missing or unreadable."""
+        if not os.path.exists(self.path(name)):
+            return [not_measured, ""], None
+        data = parse(self.path(name))
+        if "error" in data:
+            return [f"Could not read {name}: {data['error']}", ""], None
+        return [], data
+
     @property
     def failed(self):
         return [r for r in self.all_rows if r.get("status") != "ok"]
@@ -908,11 +923,9 @@ def workloads_section(res: Results) -> list:
                 md += workload_tables(res, (w, s, a), g)
         name = f"workload_{w}_{s}.png"
         if res.plt and plot_workload(res.plt, res.groups, w, s, res.allocators, res.path(name)):
-            md += [f"![{w} {s}]({name})", ""]
-            res.plots.append(name)
+            md += res.plotted(name, f"{w} {s}")
     if res.plt and plot_overheads(res.plt, res.groups, res.path("overhead_wall.png")):
-        md += ["### Wall time overhead, all workloads", "", "![overhead](overhead_wall.png)", ""]
-        res.plots.append("overhead_wall.png")
+        md += ["### Wall time overhead, all workloads", ""] + res.plotted("overhead_wall.png", "overhead")
     return md
 
 
@@ -980,34 +993,31 @@ def scale_tables(scale: dict) -> list:
 
 def scale_section(res: Results) -> list:
     """Section 3: lookup cost against live chunks, from scale.csv."""
-    md = ["## 3. Lookup cost vs live chunks (scale.csv)", ""]
-    if not os.path.exists(res.path("scale.csv")):
-        note = (res.meta.get("extras") or {}).get("scale")
-        return md + ["Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
-                     "if that command is built; `./heapindex bench --scale` runs it)."
-                     + (f" This bench's attempt: {note}." if note else ""), ""]
-    scale = parse_scale(res.path("scale.csv"))
-    if "error" in scale:
-        return md + [f"Could not read scale.csv: {scale['error']}", ""]
+    note = (res.meta.get("extras") or {}).get("scale")
+    md, scale = res.optional_csv("scale.csv", parse_scale, (
+        "Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
+        "if that command is built; `./heapindex bench --scale` runs it)."
+        + (f" This bench's attempt: {note}." if note else "")))
+    md = ["## 3. Lookup cost vs live chunks (scale.csv)", ""] + md
+    if scale is None:
+        return md
     md += [SCALE_SECTION_INTRO, ""] + scale_tables(scale)
     overview, overview_plots = scale_overview(res.plt, scale, res.out_dir, res.caps)
     md += overview
     res.plots += overview_plots
     if res.plt:
         plot_scale(res.plt, scale, res.path("scale_lookup.png"))
-        md += ["![scale](scale_lookup.png)", ""]
-        res.plots.append("scale_lookup.png")
+        md += res.plotted("scale_lookup.png", "scale")
     return md
 
 
 def replay_section(res: Results) -> list:
     """Section 4: ns per operation of each trace replayed in-process."""
-    md = ["## 4. Trace replay (replay.csv)", ""]
-    if not os.path.exists(res.path("replay.csv")):
-        return md + ["Not measured: no replay.csv here (`./heapindex replay TRACE --index NAME`, if built).", ""]
-    replay = parse_replay(res.path("replay.csv"))
-    if "error" in replay:
-        return md + [f"Could not read replay.csv: {replay['error']}", ""]
+    md, replay = res.optional_csv("replay.csv", parse_replay, "Not measured: no replay.csv here "
+                                  "(`./heapindex replay TRACE --index NAME`, if built).")
+    md = ["## 4. Trace replay (replay.csv)", ""] + md
+    if replay is None:
+        return md
     data = replay["data"]
     indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
     has_ir = any(d["ir"] for k in data for d in data[k].values())
@@ -1026,8 +1036,7 @@ def replay_section(res: Results) -> list:
            md_table(["trace", "op"] + [label(i) for i in indexes], trows, ["l", "l"] + ["r"] * len(indexes)), ""]
     if res.plt and data:
         plot_replay(res.plt, replay, res.path("replay_ns.png"))
-        md += ["![replay](replay_ns.png)", ""]
-        res.plots.append("replay_ns.png")
+        md += res.plotted("replay_ns.png", "replay")
     return md
 
 

@@ -178,13 +178,18 @@ def parse_indexes(text, available):
     return unique_choices(text, "--indexes", f"{', '.join(available)}, all", expand)
 
 
-def parse_allocators(text):
+def parse_names(text, option, valid, what):
+    """The names of a comma-separated list, each one of valid."""
     def expand(name):
-        if name not in ALLOCATORS:
-            raise UsageError(f"unknown allocator '{name}': valid: {', '.join(ALLOCATORS)}")
+        if name not in valid:
+            raise UsageError(f"unknown {what} '{name}': valid: {', '.join(valid)}")
         return [name]
 
-    return unique_choices(text, "--allocators", ", ".join(ALLOCATORS), expand)
+    return unique_choices(text, option, ", ".join(valid), expand)
+
+
+def parse_allocators(text):
+    return parse_names(text, "--allocators", ALLOCATORS, "allocator")
 
 
 def parse_site_modes(text):
@@ -209,12 +214,7 @@ def parse_site_modes(text):
 
 def parse_metas(text):
     """--meta 'header,trailer,side' -> the placements, in order, each once."""
-    def expand(name):
-        if name not in META_PLACEMENTS:
-            raise UsageError(f"unknown metadata placement '{name}': valid: {', '.join(META_PLACEMENTS)}")
-        return [name]
-
-    return unique_choices(text, "--meta", ", ".join(META_PLACEMENTS), expand)
+    return parse_names(text, "--meta", META_PLACEMENTS, "metadata placement")
 
 
 def count(minimum):
