@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex report: turn bench results directories into tables and plots.
 
     ./heapindex report DIR

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex tune: sweep the memtable's bin shift for an address width.
 
     ./heapindex tune --addr-bits N [--workload W] [--shifts A..B] [--size small|full]

@@ -1,17 +1,14 @@
-#!/usr/bin/python3
 """heapindex bench: run the workload x index x allocator matrix.
 
     ./heapindex bench [--workloads LIST] [--indexes LIST] [--allocators LIST]
                       [--size small|full] [--runs N] [--warmup N] [--out DIR]
-                      [--site-modes LIST] [--until-ci PCT [--budget TIME]]
+                      [--site-modes LIST] [--meta LIST] [--until-ci PCT [--budget TIME]]
                       [--callgrind [LIST]] [--callgrind-jobs N] [--shard K/N] [--dry-run]
 
-Every measured run is
-
-    ./heapindex run --index I --allocator A --stats TMP -- COMMAND
-
-(index "none" too: it preloads nothing but still appends the tree line).
-The matrix is run in interleaved rounds: round r runs every configuration
+Every measured run is one `./heapindex run` of a configuration (a Config:
+workload, size, index, allocator, site mode, metadata placement), turned
+into a runs.csv row (a Row) by bench/heapindex_run.py; the workloads are
+bench/heapindex_workloads.py's. The matrix is run in interleaved rounds: round r runs every configuration
 once, in an order shuffled by a seeded random generator (the seed and every
 round's order are kept in meta.json), so slow drift of a shared machine hits
 every configuration alike instead of whichever happened to run last.
@@ -33,8 +30,8 @@ versions, input checksums, git commit, settings). See bench/README.md for
 the columns. Exit status: 0 all runs ok, 1 some run failed (the failed rows
 are in runs.csv and listed by the report), 2 bad arguments, 130 interrupted.
 
-Standard library only (and analysis/heapindex_stats.py): runs with Debian's
-/usr/bin/python3.
+Standard library only (and the analysis package): runs with Debian's
+/usr/bin/python3, as the module bench.heapindex_bench (./heapindex bench).
 """
 
 import argparse

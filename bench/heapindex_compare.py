@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex compare: time one command under several indexes with hyperfine.
 
     ./heapindex compare [--indexes LIST] [--runs N] [--warmup N] [--export FILE.json] -- CMD [ARGS...]

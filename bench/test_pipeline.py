@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Tests of the bench -> runs.csv -> report pipeline, and of tune's closed form.
 
     /usr/bin/python3 -m bench.test_pipeline      (in the source tree; or: make bench-test)

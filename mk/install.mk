@@ -105,7 +105,7 @@ install: $(INSTALL_LIBS) $(CLI) $(IB)/lib-dir $(IB)/heapindex.sh $(IB)/heapindex
 	install -m 755 $(INSTALL_LIBS) '$(DESTDIR)$(PKGLIBDIR)'
 	install -m 644 include/heapindex.h '$(DESTDIR)$(INCLUDEDIR)'
 	install -m 644 $(IB)/heapindex.pc '$(DESTDIR)$(PKGCONFIGDIR)'
-	install -m 755 $(INSTALL_PY) '$(DESTDIR)$(PKGDATADIR)/analysis'
+	install -m 644 $(INSTALL_PY) '$(DESTDIR)$(PKGDATADIR)/analysis'
 	install -m 644 $(INSTALL_PY_LIB) '$(DESTDIR)$(PKGDATADIR)/analysis'
 	install -m 644 $(MAN_PAGES:%=$(IB)/man/%) '$(DESTDIR)$(MAN1DIR)'
 
