@@ -53,7 +53,8 @@ import time
 from typing import Optional
 
 from analysis import heapindex_stats as hstats
-from analysis.heapindex_common import CAPABILITY_COLUMNS, CapabilityTable, capabilities_of, fmt_duration
+from analysis.heapindex_common import (CAPABILITY_COLUMNS, Capabilities, CapabilityTable, capabilities_of,
+                                       fmt_duration)
 from bench.heapindex_run import (META_PLACEMENTS, NO_META, NO_SITE_MODE, ROOT, SITE_SKIP, Config, Row,
                                  Runner, cache_dir, machine_name, parse_stats, prepare_inputs,
                                  sha256_file, workload_argv, workload_env, write_rows)
@@ -66,6 +67,7 @@ SIZES = ("small", "full")
 
 DEFAULT_WORKLOADS = "gcc,python"
 SITE_MODE_FORMS = "ret, unwind:N (N 1..32), skip, census"
+
 
 def built_libraries(root=ROOT) -> list:
     """Every built libheapindex-NAME.so but record's (a trace recorder,
@@ -81,17 +83,21 @@ def built_libraries(root=ROOT) -> list:
 _PROBED = {}
 
 
-def index_capabilities(index: str) -> CapabilityTable:
+def index_capabilities(index: str) -> Capabilities:
     """What a built index can do, as its hooks' statistics say: one run of
-    /bin/true under it (a few ms), remembered."""
+    /bin/true under it (a few ms), remembered. Without an answer (a run
+    that fails: its bench runs will say why) capabilities_of's fallback."""
     if index not in _PROBED:
         rows = [{"index": index}]
         if index != "none":
             with tempfile.TemporaryDirectory() as tmp:
                 stats = os.path.join(tmp, "stats.jsonl")
-                subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, "--stats", stats,
-                                "--", "/bin/true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               timeout=60)
+                try:
+                    subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, "--stats", stats,
+                                    "--", "/bin/true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   timeout=60)
+                except (OSError, subprocess.SubprocessError):
+                    pass
                 rows = [dict({"index": index}, **{k: p.get(k) for k in CAPABILITY_COLUMNS})
                         for p in parse_stats(stats)[1][:1]] or rows
         _PROBED[index] = capabilities_of(rows)[index]

@@ -281,6 +281,24 @@ class ReplayScaleTest(unittest.TestCase):
                 self.assertIn("![scale overview](scale_overview.png)", md)
 
 
+@unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+class CapabilityProbeTest(unittest.TestCase):
+    """bench learns what an index can do from its hooks' statistics."""
+
+    def test_probe(self):
+        self.assertFalse(bench.index_capabilities("noop").answers_lookups)
+        self.assertFalse(bench.index_capabilities("none").answers_lookups)
+        mem = bench.index_capabilities("memtable")
+        self.assertTrue(mem.answers_lookups)
+        self.assertFalse(mem.answers_from_index)                 # base and size from the header
+        if "critnib" in bench.built_libraries():
+            self.assertTrue(bench.index_capabilities("critnib").answers_from_index)
+        names = bench.built_indexes()
+        self.assertEqual(names[:3], ["none", "noop", "memtable"])
+        self.assertEqual(bench.reference_index("dwarfpy", ["none", "noop"]), "memtable")
+        self.assertEqual(bench.reference_index("pychurn", ["noop"]), "none")
+
+
 class ScaleFormatTest(unittest.TestCase):
     """parse_scale reads what `heapindex scale --out` writes, and only that."""
 
