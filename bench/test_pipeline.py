@@ -23,14 +23,18 @@ import types
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 
-from analysis import heapindex_report as report
-from analysis import heapindex_stats as hstats
-from analysis import heapindex_tune as tune
-from bench import heapindex_bench as bench
-from bench import heapindex_run as run
-from bench.heapindex_run import Config, Row
-from bench.heapindex_workloads import Workload
-from analysis.heapindex_common import Capabilities, CapabilityTable
+try:
+    from analysis import heapindex_report as report
+    from analysis import heapindex_stats as hstats
+    from analysis import heapindex_tune as tune
+    from analysis.heapindex_common import Capabilities, CapabilityTable
+    from bench import heapindex_bench as bench
+    from bench import heapindex_run as run
+    from bench.heapindex_run import Config, Row
+    from bench.heapindex_workloads import Workload
+except ModuleNotFoundError as e:     # run as a file: the packages' directory is not on sys.path
+    sys.exit(f"test_pipeline: {e}: run it as a module from the source tree: "
+             "/usr/bin/python3 -m bench.test_pipeline (or make bench-test)")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
