@@ -29,12 +29,14 @@ LABELS = {
 INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "bytemap", "critnib",
                "gcbase"]
 
+
 def label(index):
     return LABELS.get(index, f"{index} index")
 
 
 def index_sort_key(index):
     return (INDEX_ORDER.index(index) if index in INDEX_ORDER else len(INDEX_ORDER), index)
+
 
 @dataclass(frozen=True)
 class Capabilities:

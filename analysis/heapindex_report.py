@@ -56,8 +56,8 @@ SEED_RUNS = {
     "vghash": [1.83, 1.82, 1.85],
     "memtable": [1.77, 1.78, 1.77],
 }
-NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "meta", "proc_meta", "phase", "status", "note",
-                "proc_exe", "output_sha256", "started"}
+NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "meta", "proc_meta", "phase", "status",
+                "note", "proc_exe", "output_sha256", "started"}
 
 
 # --- reading ------------------------------------------------------------------------
