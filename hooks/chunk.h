@@ -45,10 +45,10 @@
  *                        bytes added/chunk    max RSS over none           instr/pair
  *                        cc1    pychurn   gcc    pychurn  pycompile
  *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         218.6
- *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         294.7
+ *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         299.7
  *              side       0      0        +0.8%   +1.6%   +1.7%         292.0
  *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         313.6
- *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         507.7
+ *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         512.7
  *
  * Side is the only placement that brings a Python heap of small objects
  * near the uninstrumented one, and it keeps the exact size (in the index's
@@ -56,7 +56,7 @@
  * two malloc_usable_size calls per malloc+free (cc1: +0.8% instructions
  * under noop against header).  Trailer halves the bytes but makes lookups
  * answer the usable size, not the size asked for, and makes every index
- * step ask the allocator where the trailer is: the memtable pays 194 more
+ * step ask the allocator where the trailer is: the memtable pays 199 more
  * instructions per pair (cc1: +2.0% instructions against header), which
  * fails the rule that gcc may not get slower; so an index that cannot take
  * side keeps the header unless asked.  (Header's cost is unchanged: cc1
@@ -176,14 +176,21 @@ static inline uint64_t *chunk_trailer(const struct chunk *c)
 	return (uint64_t *)((unsigned char *)user + chunk_usable_size(user) - META_TRAILER_BYTES);
 }
 
+/* The placements other than header, out of line (meta.c): inlined, their
+ * calls made every accessor's caller big enough that gcc stopped inlining
+ * the indexes' own helpers into their header paths. */
+CHUNK_HIDDEN uint64_t *chunk_site_word_other(struct chunk *c);
+CHUNK_HIDDEN size_t chunk_size_other(const struct chunk *c);
+CHUNK_HIDDEN void chunk_read_other(const struct chunk *c, size_t *size, uintptr_t *site);
+
 /* The word whose low 48 bits are the site and high 16 the index's links. */
 CHUNK_INLINE uint64_t *chunk_site_word_in(struct chunk *c, enum chunk_meta meta)
 {
 	if (meta == META_HEADER)
 		return &c->site_links;
-	if (meta == META_TRAILER)
+	if (meta == META_TRAILER) /* a constant: a body compiled for trailer */
 		return chunk_trailer(c);
-	return &chunk_pending.site_word;
+	return chunk_site_word_other(c);
 }
 
 CHUNK_INLINE size_t chunk_size_in(const struct chunk *c, enum chunk_meta meta)
@@ -192,17 +199,17 @@ CHUNK_INLINE size_t chunk_size_in(const struct chunk *c, enum chunk_meta meta)
 		return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
 	if (meta == META_TRAILER)
 		return chunk_usable_size((void *)chunk_user(c)) - META_TRAILER_BYTES;
-	return chunk_pending.size;
+	return chunk_size_other(c);
 }
 
 static inline uint64_t *chunk_site_word(struct chunk *c)
 {
-	return chunk_likely_header() ? &c->site_links : chunk_site_word_in(c, chunk_meta);
+	return chunk_likely_header() ? &c->site_links : chunk_site_word_other(c);
 }
 
 static inline size_t chunk_size(const struct chunk *c)
 {
-	return chunk_likely_header() ? chunk_size_in(c, META_HEADER) : chunk_size_in(c, chunk_meta);
+	return chunk_likely_header() ? chunk_size_in(c, META_HEADER) : chunk_size_other(c);
 }
 
 /* Size and site with one test of the placement. */
@@ -211,14 +218,8 @@ static inline void chunk_read(const struct chunk *c, size_t *size, uintptr_t *si
 	if (chunk_likely_header()) {
 		*size = (size_t)(c->size_pad & CHUNK_FIELD_MASK);
 		*site = (uintptr_t)(c->site_links & CHUNK_FIELD_MASK);
-	} else if (chunk_meta == META_TRAILER) { /* one malloc_usable_size for both */
-		void *user = (void *)chunk_user(c);
-		size_t usable = chunk_usable_size(user);
-		*size = usable - META_TRAILER_BYTES;
-		*site = (uintptr_t)(*(const uint64_t *)((unsigned char *)user + *size) & CHUNK_FIELD_MASK);
 	} else {
-		*size = chunk_pending.size;
-		*site = (uintptr_t)(chunk_pending.site_word & CHUNK_FIELD_MASK);
+		chunk_read_other(c, size, site);
 	}
 }
 

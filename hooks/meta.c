@@ -21,3 +21,31 @@ int chunk_meta_by_name(const char *name)
 			return m;
 	return -1;
 }
+
+/* --- the accessors' paths for trailer and side (chunk.h) -------------------- */
+
+uint64_t *chunk_site_word_other(struct chunk *c)
+{
+	if (chunk_meta == META_TRAILER)
+		return chunk_trailer(c);
+	return &chunk_pending.site_word;
+}
+
+size_t chunk_size_other(const struct chunk *c)
+{
+	if (chunk_meta == META_TRAILER)
+		return chunk_usable_size((void *)chunk_user(c)) - META_TRAILER_BYTES;
+	return chunk_pending.size;
+}
+
+void chunk_read_other(const struct chunk *c, size_t *size, uintptr_t *site)
+{
+	if (chunk_meta == META_TRAILER) { /* one malloc_usable_size for both */
+		void *user = (void *)chunk_user(c);
+		*size = chunk_usable_size(user) - META_TRAILER_BYTES;
+		*site = (uintptr_t)(*(const uint64_t *)((unsigned char *)user + *size) & CHUNK_FIELD_MASK);
+	} else {
+		*size = chunk_pending.size;
+		*site = (uintptr_t)(chunk_pending.site_word & CHUNK_FIELD_MASK);
+	}
+}
