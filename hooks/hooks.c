@@ -23,6 +23,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -63,16 +64,46 @@ static struct {
 	size_t (*malloc_usable_size)(void *);
 } real;
 
+/* --- a program that brings its own allocator ---------------------------------
+ * A program that defines malloc, free, calloc and realloc (glibc's
+ * documented minimum for replacing its allocator) wins over the preload,
+ * but the entry points it left out (reallocarray, memalign, pvalloc, ...,
+ * the C++ operators) would still reach us, and we would hand its chunks to
+ * glibc.  So when, at initialisation, the dynamic linker's malloc or free
+ * is not ours, the hooks step aside: every entry point forwards to the next
+ * definition (glibc's, which calls the program's malloc where it calls
+ * malloc at all), exactly what the program gets without us, and nothing is
+ * indexed.  Said once on stderr.  The C++ operators (cxx.c) reach
+ * alloc_plain, alloc_aligned and free_chunk, which then call the program's
+ * own malloc and free, as libstdc++'s operators would. */
+static int aside; /* set before READY, never changed after */
+static struct {
+	void *(*reallocarray)(void *, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	void *(*program_malloc)(size_t); /* the dynamic linker's: the program's */
+	void (*program_free)(void *);
+} next;
+
+static void step_aside_if_replaced(void);
+
+static inline int stepped_aside(void)
+{
+	return unlikely(__atomic_load_n(&aside, __ATOMIC_RELAXED));
+}
+
 /* --- bootstrap --------------------------------------------------------------
  * dlsym, which finds the next allocator, itself calls calloc.  Until the real
  * functions are known, allocations come from this static arena: never freed,
  * zero from the start (so calloc needs no memset), recognised by address.
  * Each boot chunk has a chunk header whose pad code (BOOT_PAD_CODE, an
- * impossible 2^63 alignment) no real chunk has, so free's fast path, which
+ * impossible alignment) no real chunk has, so free's fast path, which
  * checks the pad code, sends it to the general path. */
 
 #define BOOT_ARENA_BYTES ((size_t)64 * 1024)
-#define BOOT_PAD_CODE 0xffffu
+#define BOOT_PAD_CODE (CHUNK_TAG << 8 | PAD_CODE_BAD)
 static _Alignas(16) unsigned char boot_arena[BOOT_ARENA_BYTES];
 static size_t boot_used;
 
@@ -199,13 +230,40 @@ static void allocator_name(void)
 	}
 }
 
+/* Our malloc or free is not the one the program calls: step aside (above). */
+static void step_aside_if_replaced(void)
+{
+	void *m = dlsym(RTLD_DEFAULT, "malloc"), *f = dlsym(RTLD_DEFAULT, "free");
+	Dl_info self, where;
+	/* Names, not addresses: in this library `malloc` is bound like any
+	 * other reference, so it would be the program's too. */
+	if (!dladdr((void *)step_aside_if_replaced, &self))
+		return;
+	if ((!m || (dladdr(m, &where) && where.dli_fbase == self.dli_fbase)) &&
+	    (!f || (dladdr(f, &where) && where.dli_fbase == self.dli_fbase)))
+		return;
+	next.program_malloc = m ? (void *(*)(size_t))m : real.malloc;
+	next.program_free = f ? (void (*)(void *))f : real.free;
+	/* Not next_symbol: an allocator that lacks one is emulated below. */
+	next.reallocarray = (void *(*)(void *, size_t, size_t))dlsym(RTLD_NEXT, "reallocarray");
+	next.aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
+	next.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+	next.valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
+	next.pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
+	__atomic_store_n(&aside, 1, __ATOMIC_RELAXED);
+	static const char msg[] = "heapindex: the program defines its own malloc; the hooks step "
+	                          "aside and index nothing\n";
+	if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0)
+		return;
+}
+
 /* The optional features on, as slot flags. */
 static unsigned features(void)
 {
 	return (sites_slow ? HOOKS_SITES : 0) | (sites_census_on ? HOOKS_CENSUS : 0) |
 	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
 	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
-	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0);
+	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0) | (aside ? HOOKS_ASIDE : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
@@ -223,6 +281,7 @@ static void initialise(void)
 	real.memalign = next_symbol("memalign");
 	real.malloc_usable_size = next_symbol("malloc_usable_size");
 	allocator_name();
+	step_aside_if_replaced();
 
 	char err[512];
 	if (config_from_env(&hooks_config, err, sizeof err) ||
@@ -474,6 +533,8 @@ void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
 {
 	if (unlikely(!ready()))
 		return boot_alloc(size);
+	if (stepped_aside())
+		return next.program_malloc(size);
 	struct thread_slot *s = call_slot();
 	size_t pad = hooks_header_bytes;
 	if (unlikely(size > CHUNK_SIZE_MAX - pad))
@@ -490,6 +551,9 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 		return alloc_plain(size, site, entry);
 	if (unlikely(!ready()))
 		return boot_alloc_aligned(align, size);
+	if (stepped_aside())
+		return next.aligned_alloc ? next.aligned_alloc(align, (size + align - 1) & ~(align - 1))
+		                          : real.memalign(align, size);
 	struct thread_slot *s = call_slot();
 	/* The user pointer must be aligned and have the header below it. */
 	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
@@ -501,13 +565,46 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
+/* Is p a pointer the hooks did not hand out?  Its pad code fails the check
+ * of chunk.h, and the index, asked when it answers lookups, confirms that
+ * no live chunk of ours starts at p.  If one does, the program wrote over
+ * the header below p (a buffer underflow): nothing can free that chunk
+ * safely, so we stop, as glibc does when it finds its own metadata
+ * corrupt. */
+static int foreign_pointer(const void *p)
+{
+	const struct chunk *c = chunk_of_user(p);
+	if (likely(chunk_code_is_ours(chunk_pad_code(c), (uintptr_t)p, hooks_header_bytes)))
+		return 0;
+	void *base;
+	if (!(INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) || !heapindex_lookup(p, &base, NULL, NULL) ||
+	    base != p)
+		return 1;
+	char msg[160];
+	int n = snprintf(msg, sizeof msg, "heapindex: %p: the header below this live chunk was "
+	                 "overwritten (a write before its start); cannot free or resize it\n", p);
+	if (n > 0 && write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1) < 0)
+		abort();
+	abort();
+}
+
 void free_chunk(void *p, enum hook_entry entry)
 {
 	if (unlikely(!ready()))
 		return; /* the program frees a boot chunk (or NULL) this early */
+	if (stepped_aside()) {
+		next.program_free(p);
+		return;
+	}
 	struct thread_slot *s = call_slot();
 	if (!p || unlikely(is_boot(p))) {
 		count_call(s, entry);
+		return;
+	}
+	if (unlikely(foreign_pointer(p))) {
+		/* Not ours: what the program would get without the hooks. */
+		count_call(s, entry);
+		real.free(p);
 		return;
 	}
 	struct chunk *c = chunk_of_user(p);
@@ -518,11 +615,15 @@ void free_chunk(void *p, enum hook_entry entry)
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret)
 {
+	if (ready() && stepped_aside())
+		return real.malloc(size);
 	return alloc_plain(size, sites_capture(ret), ENTRY_malloc);
 }
 
 static __attribute__((noinline)) void free_slow(void *p)
 {
+	if (ready() && stepped_aside())
+		return real.free(p);
 	free_chunk(p, ENTRY_free);
 }
 
@@ -557,6 +658,26 @@ static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_
 	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
+/* p is not ours (foreign_pointer): the next allocator resizes it (and
+ * aborts, as it would without us, if p is not its own either), and the
+ * program gets a chunk of ours with those bytes. */
+static void *realloc_foreign(void *p, size_t size, uintptr_t site, enum hook_entry entry)
+{
+	void *n = alloc_plain(size, site, entry);
+	if (!n)
+		return NULL; /* p untouched, as realloc promises */
+	void *r = real.realloc(p, size);
+	if (!r) {
+		int saved = errno;
+		free_chunk(n, ENTRY_COUNT);
+		errno = saved;
+		return NULL;
+	}
+	memcpy(n, r, size);
+	real.free(r);
+	return n;
+}
+
 static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry entry)
 {
 	if (unlikely(!ready())) {
@@ -577,6 +698,8 @@ static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry e
 		free_chunk(p, entry);
 		return NULL;
 	}
+	if (unlikely(foreign_pointer(p)))
+		return realloc_foreign(p, size, site, entry);
 	return realloc_chunk(call_slot(), p, size, site, entry);
 }
 
@@ -619,8 +742,39 @@ static size_t page_size(void)
 
 /* --- the other entry points ------------------------------------------------------- */
 
+/* Stepped aside over an allocator that lacks these (glibc has them all). */
+static void *realloc_aside(void *p, size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return real.realloc(p, total);
+}
+
+static int posix_memalign_aside(void **out, size_t align, size_t size)
+{
+	if (align % sizeof(void *) || (align & (align - 1)) || !align)
+		return EINVAL;
+	void *p = real.memalign(align, size);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+/* The entry points' first test: forward when the program brought its own
+ * malloc (once initialised; the boot arena serves the earliest calls). */
+#define FORWARD_IF_ASIDE(call)                        \
+	do {                                          \
+		if (ready() && stepped_aside())       \
+			return call;                  \
+	} while (0)
+
 HOOK_EXPORT void *calloc(size_t n, size_t size)
 {
+	FORWARD_IF_ASIDE(real.calloc(n, size));
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total))
 		return reject(ENTRY_calloc, ENOMEM);
@@ -639,11 +793,13 @@ HOOK_EXPORT void *calloc(size_t n, size_t size)
 
 HOOK_EXPORT void *realloc(void *p, size_t size)
 {
+	FORWARD_IF_ASIDE(real.realloc(p, size));
 	return realloc_any(p, size, sites_capture(RETURN_ADDRESS()), ENTRY_realloc);
 }
 
 HOOK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
+	FORWARD_IF_ASIDE(next.reallocarray ? next.reallocarray(p, n, size) : realloc_aside(p, n, size));
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total))
 		return reject(ENTRY_reallocarray, ENOMEM);
@@ -652,16 +808,20 @@ HOOK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 
 HOOK_EXPORT void *memalign(size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(real.memalign(align, size));
 	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_memalign);
 }
 
 HOOK_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(next.aligned_alloc ? next.aligned_alloc(align, size) : real.memalign(align, size));
 	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_aligned_alloc);
 }
 
 HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(next.posix_memalign ? next.posix_memalign(out, align, size)
+	                                     : posix_memalign_aside(out, align, size));
 	/* POSIX: a power of two multiple of sizeof(void *); errno untouched. */
 	int saved = errno;
 	if (align % sizeof(void *) || (align & (align - 1)) || !align) {
@@ -679,6 +839,7 @@ HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 HOOK_EXPORT void *valloc(size_t size)
 {
+	FORWARD_IF_ASIDE(next.valloc ? next.valloc(size) : real.memalign(page_size(), size));
 	return memalign_any(page_size(), size, sites_capture(RETURN_ADDRESS()), ENTRY_valloc);
 }
 
@@ -686,6 +847,7 @@ HOOK_EXPORT void *pvalloc(size_t size)
 {
 	size_t page = page_size();
 	size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
+	FORWARD_IF_ASIDE(next.pvalloc ? next.pvalloc(size) : rounded < size ? NULL : real.memalign(page, rounded));
 	if (rounded < size) /* wrapped around */
 		return reject(ENTRY_pvalloc, ENOMEM);
 	return memalign_any(page, rounded, sites_capture(RETURN_ADDRESS()), ENTRY_pvalloc);
@@ -697,9 +859,13 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 		return boot_size(p);
 	if (!ready())
 		return 0;
+	if (stepped_aside())
+		return real.malloc_usable_size(p);
 	count_call(call_slot(), ENTRY_malloc_usable_size);
 	if (!p)
 		return 0;
+	if (unlikely(foreign_pointer(p)))
+		return real.malloc_usable_size(p);
 	size_t pad = chunk_pad(chunk_of_user(p));
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
 }
