@@ -422,6 +422,16 @@ static inline struct thread_slot *call_slot(void)
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
 static __attribute__((noinline)) void free_slow(void *p);
 
+/* The fork bracket of a fast-path index call (threads.h), compiled out for
+ * an index that does not need it (index.h). */
+#if INDEX_UNBRACKETED
+#define FAST_ENTER(s) ((void)(s))
+#define FAST_LEAVE(s) ((void)(s))
+#else
+#define FAST_ENTER(s) thread_enter(s)
+#define FAST_LEAVE(s) thread_leave(s)
+#endif
+
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
@@ -446,9 +456,9 @@ HOOK_EXPORT void *malloc(size_t size)
 	k->bytes += (int64_t)size;
 	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
-	thread_enter(s);
+	FAST_ENTER(s);
 	INDEX_FN(insert)(c);
-	thread_leave(s);
+	FAST_LEAVE(s);
 	return c + 1;
 }
 
@@ -458,19 +468,23 @@ HOOK_EXPORT void free(void *p)
 	if (unlikely(!p) || unlikely(thread_flags(s)))
 		return free_slow(p);
 	struct chunk *c = chunk_of_user(p);
-	uint64_t word = c->size_pad;
-	if (unlikely((word ^ plain_pad_bits) >> CHUNK_FIELD_BITS))
-		return free_slow(p);
-	int64_t size = (int64_t)(word & CHUNK_FIELD_MASK);
+	/* From here on c alone: one register across the index call. */
+	__asm__("" : "+r"(c));
+	/* The size is the header word less the plain pad code, which the
+	 * subtraction also tests: any other code (an aligned, boot or foreign
+	 * chunk) leaves bits above the size. */
+	uint64_t size = c->size_pad - plain_pad_bits;
+	if (unlikely(size > CHUNK_SIZE_MAX))
+		return free_slow(c + 1);
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
-	k->bytes -= size;
-	if (unlikely((k->budget -= size + COUNTER_EVENT_WEIGHT) < 0))
+	k->bytes -= (int64_t)size;
+	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
-	thread_enter(s);
+	FAST_ENTER(s);
 	INDEX_FN(remove)(c);
-	thread_leave(s);
-	real.free((unsigned char *)p - hooks_header_bytes);
+	FAST_LEAVE(s);
+	real.free((unsigned char *)(c + 1) - hooks_header_bytes);
 }
 
 /* --- the general path ------------------------------------------------------------ */

@@ -146,12 +146,22 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 		name##_index_remove, name##_index_lookup, name##_index_write_stats \
 	};
 
+/* An index whose insert and remove take no lock and leave nothing half
+ * done that fork could tear, nor that a lookup from a signal handler could
+ * wait for, declares INDEX_UNBRACKETED_<name> here (1): the hooks, compiled
+ * once per index, then leave the fork bracket (threads.h) out of their fast
+ * paths for it, which saves a quarter of what the hooks cost.  noop keeps
+ * no state.  (Every other index has a lock or a multi-step update.) */
+#define INDEX_UNBRACKETED_noop 1
+
 /* Inside the hooks: the functions of the index this library is built with. */
 #ifdef HEAPINDEX_INDEX
 #define INDEX_FN(fn) INDEX_CAT(HEAPINDEX_INDEX, INDEX_CAT(_index_, fn))
 #define INDEX_OPS INDEX_CAT(HEAPINDEX_INDEX, _index_ops)
 #define INDEX_DECLARE_EXPANDED(name) INDEX_DECLARE(name)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
+/* 1 if this index declared INDEX_UNBRACKETED_<name>, else 0 (in #if). */
+#define INDEX_UNBRACKETED INDEX_CAT(INDEX_UNBRACKETED_, HEAPINDEX_INDEX)
 #endif
 
 /* An index that cannot synchronise itself (the trace recorder, which writes
