@@ -296,7 +296,7 @@ static void initialise(void)
 	/* Before any thread attaches: a slot copies its flags at attach. */
 	threads_slot_flags = features();
 	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
-	hooks_fallback_slot.counters.budget = CHECK_BUDGET;
+	(void)thread_counters_look(&hooks_fallback_slot.counters);
 	threads_retire_hook = counters_flush;
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
@@ -370,14 +370,19 @@ static void *fail(struct thread_slot *s, enum hook_entry entry)
 static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size_t pad)
 {
 	struct thread_counters *k = &s->counters;
-	k->chunks += dir;
-	k->bytes += dir * (int64_t)size;
-	k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT;
+	int64_t spend = (int64_t)size + COUNTER_EVENT_WEIGHT, left;
+	if (dir > 0) {
+		k->slow_in++;
+		left = k->budget_in -= spend;
+	} else {
+		k->slow_out++;
+		left = k->budget_out -= spend;
+	}
 	if (unlikely(pad != hooks_header_bytes)) {
 		/* Flush at once: the meta bound counts header_bytes per event. */
 		k->extra_meta += dir * (int64_t)(pad - hooks_header_bytes);
 		counters_flush(s);
-	} else if (unlikely(k->budget < 0)) {
+	} else if (unlikely(left < 0)) {
 		counters_check(s);
 	}
 }
@@ -453,8 +458,7 @@ HOOK_EXPORT void *malloc(size_t size)
 	c->site_links = RETURN_ADDRESS();
 	struct thread_counters *k = &s->counters;
 	k->fast_mallocs++;
-	k->bytes += (int64_t)size;
-	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
 	FAST_ENTER(s);
 	INDEX_FN(insert)(c);
@@ -478,8 +482,7 @@ HOOK_EXPORT void free(void *p)
 		return free_slow(c + 1);
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
-	k->bytes -= (int64_t)size;
-	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
 	FAST_ENTER(s);
 	INDEX_FN(remove)(c);
