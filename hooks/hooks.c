@@ -9,14 +9,17 @@
  * There is no process-wide lock on the way: statistics are counted per
  * thread (counters.h, in the thread's slot, threads.h), the indexes
  * synchronise themselves (index.h), and fork is made safe by bracketing
- * every index call (threads.h).  hooks_lock remains for the optional
+ * every index call (threads.h; an index with nothing fork could tear, noop,
+ * goes without on the fast path).  hooks_lock remains for the optional
  * features that must change together with the index (census, verify) and
  * for an index that asks for serial calls (the trace recorder).
  *
  * What the C library promises is kept: 16-byte alignment, the alignment asked
  * of memalign and friends, zeroed calloc memory, ENOMEM on calloc overflow,
  * realloc(p, 0) freeing p, and a malloc_usable_size that counts only bytes the
- * program may use (never our header).
+ * program may use (never our header).  A pointer we did not hand out goes to
+ * the next allocator untouched (foreign_pointer), and a program that brings
+ * its own malloc has us step aside entirely (stepped_aside).
  */
 #include "hooks.h"
 
@@ -400,28 +403,39 @@ static inline struct thread_slot *call_slot(void)
  * of a chunk whose pad is just the header: what nearly every call is.
  *
  * malloc: one test of the slot's flags word (not attached, not initialised,
- * an optional feature, a fork under way: the general path), the real
- * malloc of size + header_bytes (a carry is a failure), the header (two
- * stores: size with the pad code; the return address as site, whose top 16
- * bits, the index's, are 0 in user space), the thread's own counters (one
- * count that is both the call and the live chunk, the live bytes, and a
- * budget whose overdraft every ~30 chunk events or 32 KiB has the thread
- * look whether its live figures moved enough to publish them for the
- * peaks, counters.h), then the index's insert inside the fork bracket
- * (two plain increments and one load of the slot).  No lock, no
- * atomic instruction, no store to memory another thread writes: 35
- * instructions besides the real malloc and the index's insert.
+ * an optional feature, a fork under way, the hooks stepped aside: the
+ * general path), the real malloc of size + header_bytes (a carry is a
+ * failure), the header (two stores: size with the pad code; the return
+ * address as site, whose top 16 bits, the index's, are 0 in user space),
+ * the thread's own counters (one count that is both the call and the live
+ * chunk, and the in-budget, spent by size + weight, whose overdraft every
+ * ~30 chunks or 32 KiB has the thread look whether its live figures moved
+ * enough to publish them for the peaks; the bytes are derived from what
+ * the budget spent, counters.h), then the index's insert inside the fork
+ * bracket (two plain increments and one test of the slot; compiled out for
+ * an index that needs none, index.h).  No lock, no atomic instruction, no
+ * store to memory another thread writes.
  *
- * free: the NULL and flags tests, one load of the header, whose pad code
- * must be the plain one (else the general path: aligned and boot chunks),
- * the counters, the index's remove in the bracket, and a tail call of the
- * real free: about 35 instructions besides them.
+ * free: the NULL and flags tests, the header word less the plain pad code
+ * (one subtraction gives the size and tests the code: aligned, boot and
+ * foreign chunks go to the general path, chunk.h), the counters (count and
+ * out-budget), the index's remove in the bracket, and a tail call of the
+ * real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 218 under the noop index: +77, of which
- * saving three callee-saved registers across the calls is 12, the flags
- * and NULL tests 8, the thread slot's TLS load 4, the header 13, the
- * counters 11, the fork bracket 10, the calls into the index 6.
+ * glibc alone is 141 instructions, 200.8 under the noop index: +59.8
+ * (was +77).  malloc is 33 instructions of ours: saving three callee-saved
+ * registers (size, slot, chunk) 6, the slot's TLS load 2, the flags test 3,
+ * the size check 2, the call of the real malloc and its NULL test 3, the
+ * header 7, the counters 4, the call into the index 3 (with its return),
+ * keeping size and returning 3.  free is 25: the slot 2, the NULL and flags
+ * tests 5, one saved register 2, the header's size and code test 6, the
+ * counters 4, the call into the index 3, the real pointer and the tail
+ * call 3.  About 2 more per pair are the looks at the counters (one per
+ * 32 chunks each way).  With the fork bracket (every index but noop) add
+ * 8 per pair; the memtable's insert and remove themselves are 36 + 29.
+ * What is left is the price of a header, a site, exact per-thread counts
+ * and an index call; the +40 target would need dropping one of them.
  */
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
