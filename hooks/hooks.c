@@ -596,21 +596,34 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
-/* Is p a pointer the hooks did not hand out?  Its pad code fails the check
- * of chunk.h, and the index, asked when it answers lookups, confirms that
- * no live chunk of ours starts at p.  If one does, the program wrote over
+static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chunk_info *info);
+
+/* Is p a pointer the hooks did not hand out?  The pad code's check
+ * (chunk.h) decides for the plain code (free's fast path trusts it too).
+ * Any other code, plausible (an aligned chunk) or not, is put to the index
+ * when it answers lookups, which costs a lookup on the rare frees that come
+ * here: a plausible code whose chunk the index does not know is foreign,
+ * and an implausible one whose chunk it knows means the program wrote over
  * the header below p (a buffer underflow): nothing can free that chunk
  * safely, so we stop, as glibc does when it finds its own metadata
- * corrupt. */
+ * corrupt.  Without an answer (noop, or a lookup that could not tell), the
+ * code decides. */
 static int foreign_pointer(const void *p)
 {
-	const struct chunk *c = chunk_of_user(p);
-	if (likely(chunk_code_is_ours(chunk_pad_code(c), (uintptr_t)p, hooks_header_bytes)))
+	unsigned code = chunk_pad_code(chunk_of_user(p));
+	int plausible = chunk_code_is_ours(code, (uintptr_t)p, hooks_header_bytes);
+	if (likely(plausible && code == (unsigned)(plain_pad_bits >> CHUNK_FIELD_BITS)))
 		return 0;
-	void *base;
-	if (!(INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) || !heapindex_lookup(p, &base, NULL, NULL) ||
-	    base != p)
-		return 1;
+	struct thread_slot *s;
+	struct chunk_info info;
+	int answer = INDEX_UNKNOWN;
+	if ((INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) && (s = thread_slot()))
+		answer = lookup_bracketed(s, p, &info);
+	if (answer == INDEX_UNKNOWN)
+		return !plausible;
+	int known = answer == INDEX_FOUND && info.base == (uintptr_t)p;
+	if (plausible || !known)
+		return !known;
 	char msg[160];
 	int n = snprintf(msg, sizeof msg, "heapindex: %p: the header below this live chunk was "
 	                 "overwritten (a write before its start); cannot free or resize it\n", p);
@@ -907,6 +920,14 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
  * made by a signal handler that interrupted this thread inside an index
  * operation sees depth > 1 and never waits (index.h); it answers 0 when the
  * index could not tell without waiting. */
+static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chunk_info *info)
+{
+	thread_enter(s);
+	int answer = INDEX_FN(lookup)((uintptr_t)addr, info);
+	thread_leave(s);
+	return answer;
+}
+
 HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
                                  const void **site)
 {
@@ -916,9 +937,7 @@ HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
 	if (!s)
 		return 0; /* a signal handler interrupted this thread's attach */
 	struct chunk_info info;
-	thread_enter(s);
-	int answer = INDEX_FN(lookup)((uintptr_t)addr, &info);
-	thread_leave(s);
+	int answer = lookup_bracketed(s, addr, &info);
 	if (answer != INDEX_FOUND) {
 		s->counters.lookups_missed++;
 		return 0;

@@ -148,6 +148,23 @@ ParameterizedTest(struct index_name *param, reliability, bad_pointer_gets_the_al
 	program_result_free(&r);
 }
 
+/* A chunk of ours whose header the program overwrote is neither freed as
+ * ours (its pad is lost) nor handed to glibc as foreign: the index knows
+ * it, and the hooks stop with a message naming the problem. */
+ParameterizedTestParameters(reliability, overwritten_header_stops_with_a_message) { return index_params(0); }
+ParameterizedTest(struct index_name *param, reliability, overwritten_header_stops_with_a_message,
+                  .timeout = 60)
+{
+	char *argv[] = { (char *)test_program("foreign_pointers"), "underflow", NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), NULL);
+	cr_assert_eq(r.status, 128 + SIGABRT, "%s: exit %d: %s", param->name, r.status, r.err);
+	char want[96];
+	snprintf(want, sizeof want, "heapindex: %.*s: the header below this live chunk was overwritten",
+	         (int)strcspn(r.out + strlen("freeing "), "\n"), r.out + strlen("freeing "));
+	cr_assert(strstr(r.err, want), "%s: want '%s' in %s", param->name, want, r.err);
+	program_result_free(&r);
+}
+
 ParameterizedTestParameters(reliability, replaced_allocator_runs_as_uninstrumented) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, replaced_allocator_runs_as_uninstrumented,
                   .timeout = 60)

@@ -16,6 +16,12 @@
  *                           that the index still answers for the chunk
  *                           around it and for its neighbours ("index
  *                           intact") before dying of the signal.
+ *   foreign_pointers underflow  the program zeroes bytes 9 and 10 below a
+ *                           live chunk of its own (a buffer underflow that
+ *                           hit the hooks' pad code, not the size or the
+ *                           index's links) and frees it: the index knows
+ *                           the chunk, so the hooks stop with a message
+ *                           saying so (SIGABRT).
  *
  * EXPECT_LOOKUP=1: the preloaded index answers lookups (the checks of what
  * it finds are skipped otherwise). */
@@ -157,6 +163,19 @@ static void bad_pointer(void)
 	printf("free of a bad pointer returned\n");
 }
 
+static void underflow(void)
+{
+	char *p = malloc(100);
+	if (!p)
+		die("out of memory");
+	char *volatile below = p - 10; /* volatile: gcc knows it is not ours */
+	memset(below, 0, 2);
+	printf("freeing %p\n", (void *)p);
+	fflush(stdout);
+	free(p);
+	printf("free of an overwritten chunk returned\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *e = getenv("EXPECT_LOOKUP");
@@ -165,7 +184,9 @@ int main(int argc, char **argv)
 		libc_pointers();
 	else if (argc == 2 && !strcmp(argv[1], "bad"))
 		bad_pointer();
+	else if (argc == 2 && !strcmp(argv[1], "underflow"))
+		underflow();
 	else
-		die("usage: foreign_pointers libc|bad");
+		die("usage: foreign_pointers libc|bad|underflow");
 	return 0;
 }
