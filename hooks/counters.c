@@ -58,7 +58,7 @@ static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 {
 	const struct thread_counters *src = &s->counters;
 	/* A copy, word by word, then the figures derived from it. */
-	struct thread_counters k;
+	struct thread_counters k = { 0 };
 	const uint64_t *from = (const uint64_t *)src;
 	uint64_t *to = (uint64_t *)&k;
 	_Static_assert(sizeof k % sizeof *to == 0, "thread_counters is made of 64-bit words");
