@@ -165,21 +165,29 @@ ParameterizedTest(struct index_name *param, reliability, overwritten_header_stop
 	program_result_free(&r);
 }
 
+/* The same output as without the hooks, and one line on stderr saying why. */
+static void assert_runs_as_uninstrumented(const char *index, const char *program, const char *sign)
+{
+	char *argv[] = { (char *)test_program(program), NULL };
+	struct program_result plain = run_program(argv, NULL, NULL);
+	cr_assert_eq(plain.status, 0, "%s uninstrumented: exit %d: %s", program, plain.status, plain.err);
+	cr_assert(strstr(plain.out, sign), "%s: %s", program, plain.out);
+	struct program_result r = run_program(argv, hook_library(index), NULL);
+	cr_assert_eq(r.status, 0, "%s under %s: exit %d: %s", program, index, r.status, r.err);
+	cr_assert_str_eq(r.out, plain.out, "%s under %s", program, index);
+	const char *said = strstr(r.err, "hooks step aside");
+	cr_assert(said && !strstr(said + 1, "hooks step aside"), "%s under %s: say it once: %s", program,
+	          index, r.err);
+	program_result_free(&plain);
+	program_result_free(&r);
+}
+
 ParameterizedTestParameters(reliability, replaced_allocator_runs_as_uninstrumented) { return index_params(1); }
 ParameterizedTest(struct index_name *param, reliability, replaced_allocator_runs_as_uninstrumented,
                   .timeout = 60)
 {
-	char *argv[] = { (char *)test_program("replaced_malloc"), NULL };
-	struct program_result plain = run_program(argv, NULL, NULL);
-	cr_assert_eq(plain.status, 0, "uninstrumented: exit %d: %s", plain.status, plain.err);
-	cr_assert(strstr(plain.out, "reallocarray: mine 1"), "%s", plain.out);
-	struct program_result r = run_program(argv, hook_library(param->name), NULL);
-	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
-	cr_assert_str_eq(r.out, plain.out, "%s", param->name);
-	const char *said = strstr(r.err, "hooks step aside");
-	cr_assert(said && !strstr(said + 1, "hooks step aside"), "%s: say it once: %s", param->name, r.err);
-	program_result_free(&plain);
-	program_result_free(&r);
+	assert_runs_as_uninstrumented(param->name, "replaced_malloc", "reallocarray: mine 1");
+	assert_runs_as_uninstrumented(param->name, "replaced_malloc_cxx", "program's arena 1");
 }
 
 /* --- wild pointers ----------------------------------------------------------- */
