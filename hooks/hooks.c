@@ -24,6 +24,7 @@
 #include "hooks.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -234,16 +235,32 @@ static void allocator_name(void)
 }
 
 /* Our malloc or free is not the one the program calls: step aside (above). */
+/* Does the dynamic linker's name sym (the address dlsym(RTLD_DEFAULT)
+ * gave) stand for a definition outside this library?  Not for the address
+ * alone: a non-PIE executable that takes malloc's address (python3 does)
+ * exports an undefined malloc whose value is its PLT stub, and dlsym
+ * answers that; the stub leads to the first definition, ours.  dladdr1
+ * names defined symbols only, so a definition is a symbol of that object
+ * starting exactly at the address. */
+static int defined_elsewhere(void *sym, const Dl_info *self)
+{
+	Dl_info where;
+	const ElfW(Sym) *entry = NULL;
+	if (!sym || !dladdr1(sym, &where, (void **)&entry, RTLD_DL_SYMENT))
+		return 0;
+	return where.dli_fbase != self->dli_fbase && where.dli_saddr == sym && entry &&
+	       entry->st_shndx != SHN_UNDEF;
+}
+
 static void step_aside_if_replaced(void)
 {
 	void *m = dlsym(RTLD_DEFAULT, "malloc"), *f = dlsym(RTLD_DEFAULT, "free");
-	Dl_info self, where;
+	Dl_info self;
 	/* Names, not addresses: in this library `malloc` is bound like any
 	 * other reference, so it would be the program's too. */
 	if (!dladdr((void *)step_aside_if_replaced, &self))
 		return;
-	if ((!m || (dladdr(m, &where) && where.dli_fbase == self.dli_fbase)) &&
-	    (!f || (dladdr(f, &where) && where.dli_fbase == self.dli_fbase)))
+	if (!defined_elsewhere(m, &self) && !defined_elsewhere(f, &self))
 		return;
 	next.program_malloc = m ? (void *(*)(size_t))m : real.malloc;
 	next.program_free = f ? (void (*)(void *))f : real.free;
@@ -606,13 +623,16 @@ static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chun
  * and an implausible one whose chunk it knows means the program wrote over
  * the header below p (a buffer underflow): nothing can free that chunk
  * safely, so we stop, as glibc does when it finds its own metadata
- * corrupt.  Without an answer (noop, or a lookup that could not tell), the
- * code decides. */
+ * corrupt.  Without an answer (noop, a lookup that could not tell, or a
+ * zero-size chunk, which no lookup finds), the code decides. */
 static int foreign_pointer(const void *p)
 {
-	unsigned code = chunk_pad_code(chunk_of_user(p));
+	const struct chunk *c = chunk_of_user(p);
+	unsigned code = chunk_pad_code(c);
 	int plausible = chunk_code_is_ours(code, (uintptr_t)p, hooks_header_bytes);
-	if (likely(plausible && code == (unsigned)(plain_pad_bits >> CHUNK_FIELD_BITS)))
+	/* A zero-size chunk contains no address, so no lookup finds it. */
+	if (likely(plausible && (code == (unsigned)(plain_pad_bits >> CHUNK_FIELD_BITS) ||
+	                         chunk_size(c) == 0)))
 		return 0;
 	struct thread_slot *s;
 	struct chunk_info info;
