@@ -68,7 +68,7 @@ enum hook_entry {
  * size plus COUNTER_EVENT_WEIGHT) and that a look refills to CHECK_BUDGET.
  * The fast path keeps no byte count of its own: its bytes since the last
  * look are what its budget spent less the events' weights, so a fast event
- * is one count and one budget update (counters_live_bytes). */
+ * is one count and one budget update (thread_live_bytes). */
 struct thread_counters {
 	/* The fast path's: one count per call, which is both the call and the
 	 * chunk it made live (malloc) or ended (free). */
