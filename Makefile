@@ -61,9 +61,11 @@ CXX_OPS_OBJ := $(B)/obj/hooks/cxx.o
 SITES_SRC  := $(wildcard sites/*.c)
 SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
 SITES_LIBS := -lunwind -ldwarf
-CLI_SRC    := $(wildcard cli/*.c)
+# The trace reader (workloads/trace/trace_reader.h): replay's, and the fuzzer's.
+TRACE_READER_SRC := workloads/trace/trace_reader.c
+CLI_SRC    := $(wildcard cli/*.c) $(TRACE_READER_SRC)
 # sites/stacks.c: test_sites checks the stack keys in-process.
-TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c
+TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c $(TRACE_READER_SRC)
 PROG_SRC   := $(wildcard tests/progs/*.c)
 PROG_CXX_SRC := $(wildcard tests/progs/*.cc)
 SHIM_SRC   := $(wildcard tests/shims/*.c)
@@ -200,12 +202,12 @@ $(FUZZ_BIN): $(FUZZ_INPUTS) tests/fuzz/coverage-ignore.txt $(GEN_LIST) $(wildcar
 	  -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
 	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_INPUTS) -lm
 
-# The trace reader of `heapindex replay` (tests/fuzz/fuzz_trace.c, which
-# includes cli/replay.c): FUZZ_SECONDS split between the two targets, so
-# `make test` spends no longer.  Seeds: tests/fuzz/trace_corpus.
+# The trace reader of `heapindex replay` (tests/fuzz/fuzz_trace.c, linked
+# with workloads/trace/trace_reader.c): FUZZ_SECONDS split between the two
+# targets, so `make test` spends no longer.  Seeds: tests/fuzz/trace_corpus.
 FUZZ_TRACE_BIN    := $(B)/fuzz/fuzz_trace
-FUZZ_TRACE_INPUTS := tests/fuzz/fuzz_trace.c cli/measure.c $(INPROC_SRC) $(COMMON_SRC) $(foreach i,$(INDEXES),$(call index_src,$(i)))
-$(FUZZ_TRACE_BIN): $(FUZZ_TRACE_INPUTS) cli/replay.c $(GEN_LIST) $(wildcard cli/*.h hooks/*.h memtable/*.h baselines/*.h workloads/trace/*.h)
+FUZZ_TRACE_INPUTS := tests/fuzz/fuzz_trace.c $(TRACE_READER_SRC) hooks/ptr_set.c hooks/pages.c
+$(FUZZ_TRACE_BIN): $(FUZZ_TRACE_INPUTS) $(wildcard hooks/*.h workloads/trace/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -I$(B)/gen -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_TRACE_INPUTS) -lm
