@@ -276,7 +276,7 @@ int cmd_replay(int argc, char **argv)
 	}
 
 	struct trace t;
-	struct trace_error e;
+	struct trace_error e = { 0 };
 	if (trace_open(&t, o.path, &e) || trace_check_records(&t, &e)) {
 		if (e.offset == TRACE_NO_OFFSET)
 			cli_usage_error("replay: %s", e.msg);

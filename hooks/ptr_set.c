@@ -44,6 +44,8 @@ static size_t find_slot(const struct ptr_set *s, uintptr_t key)
 /* Double the slots (or map the first ones) and put every key back. */
 static int grow(struct ptr_set *s)
 {
+	if (s->bits >= CHUNK_FIELD_BITS)
+		return -1; /* 2^48 slots: more than there are addresses */
 	struct ptr_set g = *s;
 	g.bits = s->bits ? s->bits + 1 : s->first_bits > 4 ? s->first_bits : 4;
 	size_t slots = ptr_set_slots(&g);
@@ -66,16 +68,23 @@ static int grow(struct ptr_set *s)
 	return 0;
 }
 
-int ptr_set_get(const struct ptr_set *s, uintptr_t key, uintptr_t *value)
+/* The slot holding key, or SIZE_MAX if it is not there; its value in *value
+ * if asked for. */
+static size_t slot_holding(const struct ptr_set *s, uintptr_t key, uintptr_t *value)
 {
 	if (!s->bits)
-		return 0;
+		return SIZE_MAX;
 	size_t i = find_slot(s, key);
 	if (!s->key[i])
-		return 0;
+		return SIZE_MAX;
 	if (value)
 		*value = s->value ? s->value[i] : 0;
-	return 1;
+	return i;
+}
+
+int ptr_set_get(const struct ptr_set *s, uintptr_t key, uintptr_t *value)
+{
+	return slot_holding(s, key, value) != SIZE_MAX;
 }
 
 int ptr_set_add(struct ptr_set *s, uintptr_t key, uintptr_t value)
@@ -95,13 +104,9 @@ int ptr_set_add(struct ptr_set *s, uintptr_t key, uintptr_t value)
 
 int ptr_set_remove(struct ptr_set *s, uintptr_t key, uintptr_t *value)
 {
-	if (!s->bits)
+	size_t hole = slot_holding(s, key, value);
+	if (hole == SIZE_MAX)
 		return 0;
-	size_t hole = find_slot(s, key);
-	if (!s->key[hole])
-		return 0;
-	if (value)
-		*value = s->value ? s->value[hole] : 0;
 	/* Backward shift: walk the rest of the run; a key whose home is not in
 	 * (hole, j] (cyclically) would be cut off from its home by the hole,
 	 * so it moves into the hole, and its old slot becomes the hole. */

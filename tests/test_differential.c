@@ -31,6 +31,7 @@
 
 #include "index_list.h"
 #include "inproc.h"
+#include "support.h"
 
 #define OPS_PER_SEED 200000
 static const uint64_t seeds[] = { 0x9e3779b97f4a7c15u, 42, 20221111 };
@@ -43,13 +44,7 @@ static const uint64_t seeds[] = { 0x9e3779b97f4a7c15u, 42, 20221111 };
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
+static uint64_t rnd(void) { return test_random(&rng_state); }
 
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 static int percent(unsigned p) { return below(100) < p; }

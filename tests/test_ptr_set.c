@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ptr_set.h"
+#include "support.h"
 
 #define UNIVERSE 3000
 
@@ -24,13 +25,7 @@ struct model {
 
 static uint64_t rng;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * UINT64_C(2685821657736338717);
-}
+static uint64_t rnd(void) { return test_random(&rng); }
 
 /* Keys in groups of 8 that share their address but for the low 4 bits; the
  * groups spread over a few MiB, as heap chunks are. */

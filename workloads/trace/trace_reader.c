@@ -71,7 +71,8 @@ int trace_open(struct trace *t, const char *path, struct trace_error *e)
 
 int trace_check_header(struct trace *t, struct trace_error *e)
 {
-	if (t->map_len < TRACE_HEADER_BYTES)
+	/* (No map: trace_open maps no file shorter than a header.) */
+	if (t->map_len < TRACE_HEADER_BYTES || !t->map)
 		return fail(e, t->map_len, "truncated header: the file has %zu bytes, a trace header has %u",
 		            t->map_len, TRACE_HEADER_BYTES);
 	memcpy(&t->h, t->map, sizeof t->h);
