@@ -239,7 +239,7 @@ helgrind: $(PROGS)
 	  $(foreach i,$(VG_INDEXES),$(VG_B)/lib/libheapindex-$(i).so)
 	@fail=; for i in $(VG_INDEXES); do \
 	  lib=$(CURDIR)/$(VG_B)/lib/libheapindex-$$i.so; rm -f $(VG_B)/$$i.stats; \
-	  HEAPINDEX_STATS=$(VG_B)/$$i.stats LD_PRELOAD=$$lib true; \
+	  env HEAPINDEX_STATS=$(VG_B)/$$i.stats LD_PRELOAD=$$lib true; \
 	  look=$$(sed -n 's/.*"index_answers_lookups":\([01]\).*/EXPECT_LOOKUP=\1/p' $(VG_B)/$$i.stats); \
 	  if [ -z "$$look" ]; then echo "helgrind $$i: FAILED (no statistics line in $(VG_B)/$$i.stats)"; \
 	    fail=1; continue; fi; \
