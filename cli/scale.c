@@ -233,7 +233,7 @@ static void heap_grow(struct heap *h, uint64_t n)
 static void heap_free(struct heap *h)
 {
 	for (uint64_t i = 0; i < h->count; i++)
-		free((unsigned char *)chunk_user(h->chunk[i]) - chunk_pad(h->chunk[i]));
+		inproc_free_chunk(h->chunk[i]);
 	free(h->gaps);
 }
 
