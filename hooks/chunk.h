@@ -100,6 +100,18 @@ static inline int chunk_code_is_ours(unsigned code, uintptr_t user, size_t heade
 	return pad > header_bytes && pad % 32 == 0 && user % 32 == 0;
 }
 
+/* The pad of a chunk of size bytes whose user pointer is aligned to align (a
+ * power of two, at least CHUNK_ALIGN), header_bytes (struct chunk and the
+ * index's links, a multiple of 16) below it: the smallest multiple of align
+ * that holds them, so the user pointer sits pad bytes into a real chunk
+ * aligned to align.  0 -- no pad is 0 -- if pad and size cannot be encoded
+ * (size + pad would pass CHUNK_SIZE_MAX): the allocation must fail. */
+static inline size_t chunk_pad_for(size_t header_bytes, size_t align, size_t size)
+{
+	size_t pad = (header_bytes + align - 1) & ~(align - 1);
+	return pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad ? 0 : pad;
+}
+
 static inline struct chunk *chunk_of_user(const void *user)
 {
 	return (struct chunk *)((uintptr_t)user - CHUNK_HEADER_BYTES);

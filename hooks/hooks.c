@@ -603,9 +603,8 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 		return next.aligned_alloc ? next.aligned_alloc(align, (size + align - 1) & ~(align - 1))
 		                          : real.memalign(align, size);
 	struct thread_slot *s = call_slot();
-	/* The user pointer must be aligned and have the header below it. */
-	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
-	if (unlikely(pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad))
+	size_t pad = chunk_pad_for(hooks_header_bytes, align, size);
+	if (unlikely(!pad))
 		return fail(s, entry);
 	void *r = injected_failure(s) ? NULL : real.memalign(align, size + pad);
 	if (unlikely(!r))

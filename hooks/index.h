@@ -5,6 +5,10 @@
  * (chunk.h), statistics of calls and live chunks, configuration, threads
  * (threads.h) and fork.
  *
+ * An index is a per-process singleton: its state is file-static, and init is
+ * called once per process, before any other call (by the hooks, or by one
+ * inproc_init; tests that need a fresh index run in a process of their own).
+ *
  * Concurrency: insert, remove and lookup may run at the same time on any
  * threads; each index synchronises itself, and its file says how (one lock,
  * per-bin locks, atomic bits).  What every index must give:
@@ -119,8 +123,17 @@ struct index_ops {
 	void (*remove)(struct chunk *c);
 	/* enum index_answer; fills *out when INDEX_FOUND. */
 	int (*lookup)(uintptr_t addr, struct chunk_info *out);
-	void (*write_stats)(struct json_out *out); /* index figures as JSON fields */
+	/* The index's figures as JSON fields: at least INDEX_COMMON_STATS. */
+	void (*write_stats)(struct json_out *out);
 };
+
+/* The statistics every index writes, so that indexes can be compared by
+ * them (tests/test_hooks.c checks each index's line):
+ *  "index_bytes"  memory the index holds of its own -- tables, trees, pages
+ *                 it has touched of what it reserved -- beside the chunks;
+ *  "links_bytes"  the links it keeps in each chunk (index_ops.links_bytes).
+ * Every other field is the index's own. */
+#define INDEX_COMMON_STATS "index_bytes", "links_bytes"
 
 /* The links an index keeps for chunk c sit just below it. */
 static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)

@@ -418,13 +418,16 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 
 void memtable_index_write_stats(struct json_out *out)
 {
+	size_t resident = memtable_resident_bytes(&table);
+	json_u64(out, "links_bytes", 0); /* the bin lists use the header's index bits */
+	json_u64(out, "index_bytes", resident + big_chunks_bytes(&big));
 	json_u64(out, "addr_bits", table.addr_bits);
 	json_u64(out, "bin_shift", table.shift);
 	json_str(out, "table_layout", memtable_is_flat(&table) ? "flat" : "two-level");
 	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
 	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
 	json_u64(out, "leaf_failures", counters.leaf_failures);
-	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
+	json_u64(out, "table_resident_bytes", resident);
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
