@@ -44,10 +44,12 @@ struct chunk *inproc_new_chunk(const struct inproc *d, size_t size, size_t align
 	if (align < CHUNK_ALIGN)
 		align = CHUNK_ALIGN;
 	/* As the hooks do (hooks.c): a header in front, or a trailer behind. */
-	size_t pad = chunk_meta == META_HEADER ? (d->header_bytes + align - 1) & ~(align - 1) : 0;
-	size_t meta = pad + (chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0);
-	if (size > CHUNK_SIZE_MAX - meta - align)
+	size_t pad = 0, meta = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
+	if (chunk_meta == META_HEADER && !(pad = meta = chunk_pad_for(d->header_bytes, align, size)))
 		return NULL;
+	if (size > CHUNK_SIZE_MAX - meta)
+		return NULL;
+	/* aligned_alloc wants a multiple of align (size + meta < 2^48: no overflow). */
 	void *real = aligned_alloc(align, (size + meta + align - 1) & ~(align - 1));
 	if (!real)
 		return NULL;
