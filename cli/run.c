@@ -40,8 +40,8 @@ static const char run_usage[] =
 	"environment, read by the hooks (a bad value stops the program with exit 2):\n"
 	"  HEAPINDEX_ADDR_BITS  address bits the memtable covers, %u..%u (default %u)\n"
 	"  HEAPINDEX_BIN_SHIFT  log2 bytes per memtable bin, %u..%u (default %u)\n"
-	"  HEAPINDEX_META       chunk metadata placement: %s (default side where\n"
-	"                       the index takes it, else header; hooks/chunk.h)\n"
+	"  HEAPINDEX_META       chunk metadata placement: %s (default header;\n"
+	"                       hooks/chunk.h)\n"
 	"\n"
 	"The exit status is the command's (128+N if a signal N killed it).\n";
 

@@ -36,32 +36,38 @@
  *   only; free learns the size from the allocator (malloc_usable_size), so
  *   the hooks' live-byte statistics count usable bytes under side.
  *
- * Default (HEAPINDEX_META unset): side where the index takes it (noop,
- * critnib), else header; trailer only on request.  Measured on this
- * machine (issue 15; glibc; max RSS of the tree over uninstrumented, median
- * of 3 interleaved rounds; cc1 instructions by callgrind, gcc -O0 -c of
- * SQLite's shell.c; malloc+free pairs by `make hook-cost`):
+ * Default (HEAPINDEX_META unset): header; side and trailer on request.
+ * Measured on this machine (issue 15; glibc; max RSS of the tree over
+ * uninstrumented, median of 3 interleaved rounds; cc1 instructions by
+ * callgrind, gcc -O0 -c of SQLite's shell.c; malloc+free pairs by `make
+ * hook-cost`):
  *
  *                        bytes added/chunk    max RSS over none           instr/pair
  *                        cc1    pychurn   gcc    pychurn  pycompile
- *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         218.6
- *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         299.7
- *              side       0      0        +0.8%   +1.6%   +1.7%         292.0
- *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         313.6
- *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         512.7
+ *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         200.9
+ *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         281.9
+ *              side       0      0        +0.8%   +1.6%   +1.7%         274.9
+ *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         286.9
+ *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         475.9
  *
  * Side is the only placement that brings a Python heap of small objects
- * near the uninstrumented one, and it keeps the exact size (in the index's
- * records), so it is the default wherever an index can take it; it costs
- * two malloc_usable_size calls per malloc+free (cc1: +0.8% instructions
- * under noop against header).  Trailer halves the bytes but makes lookups
- * answer the usable size, not the size asked for, and makes every index
- * step ask the allocator where the trailer is: the memtable pays 199 more
- * instructions per pair (cc1: +2.0% instructions against header), which
- * fails the rule that gcc may not get slower; so an index that cannot take
- * side keeps the header unless asked.  (Header's cost is unchanged: cc1
- * under noop 3,922.7 M instructions against 3,919.5 M before placements
- * existed, memtable 3,962.6 M against 3,956.7 M.)
+ * near the uninstrumented one (noop: +1.6% against +19.5%), and it keeps
+ * the exact size in the index's records; but only indexes with records of
+ * their own can take it (noop, critnib), it costs two malloc_usable_size
+ * calls per malloc+free (74 instructions per pair; cc1: +0.8% instructions
+ * under noop against header), and it cannot yet tell a foreign pointer from
+ * ours (below): a bad pointer given to free crashes in malloc_usable_size
+ * instead of reaching the allocator's own abort.  Trailer halves the bytes
+ * but makes lookups answer the usable size, not the size asked for, and
+ * makes every index step ask the allocator where the trailer is: the
+ * memtable pays 189 more instructions per pair (cc1: +2.0% instructions
+ * against header), which fails the rule that gcc may not get slower.  So
+ * header stays the default, and side is the one to choose for memory
+ * (HEAPINDEX_META=side) until it checks foreign pointers.  (Header costs
+ * what it did, but for the one test of the placement an index makes per
+ * call: cc1 under noop 3,922.7 M instructions against 3,919.5 M before
+ * placements existed, memtable 3,962.6 M against 3,956.7 M; per pair noop
+ * +0.1, memtable +6.1.)
  *
  * The indexes see a chunk as a struct chunk *, a handle that is always
  * user - 16 (so chunk_user and chunk_of_user are arithmetic in every
@@ -70,11 +76,16 @@
  * accessors below, which dispatch on chunk_meta (one well-predicted
  * compare; the header case is inlined).
  *
- * Foreign pointers (issue 16): each placement has room for a check value
- * that says "this chunk is ours": header in the pad code (a code no foreign
- * chunk plausibly has, confirmed by the index), trailer in the 16 link bits
- * of indexes that leave them free or by the index confirming the user
- * pointer, side by the index's own record (a lookup of the exact base).
+ * Foreign pointers (issue 16): header checks the tagged pad code below the
+ * pointer, confirmed by the index (hooks.c's foreign_pointer).  Trailer and
+ * side are not checked yet.  Side writes no memory of the chunk, and an
+ * index with records (critnib) can confirm the exact base with a lookup
+ * before remove; noop cannot, and free asks malloc_usable_size first (the
+ * live-byte count), which a bad pointer crashes.  Trailer must not trust
+ * the word at usable - 8 of a foreign chunk (the memtable would follow its
+ * link bits): its check is the same lookup of the exact base, a bin walk
+ * per free (8 bytes leave no room for a check byte beside a 48-bit site
+ * and 16 link bits).
  *
  * Invariants:
  *  - the user pointer is 16-byte aligned (alignof(max_align_t));

@@ -14,7 +14,7 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 	if (cfg->census_path)
 		caps &= ~META_CAP(META_SIDE);
 	if (cfg->meta < 0) {
-		static const enum chunk_meta order[] = { META_SIDE, META_HEADER };
+		static const enum chunk_meta order[] = { META_HEADER, META_SIDE, META_TRAILER };
 		for (unsigned i = 0; i < sizeof order / sizeof *order; i++)
 			if (caps & META_CAP(order[i]))
 				return (int)order[i];

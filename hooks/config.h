@@ -30,9 +30,8 @@ struct heapindex_config {
 	int meta;
 };
 
-/* The default placement (HEAPINDEX_META unset): side where the index takes
- * it, else header; trailer only when asked for.  Why: chunk.h's opening
- * comment, with the figures. */
+/* The default placement (HEAPINDEX_META unset): header; side and trailer
+ * only when asked for.  Why: chunk.h's opening comment, with the figures. */
 #define CONFIG_META_NAMES "header, trailer or side"
 /* The placement for an index with these caps (index.h): cfg->meta, or the
  * default; -1 with a one-line message in err if the index cannot take the
