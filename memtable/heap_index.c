@@ -153,21 +153,11 @@ static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
 	return -1;
 }
 
-/* The table byte of bin, for reading (memtable_zero_entry if its page was
- * never written or its two-level leaf is not mapped).  A leaf is
- * published by one pointer store in memtable.c, read without a lock: the
- * annotation tells ThreadSanitizer and helgrind about that order (a no-op
- * in other builds). */
-static inline const void *entry_of(size_t bin)
-{
-	const void *e = memtable_entry(&table, bin);
-	if (!memtable_is_flat(&table))
-		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
-	return e;
-}
-
-/* As entry_of, for an insert or a remove: the byte, or NULL if its page was
- * never written (or its leaf is not mapped), one summary bit tested. */
+/* The table byte of bin, for an insert or a remove: NULL if its page was
+ * never written (or its leaf is not mapped), one summary bit tested.  A
+ * leaf is published by one pointer store in memtable.c, read without a
+ * lock: the annotation tells ThreadSanitizer and helgrind about that order
+ * (a no-op in other builds). */
 static inline unsigned char *written_entry_of(size_t bin)
 {
 	unsigned char *e = memtable_written_entry(&table, bin);
@@ -336,12 +326,15 @@ void memtable_index_remove(struct chunk *c)
 /* Bin's answer for addr: the chunk of its list with the highest user
  * pointer <= addr, copied out if it contains addr (INDEX_FOUND), INDEX_NONE
  * if it does not (then no chunk further down can reach addr either),
- * BIN_BELOW, or INDEX_UNKNOWN. */
+ * BIN_BELOW, or INDEX_UNKNOWN.  The backward scan found bin's byte nonzero,
+ * so its page of the table was written: its address needs no summary test. */
 static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 {
-	unsigned char *e = (unsigned char *)(uintptr_t)entry_of(bin);
-	if (!__atomic_load_n(e, __ATOMIC_RELAXED))
-		return BIN_BELOW; /* never lock an empty bin: it may be an untouched page */
+	unsigned char *e = memtable_entry_address(&table, bin);
+	if (!memtable_is_flat(&table))
+		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
+	if (!e || !__atomic_load_n(e, __ATOMIC_RELAXED))
+		return BIN_BELOW; /* emptied since the scan: never lock an empty bin */
 	unsigned head;
 	if (bin_lock_for_lookup(e, &head))
 		return INDEX_UNKNOWN;
@@ -362,30 +355,28 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 	return answer;
 }
 
-/* addr may lie above the covered range while a small chunk starting just
- * below the limit reaches it: the walk then starts at the last bin. */
+/* The nearest nonzero bins at or below addr's, walked until one answers.
+ * One scan covers addr's own bin and the bins below it: most lookups test
+ * the written-pages summary once and read one word of the table.  addr may
+ * lie above the covered range while a small chunk starting just below the
+ * limit reaches it: the scan then starts at the last bin.  A small chunk
+ * covering addr starts above addr - max_small, which bounds the scan. */
 static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
 {
-	size_t bin = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
-	int answer = bin_answer(bin, addr, out);
-	if (answer != BIN_BELOW)
-		return answer;
-	if (!max_small)
-		return INDEX_NONE;
-	/* A small chunk covering addr starts above addr - max_small. */
-	uintptr_t reach = addr > max_small ? addr - max_small : 0;
-	size_t lowest = memtable_bin(&table, reach), from = bin;
-	while (answer == BIN_BELOW) {
+	size_t from = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1) + 1;
+	size_t lowest = memtable_bin(&table, addr > max_small ? addr - max_small : 0);
+	for (;;) {
 		size_t found = memtable_last_nonzero_byte(&table, from, lowest);
 		uint64_t scanned = from - (found == SIZE_MAX ? lowest : found);
 		INDEX_STAT_ADD(counters.bins_scanned, scanned);
 		INDEX_STAT_MAX(counters.longest_backward_scan, scanned);
 		if (found == SIZE_MAX)
 			return INDEX_NONE;
-		answer = bin_answer(found, addr, out);
+		int answer = bin_answer(found, addr, out);
+		if (answer != BIN_BELOW)
+			return answer;
 		from = found;
 	}
-	return answer;
 }
 
 int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)

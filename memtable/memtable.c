@@ -165,27 +165,6 @@ void memtable_destroy(struct memtable *t)
 	memset(t, 0, sizeof *t);
 }
 
-/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
- * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
- * word outside [lo, hi) are read but masked, so the caller must own the
- * whole words (a written page of the table is made of whole words). */
-static size_t last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
-{
-	for (size_t i = hi; i > lo;) {
-		size_t w = (i - 1) & ~(size_t)7;
-		uint64_t word;
-		__builtin_memcpy(&word, e + w, 8);
-		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
-			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
-		if (lo > w)
-			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
-		if (word)
-			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i = w;
-	}
-	return SIZE_MAX;
-}
-
 /* How many table pages (a power of two) one unwritten summary bit lets the
  * scan skip: 1 if the page itself is written, else the span of the highest
  * level whose bit is clear. */
@@ -200,7 +179,7 @@ static size_t unwritten_span(const struct memtable *t, size_t page)
 	return !memtable_bit_is_set(w->pages[0], page);
 }
 
-size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+size_t memtable_last_nonzero_byte_slow(const struct memtable *t, size_t from, size_t lowest)
 {
 	/* One table page at a time, from the one holding from - 1 down; pages
 	 * (and whole summary pages) never written are skipped unread.  Entries
@@ -216,7 +195,7 @@ size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t 
 		size_t page_start = page << MEMTABLE_PAGE_SHIFT, lo = page_start > lowest ? page_start : lowest;
 		const unsigned char *e = memtable_entry_address(t, page_start);
 		if (e) {
-			size_t found = last_nonzero_in(e, lo - page_start, from - page_start);
+			size_t found = memtable_last_nonzero_in(e, lo - page_start, from - page_start);
 			if (found != SIZE_MAX)
 				return page_start + found;
 		}

@@ -196,11 +196,53 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 	return e;
 }
 
+/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
+ * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
+ * word outside [lo, hi) are read but masked, so the caller must own the
+ * whole words (a written page of the table is made of whole words).  The
+ * loads are plain: other threads write single entries with atomics, and a
+ * stale byte only sends the caller to a bin that is then empty (tsan.supp). */
+static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
+{
+	for (size_t i = hi; i > lo;) {
+		size_t w = (i - 1) & ~(size_t)7;
+		uint64_t word;
+		__builtin_memcpy(&word, e + w, 8);
+		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
+			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
+		if (lo > w)
+			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
+		if (word)
+			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
+		i = w;
+	}
+	return SIZE_MAX;
+}
+
+/* memtable_last_nonzero_byte beyond the page holding from - 1. */
+size_t memtable_last_nonzero_byte_slow(const struct memtable *t, size_t from, size_t lowest);
+
 /* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
  * zero, or SIZE_MAX.  Reads eight entries per load; skips pages never
  * written (and absent leaves) without touching them, whole summary pages
- * of them at a time. */
-size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest);
+ * of them at a time.  Inline for the common case of a lookup, a bin found
+ * in the page of from - 1: the written-pages summary is then tested once
+ * for the whole scan, not once per bin. */
+static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+{
+	if (from <= lowest)
+		return SIZE_MAX;
+	size_t page = (from - 1) >> MEMTABLE_PAGE_SHIFT, page_start = page << MEMTABLE_PAGE_SHIFT;
+	const unsigned char *e;
+	if (memtable_page_written(t, page) && (e = memtable_entry_address(t, page_start)) != NULL) {
+		size_t lo = page_start > lowest ? page_start : lowest;
+		size_t found = memtable_last_nonzero_in(e, lo - page_start, from - page_start);
+		if (found != SIZE_MAX)
+			return page_start + found;
+		from = lo;
+	}
+	return memtable_last_nonzero_byte_slow(t, from, lowest);
+}
 
 /* Bytes the table has committed: the pages of entries, of the summary and
  * of the two-level directory that were ever written.  Counted, not asked of
