@@ -219,15 +219,29 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 }
 
 /* Link small chunk c, whose user pointer lies in bin and whose links are
- * still 0 (chunk_init), at the head of the bin's list; e is the bin's byte,
- * locked, which held head. */
+ * still 0 (chunk_init), into the bin's list; e is the bin's byte, locked,
+ * which held head.  The head stays the lowest chunk of the bin (see the
+ * invariants): c goes in front if it is lower, else just after the head.
+ * Either way only c, the head and at most the head's successor are written. */
 static inline void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
 {
 	unsigned slot = slot_of(chunk_user(c));
-	if (head != SLOT_NONE)
-		links_of(chunk_at(memtable_bin_base(&table, bin), head))[1] = (unsigned char)slot;
-	links_of(c)[0] = (unsigned char)head;
-	bin_unlock(e, slot);
+	uintptr_t base = memtable_bin_base(&table, bin);
+	if (head == SLOT_NONE || slot < head) {
+		if (head != SLOT_NONE)
+			links_of(chunk_at(base, head))[1] = (unsigned char)slot;
+		links_of(c)[0] = (unsigned char)head;
+		bin_unlock(e, slot);
+		return;
+	}
+	struct chunk *h = chunk_at(base, head);
+	unsigned next = next_slot(h);
+	if (next != SLOT_NONE)
+		links_of(chunk_at(base, next))[1] = (unsigned char)slot;
+	links_of(c)[0] = (unsigned char)next;
+	links_of(c)[1] = (unsigned char)head;
+	links_of(h)[0] = (unsigned char)slot;
+	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin, unsigned char *e)
@@ -280,6 +294,28 @@ void memtable_index_insert(struct chunk *c)
 	link_chunk(c, bin, e);
 }
 
+/* The head was removed: move the lowest chunk of the rest (first, ...) to
+ * the front, so the head is the bin's lowest chunk again; returns its slot.
+ * The rest lies in the same bin, a few cache lines. */
+static unsigned lowest_to_front(uintptr_t base, unsigned first)
+{
+	unsigned low = first;
+	for (unsigned s = next_slot(chunk_at(base, first)); s != SLOT_NONE; s = next_slot(chunk_at(base, s)))
+		if (s < low)
+			low = s;
+	struct chunk *l = chunk_at(base, low);
+	if (low != first) { /* unlink it (it has a predecessor), relink it before first */
+		unsigned next = next_slot(l), prev = prev_slot(l);
+		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
+		if (next != SLOT_NONE)
+			links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+		links_of(l)[0] = (unsigned char)first;
+		links_of(chunk_at(base, first))[1] = (unsigned char)low;
+	}
+	links_of(l)[1] = SLOT_NONE;
+	return low;
+}
+
 /* Unlink listed chunk c from bin, whose byte e is locked and held head. */
 static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
 {
@@ -290,12 +326,13 @@ static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, 
 		return;
 	}
 	uintptr_t base = memtable_bin_base(&table, bin);
-	if (prev != SLOT_NONE)
+	if (prev != SLOT_NONE) {
 		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
-	else
-		head = next;
-	if (next != SLOT_NONE)
-		links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+		if (next != SLOT_NONE)
+			links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+	} else {
+		head = next != SLOT_NONE ? lowest_to_front(base, next) : SLOT_NONE;
+	}
 	bin_unlock(e, head);
 }
 
@@ -363,19 +400,27 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
  * covering addr starts above addr - max_small, which bounds the scan. */
 static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
 {
-	size_t from = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1) + 1;
+	/* addr's own bin counts only if its head, its lowest chunk, starts at
+	 * or below addr (or it is locked, BIN_LOCKED: then the walk waits and
+	 * sees): the
+	 * byte tells, so a bin whose chunks all lie above addr costs no header
+	 * read.  Its byte, read once unlocked, was the lowest slot then, and a
+	 * chunk live throughout the lookup was on the list then. */
+	unsigned own_max = memtable_covers(&table, addr) ? slot_of(addr) : UINT8_MAX;
+	size_t top = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
 	size_t lowest = memtable_bin(&table, addr > max_small ? addr - max_small : 0);
+	size_t found = memtable_last_nonzero_byte_upto(&table, top, own_max, lowest);
 	for (;;) {
-		size_t found = memtable_last_nonzero_byte(&table, from, lowest);
-		uint64_t scanned = from - (found == SIZE_MAX ? lowest : found);
+		uint64_t scanned = top + 1 - (found == SIZE_MAX ? lowest : found);
 		INDEX_STAT_ADD(counters.bins_scanned, scanned);
 		INDEX_STAT_MAX(counters.longest_backward_scan, scanned);
 		if (found == SIZE_MAX)
 			return INDEX_NONE;
 		int answer = bin_answer(found, addr, out);
-		if (answer != BIN_BELOW)
+		if (answer != BIN_BELOW) /* below: emptied meanwhile, or own bin changed */
 			return answer;
-		from = found;
+		top = found - 1;
+		found = memtable_last_nonzero_byte(&table, found, lowest);
 	}
 }
 

@@ -204,17 +204,26 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
  * stale byte only sends the caller to a bin that is then empty (tsan.supp). */
 static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
 {
+	/* Two words per step, the choice between them a select, not a branch:
+	 * a lookup's bin is as often in the word below addr's as in its own. */
 	for (size_t i = hi; i > lo;) {
-		size_t w = (i - 1) & ~(size_t)7;
-		uint64_t word;
-		__builtin_memcpy(&word, e + w, 8);
-		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
-			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
-		if (lo > w)
-			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
+		size_t w = (i - 1) & ~(size_t)7, v = w > lo ? w - 8 : w; /* v: the word below, if in range */
+		uint64_t high, low;
+		__builtin_memcpy(&high, e + w, 8);
+		__builtin_memcpy(&low, e + v, 8);
+		high &= ~UINT64_C(0) >> (8 * (w + 8 - i)); /* bytes w .. i-1 (little-endian: low bytes first) */
+		low &= v != w ? ~UINT64_C(0) : 0;
+		if (lo > v) { /* bytes below lo: masked (lo - v < 8 and lo - w < 8 here) */
+			low &= ~UINT64_C(0) << (8 * (lo - v));
+			if (lo > w)
+				high &= ~UINT64_C(0) << (8 * (lo - w));
+		}
+		uint64_t in_high = (uint64_t)0 - (high != 0); /* all ones or zero: gcc makes ?: a branch */
+		uint64_t word = (high & in_high) | (low & ~in_high);
+		size_t at = v + (size_t)((w - v) & in_high);
 		if (word)
-			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i = w;
+			return at + (size_t)(63 - __builtin_clzll(word)) / 8;
+		i = v;
 	}
 	return SIZE_MAX;
 }
@@ -222,26 +231,36 @@ static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo,
 /* memtable_last_nonzero_byte beyond the page holding from - 1. */
 size_t memtable_last_nonzero_byte_slow(const struct memtable *t, size_t from, size_t lowest);
 
-/* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
- * zero, or SIZE_MAX.  Reads eight entries per load; skips pages never
- * written (and absent leaves) without touching them, whole summary pages
- * of them at a time.  Inline for the common case of a lookup, a bin found
- * in the page of from - 1: the written-pages summary is then tested once
+/* For 1-byte entries: the highest bin in [lowest, top] whose entry is not
+ * zero, counting top's own entry only if it is at most top_max or all ones
+ * (a caller that marks locked entries so must look at them); SIZE_MAX if
+ * there is none (lowest <= top).  Reads eight entries per load; skips pages
+ * never written (and absent leaves) without touching them, whole summary
+ * pages of them at a time.  Inline for the common case of a lookup, a bin
+ * found in the page of top: the written-pages summary is then tested once
  * for the whole scan, not once per bin. */
-static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+static inline size_t memtable_last_nonzero_byte_upto(const struct memtable *t, size_t top,
+                                                     unsigned top_max, size_t lowest)
 {
-	if (from <= lowest)
-		return SIZE_MAX;
-	size_t page = (from - 1) >> MEMTABLE_PAGE_SHIFT, page_start = page << MEMTABLE_PAGE_SHIFT;
+	size_t page = top >> MEMTABLE_PAGE_SHIFT, page_start = page << MEMTABLE_PAGE_SHIFT;
+	size_t from = top + 1;
 	const unsigned char *e;
 	if (memtable_page_written(t, page) && (e = memtable_entry_address(t, page_start)) != NULL) {
 		size_t lo = page_start > lowest ? page_start : lowest;
-		size_t found = memtable_last_nonzero_in(e, lo - page_start, from - page_start);
+		unsigned own = __atomic_load_n(&e[top - page_start], __ATOMIC_RELAXED);
+		size_t found = memtable_last_nonzero_in(e, lo - page_start, top - page_start + (own <= top_max || own == UINT8_MAX));
 		if (found != SIZE_MAX)
 			return page_start + found;
 		from = lo;
 	}
 	return memtable_last_nonzero_byte_slow(t, from, lowest);
+}
+
+/* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
+ * zero, or SIZE_MAX. */
+static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+{
+	return from > lowest ? memtable_last_nonzero_byte_upto(t, from - 1, UINT8_MAX, lowest) : SIZE_MAX;
 }
 
 /* Bytes the table has committed: the pages of entries, of the summary and
