@@ -266,7 +266,9 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 		size_t start = start_at_or_below(g);
 		out->base = (uintptr_t)start << GRANULE_SHIFT;
 		out->size = size_from(start);
-		out->site = chunk_site(chunk_of_user((void *)out->base));
+		const struct chunk *c = chunk_of_user((void *)out->base);
+		chunk_info_noted(c); /* under the stripe locks: c cannot be freed yet */
+		out->site = chunk_site(c);
 		answer = INDEX_FOUND;
 	}
 	unlock_range(first, last);

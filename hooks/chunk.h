@@ -44,10 +44,18 @@ struct chunk {
  * (pad < 512 KiB); larger pads only come from large alignments, where the pad
  * equals the alignment, a power of two, so its log2 is stored instead. */
 #define PAD_LOG2_FLAG 0x8000u
+/* Bit 14 of the pad code is no part of the pad: it marks a chunk whose
+ * answer a lookup cache may hold (lookup_cache.h), so that its free, which
+ * must then invalidate the caches, leaves the fast path (the fast path
+ * compares the whole pad code).  Direct codes stay below it (pads under
+ * 256 KiB; larger ones are alignments, stored as log2), log2 codes are
+ * below 64 besides their flag. */
+#define PAD_CACHED_FLAG 0x4000u
+#define CHUNK_CACHED_BIT ((uint64_t)PAD_CACHED_FLAG << CHUNK_FIELD_BITS)
 
 static inline unsigned pad_encode(size_t pad)
 {
-	if (pad / 16 < PAD_LOG2_FLAG)
+	if (pad / 16 < PAD_CACHED_FLAG)
 		return (unsigned)(pad / 16);
 	return PAD_LOG2_FLAG | (unsigned)__builtin_ctzll(pad);
 }
@@ -76,7 +84,21 @@ static inline size_t chunk_size(const struct chunk *c)
 
 static inline size_t chunk_pad(const struct chunk *c)
 {
-	return pad_decode((unsigned)(c->size_pad >> CHUNK_FIELD_BITS));
+	return pad_decode((unsigned)(c->size_pad >> CHUNK_FIELD_BITS) & ~PAD_CACHED_FLAG);
+}
+
+/* The cached mark: set by a lookup that reads the header while the index
+ * keeps the chunk from being freed (chunk_info_copy), tested by its remover
+ * after the index let go of it.  Atomic: lookups on several threads may set
+ * it at once. */
+static inline void chunk_mark_cached(const struct chunk *c)
+{
+	__atomic_fetch_or(&((struct chunk *)(uintptr_t)c)->size_pad, CHUNK_CACHED_BIT, __ATOMIC_RELAXED);
+}
+
+static inline int chunk_may_be_cached(const struct chunk *c)
+{
+	return (__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT) != 0;
 }
 
 static inline uintptr_t chunk_site(const struct chunk *c)

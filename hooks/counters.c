@@ -69,6 +69,8 @@ static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 	t->failed_allocs += __atomic_load_n(&k->failed_allocs, __ATOMIC_RELAXED);
 	t->lookups_found += __atomic_load_n(&k->lookups_found, __ATOMIC_RELAXED);
 	t->lookups_missed += __atomic_load_n(&k->lookups_missed, __ATOMIC_RELAXED);
+	t->lookup_cache_hits += __atomic_load_n(&k->lookup_cache_hits, __ATOMIC_RELAXED);
+	t->lookup_cache_misses += __atomic_load_n(&k->lookup_cache_misses, __ATOMIC_RELAXED);
 	int64_t chunks = __atomic_load_n(&k->chunks, __ATOMIC_RELAXED) + (int64_t)(fast_mallocs - fast_frees);
 	t->live_chunks += chunks;
 	t->live_bytes += __atomic_load_n(&k->bytes, __ATOMIC_RELAXED);

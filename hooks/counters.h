@@ -69,6 +69,7 @@ struct thread_counters {
 	/* The general path's. */
 	uint64_t calls[ENTRY_COUNT];
 	uint64_t failed_allocs, lookups_found, lookups_missed;
+	uint64_t lookup_cache_hits, lookup_cache_misses; /* lookup_cache.h */
 	int64_t chunks, extra_meta; /* live, by this thread's general calls */
 	int64_t flushed_chunks, flushed_bytes, flushed_meta; /* of the live figures, in live_totals */
 };

@@ -31,6 +31,7 @@
 #include "big_chunks.h"
 #include "heapindex.h"
 #include "index.h"
+#include "lookup_cache.h"
 #include "sites.h"
 #include "verify.h"
 
@@ -234,6 +235,7 @@ static void initialise(void)
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)
 		verify_start(hooks_config.verify_every);
+	lookup_cache_setup(hooks_config.lookup_cache);
 	/* Before any thread attaches: a slot copies its flags at attach. */
 	threads_slot_flags = features();
 	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
@@ -411,6 +413,8 @@ HOOK_EXPORT void free(void *p)
 	thread_enter(s);
 	INDEX_FN(remove)(c);
 	thread_leave(s);
+	/* A lookup may have marked c since its pad code was read above. */
+	lookup_cache_note_removed(c);
 	real.free((unsigned char *)p - hooks_header_bytes);
 }
 
@@ -438,10 +442,12 @@ static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, 
 		spin_lock(&hooks_lock);
 	if (entry != ENTRY_COUNT)
 		count_call(s, entry);
-	if (dir > 0)
+	if (dir > 0) {
 		INDEX_FN(insert)(c);
-	else
+	} else {
 		INDEX_FN(remove)(c);
+		lookup_cache_note_removed(c); /* free, realloc: before the real allocator has c */
+	}
 	count_chunk(s, dir, size, pad);
 	if (unlikely(locked)) {
 		if (dir > 0) {
@@ -720,7 +726,7 @@ HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
 		return 0; /* a signal handler interrupted this thread's attach */
 	struct chunk_info info;
 	thread_enter(s);
-	int answer = INDEX_FN(lookup)((uintptr_t)addr, &info);
+	int answer = lookup_cached(s, (uintptr_t)addr, INDEX_FN(lookup), &info);
 	thread_leave(s);
 	if (answer != INDEX_FOUND) {
 		s->counters.lookups_missed++;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "index_list.h"
+#include "lookup_cache.h"
 
 #define DECLARE_OPS(name) extern const struct index_ops name##_index_ops;
 HEAPINDEX_FOR_EACH_INDEX(DECLARE_OPS)
@@ -24,6 +25,7 @@ int inproc_init(struct inproc *d, const struct index_ops *ops,
 {
 	d->ops = ops;
 	d->header_bytes = CHUNK_HEADER_BYTES + ops->links_bytes;
+	lookup_cache_setup(cfg->lookup_cache);
 	return ops->init(cfg, err, errlen);
 }
 
@@ -52,6 +54,7 @@ void inproc_free(struct inproc *d, void *user)
 		return;
 	struct chunk *c = chunk_of_user(user);
 	d->ops->remove(c);
+	lookup_cache_note_removed(c);
 	free((unsigned char *)user - chunk_pad(c));
 }
 
@@ -59,7 +62,9 @@ int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site)
 {
 	struct chunk_info info;
-	if (d->ops->lookup((uintptr_t)addr, &info) != INDEX_FOUND)
+	struct thread_slot *s = thread_slot();
+	int answer = s ? lookup_cached(s, (uintptr_t)addr, d->ops->lookup, &info) : d->ops->lookup((uintptr_t)addr, &info);
+	if (answer != INDEX_FOUND)
 		return 0;
 	if (base)
 		*base = (void *)info.base;

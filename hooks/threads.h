@@ -58,6 +58,10 @@ struct thread_slot {
 	struct thread_counters counters;
 	unsigned hazards_used;
 	uintptr_t hazard[THREAD_HAZARDS]; /* addresses a lookup reads, or 0 */
+	/* The lookup cache (lookup_cache.h): its entries, mapped at the
+	 * thread's first cached lookup; the state of the lookup filling it. */
+	struct lookup_cache_entry *lookup_cache;
+	unsigned lookup_filling;
 	/* The registry's (under its lock). */
 	struct thread_slot *next;
 	int state;
