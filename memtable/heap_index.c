@@ -375,17 +375,29 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 	unsigned head;
 	if (bin_lock_for_lookup(e, &head))
 		return INDEX_UNKNOWN;
+	if (head == SLOT_NONE) {
+		bin_unlock(e, head);
+		return BIN_BELOW;
+	}
+	/* The head is the bin's lowest chunk, so of it and its successor the
+	 * successor is the better answer iff it starts at or below addr: a
+	 * select, not a branch, since whether a bin holds one chunk or two is
+	 * as good as random.  Third and later chunks (rare) take the loop. */
 	uintptr_t base = memtable_bin_base(&table, bin);
-	const struct chunk *best = NULL;
-	uint64_t steps = 0;
-	for (unsigned s = head; s != SLOT_NONE; steps++) {
-		const struct chunk *c = chunk_at(base, s);
-		uintptr_t user = chunk_user(c);
-		if (user <= addr && (!best || user > chunk_user(best)))
+	const struct chunk *h = chunk_at(base, head);
+	unsigned second = next_slot(h);
+	const struct chunk *c = chunk_at(base, second != SLOT_NONE ? second : head);
+	const struct chunk *best = chunk_user(c) <= addr ? c : h;
+	uint64_t steps = 1 + (second != SLOT_NONE);
+	for (unsigned s = second != SLOT_NONE ? next_slot(c) : SLOT_NONE; s != SLOT_NONE; steps++) {
+		c = chunk_at(base, s);
+		if (chunk_user(c) <= addr && chunk_user(c) > chunk_user(best))
 			best = c;
 		s = next_slot(c);
 	}
-	int answer = !best ? BIN_BELOW : chunk_contains(best, addr) ? chunk_info_copy(best, out) : INDEX_NONE;
+	int answer = chunk_user(best) > addr       ? BIN_BELOW /* all above addr: the head changed */
+	             : chunk_contains(best, addr) ? chunk_info_copy(best, out)
+	                                          : INDEX_NONE;
 	bin_unlock(e, head);
 	INDEX_STAT_ADD(counters.list_steps, steps);
 	INDEX_STAT_MAX(counters.longest_list_walked, steps);
