@@ -67,7 +67,6 @@ static struct big_chunks big;
 static struct {
 	spinlock_t lock;
 } __attribute__((aligned(64))) locks[LOCKS];
-static spinlock_t leaf_lock; /* serialises mapping two-level leaves */
 
 static struct {
 	uint64_t lookups, words_back, small_inserts, uncovered_inserts;
@@ -126,12 +125,8 @@ static int lock_range_for_lookup(size_t first, size_t last)
 static unsigned char *byte_for_write(size_t g)
 {
 	unsigned char *e = memtable_written_entry(&map, g);
-	if (__builtin_expect(e != NULL, 1))
-		return e;
-	spin_lock(&leaf_lock); /* a two-level leaf spans many stripes */
-	e = memtable_entry_for_write(&map, g);
-	spin_unlock(&leaf_lock);
-	return e;
+	/* A two-level leaf spans many stripes: memtable.c maps it lock-free. */
+	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&map, g);
 }
 
 static unsigned char *bytes_for_write(size_t first, size_t n)

@@ -37,7 +37,7 @@
  * without locks: a bin it returns is then locked and walked, and if it was
  * emptied meanwhile the scan goes on below it.  max_small_size only grows,
  * atomically, before the chunk that raised it is linked.  Two-level leaves
- * are mapped under leaf_lock.
+ * are mapped by whichever insert needs one first, lock-free (memtable.c).
  */
 #include "big_chunks.h"
 #include "index.h"
@@ -52,8 +52,6 @@ INDEX_DECLARE(memtable)
 static struct memtable table;
 static size_t bin_bytes, big_threshold;
 static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
-static spinlock_t leaf_lock;  /* serialises mapping two-level leaves */
-static char leaf_published;   /* the order annotation of their publication */
 
 /* Big chunks (and chunks above the covered range). */
 static struct big_chunks big;
@@ -154,31 +152,18 @@ static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
 }
 
 /* The table byte of bin, for an insert or a remove: NULL if its page was
- * never written (or its leaf is not mapped), one summary bit tested.  A
- * leaf is published by one pointer store in memtable.c, read without a
- * lock: the annotation tells ThreadSanitizer and helgrind about that order
- * (a no-op in other builds). */
+ * never written (or its leaf is not mapped), one summary bit tested. */
 static inline unsigned char *written_entry_of(size_t bin)
 {
-	unsigned char *e = memtable_written_entry(&table, bin);
-	if (!memtable_is_flat(&table))
-		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
-	return e;
+	return memtable_written_entry(&table, bin);
 }
 
 /* The table byte of bin for writing, marking its page written and mapping
- * its two-level leaf if need be (under leaf_lock); NULL if that leaf cannot
- * be mapped. */
+ * its two-level leaf if need be; NULL if that leaf cannot be mapped. */
 static unsigned char *entry_for_write(size_t bin)
 {
 	unsigned char *e = written_entry_of(bin);
-	if (__builtin_expect(e != NULL, 1))
-		return e;
-	spin_lock(&leaf_lock);
-	unsigned char *w = memtable_entry_for_write(&table, bin);
-	LOCK_ANNOTATE_HAPPENS_BEFORE(&leaf_published);
-	spin_unlock(&leaf_lock);
-	return w;
+	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&table, bin);
 }
 
 static void raise_max_small_size(size_t size)
@@ -213,8 +198,6 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 	bin_bytes = (size_t)1 << cfg->bin_shift;
 	big_threshold = bin_bytes * 256;
 	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
-	if (!memtable_is_flat(&table)) /* leaves are mapped under leaf_lock, read without */
-		LOCK_ANNOTATE_BENIGN_RACE(table.leaves, table.reserved_bytes, "two-level directory");
 	return 0;
 }
 
@@ -368,8 +351,6 @@ void memtable_index_remove(struct chunk *c)
 static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 {
 	unsigned char *e = memtable_entry_address(&table, bin);
-	if (!memtable_is_flat(&table))
-		LOCK_ANNOTATE_HAPPENS_AFTER(&leaf_published);
 	if (!e || !__atomic_load_n(e, __ATOMIC_RELAXED))
 		return BIN_BELOW; /* emptied since the scan: never lock an empty bin */
 	unsigned head;

@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lock.h"
+
 enum memtable_layout { MEMTABLE_AUTO, MEMTABLE_FLAT, MEMTABLE_TWO_LEVEL };
 
 /* Which pages were ever written, of the table and of the summary itself:
@@ -73,8 +75,9 @@ struct memtable {
 	size_t entry_size;       /* a power of two, 1 << entry_shift */
 	unsigned addr_bits, shift, leaf_bits, entry_shift;
 	uintptr_t limit;         /* 2^addr_bits: addresses at or above it have no entry */
-	size_t reserved_bytes;   /* what is reserved now: the flat table, or the directory */
-	size_t leaves_mapped;
+	size_t reserved_bytes;   /* what is reserved now: the flat table, or the directory
+	                          * and its leaves (atomic) */
+	size_t leaves_mapped;    /* atomic: leaves are mapped by any writer, lock-free */
 	struct memtable_written written;
 };
 
@@ -153,9 +156,11 @@ static inline unsigned char *memtable_entry_address(const struct memtable *t, si
 {
 	if (__builtin_expect(t->entries != NULL, 1))
 		return t->entries + (bin << t->entry_shift);
-	unsigned char *leaf = __atomic_load_n(&t->leaves[bin >> t->leaf_bits], __ATOMIC_ACQUIRE);
+	unsigned char *const *slot = &t->leaves[bin >> t->leaf_bits];
+	unsigned char *leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	if (!leaf)
 		return NULL;
+	LOCK_ANNOTATE_HAPPENS_AFTER(slot); /* published by memtable_entry_slow_write */
 	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
 }
 
@@ -181,7 +186,7 @@ static inline const void *memtable_entry(const struct memtable *t, size_t bin)
 	return e ? e : memtable_zero_entry;
 }
 
-/* Maps a two-level leaf on demand. */
+/* Maps a two-level leaf on demand; safe from any number of threads. */
 void *memtable_entry_slow_write(struct memtable *t, size_t bin);
 
 /* The entry of a bin, for writing; NULL only if a two-level leaf could not

@@ -3,6 +3,7 @@
  * chunks, frees, and addresses that are not heap at all. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -140,6 +141,55 @@ Test(memtable, falls_back_to_two_levels_when_flat_is_refused)
 	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_far, bin_a + 1), SIZE_MAX);
 	cr_assert_gt(memtable_resident_bytes(&t), 0);
 	memtable_destroy(&t);
+}
+
+/* Writers that need the same absent two-level leaf at once, released
+ * together: one leaf is mapped and published, every writer writes into it
+ * (none into a leaf that lost the race and was dropped), and the count of
+ * mapped leaves is exact.  Without a lock or a compare-and-swap in
+ * memtable_entry_slow_write, writes went to dropped leaves and the count
+ * was off. */
+#define LEAF_WRITERS 8
+
+struct leaf_writer {
+	struct memtable *t;
+	pthread_barrier_t *go;
+	size_t bin;
+};
+
+static void *write_into_leaf(void *arg)
+{
+	struct leaf_writer *w = arg;
+	pthread_barrier_wait(w->go);
+	unsigned char *e = memtable_entry_for_write(w->t, w->bin);
+	if (e)
+		__atomic_store_n(e, (unsigned char)(w->bin & 0x7f) + 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+Test(memtable, racing_writers_map_one_leaf, .timeout = 60)
+{
+	for (int round = 0; round < 40; round++) {
+		struct memtable t;
+		cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_TWO_LEVEL), 0);
+		pthread_barrier_t go;
+		pthread_barrier_init(&go, NULL, LEAF_WRITERS);
+		pthread_t tid[LEAF_WRITERS];
+		struct leaf_writer w[LEAF_WRITERS];
+		size_t first = (size_t)round << t.leaf_bits; /* a leaf of its own each round */
+		for (int i = 0; i < LEAF_WRITERS; i++) {
+			w[i] = (struct leaf_writer){ &t, &go, first + (size_t)i * 4099 };
+			cr_assert_eq(pthread_create(&tid[i], NULL, write_into_leaf, &w[i]), 0);
+		}
+		for (int i = 0; i < LEAF_WRITERS; i++)
+			pthread_join(tid[i], NULL);
+		pthread_barrier_destroy(&go);
+		cr_assert_eq(t.leaves_mapped, 1, "round %d: %zu leaves mapped for one", round, t.leaves_mapped);
+		for (int i = 0; i < LEAF_WRITERS; i++)
+			cr_assert_eq(*(const unsigned char *)memtable_entry(&t, w[i].bin), (w[i].bin & 0x7f) + 1,
+			             "round %d: writer %d's entry was lost", round, i);
+		memtable_destroy(&t);
+	}
 }
 
 /* Both layouts answer the scan the same way, entry for entry. */
