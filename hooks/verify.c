@@ -9,6 +9,7 @@
 
 #include "hooks.h"
 #include "index.h"
+#include "lookup_cache.h"
 
 unsigned verify_every;
 
@@ -145,6 +146,42 @@ static void check_byte(const char *when, const struct shadow_entry *e, size_t of
 	verify_fail(msg);
 }
 
+static const struct shadow_entry *shadow_find(uintptr_t user)
+{
+	for (size_t i = slot_of(user); table[i].user; i = (i + 1) & (capacity - 1))
+		if (table[i].user == user)
+			return &table[i];
+	return NULL;
+}
+
+/* Every entry of this thread's lookup cache that is valid now must be the
+ * answer for a live chunk: an entry that outlived its chunk's free or
+ * realloc, by this thread or any other, fails here.  Other threads' caches
+ * are theirs to read (their owners write them without atomics). */
+static void check_lookup_cache(const char *when)
+{
+	struct thread_slot *s = thread_self();
+	if (s == &thread_unattached || !s->lookup_cache)
+		return;
+	uint64_t epoch = __atomic_load_n(&lookup_cache_epoch, __ATOMIC_ACQUIRE);
+	unsigned n = __atomic_load_n(&lookup_cache_entries, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < n; i++) {
+		const struct lookup_cache_entry *e = &s->lookup_cache[i];
+		if (e->epoch != epoch || !e->size)
+			continue;
+		const struct shadow_entry *live = shadow_find(e->base);
+		if (live && live->size == e->size)
+			continue;
+		char msg[320];
+		snprintf(msg, sizeof msg,
+		         "heapindex: verify (%s, after operation %llu): the lookup cache still answers chunk %#lx of "
+		         "size %zu, which is %s\n",
+		         when, (unsigned long long)operations, (unsigned long)e->base, e->size,
+		         live ? "live with another size" : "not live");
+		verify_fail(msg);
+	}
+}
+
 void verify_check(const char *when)
 {
 	if (!table)
@@ -168,4 +205,5 @@ void verify_check(const char *when)
 		check_byte(when, e, e->size / 2);
 		check_byte(when, e, e->size - 1);
 	}
+	check_lookup_cache(when);
 }

@@ -12,6 +12,8 @@
  * its size and the operation number, and the process exits with status 3
  * (_exit: no abort, no core; 3 distinguishes it from config errors, 2).
  * The noop index answers no lookup by design: for it only counts are checked.
+ * With HEAPINDEX_LOOKUP_CACHE on, each check also looks at the checking
+ * thread's lookup cache: every entry still valid must answer a live chunk.
  *
  * All calls are made with hooks_lock held.
  */
