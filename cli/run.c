@@ -39,6 +39,8 @@ static const char run_usage[] =
 	"environment, read by the hooks (a bad value stops the program with exit 2):\n"
 	"  HEAPINDEX_ADDR_BITS  address bits the memtable covers, %u..%u (default %u)\n"
 	"  HEAPINDEX_BIN_SHIFT  log2 bytes per memtable bin, %u..%u (default %u)\n"
+	"  HEAPINDEX_LOOKUP_CACHE  entries of each thread's lookup cache, 0 (off, the\n"
+	"                       default) or a power of two up to %u\n"
 	"\n"
 	"The exit status is the command's (128+N if a signal N killed it).\n";
 
@@ -46,7 +48,7 @@ static void print_run_usage(FILE *out)
 {
 	fprintf(out, run_usage, cli_index_names(), CONFIG_ADDR_BITS_MIN, CONFIG_ADDR_BITS_MAX,
 	        config_default_addr_bits(), CONFIG_BIN_SHIFT_MIN, CONFIG_BIN_SHIFT_MAX,
-	        CONFIG_BIN_SHIFT_DEFAULT);
+	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_LOOKUP_CACHE_MAX);
 }
 
 struct run_options {
