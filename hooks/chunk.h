@@ -77,14 +77,18 @@ static inline uintptr_t chunk_user(const struct chunk *c)
 	return (uintptr_t)c + CHUNK_HEADER_BYTES;
 }
 
+/* size_pad is read with relaxed atomic loads (a plain move, as before): a
+ * lookup on another thread may set the cached mark in it meanwhile
+ * (chunk_mark_cached), and ThreadSanitizer must not take that for a race. */
 static inline size_t chunk_size(const struct chunk *c)
 {
-	return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+	return (size_t)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_FIELD_MASK);
 }
 
 static inline size_t chunk_pad(const struct chunk *c)
 {
-	return pad_decode((unsigned)(c->size_pad >> CHUNK_FIELD_BITS) & ~PAD_CACHED_FLAG);
+	uint64_t word = __atomic_load_n(&c->size_pad, __ATOMIC_RELAXED);
+	return pad_decode((unsigned)(word >> CHUNK_FIELD_BITS) & ~PAD_CACHED_FLAG);
 }
 
 /* The cached mark: set by a lookup that reads the header while the index

@@ -108,14 +108,12 @@ static void *work(void *arg)
 	return NULL;
 }
 
-ParameterizedTestParameters(threads_inproc, every_index_from_four_threads) { return index_params(1); }
-ParameterizedTest(struct index_name *param, threads_inproc, every_index_from_four_threads,
-                  .timeout = 240)
+static void four_threads(const struct index_name *param, unsigned lookup_cache)
 {
 	const struct index_ops *ops = index_by_name(param->name);
 	cr_assert_not_null(ops);
 	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(),
-		                        .bin_shift = CONFIG_BIN_SHIFT_DEFAULT };
+		                        .bin_shift = CONFIG_BIN_SHIFT_DEFAULT, .lookup_cache = lookup_cache };
 	char err[256];
 	cr_assert_eq(inproc_init(&shared, ops, &cfg, err, sizeof err), 0, "%s", err);
 	answers = index_answers_lookups(param->name);
@@ -133,6 +131,24 @@ ParameterizedTest(struct index_name *param, threads_inproc, every_index_from_fou
 		cr_expect_not(published[i] && inproc_lookup(&shared, (void *)published[i], NULL, NULL, NULL),
 		              "%s: a freed chunk is still found at %#lx", param->name,
 		              (unsigned long)published[i]);
+}
+
+ParameterizedTestParameters(threads_inproc, every_index_from_four_threads) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads_inproc, every_index_from_four_threads,
+                  .timeout = 240)
+{
+	four_threads(param, 0);
+}
+
+/* The same through the shared lookup cache (hooks/lookup_cache.h): lookups
+ * mark chunks and fill their thread's cache while other threads free them;
+ * a stale entry shows as an own chunk answered wrongly, a torn or foreign
+ * chunk, or a freed chunk found at the end. */
+ParameterizedTestParameters(threads_inproc, every_index_from_four_threads_cached) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads_inproc, every_index_from_four_threads_cached,
+                  .timeout = 240)
+{
+	four_threads(param, 8);
 }
 
 /* --- through the hook libraries ---------------------------------------------- */
