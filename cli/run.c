@@ -192,6 +192,10 @@ static void print_process(const char *line)
 	        field(line, "peak_live_bytes"), field(line, "header_bytes"),
 	        field(line, "peak_meta_bytes"), field(line, "lookups_found"),
 	        field(line, "lookups_missed"), "", calls);
+	if (field(line, "lookup_cache_entries") > 0)
+		fprintf(stderr, "  %-12s lookup cache: %.0f entries per thread, %.0f hits, %.0f misses (%.1f%% hits)\n",
+		        "", field(line, "lookup_cache_entries"), field(line, "lookup_cache_hits"),
+		        field(line, "lookup_cache_misses"), 100 * field(line, "lookup_cache_hit_rate"));
 	if (index_stats[0])
 		fprintf(stderr, "  %-12s index: %s\n", "", index_stats);
 }
