@@ -582,7 +582,7 @@ static void measure(const struct heap *h, const struct subject *s, const struct 
 	struct thread_slot *self = lookup_cache_entries ? thread_slot() : NULL;
 	uint64_t cache_hits = 0, cache_misses = 0;
 	if (self) {
-		lookup_cache_bump();
+		lookup_cache_clear(self);
 		cache_hits = self->counters.lookup_cache_hits;
 		cache_misses = self->counters.lookup_cache_misses;
 	}

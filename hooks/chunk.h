@@ -94,8 +94,7 @@ static inline size_t chunk_pad(const struct chunk *c)
 /* The cached mark: set by a lookup that reads the header while the index
  * keeps the chunk from being freed (chunk_info_copy), tested by its remover
  * after the index let go of it.  Atomic: lookups on several threads may set
- * it at once.  Tested first: a chunk looked up again is marked already, and
- * a locked OR on every fill cost scale's lookups 7 ns at 10^3 chunks. */
+ * it at once.  Tested first: a chunk looked up again is marked already. */
 static inline void chunk_mark_cached(const struct chunk *c)
 {
 	uint64_t *word = &((struct chunk *)(uintptr_t)c)->size_pad;

@@ -70,16 +70,16 @@ enum index_answer {
 
 /* A lookup is about to answer with chunk c, which its index keeps from being
  * freed until the lookup lets go (a bin lock, a hazard pointer): if this
- * thread's lookup cache asked for it (lookup_cache.h), mark c so that its
- * free invalidates the caches.  Every index that reads the header calls
- * this, through chunk_info_copy or directly. */
+ * thread's lookup cache asked for it (lookup_cache.h), note c there, so
+ * that c's free invalidates the answer.  Every index that reads the header
+ * calls this, through chunk_info_copy or directly. */
+void lookup_cache_note_fill(struct thread_slot *s, const struct chunk *c);
+
 static inline void chunk_info_noted(const struct chunk *c)
 {
 	struct thread_slot *s = thread_self();
-	if (__builtin_expect(s->lookup_filling != 0, 0)) {
-		chunk_mark_cached(c);
-		s->lookup_filling = 2; /* LOOKUP_FILL_MARKED */
-	}
+	if (__builtin_expect(s->lookup_filling != 0, 0))
+		lookup_cache_note_fill(s, c);
 }
 
 static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)

@@ -62,6 +62,8 @@ struct thread_slot {
 	 * thread's first cached lookup; the state of the lookup filling it. */
 	struct lookup_cache_entry *lookup_cache;
 	unsigned lookup_filling;
+	uintptr_t lookup_fill_base;  /* the chunk the running fill noted */
+	uint64_t lookup_fill_epoch;  /* and its bucket's epoch then */
 	/* The registry's (under its lock). */
 	struct thread_slot *next;
 	int state;

@@ -163,11 +163,10 @@ static void check_lookup_cache(const char *when)
 	struct thread_slot *s = thread_self();
 	if (s == &thread_unattached || !s->lookup_cache)
 		return;
-	uint64_t epoch = __atomic_load_n(&lookup_cache_epoch, __ATOMIC_ACQUIRE);
 	unsigned n = __atomic_load_n(&lookup_cache_entries, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < n; i++) {
 		const struct lookup_cache_entry *e = &s->lookup_cache[i];
-		if (e->epoch != epoch || !e->size)
+		if (!lookup_cache_entry_valid(e))
 			continue;
 		const struct shadow_entry *live = shadow_find(e->base);
 		if (live && live->size == e->size)
