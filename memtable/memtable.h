@@ -201,34 +201,52 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 	return e;
 }
 
+/* One step of the backward scan over 1-byte entries e, from i down: the
+ * highest index in [lo, i) whose byte is not zero among the two aligned
+ * words below i, or SIZE_MAX; *next is where the next step starts.  Byte
+ * i - 1 counts only if it is at most top_max or all ones (a caller that
+ * marks locked entries so must look at them), judged from the word loaded,
+ * not loaded apart: a lookup's chain of dependent loads stays one long.
+ * Bytes of a word outside [lo, i) are read but masked, so the caller must
+ * own the whole words (a written page of the table is made of whole
+ * words).  The loads are plain: other threads write single entries with
+ * atomics, and a stale byte only sends the caller to a bin that is then
+ * empty (tsan.supp).  The choice between the two words is a select, not a
+ * branch: a lookup's bin is as often in the word below addr's as in its
+ * own. */
+static inline size_t memtable_scan_step(const unsigned char *e, size_t lo, size_t i, unsigned top_max,
+                                        size_t *next)
+{
+	size_t w = (i - 1) & ~(size_t)7, v = w > lo ? w - 8 : w; /* v: the word below, if in range */
+	uint64_t high, low;
+	__builtin_memcpy(&high, e + w, 8);
+	__builtin_memcpy(&low, e + v, 8);
+	unsigned top_bit = 8 * (unsigned)(i - 1 - w);
+	uint64_t top = (high >> top_bit) & 0xff;
+	high &= ~UINT64_C(0) >> (56 - top_bit); /* bytes w .. i-1 (little-endian: low bytes first) */
+	high &= ~(((uint64_t)0 - (top > top_max && top != 0xff)) & (UINT64_C(0xff) << top_bit));
+	low &= v != w ? ~UINT64_C(0) : 0;
+	if (__builtin_expect(lo > v, 0)) { /* bytes below lo: masked (lo - v < 8, lo - w < 8) */
+		low &= ~UINT64_C(0) << (8 * (lo - v));
+		if (lo > w)
+			high &= ~UINT64_C(0) << (8 * (lo - w));
+	}
+	uint64_t in_high = (uint64_t)0 - (high != 0); /* all ones or zero: gcc makes ?: a branch */
+	uint64_t word = (high & in_high) | (low & ~in_high);
+	*next = v;
+	if (__builtin_expect(!word, 0))
+		return SIZE_MAX;
+	return v + (size_t)((w - v) & in_high) + (size_t)(63 - __builtin_clzll(word)) / 8;
+}
+
 /* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
- * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
- * word outside [lo, hi) are read but masked, so the caller must own the
- * whole words (a written page of the table is made of whole words).  The
- * loads are plain: other threads write single entries with atomics, and a
- * stale byte only sends the caller to a bin that is then empty (tsan.supp). */
+ * zero, or SIZE_MAX.  Eight entries per load (memtable_scan_step). */
 static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
 {
-	/* Two words per step, the choice between them a select, not a branch:
-	 * a lookup's bin is as often in the word below addr's as in its own. */
 	for (size_t i = hi; i > lo;) {
-		size_t w = (i - 1) & ~(size_t)7, v = w > lo ? w - 8 : w; /* v: the word below, if in range */
-		uint64_t high, low;
-		__builtin_memcpy(&high, e + w, 8);
-		__builtin_memcpy(&low, e + v, 8);
-		high &= ~UINT64_C(0) >> (8 * (w + 8 - i)); /* bytes w .. i-1 (little-endian: low bytes first) */
-		low &= v != w ? ~UINT64_C(0) : 0;
-		if (lo > v) { /* bytes below lo: masked (lo - v < 8 and lo - w < 8 here) */
-			low &= ~UINT64_C(0) << (8 * (lo - v));
-			if (lo > w)
-				high &= ~UINT64_C(0) << (8 * (lo - w));
-		}
-		uint64_t in_high = (uint64_t)0 - (high != 0); /* all ones or zero: gcc makes ?: a branch */
-		uint64_t word = (high & in_high) | (low & ~in_high);
-		size_t at = v + (size_t)((w - v) & in_high);
-		if (word)
-			return at + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i = v;
+		size_t found = memtable_scan_step(e, lo, i, UINT8_MAX, &i);
+		if (found != SIZE_MAX)
+			return found;
 	}
 	return SIZE_MAX;
 }
@@ -251,12 +269,14 @@ static inline size_t memtable_last_nonzero_byte_upto(const struct memtable *t, s
 	size_t from = top + 1;
 	const unsigned char *e;
 	if (memtable_page_written(t, page) && (e = memtable_entry_address(t, page_start)) != NULL) {
-		size_t lo = page_start > lowest ? page_start : lowest;
-		unsigned own = __atomic_load_n(&e[top - page_start], __ATOMIC_RELAXED);
-		size_t found = memtable_last_nonzero_in(e, lo - page_start, top - page_start + (own <= top_max || own == UINT8_MAX));
+		size_t lo = (page_start > lowest ? page_start : lowest) - page_start, next;
+		size_t found = memtable_scan_step(e, lo, top + 1 - page_start, top_max, &next);
+		if (__builtin_expect(found != SIZE_MAX, 1))
+			return page_start + found;
+		found = next > lo ? memtable_last_nonzero_in(e, lo, next) : SIZE_MAX;
 		if (found != SIZE_MAX)
 			return page_start + found;
-		from = lo;
+		from = lo + page_start;
 	}
 	return memtable_last_nonzero_byte_slow(t, from, lowest);
 }
