@@ -5,7 +5,7 @@
  * address space is cut into 2^shift-byte bins; the memtable has one byte per
  * bin; each bin's chunks form a list threaded through their own headers.
  *
- * Invariants (checked by tests/test_memtable.c against a reference):
+ * Invariants (checked by tests/test_memtable.c and the differential tests):
  *  - a chunk is on the list of the bin holding its user pointer, and only
  *    there ("bin-local" lists, as in liballocs 2012-2016);
  *  - slots: user pointers are 16-byte aligned, so a chunk's position in its
@@ -13,6 +13,13 @@
  *    is the slot of the list head; the chunk's 16 index bits hold the slots
  *    of its next (low byte) and prev (high byte) neighbours.  So a list link
  *    costs no memory beyond the 16-byte header every index has;
+ *  - the head is the bin's lowest chunk (the rest in no order): a lookup
+ *    skips its own bin by the byte alone when the head lies above the
+ *    address, and otherwise the head is its answer unless a later chunk of
+ *    the list also starts at or below the address.  An insert below the
+ *    head becomes the head, any other goes second; removing the head moves
+ *    the lowest of the rest to the front (tests/test_memtable.c,
+ *    memtable_bins);
  *  - small chunks are at most big_threshold = 256 bins long, so a chunk
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;

@@ -6,10 +6,12 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "inproc.h"
+#include "json.h"
 #include "memtable.h"
 
 /* --- the generic table ----------------------------------------------------- */
@@ -363,4 +365,89 @@ ParameterizedTest(unsigned *shift, memtable_shift, same_answers_at_every_bin_shi
 		cr_assert_eq(found(p[i] + size[i] - 1, p[i], size[i]), live, "shift %u chunk %d last byte",
 		             *shift, i);
 	}
+}
+
+/* --- what the table byte tells a lookup ----------------------------------------
+ * A bin's head is its lowest chunk, so a lookup whose own bin holds only
+ * chunks above it skips that bin by its table byte, reading no header there
+ * (list_steps counts the headers a lookup read).  Chunks placed by hand in
+ * 64-byte bins: C = [B - 32, B + 16) reaches from the bin below into bin B,
+ * A = [B + 32, B + 48) lies in B above the probe B + 8.  Before the head was
+ * the lowest chunk, the lookup walked B (A) and then C's bin: two steps. */
+static _Alignas(4096) unsigned char placed[4096];
+
+static uint64_t list_steps(void)
+{
+	static char buf[4096];
+	struct json_out j;
+	json_init(&j, buf, sizeof buf);
+	json_open(&j, NULL);
+	d.ops->write_stats(&j);
+	json_close(&j);
+	const char *at = strstr(buf, "\"list_steps\":");
+	cr_assert_not_null(at, "%s", buf);
+	return strtoull(at + strlen("\"list_steps\":"), NULL, 10);
+}
+
+static struct chunk *place(uintptr_t user, size_t size)
+{
+	struct chunk *c = chunk_of_user((void *)user);
+	chunk_init(c, size, CHUNK_HEADER_BYTES, 0x5eed);
+	d.ops->insert(c);
+	return c;
+}
+
+static void setup_shift6(void) { with_shift(6); }
+
+Test(memtable_bins, own_bin_above_the_address_is_skipped_unread, .init = setup_shift6)
+{
+	uintptr_t b = (uintptr_t)placed + 1024;
+	struct chunk *a = place(b + 32, 16), *c = place(b - 32, 48);
+	uint64_t before = list_steps();
+	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert_eq(list_steps() - before, 1, "headers read: %llu", (unsigned long long)(list_steps() - before));
+	/* The other order of insertion, and A's bin found from inside A. */
+	d.ops->remove(a);
+	d.ops->remove(c);
+	c = place(b - 32, 48);
+	a = place(b + 32, 16);
+	before = list_steps();
+	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert_eq(list_steps() - before, 1);
+	cr_assert(found((void *)(b + 40), (void *)(b + 32), 16));
+	d.ops->remove(a);
+	d.ops->remove(c);
+}
+
+/* Any order of inserts and removes keeps the lowest chunk at the head:
+ * four 16-byte chunks in one 128-byte bin (slots 1, 3, 5, 7), inserted in
+ * several orders, one of them removed; every other one is found from its
+ * first byte, which lies in its own bin: a head that were not the lowest
+ * chunk would hide the chunks below it. */
+static void setup_shift7(void) { with_shift(7); }
+
+Test(memtable_bins, head_stays_the_lowest_chunk, .init = setup_shift7)
+{
+	uintptr_t b = (uintptr_t)placed + 2048;
+	static const int orders[][4] = { { 0, 1, 2, 3 }, { 3, 2, 1, 0 }, { 2, 0, 3, 1 }, { 1, 3, 0, 2 } };
+	for (size_t o = 0; o < 4; o++)
+		for (int gone = 0; gone < 4; gone++) {
+			struct chunk *c[4];
+			for (int k = 0; k < 4; k++) {
+				int i = orders[o][k];
+				c[i] = place(b + 32 * (uintptr_t)i, 16);
+			}
+			d.ops->remove(c[gone]);
+			for (int i = 0; i < 4; i++) {
+				void *user = (void *)(b + 32 * (uintptr_t)i);
+				if (i == gone)
+					cr_assert_not(found(user, NULL, 0), "order %zu: removed chunk %d found", o, i);
+				else
+					cr_assert(found(user, user, 16), "order %zu, chunk %d removed: chunk %d lost", o,
+					          gone, i);
+			}
+			for (int i = 0; i < 4; i++)
+				if (i != gone)
+					d.ops->remove(c[i]);
+		}
 }
