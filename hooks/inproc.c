@@ -62,8 +62,10 @@ int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site)
 {
 	struct chunk_info info;
-	struct thread_slot *s = thread_slot();
-	int answer = s ? lookup_cached(s, (uintptr_t)addr, d->ops->lookup, &info) : d->ops->lookup((uintptr_t)addr, &info);
+	/* The cache lives in the thread's slot: attach one only to use it. */
+	struct thread_slot *s = lookup_cache_entries ? thread_slot() : NULL;
+	int answer = s ? lookup_cached(s, (uintptr_t)addr, d->ops->lookup, &info)
+	               : d->ops->lookup((uintptr_t)addr, &info);
 	if (answer != INDEX_FOUND)
 		return 0;
 	if (base)

@@ -452,14 +452,48 @@ Test(trace, scale_writes_csv)
 	char line[512];
 	cr_assert_not_null(fgets(line, sizeof line, f));
 	cr_expect_str_eq(line, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
-	                       "remove_ns,chase_ns,hit_ratio_to_chase\n");
+	                       "remove_ns,chase_ns,hit_ratio_to_chase,lookup_cache_hit_rate\n");
 	size_t rows = 0;
 	while (fgets(line, sizeof line, f)) {
 		rows++;
 		cr_expect_not_null(strstr(line, ",1000,"), "row without 1000 chunks: %s", line);
+		cr_expect_eq(line[strlen(line) - 2], ',', "a cache hit rate with the cache off: %s", line);
 	}
 	fclose(f);
 	cr_expect_geq(rows, 2, "expected a row per index");
+	program_result_free(&r);
+}
+
+/* With HEAPINDEX_LOOKUP_CACHE the lookups go through the shared cache: the
+ * table and the CSV give its hit rate, which for an index that reads headers
+ * is above 0 on 1,000 chunks (the probes are seeded, so the figure repeats),
+ * and 0 for critnib, which never fills the cache. */
+Test(trace, scale_reports_the_lookup_cache)
+{
+	const char *csv = in_dir("cached.csv");
+	const char *args[] = { "scale", "--index", "memtable,critnib", "--max-chunks", "1000", "--lookups",
+		               "20000", "--budget", "0.5", "--out", csv, NULL };
+	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=1024", NULL };
+	struct program_result r = run(args, env);
+	cr_assert_eq(r.status, 0, "scale: exit %d: %s", r.status, r.err);
+	cr_expect_not_null(strstr(r.out, "(lookup cache: "), "no hit rate in the table: %s", r.out);
+	FILE *f = fopen(csv, "r");
+	cr_assert_not_null(f);
+	char line[512];
+	cr_assert_not_null(fgets(line, sizeof line, f));
+	int seen = 0;
+	while (fgets(line, sizeof line, f)) {
+		double rate = strtod(strrchr(line, ',') + 1, NULL);
+		if (strncmp(line, "memtable,", 9) == 0) {
+			cr_expect(rate > 0 && rate < 1, "memtable's cache hit rate %g: %s", rate, line);
+			seen++;
+		} else if (strncmp(line, "critnib,", 8) == 0) {
+			cr_expect(rate == 0, "critnib's cache hit rate %g: %s", rate, line);
+			seen++;
+		}
+	}
+	fclose(f);
+	cr_expect_eq(seen, 2, "expected a row per index");
 	program_result_free(&r);
 }
 
