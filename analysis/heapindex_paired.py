@@ -13,7 +13,8 @@ import os
 import re
 import statistics
 
-import heapindex_stats as hstats
+from analysis import heapindex_stats as hstats
+from analysis.heapindex_common import index_sort_key as sort_key, label, md_table
 
 THREADS_WORKLOAD = re.compile(r"^threads-(\d+)$")
 
@@ -82,7 +83,7 @@ def ir_cells(cg: dict, index: str) -> tuple:
 
 # --- ranking -------------------------------------------------------------------------------
 
-def ranking_lines(g: dict, label, sort_key) -> list:
+def ranking_lines(g: dict) -> list:
     """Under the seed table: each index's paired ratio to uninstrumented and
     to memtable; resolved ones ranked, the others named as not resolved."""
     lines = []
@@ -160,7 +161,7 @@ def thread_counts(groups: dict) -> dict:
     return out
 
 
-def scaling_table(by_threads: dict, label, sort_key) -> tuple:
+def scaling_table(by_threads: dict) -> tuple:
     counts = sorted(by_threads)
     indexes = sorted({i for g in by_threads.values() for i in g}, key=sort_key)
     header = ["index"] + [f"{n} thread{'s' if n > 1 else ''}: wall s" for n in counts] + \
@@ -177,7 +178,7 @@ def scaling_table(by_threads: dict, label, sort_key) -> tuple:
     return header, rows
 
 
-def plot_scaling(plt, by_threads: dict, label, sort_key, path: str) -> bool:
+def plot_scaling(plt, by_threads: dict, path: str) -> bool:
     counts = sorted(by_threads)
     indexes = sorted({i for g in by_threads.values() for i in g}, key=sort_key)
     if len(counts) < 1 or not indexes:
@@ -215,7 +216,7 @@ def plot_scaling(plt, by_threads: dict, label, sort_key, path: str) -> bool:
     return True
 
 
-def per_pair_table(rows: list, label, sort_key) -> tuple:
+def per_pair_table(rows: list) -> tuple:
     """Instructions per malloc+free pair of every index on threads-1, from
     its callgrind row: the process's instructions / the pairs it reports."""
     cg_all = callgrind_groups(rows)
@@ -238,19 +239,19 @@ def per_pair_table(rows: list, label, sort_key) -> tuple:
     return header, out
 
 
-def threads_terminal(groups: dict, rows: list, label, sort_key, md_table) -> str:
+def threads_terminal(groups: dict, rows: list) -> str:
     """The scaling and per-pair tables for the terminal, or ''."""
     parts = []
     for (s, a), by_threads in sorted(thread_counts(groups).items()):
         parts += [f"threads ({s}, {a}): wall per thread count, paired ratio to uninstrumented",
-                  md_table(*scaling_table(by_threads, label, sort_key))]
-    header, trows = per_pair_table(rows, label, sort_key)
+                  md_table(*scaling_table(by_threads))]
+    header, trows = per_pair_table(rows)
     if trows:
         parts += ["instructions per malloc+free pair (callgrind, threads-1)", md_table(header, trows)]
     return "\n".join(parts)
 
 
-def threads_section(groups: dict, rows: list, label, sort_key, md_table, plt, out_dir: str) -> tuple:
+def threads_section(groups: dict, rows: list, plt, out_dir: str) -> tuple:
     """(markdown lines, plot names) of the thread scaling section."""
     by = thread_counts(groups)
     md = ["## Threads: scaling and instructions per malloc+free pair", ""]
@@ -263,13 +264,13 @@ def threads_section(groups: dict, rows: list, label, sort_key, md_table, plt, ou
            "threads are added. Wall: median over rounds; ratio: paired per round with its 95% "
            "interval. While the hooks serialise every call on one lock, indexes cannot scale.", ""]
     for (s, a), by_threads in sorted(by.items()):
-        md += [f"**{s}, {a}**", "", md_table(*scaling_table(by_threads, label, sort_key)), ""]
+        md += [f"**{s}, {a}**", "", md_table(*scaling_table(by_threads)), ""]
         if plt:
             name = f"threads_scaling_{s}_{a}.png"
-            if plot_scaling(plt, by_threads, label, sort_key, os.path.join(out_dir, name)):
+            if plot_scaling(plt, by_threads, os.path.join(out_dir, name)):
                 md += [f"![threads scaling]({name})", ""]
                 plots.append(name)
-    header, trows = per_pair_table(rows, label, sort_key)
+    header, trows = per_pair_table(rows)
     if trows:
         md += ["**Instructions per malloc+free pair** (callgrind, threads-1: the whole process's "
                "instructions over the pairs it made, so the program's own loop is included; the "
@@ -283,7 +284,7 @@ def threads_section(groups: dict, rows: list, label, sort_key, md_table, plt, ou
 
 # --- machines ------------------------------------------------------------------------------------------
 
-def machines_lines(rows: list, md_table) -> list:
+def machines_lines(rows: list) -> list:
     """Where each workload was measured (the machine column; the source
     directory when the report merges several)."""
     seen = {}

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex report: turn bench results directories into tables and plots.
 
     ./heapindex report DIR
@@ -39,9 +38,13 @@ import json
 import os
 import statistics
 import sys
+from dataclasses import dataclass, field
 
-import heapindex_merge
-import heapindex_paired as paired
+from analysis import heapindex_merge
+from analysis import heapindex_paired as paired
+from analysis.heapindex_common import (capabilities_of, fmt, fmt_bytes, fmt_pct, hooks_only,
+                                       index_sort_key, label, md_table, median, overhead_pct,
+                                       paired_ratios, read_csv_rows, summary, to_number)
 
 PROG = "heapindex report"
 
@@ -53,44 +56,11 @@ SEED_RUNS = {
     "vghash": [1.83, 1.82, 1.85],
     "memtable": [1.77, 1.78, 1.77],
 }
-LABELS = {
-    "none": "uninstrumented",
-    "noop": "no-op hooks",
-    "vghash": "vgHash index",
-    "memtable": "memtable index",
-    "uthash": "uthash index",
-    "splay": "splay index",
-    "bitmap": "bitmap index",
-    "bytemap": "bytemap index",
-    "critnib": "critnib index",
-    "gcbase": "Boehm GC_base (base only)",
-}
-# critnib and gcbase, the anchors of the scale section, last among the known names.
-INDEX_ORDER = ["none", "noop", "vghash", "memtable", "uthash", "splay", "bitmap", "bytemap", "critnib",
-               "gcbase"]
-NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "phase", "status", "note",
-                "proc_exe", "output_sha256", "started"}
-
-
-def label(index):
-    return LABELS.get(index, f"{index} index")
-
-
-def index_sort_key(index):
-    return (INDEX_ORDER.index(index) if index in INDEX_ORDER else len(INDEX_ORDER), index)
+NUMERIC_SKIP = {"workload", "size", "index", "allocator", "site_mode", "meta", "proc_meta", "phase", "status",
+                "note", "proc_exe", "output_sha256", "started"}
 
 
 # --- reading ------------------------------------------------------------------------
-
-def to_number(text):
-    if text is None or text == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-
 
 def load_runs(path):
     rows = []
@@ -120,30 +90,6 @@ def load_meta(path):
 
 # --- statistics -----------------------------------------------------------------------
 
-def median(values):
-    values = [v for v in values if isinstance(v, (int, float))]
-    return statistics.median(values) if values else None
-
-
-def overhead_pct(value, base):
-    """Percent over base; None if either is missing or base is 0."""
-    if value is None or base in (None, 0):
-        return None
-    return (value / base - 1.0) * 100.0
-
-
-def paired_ratios(a_rows, b_rows, key="wall_s"):
-    """{round: a/b} for every round where both have an ok value."""
-    b_by_round = {r["round"]: r.get(key) for r in b_rows}
-    out = {}
-    for r in a_rows:
-        b = b_by_round.get(r["round"])
-        a = r.get(key)
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
-            out[r["round"]] = a / b
-    return out
-
-
 def is_measured_ok(row):
     return row.get("phase") == "measure" and row.get("status") == "ok"
 
@@ -171,57 +117,6 @@ def group(rows, site_mode=None):
         for lst in g.values():
             lst.sort(key=lambda r: (r.get("round") or 0))
     return groups
-
-
-def summary(rows, key):
-    vals = [r.get(key) for r in rows if isinstance(r.get(key), (int, float))]
-    if not vals:
-        return None
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals),
-            "values": vals}
-
-
-# --- formatting ------------------------------------------------------------------------
-
-def fmt(value, digits=2):
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def fmt_pct(value, digits=1):
-    if value is None:
-        return "n/a"
-    text = f"{value:+.{digits}f}%"
-    return text.replace("+-", "-")
-
-
-def fmt_bytes(n):
-    if n is None:
-        return "n/a"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if abs(n) < 1024 or unit == "EiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024.0
-    return f"{n} B"
-
-
-def md_table(header, rows, align=None):
-    """A markdown table padded so it also reads well in a terminal."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-
-    def line(row):
-        out = []
-        for i, c in enumerate(row):
-            out.append(c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i]))
-        return "| " + " | ".join(out) + " |"
-
-    sep = "|" + "|".join(("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1))
-                         for w, a in zip(widths, align)) + "|"
-    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
 # --- section a: the seed's table -------------------------------------------------------------
@@ -333,11 +228,18 @@ def time_table(g, cg=None):
     return header, rows
 
 
-def memory_table(g):
-    header = ["index", "tree max RSS MiB", "vs none", "main proc max RSS MiB", "vs noop",
-              "tree minor faults", "vs none", "main proc minor faults", "vs noop",
+def memory_table(g, caps):
+    """Tree figures over uninstrumented; the main process's over the hooks
+    without an index (the index that answers no lookups: only under the
+    hooks does the main process have figures of its own)."""
+    bare = hooks_only(sorted(g, key=index_sort_key), caps)
+    # Without such a run the column is all n/a; its heading stays the one
+    # the no-op index would give it.
+    vs_bare = f"vs {bare or 'noop'}"
+    header = ["index", "tree max RSS MiB", "vs none", "main proc max RSS MiB", vs_bare,
+              "tree minor faults", "vs none", "main proc minor faults", vs_bare,
               "major faults (tree)", "peak index metadata"]
-    none_rows, noop_rows = g.get("none", []), g.get("noop", [])
+    none_rows, bare_rows = g.get("none", []), g.get(bare, [])
 
     def med(rs, key):
         s = summary(rs, key)
@@ -353,11 +255,11 @@ def memory_table(g):
             fmt(t_rss / 1024, 1) if t_rss is not None else "n/a",
             "—" if index == "none" else fmt_pct(overhead_pct(t_rss, med(none_rows, "max_rss_kb"))),
             fmt(p_rss / 1024, 1) if p_rss is not None else "n/a",
-            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_rss, med(noop_rows, "proc_max_rss_kb"))),
+            "—" if index in ("none", bare) else fmt_pct(overhead_pct(p_rss, med(bare_rows, "proc_max_rss_kb"))),
             f"{t_flt:.0f}" if t_flt is not None else "n/a",
             "—" if index == "none" else fmt_pct(overhead_pct(t_flt, med(none_rows, "minflt"))),
             f"{p_flt:.0f}" if p_flt is not None else "n/a",
-            "—" if index in ("none", "noop") else fmt_pct(overhead_pct(p_flt, med(noop_rows, "proc_minflt"))),
+            "—" if index in ("none", bare) else fmt_pct(overhead_pct(p_flt, med(bare_rows, "proc_minflt"))),
             fmt(med(rs, "majflt"), 0),
             fmt_bytes(med(rs, "proc_peak_meta_bytes")) if med(rs, "proc_peak_meta_bytes") is not None else "n/a",
         ])
@@ -431,85 +333,38 @@ def site_cost_table(rows, modes):
 
 # --- sections c and d: scale and replay ----------------------------------------------------------
 
-FLOOR_NAMES = ("floor", "chase", "pointer-chase", "pointer_chase", "ptrchase", "pointer-chase-floor")
-
-
-def first_key(columns, names):
-    for n in names:
-        if n in columns:
-            return n
-    return None
-
-
-def read_csv_rows(path):
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = [{k: (v if v is None else v.strip()) for k, v in r.items() if k} for r in reader]
-        return list(reader.fieldnames or []), rows
-
-
-SCALE_WIDE = [("lookup hit", ["lookup_hit_ns", "lookup_ns", "ns_per_lookup", "hit_ns"]),
-              ("lookup miss", ["lookup_miss_ns", "miss_ns"]),
-              ("insert", ["insert_ns"]),
-              ("remove", ["remove_ns"])]
-SCALE_OPS = {"lookup": "lookup hit", "lookups": "lookup hit", "hit": "lookup hit", "find": "lookup hit",
-             "lookup_hit": "lookup hit", "miss": "lookup miss", "lookup_miss": "lookup miss",
-             "insert": "insert", "remove": "remove"}
+# The header `heapindex scale --out` writes (cli/scale.c), one row per index
+# and step; an index without a figure (gcbase: hits only) leaves it empty.
+SCALE_COLUMNS = ["index", "live_chunks", "heap_bytes", "lookup_hit_ns", "lookup_miss_ns", "insert_ns",
+                 "remove_ns", "chase_ns", "hit_ratio_to_chase"]
+SCALE_METRICS = [("lookup hit", "lookup_hit_ns"), ("lookup miss", "lookup_miss_ns"),
+                 ("insert", "insert_ns"), ("remove", "remove_ns")]
 
 
 def parse_scale(path):
-    """{'x': column, 'metrics': {metric: {index: [(x, median, min, max)]}},
-    'series': the lookup-hit metric, 'floor': [(x, ns)]} or {'error': ...}.
-    Wide form (heapindex scale --out: index, live_chunks, lookup_hit_ns,
-    lookup_miss_ns, insert_ns, remove_ns, chase_ns, ...) or long form
-    (index, live_chunks, op, ns_per_op). The pointer-chase floor is a
-    chase_ns/floor_ns column or an index named chase/floor/pointer-chase.
+    """{'x': 'live_chunks', 'metrics': {metric: {index: [(x, median, min,
+    max)]}}, 'series': the lookup-hit metric, 'floor': [(x, chase ns)]} or
+    {'error': ...}, from the CSV of `heapindex scale --out` (SCALE_COLUMNS).
     Repeated rows (several runs appended) give the min..max."""
     columns, rows = read_csv_rows(path)
-    cols = [c.strip() for c in columns]
-    xk = first_key(cols, ["live_chunks", "chunks", "live", "n", "size"])
-    ik = first_key(cols, ["index", "name"])
-    if not xk or not ik:
-        return {"error": f"scale.csv columns {cols}: expected an index column and live_chunks"}
-    opk = first_key(cols, ["op", "operation"])
-    fk = first_key(cols, ["chase_ns", "floor_ns", "pointer_chase_ns", "ptrchase_ns"])
+    if [c.strip() for c in columns] != SCALE_COLUMNS:
+        return {"error": f"scale.csv columns {columns}: expected those of `heapindex scale --out`: "
+                         + ",".join(SCALE_COLUMNS)}
     metrics, floor = {}, {}
-
-    def add(metric, name, x, y):
-        metrics.setdefault(metric, {}).setdefault(name, {}).setdefault(x, []).append(y)
-
     for r in rows:
-        x = to_number(r.get(xk))
-        name = r.get(ik, "?")
+        x = to_number(r["live_chunks"])
         if not isinstance(x, (int, float)):
             continue
-        if fk and isinstance(to_number(r.get(fk)), (int, float)):
-            floor.setdefault(x, set()).add(to_number(r.get(fk)))
-        if opk:
-            yk = first_key(cols, ["ns_per_op", "ns", "median_ns"])
-            y = to_number(r.get(yk)) if yk else None
-            if not isinstance(y, (int, float)):
-                continue
-            if name.lower() in FLOOR_NAMES:
-                floor.setdefault(x, set()).add(y)
-                continue
-            metric = SCALE_OPS.get(r.get(opk, "").lower())
-            if metric:
-                add(metric, name, x, y)
-        else:
-            if name.lower() in FLOOR_NAMES:
-                y = next((to_number(r.get(k)) for _, ks in SCALE_WIDE for k in ks if k in cols), None)
-                if isinstance(y, (int, float)):
-                    floor.setdefault(x, set()).add(y)
-                continue
-            for metric, keys in SCALE_WIDE:
-                k = first_key(cols, keys)
-                y = to_number(r.get(k)) if k else None
-                if isinstance(y, (int, float)):
-                    add(metric, name, x, y)
+        chase = to_number(r["chase_ns"])
+        if isinstance(chase, (int, float)):
+            floor.setdefault(x, set()).add(chase)
+        for metric, column in SCALE_METRICS:
+            y = to_number(r[column])
+            if isinstance(y, (int, float)):
+                metrics.setdefault(metric, {}).setdefault(r["index"], {}).setdefault(x, []).append(y)
     if "lookup hit" not in metrics:
-        return {"error": f"scale.csv columns {cols}: no lookup nanoseconds found"}
-    out = {"x": xk, "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
+        return {"error": "scale.csv has no lookup_hit_ns figure"}
+    out = {"x": "live_chunks", "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
     for metric, by_index in metrics.items():
         out["metrics"][metric] = {
             name: sorted((x, statistics.median(v), min(v), max(v)) for x, v in pts.items())
@@ -678,7 +533,7 @@ def plot_scale(plt, scale, path):
 SCALE_ANCHORS = ("gcbase", "critnib")
 
 
-def scale_overview(plt, scale, out_dir):
+def scale_overview(plt, scale, out_dir, caps):
     """Lookup-hit ns of every index and both anchors (gcbase: Boehm GC_base;
     critnib: the lock-free radix tree baseline) against live chunks on one
     log-log plot, 10^3..10^7, with the pointer-chase floor. Returns the
@@ -709,7 +564,7 @@ def scale_overview(plt, scale, out_dir):
             kw = {"marker": "s" if name == "gcbase" else "D", "markersize": 6, "linewidth": 2.5,
                   "color": "navy" if name == "gcbase" else "darkgoldenrod"}
             text = f"{label(name)} [anchor]"
-        elif name == "noop":
+        elif not caps[name].answers_lookups:
             kw = {"marker": ".", "linewidth": 1, "color": "0.6"}
             text = f"{label(name)}: harness cost, answers nothing"
         else:
@@ -815,64 +670,199 @@ def compact_table(header, rows):
     return md_table([header[i] for i in MAIN_COLUMNS], [[r[i] for i in MAIN_COLUMNS] for r in rows])
 
 
-def threads_and_machines(groups, rows, cgs, plt, out_dir, plots):
-    """The thread scaling section, ratios.csv and where each workload ran
-    (heapindex_paired.py)."""
-    md, names = paired.threads_section(groups, rows, label, index_sort_key, md_table, plt, out_dir)
-    plots += names
-    n = paired.write_ratios_csv(groups, cgs, os.path.join(out_dir, "ratios.csv"))
-    md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
-           "uninstrumented and against memtable) is in `ratios.csv`.", ""]
-    md += paired.machines_lines(rows, md_table)
+@dataclass
+class Results:
+    """What every section of a report reads: the results directory's rows
+    and meta.json, grouped, and where plots go (plt None: no plots)."""
+    out_dir: str
+    all_rows: list              # every row of runs.csv
+    rows: list                  # without those of other placements than primary_meta
+    primary_meta: str           # the --meta placement the other sections use ("" without --meta)
+    meta: dict
+    modes: list                 # site modes, ret first
+    primary: str                # the site mode every section but the site cost uses
+    groups: dict                # group(rows, primary)
+    caps: dict                  # capabilities_of(rows)
+    cgs: dict                   # callgrind rows by group
+    allocators: list
+    plt: object = None
+    plots: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, out_dir, make_plots=True) -> "Results":
+        all_rows = load_runs(os.path.join(out_dir, "runs.csv"))
+        meta = load_meta(os.path.join(out_dir, "meta.json"))
+        primary_meta = next(iter(meta_placements(all_rows, meta)), "")
+        rows = [r for r in all_rows if (r.get("meta") or "") in ("", primary_meta)]
+        modes = site_modes(rows)
+        primary = "ret" if "ret" in modes or not modes else modes[0]
+        groups = group(rows, primary)
+        return cls(out_dir, all_rows, rows, primary_meta, meta, modes, primary, groups,
+                   capabilities_of(rows), paired.callgrind_groups(rows, primary),
+                   sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a)),
+                   plotting() if make_plots else None)
+
+    def path(self, name):
+        return os.path.join(self.out_dir, name)
+
+    def plotted(self, name, alt) -> list:
+        """Count a plot just written; its markdown."""
+        self.plots.append(name)
+        return [f"![{alt}]({name})", ""]
+
+    def optional_csv(self, name, parse, not_measured) -> tuple:
+        """(markdown, parsed or None) of scale.csv or replay.csv: a note when
+        it is missing or unreadable."""
+        if not os.path.exists(self.path(name)):
+            return [not_measured, ""], None
+        data = parse(self.path(name))
+        if "error" in data:
+            return [f"Could not read {name}: {data['error']}", ""], None
+        return [], data
+
+    @property
+    def failed(self):
+        return [r for r in self.all_rows if r.get("status") != "ok"]
+
+
+# --- chunk metadata placement (bench --meta) ---------------------------------------------------------
+
+def meta_placements(rows, meta) -> list:
+    """The placements of a bench --meta, in its order (meta.json), else as
+    the rows name them; [] without --meta."""
+    seen = sorted({r.get("meta") for r in rows if r.get("meta")})
+    listed = (meta.get("settings") or {}).get("meta") or []
+    return [m for m in listed if m in seen] + [m for m in seen if m not in listed]
+
+
+def by_placement(rows, site_mode) -> dict:
+    """{(workload, size, allocator): {(index, placement): [ok rows]}} of
+    one phase's rows in one site mode (none's in any: it has none)."""
+    out = {}
+    for r in rows:
+        if r.get("status") != "ok" or (r["index"] != "none" and r.get("site_mode", "ret") != site_mode):
+            continue
+        key = (r["workload"], r["size"], r["allocator"])
+        out.setdefault(key, {}).setdefault((r["index"], r.get("meta") or ""), []).append(r)
+    for g in out.values():
+        for lst in g.values():
+            lst.sort(key=lambda r: (r.get("round") or 0))
+    return out
+
+
+def instruction_cells(cg_rows, base_rows) -> list:
+    """Instructions per malloc+free pair (workloads that report pairs) and
+    over uninstrumented, from the configuration's callgrind run."""
+    r = cg_rows[-1] if cg_rows else None
+    if not r or not isinstance(r.get("callgrind_ir"), (int, float)):
+        return ["n/a", "n/a"]
+    pairs = r.get("pairs")
+    per_pair = f"{r['callgrind_ir'] / pairs:.0f}" if isinstance(pairs, (int, float)) and pairs else "n/a"
+    base = base_rows[-1].get("callgrind_ir") if base_rows else None
+    ratio = f"{r['callgrind_ir'] / base:.3f}" if isinstance(base, (int, float)) and base else "n/a"
+    return [per_pair, ratio]
+
+
+def placement_cells(rs, none_rows, cg_rows, cg_none) -> list:
+    """One index and placement: metadata bytes per chunk, RSS and faults
+    over uninstrumented, the paired wall ratio, instructions."""
+    def med(rows, key):
+        s = summary(rows, key)
+        return s["median"] if s else None
+    rss, faults, bpc = med(rs, "max_rss_kb"), med(rs, "minflt"), med(rs, "proc_meta_bytes_per_chunk")
+    return [fmt(bpc, 1),
+            fmt(rss / 1024, 1) if rss is not None else "n/a",
+            fmt_pct(overhead_pct(rss, med(none_rows, "max_rss_kb"))),
+            f"{faults:.0f}" if faults is not None else "n/a",
+            fmt_pct(overhead_pct(faults, med(none_rows, "minflt"))),
+            paired.ci_text(rs, none_rows)] + instruction_cells(cg_rows, cg_none)
+
+
+META_HEADER = ["index", "placement", "meta bytes per chunk", "tree max RSS MiB", "RSS vs none",
+               "tree minor faults", "faults vs none", "wall vs none: paired ratio [95% CI]",
+               "instructions per malloc+free pair", "instructions over none"]
+
+
+def meta_table(g: dict, cg: dict, placements: list) -> list:
+    """The rows of one workload's placement table."""
+    none_rows, cg_none = g.get(("none", ""), []), cg.get(("none", ""), [])
+    trows = []
+    if none_rows or cg_none:
+        s = summary(none_rows, "max_rss_kb")
+        trows.append([label("none"), "—", "—", fmt(s["median"] / 1024, 1) if s else "n/a", "—",
+                      fmt((summary(none_rows, "minflt") or {}).get("median"), 0), "—", "—"]
+                     + instruction_cells(cg_none, [])[:1] + ["—"])
+    for index in sorted({i for i, _ in list(g) + list(cg) if i != "none"}, key=index_sort_key):
+        for p in placements:
+            if (index, p) in g or (index, p) in cg:
+                trows.append([label(index), p] + placement_cells(g.get((index, p), []), none_rows,
+                                                                 cg.get((index, p), []), cg_none))
+    return trows
+
+
+def meta_section(res) -> list:
+    """Per workload, index and placement (bench --meta): what each chunk
+    metadata placement costs in memory, faults, time and instructions."""
+    placements = meta_placements(res.all_rows, res.meta)
+    if not placements:
+        return []
+    measured = by_placement([r for r in res.all_rows if r.get("phase") == "measure"], res.primary)
+    cgs = by_placement([r for r in res.all_rows if r.get("phase") == "callgrind"], res.primary)
+    md = ["## Chunk metadata placement", "",
+          "`./heapindex bench --meta " + ",".join(placements) + "`: each index ran with "
+          "HEAPINDEX_META set to each placement (hooks/chunk.h). Meta bytes per chunk: what the "
+          "hooks add to a chunk under it (their statistics, main process). RSS and faults: medians "
+          "of the tree over uninstrumented; wall: this configuration's wall / uninstrumented's in "
+          "the same round, geometric mean with its 95% interval (as in section 1); instructions: "
+          "its callgrind run (`bench --callgrind`; threads-1 always), per malloc+free pair where "
+          "the workload reports its pairs. Every other section uses the "
+          f"`{res.primary_meta}` runs only.", ""]
+    for key in sorted(set(measured) | set(cgs)):
+        md += [f"### {key[0]} ({key[1]}, {key[2]})", "",
+               md_table(META_HEADER, meta_table(measured.get(key, {}), cgs.get(key, {}), placements)), ""]
     return md
 
 
-def build_report(out_dir, make_plots=True):
-    """Write report.md (and plots); return (markdown text, main table text)."""
-    runs_path = os.path.join(out_dir, "runs.csv")
-    rows = load_runs(runs_path)
-    meta = load_meta(os.path.join(out_dir, "meta.json"))
-    modes = site_modes(rows)
-    primary = "ret" if "ret" in modes or not modes else modes[0]
-    groups = group(rows, primary)
-    plt = plotting() if make_plots else None
-    allocators = sorted({a for (_, _, a) in groups}, key=lambda a: (a != "glibc", a))
-
-    md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(out_dir))}", ""]
-    md += meta_lines(meta) + [""]
+def heading_section(res: Results) -> list:
+    """The title, meta.json's description, and the count of runs."""
+    rows = res.all_rows
+    md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(res.out_dir))}", ""]
+    md += meta_lines(res.meta) + [""]
     measured = [r for r in rows if r.get("phase") == "measure"]
-    failed = [r for r in rows if r.get("status") != "ok"]
     cg_runs = [r for r in rows if r.get("phase") == "callgrind"]
-    cgs = paired.callgrind_groups(rows, primary)
     md.append(f"{len(measured)} measured runs, {len([r for r in measured if r.get('status') == 'ok'])} ok, "
               f"{len([r for r in measured if r.get('status') != 'ok'])} failed; "
               f"{len(rows) - len(measured) - len(cg_runs)} warm-up/reference runs"
               + (f"; {len(cg_runs)} callgrind runs" if cg_runs else "") + ". "
               "Failed runs are listed at the end and excluded from every statistic.")
-    md.append("")
+    return md + [""]
 
-    # a. the seed's table
-    md.append("## 1. The seed's gcc table, reproduced")
-    md.append("")
-    md.append("Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
-              "the uninstrumented median, same allocator. Paired ratios: this index's wall / the "
-              "baseline's wall in the same round, geometric mean over rounds with its 95% interval "
-              "(a t interval on the log ratios: analysis/heapindex_stats.py); where the interval "
-              "contains 1.0 the difference is \"not resolved\" at that many rounds and is not "
-              "ranked. Instructions: the main process (cc1) once under callgrind "
-              "(`bench --callgrind`; the memtable on its two-level table there), the repeatable "
-              "measure on a shared machine. Seed columns: the talk's \"timed gcc, 3 runs\" and "
-              "figures computed from them (its ratio pairs runs by position; its runs were "
-              "probably not interleaved).")
-    md.append("")
+
+SEED_SECTION_INTRO = (
+    "Wall time of the whole gcc tree (`heapindex run` tree line). Overhead: median over "
+    "the uninstrumented median, same allocator. Paired ratios: this index's wall / the "
+    "baseline's wall in the same round, geometric mean over rounds with its 95% interval "
+    "(a t interval on the log ratios: analysis/heapindex_stats.py); where the interval "
+    "contains 1.0 the difference is \"not resolved\" at that many rounds and is not "
+    "ranked. Instructions: the main process (cc1) once under callgrind "
+    "(`bench --callgrind`; the memtable on its two-level table there), the repeatable "
+    "measure on a shared machine. Seed columns: the talk's \"timed gcc, 3 runs\" and "
+    "figures computed from them (its ratio pairs runs by position; its runs were "
+    "probably not interleaved).")
+
+
+def seed_section(res: Results) -> tuple:
+    """Section 1: the seed's gcc table per gcc group. Returns (markdown
+    lines, the terminal's main table or None without gcc runs)."""
+    groups = res.groups
+    md = ["## 1. The seed's gcc table, reproduced", "", SEED_SECTION_INTRO, ""]
     main_text = None
     gcc_keys = [k for k in sorted(groups, key=lambda k: (k[0] != "gcc", k[0], k[1], k[2] != "glibc", k[2]))
                 if k[0].startswith("gcc")]
     for key in gcc_keys:
-        header, trows, _ = seed_table(groups, *key, cg=cgs.get(key))
-        table = md_table(header, trows)
-        ranking = paired.ranking_lines(groups[key], label, index_sort_key)
-        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", table, ""] + ranking + [""]
+        header, trows, _ = seed_table(groups, *key, cg=res.cgs.get(key))
+        ranking = paired.ranking_lines(groups[key])
+        md += [f"### {key[0]}, {key[1]}, {key[2]}", "", md_table(header, trows), ""] + ranking + [""]
         if main_text is None:
             rounds = max((len(v) for v in groups[key].values()), default=0)
             main_text = (f"{key[0]} ({key[1]}, {key[2]}), {rounds} rounds: wall time, paired 95% intervals, "
@@ -881,200 +871,217 @@ def build_report(out_dir, make_plots=True):
     if not gcc_keys:
         md += ["(no gcc runs in this directory)", ""]
     sf = seed_figures()
-    md.append("CPU overhead: the same with user+sys CPU seconds of the tree instead of wall time; on a "
-              "busy machine it is the steadier of the two.")
-    md.append("")
-    warn = load_warning(meta)
+    md += ["CPU overhead: the same with user+sys CPU seconds of the tree instead of wall time; on a "
+           "busy machine it is the steadier of the two.", ""]
+    warn = load_warning(res.meta)
     if warn:
         md += [f"**{warn}**", ""]
-    md.append("Seed overheads from its medians "
-              f"({sf['none']['median']:.2f} / {sf['noop']['median']:.2f} / "
-              f"{sf['vghash']['median']:.2f} / {sf['memtable']['median']:.2f}): "
-              f"no-op {fmt_pct(sf['noop']['overhead'])}, vgHash {fmt_pct(sf['vghash']['overhead'])}, "
-              f"memtable {fmt_pct(sf['memtable']['overhead'])}.")
-    md.append("")
+    md += ["Seed overheads from its medians "
+           f"({sf['none']['median']:.2f} / {sf['noop']['median']:.2f} / "
+           f"{sf['vghash']['median']:.2f} / {sf['memtable']['median']:.2f}): "
+           f"no-op {fmt_pct(sf['noop']['overhead'])}, vgHash {fmt_pct(sf['vghash']['overhead'])}, "
+           f"memtable {fmt_pct(sf['memtable']['overhead'])}.", ""]
+    return md, main_text
 
-    # b. per workload
-    md.append("## 2. Per workload: time, memory, page faults")
-    md.append("")
-    md.append("Overheads of time and tree figures are over `none` (uninstrumented) with the same "
-              "allocator. The main process (cc1 for gcc, python3 for python) has its own figures only "
-              "under an index (the hooks write them), so its overheads are over `noop` (the hooks "
-              "without an index): they show what the index itself costs. Tree max RSS is the largest "
-              "single process (wait4), which is the main process in these workloads.")
-    md.append("")
-    plots = []
-    for (w, s) in sorted({(k[0], k[1]) for k in groups}):
-        md.append(f"### {w} ({s})")
-        md.append("")
-        about = (meta.get("settings", {}).get("about") or {}).get(w)
+
+WORKLOADS_SECTION_INTRO = (
+    "Overheads of time and tree figures are over `none` (uninstrumented) with the same "
+    "allocator. The main process (cc1 for gcc, python3 for python) has its own figures only "
+    "under an index (the hooks write them), so its overheads are over `noop` (the hooks "
+    "without an index): they show what the index itself costs. Tree max RSS is the largest "
+    "single process (wait4), which is the main process in these workloads.")
+
+
+def workload_tables(res: Results, key: tuple, g: dict) -> list:
+    """One workload's time, memory and index statistics under one allocator
+    (key: workload, size, allocator)."""
+    w, _, a = key
+    md = [f"**{a}: time**", "", md_table(*time_table(g, res.cgs.get(key))), ""]
+    if "none" not in g:
+        md += ["(no uninstrumented run of this workload" + (
+            ": it needs an index that answers lookups" if w == "dwarfpy" else "")
+            + "; compare indexes by their ratio to memtable)", ""]
+    md += [f"**{a}: memory and page faults**", "", md_table(*memory_table(g, res.caps)), ""]
+    lines = index_stats_lines(g)
+    if lines:
+        md += [f"**{a}: index statistics of the main process (medians)**", ""] + lines + [""]
+    return md
+
+
+def workloads_section(res: Results) -> list:
+    """Section 2: per workload, time, memory and page faults (and plots)."""
+    md = ["## 2. Per workload: time, memory, page faults", "", WORKLOADS_SECTION_INTRO, ""]
+    for (w, s) in sorted({(k[0], k[1]) for k in res.groups}):
+        md += [f"### {w} ({s})", ""]
+        about = (res.meta.get("settings", {}).get("about") or {}).get(w)
         if about:
             md += [about, ""]
-        for a in allocators:
-            g = groups.get((w, s, a))
-            if not g:
-                continue
-            md.append(f"**{a}: time**")
-            md.append("")
-            md.append(md_table(*time_table(g, cgs.get((w, s, a)))))
-            md.append("")
-            if "none" not in g:
-                md += ["(no uninstrumented run of this workload" + (
-                    ": it needs an index that answers lookups" if w == "dwarfpy" else "")
-                    + "; compare indexes by their ratio to memtable)", ""]
-            md.append(f"**{a}: memory and page faults**")
-            md.append("")
-            md.append(md_table(*memory_table(g)))
-            md.append("")
-            lines = index_stats_lines(g)
-            if lines:
-                md.append(f"**{a}: index statistics of the main process (medians)**")
-                md.append("")
-                md += lines + [""]
-        if plt:
-            name = f"workload_{w}_{s}.png"
-            if plot_workload(plt, groups, w, s, allocators, os.path.join(out_dir, name)):
-                md += [f"![{w} {s}]({name})", ""]
-                plots.append(name)
-    if plt and plot_overheads(plt, groups, os.path.join(out_dir, "overhead_wall.png")):
-        md += ["### Wall time overhead, all workloads", "", "![overhead](overhead_wall.png)", ""]
-        plots.append("overhead_wall.png")
+        for a in res.allocators:
+            g = res.groups.get((w, s, a))
+            if g:
+                md += workload_tables(res, (w, s, a), g)
+        name = f"workload_{w}_{s}.png"
+        if res.plt and plot_workload(res.plt, res.groups, w, s, res.allocators, res.path(name)):
+            md += res.plotted(name, f"{w} {s}")
+    if res.plt and plot_overheads(res.plt, res.groups, res.path("overhead_wall.png")):
+        md += ["### Wall time overhead, all workloads", ""] + res.plotted("overhead_wall.png", "overhead")
+    return md
 
-    if len(modes) > 1:
-        md.append("## Allocation-site capture cost")
-        md.append("")
-        md.append("The hooks' allocation-site capture modes (`./heapindex bench --site-modes`): `ret` the "
-                  "return address (default), `unwind:N` a libunwind stack of up to N frames, interned, "
-                  "`skip` the first frame outside the allocation wrappers (HEAPINDEX_SITE_SKIP: "
-                  + (meta.get("settings", {}).get("site_skip") or "see meta.json")
-                  + "), `census` ret plus the per-site live census written at exit. Overhead: this "
-                  "mode's wall (CPU user+sys) / the same index's `ret` run in the same round, median "
-                  "over rounds (min..max). Every other section uses the "
-                  f"`{primary}` runs only.")
-        md.append("")
-        md.append(md_table(*site_cost_table(rows, modes)))
-        md.append("")
 
-    md += threads_and_machines(groups, rows, cgs, plt, out_dir, plots)
+def site_cost_section(res: Results) -> list:
+    """Each site mode against ret, when the bench ran more than one."""
+    if len(res.modes) <= 1:
+        return []
+    skip = res.meta.get("settings", {}).get("site_skip") or "see meta.json"
+    return ["## Allocation-site capture cost", "",
+            "The hooks' allocation-site capture modes (`./heapindex bench --site-modes`): `ret` the "
+            "return address (default), `unwind:N` a libunwind stack of up to N frames, interned, "
+            f"`skip` the first frame outside the allocation wrappers (HEAPINDEX_SITE_SKIP: {skip}"
+            "), `census` ret plus the per-site live census written at exit. Overhead: this "
+            "mode's wall (CPU user+sys) / the same index's `ret` run in the same round, median "
+            "over rounds (min..max). Every other section uses the "
+            f"`{res.primary}` runs only.", "",
+            md_table(*site_cost_table(res.rows, res.modes)), ""]
 
-    # c. scale
-    md.append("## 3. Lookup cost vs live chunks (scale.csv)")
-    md.append("")
-    scale_path = os.path.join(out_dir, "scale.csv")
-    if not os.path.exists(scale_path):
-        note = (meta.get("extras") or {}).get("scale")
-        md += ["Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
-               "if that command is built; `./heapindex bench --scale` runs it)."
-               + (f" This bench's attempt: {note}." if note else ""), ""]
-    else:
-        scale = parse_scale(scale_path)
-        if "error" in scale:
-            md += [f"Could not read scale.csv: {scale['error']}", ""]
-        else:
-            floor = dict(scale["floor"])
-            xs = sorted({p[0] for m in scale["metrics"].values() for pts in m.values() for p in pts})
-            xhead = [f"{x:.0f}" if float(x).is_integer() else f"{x:g}" for x in xs]
-            md.append("In-process (no LD_PRELOAD), every index on the same chunks at each step; each "
-                      "lookup's address depends on the previous answer, so these are latencies, "
-                      "comparable with the pointer chase (one dependent random load per hop over a "
-                      "buffer as large as the heap).")
-            md.append("")
-            for metric in ("lookup hit", "lookup miss", "insert", "remove"):
-                series = scale["metrics"].get(metric)
-                if not series:
-                    continue
-                trows = []
-                for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
-                    by = {p[0]: p[1] for p in pts}
-                    trows.append([label(name)] + [fmt(by.get(x), 1) for x in xs])
-                if metric == "lookup hit" and floor:
-                    trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
-                md += [f"**{metric}: ns per operation** (columns: live chunks)", "",
-                       md_table([f"index \\ {scale['x']}"] + xhead, trows), ""]
-            if floor:
-                rrows = []
-                for name, pts in sorted(scale["series"].items(), key=lambda kv: index_sort_key(kv[0])):
-                    by = {p[0]: p[1] for p in pts}
-                    rrows.append([label(name)] + [fmt(by[x] / floor[x], 2) if x in by and floor.get(x) else "n/a"
-                                                  for x in xs])
-                md += ["**Lookup (hit) cost as a multiple of the pointer-chase floor** at the same heap "
-                       "size (1.00 = one random dependent load):", "",
-                       md_table([f"index \\ {scale['x']}"] + xhead, rrows), ""]
-            else:
-                md += ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
-            overview, overview_plots = scale_overview(plt, scale, out_dir)
-            md += overview
-            plots += overview_plots
-            if plt:
-                plot_scale(plt, scale, os.path.join(out_dir, "scale_lookup.png"))
-                md += ["![scale](scale_lookup.png)", ""]
-                plots.append("scale_lookup.png")
 
-    # d. replay
-    md.append("## 4. Trace replay (replay.csv)")
-    md.append("")
-    replay_path = os.path.join(out_dir, "replay.csv")
-    if not os.path.exists(replay_path):
-        md += ["Not measured: no replay.csv here (`./heapindex replay TRACE --index NAME`, if built).", ""]
-    else:
-        replay = parse_replay(replay_path)
-        if "error" in replay:
-            md += [f"Could not read replay.csv: {replay['error']}", ""]
-        else:
-            data = replay["data"]
-            indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
-            has_ir = any(d["ir"] for k in data for d in data[k].values())
-            trows = []
-            for k in sorted(data):
-                cells = [k[0], k[1]]
-                for i in indexes:
-                    d = data[k].get(i)
-                    if not d:
-                        cells.append("n/a")
-                        continue
-                    text = fmt(statistics.median(d["ns"]), 1)
-                    if has_ir and d["ir"]:
-                        text += f" ({statistics.median(d['ir']):.0f} Ir)"
-                    cells.append(text)
-                trows.append(cells)
-            md += ["ns per operation (median)" + (", callgrind instructions per operation in brackets"
-                                                   if has_ir else "") + ":", "",
-                   md_table(["trace", "op"] + [label(i) for i in indexes], trows,
-                            ["l", "l"] + ["r"] * len(indexes)), ""]
-            if plt and data:
-                plot_replay(plt, replay, os.path.join(out_dir, "replay_ns.png"))
-                md += ["![replay](replay_ns.png)", ""]
-                plots.append("replay_ns.png")
+def threads_and_machines(res: Results) -> list:
+    """The thread scaling section, ratios.csv and where each workload ran
+    (heapindex_paired.py)."""
+    md, names = paired.threads_section(res.groups, res.rows, res.plt, res.out_dir)
+    res.plots += names
+    n = paired.write_ratios_csv(res.groups, res.cgs, res.path("ratios.csv"))
+    md += [f"Every paired ratio with its 95% interval ({n} rows: each configuration against "
+           "uninstrumented and against memtable) is in `ratios.csv`.", ""]
+    return md + paired.machines_lines(res.rows)
 
-    # failed
-    md.append("## 5. Failed runs")
-    md.append("")
-    if failed:
-        frows = [[r.get("workload"), r.get("size"),
-                  str(r.get("index")) + ("" if r.get("site_mode") in (None, "ret", "-")
-                                         else f" (site={r.get('site_mode')})"),
-                  r.get("allocator"), r.get("phase"),
-                  r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
-                  (r.get("note") or "").replace("|", "/")] for r in failed]
-        md += [f"{len(failed)} failed runs (not in any median):", "",
-               md_table(["workload", "size", "index", "allocator", "phase", "round", "exit", "why"],
-                        frows, ["l"] * 5 + ["r", "r", "l"]), ""]
-    else:
-        md += ["None.", ""]
-    md.append("Column meanings: bench/README.md and analysis/README.md.")
-    text = "\n".join(md) + "\n"
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(text)
-    threads_text = paired.threads_terminal(groups, rows, label, index_sort_key, md_table)
+
+SCALE_SECTION_INTRO = (
+    "In-process (no LD_PRELOAD), every index on the same chunks at each step; each "
+    "lookup's address depends on the previous answer, so these are latencies, "
+    "comparable with the pointer chase (one dependent random load per hop over a "
+    "buffer as large as the heap).")
+
+
+def scale_tables(scale: dict) -> list:
+    """ns per operation by index and live chunks, and lookup hits over the floor."""
+    floor = dict(scale["floor"])
+    xs = sorted({p[0] for m in scale["metrics"].values() for pts in m.values() for p in pts})
+    xhead = [f"index \\ {scale['x']}"] + [f"{x:.0f}" if float(x).is_integer() else f"{x:g}" for x in xs]
+    md = []
+    for metric in ("lookup hit", "lookup miss", "insert", "remove"):
+        series = scale["metrics"].get(metric)
+        if not series:
+            continue
+        trows = []
+        for name, pts in sorted(series.items(), key=lambda kv: index_sort_key(kv[0])):
+            by = {p[0]: p[1] for p in pts}
+            trows.append([label(name)] + [fmt(by.get(x), 1) for x in xs])
+        if metric == "lookup hit" and floor:
+            trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
+        md += [f"**{metric}: ns per operation** (columns: live chunks)", "", md_table(xhead, trows), ""]
+    if not floor:
+        return md + ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
+    rrows = []
+    for name, pts in sorted(scale["series"].items(), key=lambda kv: index_sort_key(kv[0])):
+        by = {p[0]: p[1] for p in pts}
+        rrows.append([label(name)] + [fmt(by[x] / floor[x], 2) if x in by and floor.get(x) else "n/a"
+                                      for x in xs])
+    return md + ["**Lookup (hit) cost as a multiple of the pointer-chase floor** at the same heap "
+                 "size (1.00 = one random dependent load):", "", md_table(xhead, rrows), ""]
+
+
+def scale_section(res: Results) -> list:
+    """Section 3: lookup cost against live chunks, from scale.csv."""
+    note = (res.meta.get("extras") or {}).get("scale")
+    md, scale = res.optional_csv("scale.csv", parse_scale, (
+        "Not measured: no scale.csv here (`./heapindex scale --index all --out DIR/scale.csv`, "
+        "if that command is built; `./heapindex bench --scale` runs it)."
+        + (f" This bench's attempt: {note}." if note else "")))
+    md = ["## 3. Lookup cost vs live chunks (scale.csv)", ""] + md
+    if scale is None:
+        return md
+    md += [SCALE_SECTION_INTRO, ""] + scale_tables(scale)
+    overview, overview_plots = scale_overview(res.plt, scale, res.out_dir, res.caps)
+    md += overview
+    res.plots += overview_plots
+    if res.plt:
+        plot_scale(res.plt, scale, res.path("scale_lookup.png"))
+        md += res.plotted("scale_lookup.png", "scale")
+    return md
+
+
+def replay_section(res: Results) -> list:
+    """Section 4: ns per operation of each trace replayed in-process."""
+    md, replay = res.optional_csv("replay.csv", parse_replay, "Not measured: no replay.csv here "
+                                  "(`./heapindex replay TRACE --index NAME`, if built).")
+    md = ["## 4. Trace replay (replay.csv)", ""] + md
+    if replay is None:
+        return md
+    data = replay["data"]
+    indexes = sorted({i for k in data for i in data[k]}, key=index_sort_key)
+    has_ir = any(d["ir"] for k in data for d in data[k].values())
+    trows = []
+    for k in sorted(data):
+        cells = [k[0], k[1]]
+        for i in indexes:
+            d = data[k].get(i)
+            text = "n/a" if not d else fmt(statistics.median(d["ns"]), 1)
+            if d and has_ir and d["ir"]:
+                text += f" ({statistics.median(d['ir']):.0f} Ir)"
+            cells.append(text)
+        trows.append(cells)
+    md += ["ns per operation (median)" + (", callgrind instructions per operation in brackets"
+                                          if has_ir else "") + ":", "",
+           md_table(["trace", "op"] + [label(i) for i in indexes], trows, ["l", "l"] + ["r"] * len(indexes)), ""]
+    if res.plt and data:
+        plot_replay(res.plt, replay, res.path("replay_ns.png"))
+        md += res.plotted("replay_ns.png", "replay")
+    return md
+
+
+def failed_section(res: Results) -> list:
+    """Section 5: every failed run and why."""
+    md = ["## 5. Failed runs", ""]
+    failed = res.failed
+    if not failed:
+        return md + ["None.", ""]
+    frows = [[r.get("workload"), r.get("size"),
+              str(r.get("index")) + ("" if r.get("site_mode") in (None, "ret", "-")
+                                     else f" (site={r.get('site_mode')})"),
+              r.get("allocator"), r.get("phase"),
+              r.get("round"), "" if r.get("exit_status") is None else r.get("exit_status"),
+              (r.get("note") or "").replace("|", "/")] for r in failed]
+    return md + [f"{len(failed)} failed runs (not in any median):", "",
+                 md_table(["workload", "size", "index", "allocator", "phase", "round", "exit", "why"],
+                          frows, ["l"] * 5 + ["r", "r", "l"]), ""]
+
+
+def terminal_text(res: Results, main_text) -> str:
+    """What the report prints: the seed table, the thread tables, warnings."""
+    threads_text = paired.threads_terminal(res.groups, res.rows)
     if main_text is None:
         main_text = threads_text or "(no gcc runs: see report.md for the other workloads)"
     elif threads_text:
         main_text += "\n\n" + threads_text
+    warn = load_warning(res.meta)
     if warn:
         main_text += "\n" + warn
-    if failed:
-        main_text += f"\n{len(failed)} failed runs: see the report's Failed runs section."
-    return text, main_text, plots
+    if res.failed:
+        main_text += f"\n{len(res.failed)} failed runs: see the report's Failed runs section."
+    return main_text
+
+
+def build_report(out_dir, make_plots=True):
+    """Write report.md (and plots); return (markdown text, main table text, plots)."""
+    res = Results.load(out_dir, make_plots)
+    seed_md, main_text = seed_section(res)
+    md = (heading_section(res) + seed_md + workloads_section(res) + site_cost_section(res)
+          + meta_section(res) + threads_and_machines(res) + scale_section(res) + replay_section(res)
+          + failed_section(res) + ["Column meanings: bench/README.md and analysis/README.md."])
+    text = "\n".join(md) + "\n"
+    with open(res.path("report.md"), "w") as f:
+        f.write(text)
+    return text, terminal_text(res, main_text), res.plots
 
 
 def results_root():

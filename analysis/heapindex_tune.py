@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex tune: sweep the memtable's bin shift for an address width.
 
     ./heapindex tune --addr-bits N [--workload W] [--shifts A..B] [--size small|full]
@@ -22,22 +21,22 @@ Default DIR: results/tune-<N>bits-<timestamp>.
 """
 
 import argparse
+import csv
 import datetime
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-sys.path.insert(0, HERE)
+from analysis import heapindex_common as common
+from bench import heapindex_bench as bench
+from bench.heapindex_run import FIXED_COLUMNS, Config, Runner
 
-import heapindex_bench as bench  # noqa: E402
-import heapindex_report as report  # noqa: E402
+ROOT = bench.ROOT
 
 PROG = "heapindex tune"
 
@@ -89,8 +88,8 @@ def check_seed_statements():
 def pow2_text(n):
     e = n.bit_length() - 1
     if n == 1 << e:
-        return f"2^{e} ({report.fmt_bytes(n)})"
-    return report.fmt_bytes(n)
+        return f"2^{e} ({common.fmt_bytes(n)})"
+    return common.fmt_bytes(n)
 
 
 def closed_form_table(widths, shifts):
@@ -103,7 +102,7 @@ def closed_form_table(widths, shifts):
             mark = " ✗" if b >= 1 << USER_VA_BITS else ""
             cells.append(pow2_text(b) + mark)
         rows.append(cells)
-    return report.md_table(header, rows)
+    return common.md_table(header, rows)
 
 
 # --- arguments ------------------------------------------------------------------
@@ -198,16 +197,16 @@ def timing_source(args, out_dir):
 
 def csv_medians(path, index="memtable"):
     """{insert, remove, lookup: median ns} from a replay --csv / scale --out file."""
-    cols, rows = report.read_csv_rows(path)
+    cols, rows = common.read_csv_rows(path)
     keys = {"insert": ["insert_ns"], "remove": ["remove_ns"], "lookup": ["lookup_ns", "lookup_hit_ns"]}
     rows = [r for r in rows if r.get("index") == index]
     if "live_chunks" in cols and rows:      # scale: the largest step
-        top = max(report.to_number(r["live_chunks"]) for r in rows)
-        rows = [r for r in rows if report.to_number(r["live_chunks"]) == top]
+        top = max(common.to_number(r["live_chunks"]) for r in rows)
+        rows = [r for r in rows if common.to_number(r["live_chunks"]) == top]
     out = {}
     for op, names in keys.items():
-        k = report.first_key(cols, names)
-        vals = [report.to_number(r.get(k)) for r in rows] if k else []
+        k = common.first_key(cols, names)
+        vals = [common.to_number(r.get(k)) for r in rows] if k else []
         vals = [v for v in vals if isinstance(v, (int, float))]
         if vals:
             out[op] = statistics.median(vals)
@@ -237,7 +236,7 @@ def measure_ns(source, args, shift):
 # --- the sweep -------------------------------------------------------------------------
 
 def med(rows, key):
-    return report.median([r.get(key) for r in rows])
+    return common.median([r.get(key) for r in rows])
 
 
 def per_lookup(rows, key):
@@ -257,7 +256,7 @@ def summarise(shift, rows, n_bits):
                 "idx_uncovered_inserts", "idx_big_peak", "idx_longest_backward_scan",
                 "idx_lookups", "proc_alloc_calls", "proc_peak_live_bytes"):
         s[key] = med(ok, key)
-    s["cpu_s"] = report.median([r["user_s"] + r["sys_s"] for r in ok
+    s["cpu_s"] = common.median([r["user_s"] + r["sys_s"] for r in ok
                                 if isinstance(r.get("user_s"), (int, float))
                                 and isinstance(r.get("sys_s"), (int, float))])
     s["steps_per_lookup"] = per_lookup(ok, "idx_list_steps")
@@ -307,7 +306,7 @@ def recommend(summaries, has_ns):
                                    + (f" (the tables of shifts {', '.join(map(str, refused))} cannot be "
                                       "reserved)" if refused else "")
                                    + f": reserves {pow2_text(pick['reserved'])}, commits "
-                                   f"{report.fmt_bytes(committed(pick))}, "
+                                   f"{common.fmt_bytes(committed(pick))}, "
                                    f"{pick['work_per_lookup']:.2f} list steps per lookup" + ns_note(pick))
         smaller = [s for s in works if s["shift"] < pick["shift"]
                    and s["work_per_lookup"] < pick["work_per_lookup"]]
@@ -315,15 +314,15 @@ def recommend(summaries, has_ns):
         if smaller:
             low = min(smaller, key=lambda s: (s["work_per_lookup"], -s["shift"]))
             extra = (f"; shift {low['shift']} would cut the work to "
-                     f"{low['work_per_lookup']:.2f} but commit {report.fmt_bytes(committed(low))} "
-                     f"instead of {report.fmt_bytes(committed(pick))}")
+                     f"{low['work_per_lookup']:.2f} but commit {common.fmt_bytes(committed(low))} "
+                     f"instead of {common.fmt_bytes(committed(pick))}")
         larger = [s for s in works if s["shift"] > pick["shift"]]
         if larger:
             nxt = min(larger, key=lambda s: s["shift"])
-            extra += (f"; shift {nxt['shift']} would commit {report.fmt_bytes(committed(nxt))} but "
+            extra += (f"; shift {nxt['shift']} would commit {common.fmt_bytes(committed(nxt))} but "
                       f"walk {nxt['work_per_lookup']:.2f}")
         return pick["shift"], (f"the largest shift (smallest table: reserves {pow2_text(pick['reserved'])}, "
-                               f"commits {report.fmt_bytes(committed(pick))}) whose lookup work, "
+                               f"commits {common.fmt_bytes(committed(pick))}) whose lookup work, "
                                f"{pick['work_per_lookup']:.2f} list steps per lookup (bins scanned count 1/8), "
                                f"is within max(0.5, 25%) of the least ({best:.2f}){extra}" + ns_note(pick))
     if len(timed) == len(ok):
@@ -332,7 +331,7 @@ def recommend(summaries, has_ns):
         pick = min(near, key=lambda s: (committed(s), -s["shift"]))
         return pick["shift"], (f"the workload makes no lookups; in-process lookup {pick['ns_lookup']:.1f} ns, "
                                f"within 5% of the fastest ({best:.1f} ns), and of those it commits the "
-                               f"least table memory ({report.fmt_bytes(committed(pick))})")
+                               f"least table memory ({common.fmt_bytes(committed(pick))})")
     best = min(s["wall_s"] for s in ok if s["wall_s"] is not None)
     near = [s for s in ok if s["wall_s"] is not None and s["wall_s"] <= best * 1.02]
     pick = max(near, key=lambda s: s["shift"])
@@ -341,29 +340,15 @@ def recommend(summaries, has_ns):
                            f"2% of the best ({best:.3f} s)")
 
 
-def main(argv=None):
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    w = bench.WORKLOADS[args.workload]
-    if args.size not in w["cmd"]:
-        parser.error(f"workload '{args.workload}' has no {args.size} size: valid sizes: {', '.join(w['cmd'])}")
-    if "memtable" not in bench.built_indexes():
-        parser.error(f"{ROOT}/build/lib/libheapindex-memtable.so is not built: run make first")
-    n = args.addr_bits
-    out_dir = os.path.abspath(args.out or os.path.join(
-        ROOT, "results", f"tune-{n}bits-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"))
-    os.makedirs(out_dir, exist_ok=True)
-
-    seed_lines = check_seed_statements()
-    widths = sorted(set(WIDTHS) | {n})
-    all_shifts = list(range(SHIFT_MIN, SHIFT_MAX + 1))
-
-    runner = bench.Runner(out_dir)
-    env_base = {"HEAPINDEX_ADDR_BITS": str(n)}
+def sweep(args, out_dir) -> list:
+    """Every shift once per round, in a shuffled order per round; the rows
+    (runs.csv fields plus shift, addr_bits and round). KeyboardInterrupt
+    passes through."""
+    runner = Runner(out_dir)
+    env_base = {"HEAPINDEX_ADDR_BITS": str(args.addr_bits)}
     rows = []
     rng = random.Random(args.seed)
     total = args.runs * len(args.shifts)
-    done = 0
     try:
         for r in range(1, args.runs + 1):
             order = list(args.shifts)
@@ -372,125 +357,111 @@ def main(argv=None):
                 if r > 1 and any(x["shift"] == shift and "cannot reserve" in (x.get("note") or "")
                                  for x in rows):
                     continue    # refused once: it will be refused again
-                row = runner.run(args.workload, args.size, "memtable", "glibc",
-                                 env_extra=dict(env_base, HEAPINDEX_BIN_SHIFT=str(shift)), timeout=1800)
-                row.update(shift=shift, addr_bits=n, round=r)
+                row = runner.run(Config(args.workload, args.size, "memtable", "glibc"),
+                                 env_extra=dict(env_base, HEAPINDEX_BIN_SHIFT=str(shift)), timeout=1800).columns()
+                row.update(shift=shift, addr_bits=args.addr_bits, round=r)
                 rows.append(row)
-                done += 1
                 state = "ok" if row["status"] == "ok" else "FAILED: " + row.get("note", "")[:100]
-                print(f"{PROG}: [{done}/{total}] round {r} shift {shift}: "
-                      f"{report.fmt(row.get('wall_s'), 3)} s {state}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+                print(f"{PROG}: [{len(rows)}/{total}] round {r} shift {shift}: "
+                      f"{common.fmt(row.get('wall_s'), 3)} s {state}", file=sys.stderr, flush=True)
     finally:
-        import shutil
         shutil.rmtree(runner.tmp, ignore_errors=True)
+    return rows
 
-    summaries = [summarise(s, [r for r in rows if r["shift"] == s], n) for s in args.shifts]
+
+def time_shifts(args, out_dir, summaries) -> tuple:
+    """Lookup/insert/remove ns of every shift that ran (into its summary);
+    returns (source, its description, errors). KeyboardInterrupt passes
+    through; a recorded trace is deleted in any case."""
     ns_errors = []
-    source, source_note = None, "not measured (interrupted)"
+    source, source_note = timing_source(args, out_dir)
     try:
-        source, source_note = timing_source(args, out_dir)
-        if source:
-            for s in summaries:
-                if s["ok"]:
-                    print(f"{PROG}: timing shift {s['shift']} ({source[0]})", file=sys.stderr, flush=True)
-                    ns, err = measure_ns(source, args, s["shift"])
-                    s["ns_lookup"], s["ns_insert"], s["ns_remove"] = (ns.get("lookup"), ns.get("insert"),
-                                                                      ns.get("remove"))
-                    if err:
-                        ns_errors.append(f"shift {s['shift']}: {err}")
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        for s in summaries:
+            if source and s["ok"]:
+                print(f"{PROG}: timing shift {s['shift']} ({source[0]})", file=sys.stderr, flush=True)
+                ns, err = measure_ns(source, args, s["shift"])
+                s["ns_lookup"], s["ns_insert"], s["ns_remove"] = ns.get("lookup"), ns.get("insert"), ns.get("remove")
+                if err:
+                    ns_errors.append(f"shift {s['shift']}: {err}")
     finally:
         if source and source[0] == "replay":
             for f in source[2]:
                 if os.path.exists(f):
                     os.unlink(f)
-    # Below 47 bits the in-process measurement's own heap (a PIE binary's,
-    # above 2^32) is not covered: it would time the overflow array only.
-    has_ns = (bool(source) and n >= USER_VA_BITS
-              and any(s.get("ns_lookup") is not None for s in summaries))
-    pick, reason = recommend(summaries, has_ns)
+    return source, source_note, ns_errors
 
-    # tune.csv
-    cols = ["addr_bits", "shift", "round"] + bench.FIXED_COLUMNS
+
+def write_tune_csv(path, rows):
+    cols = ["addr_bits", "shift", "round"] + FIXED_COLUMNS
     idx_cols = sorted({k for r in rows for k in r if k.startswith("idx_")})
-    import csv
-    with open(os.path.join(out_dir, "tune.csv"), "w", newline="") as f:
+    with open(path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=cols + idx_cols, extrasaction="ignore")
         wr.writeheader()
         for r in rows:
             wr.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols + idx_cols})
 
-    md = [f"# Memtable bin shift sweep: {n}-bit address space", ""]
-    md.append(f"Workload: {args.workload} ({args.size}): `{' '.join(w['cmd'][args.size])}`, under "
-              f"`HEAPINDEX_ADDR_BITS={n} HEAPINDEX_BIN_SHIFT=S ./heapindex run --index memtable`, glibc, "
-              f"{args.runs} rounds (shifts shuffled per round, seed {args.seed}); medians over rounds.")
-    md.append("")
-    md.append("## Closed form: bytes reserved by a flat memtable, 2^(N - shift) x 1-byte entry")
-    md.append("")
-    md.append(closed_form_table(widths, all_shifts))
-    md.append("")
-    md.append(f"✗: at least 2^{USER_VA_BITS} bytes, the whole x86-64 user address space: such a flat "
-              "table cannot be reserved, so the memtable uses its two-level table instead (a directory "
-              "of leaves mapped on their first write: one more dependent load per lookup; "
-              "memtable/memtable.h). Reserving is only address space (MAP_NORESERVE): memory is "
-              "committed page by page where entries are written.")
-    md.append("")
-    md += seed_lines + [""]
 
-    md.append(f"## Sweep at {n} bits")
-    md.append("")
-    header = ["shift", "bin bytes", "reserved", "committed (table)", "main proc minor faults",
-              "max RSS MiB", "max_small_size", "longest list walked", "list steps/lookup",
-              "bins scanned/lookup", "uncovered inserts", "wall s", "CPU s"]
-    if source:
-        header += ["lookup ns", "insert ns", "remove ns"]
-    trows = []
-    for s in summaries:
-        if s["refused"]:
-            cells = [str(s["shift"]), str(1 << s["shift"]), pow2_text(s["reserved"]),
-                     "refused: cannot reserve"] + ["—"] * (len(header) - 4)
-        elif not s["ok"]:
-            cells = [str(s["shift"]), str(1 << s["shift"]), pow2_text(s["reserved"]),
-                     "failed"] + ["—"] * (len(header) - 4)
-        else:
-            lk = s["idx_lookups"]
-            cells = [str(s["shift"]), str(1 << s["shift"]), pow2_text(s["reserved"]),
-                     report.fmt_bytes(s["idx_table_resident_bytes"]),
-                     report.fmt(s["proc_minflt"], 0),
-                     report.fmt(s["proc_max_rss_kb"] / 1024 if s["proc_max_rss_kb"] else None, 1),
-                     report.fmt(s["idx_max_small_size"], 0),
-                     report.fmt(s["idx_longest_list_walked"], 0),
-                     report.fmt(s["steps_per_lookup"], 2) if lk else "no lookups",
-                     report.fmt(s["scanned_per_lookup"], 2) if lk else "no lookups",
-                     report.fmt(s["idx_uncovered_inserts"], 0),
-                     report.fmt(s["wall_s"], 3), report.fmt(s["cpu_s"], 3)]
-            if source:
-                cells += [report.fmt(s.get("ns_lookup"), 1), report.fmt(s.get("ns_insert"), 1),
-                          report.fmt(s.get("ns_remove"), 1)]
-        trows.append(cells)
-    md.append(report.md_table(header, trows))
-    md.append("")
-    md.append("Committed: the table's committed bytes at exit: the pages of the reservation the "
-              "workload wrote, plus the pages of its written-pages summary (counted by the table; no "
-              "lookup reads a page that was never written, so this holds with or without the "
-              "kernel's shared zero page). List steps per lookup: chunks visited on bin lists per "
-              "lookup; bins scanned: empty table entries passed going back to the bin of the chunk "
-              "that covers an interior pointer (read 8 at a time).")
-    md.append("")
-    md.append(f"Lookup/insert/remove ns: {source_note}.")
+SWEEP_HEADER = ["shift", "bin bytes", "reserved", "committed (table)", "main proc minor faults",
+                "max RSS MiB", "max_small_size", "longest list walked", "list steps/lookup",
+                "bins scanned/lookup", "uncovered inserts", "wall s", "CPU s"]
+
+
+def sweep_cells(s, timed, width) -> list:
+    """One shift's row of the sweep table."""
+    first = [str(s["shift"]), str(1 << s["shift"]), pow2_text(s["reserved"])]
+    if s["refused"]:
+        return first + ["refused: cannot reserve"] + ["—"] * (width - 4)
+    if not s["ok"]:
+        return first + ["failed"] + ["—"] * (width - 4)
+    lk = s["idx_lookups"]
+    cells = first + [common.fmt_bytes(s["idx_table_resident_bytes"]), common.fmt(s["proc_minflt"], 0),
+                     common.fmt(s["proc_max_rss_kb"] / 1024 if s["proc_max_rss_kb"] else None, 1),
+                     common.fmt(s["idx_max_small_size"], 0), common.fmt(s["idx_longest_list_walked"], 0),
+                     common.fmt(s["steps_per_lookup"], 2) if lk else "no lookups",
+                     common.fmt(s["scanned_per_lookup"], 2) if lk else "no lookups",
+                     common.fmt(s["idx_uncovered_inserts"], 0), common.fmt(s["wall_s"], 3),
+                     common.fmt(s["cpu_s"], 3)]
+    if timed:
+        cells += [common.fmt(s.get("ns_lookup"), 1), common.fmt(s.get("ns_insert"), 1),
+                  common.fmt(s.get("ns_remove"), 1)]
+    return cells
+
+
+def sweep_lines(n, summaries, timing) -> list:
+    """The sweep section: the table per shift and what its columns mean."""
+    source, source_note, ns_errors = timing
+    header = SWEEP_HEADER + (["lookup ns", "insert ns", "remove ns"] if source else [])
+    md = [f"## Sweep at {n} bits", "",
+          common.md_table(header, [sweep_cells(s, bool(source), len(header)) for s in summaries]), "",
+          "Committed: the table's committed bytes at exit: the pages of the reservation the "
+          "workload wrote, plus the pages of its written-pages summary (counted by the table; no "
+          "lookup reads a page that was never written, so this holds with or without the "
+          "kernel's shared zero page). List steps per lookup: chunks visited on bin lists per "
+          "lookup; bins scanned: empty table entries passed going back to the bin of the chunk "
+          "that covers an interior pointer (read 8 at a time).", "",
+          f"Lookup/insert/remove ns: {source_note}."]
     if source and n < USER_VA_BITS:
         md.append(f"At {n} bits these in-process figures time the overflow (big) array: the "
                   f"measuring command is a PIE binary whose own heap lies above 2^{n}, so none of "
                   "its chunks is covered by the table; the recommendation below ignores them.")
     if ns_errors:
         md.append("Timing errors: " + "; ".join(ns_errors))
-    md.append("")
+    return md + [""]
 
+
+def closed_form_lines(args, n) -> list:
+    widths = sorted(set(WIDTHS) | {n})
+    return ["## Closed form: bytes reserved by a flat memtable, 2^(N - shift) x 1-byte entry", "",
+            closed_form_table(widths, list(range(SHIFT_MIN, SHIFT_MAX + 1))), "",
+            f"✗: at least 2^{USER_VA_BITS} bytes, the whole x86-64 user address space: such a flat "
+            "table cannot be reserved, so the memtable uses its two-level table instead (a directory "
+            "of leaves mapped on their first write: one more dependent load per lookup; "
+            "memtable/memtable.h). Reserving is only address space (MAP_NORESERVE): memory is "
+            "committed page by page where entries are written.", ""] + check_seed_statements() + [""]
+
+def notes_lines(args, n, summaries) -> list:
+    """What the reader should know about this width: refusals, two-level
+    tables, chunks the table cannot cover."""
     notes = []
     refused = [s for s in summaries if s["refused"]]
     if refused:
@@ -511,9 +482,9 @@ def main(argv=None):
         total_unc = max((s["idx_uncovered_inserts"] or 0) for s in summaries if s["ok"]) if any(
             s["ok"] for s in summaries) else 0
         calls = next((s["proc_alloc_calls"] for s in summaries if s["ok"] and s["proc_alloc_calls"]), None)
-        notes.append(f"- **{n} bits cover only addresses below 2^{n}** ({report.fmt_bytes(1 << n)}): a chunk "
+        notes.append(f"- **{n} bits cover only addresses below 2^{n}** ({common.fmt_bytes(1 << n)}): a chunk "
                      f"above goes to the overflow (big, sorted-array) index, counted as uncovered_inserts: "
-                     f"{report.fmt(total_unc, 0)} here"
+                     f"{common.fmt(total_unc, 0)} here"
                      + (f", of {calls:.0f} allocation calls" if calls else "")
                      + (". This workload's heap is mostly below that (a non-PIE python keeps its brk heap "
                         "low), so few chunks overflow; a PIE program's heap (0x55...) and every mmap'd "
@@ -525,18 +496,47 @@ def main(argv=None):
         notes.append(f"- {n} bits cover more than this machine's 2^{USER_VA_BITS}-byte user space: the "
                      "extra table entries are never touched (nothing is mapped there unless a program "
                      "asks for high addresses), so they cost address space only.")
-    md.append("## Notes")
-    md.append("")
-    md += notes or ["- none"]
-    md.append("")
-    md.append("## Recommendation")
-    md.append("")
+    return ["## Notes", ""] + (notes or ["- none"]) + [""]
+
+
+def recommendation_lines(n, pick, reason) -> list:
     if pick is None:
-        md.append(f"No recommendation: {reason}.")
-    else:
-        md.append(f"**HEAPINDEX_BIN_SHIFT={pick}** for {n} address bits "
-                  f"(default {SHIFT_DEFAULT}): {reason}.")
-    md.append("")
+        return ["## Recommendation", "", f"No recommendation: {reason}.", ""]
+    return ["## Recommendation", "", f"**HEAPINDEX_BIN_SHIFT={pick}** for {n} address bits "
+            f"(default {SHIFT_DEFAULT}): {reason}.", ""]
+
+
+def main(argv=None):
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    w = bench.WORKLOADS[args.workload]
+    if args.size not in w.cmd:
+        parser.error(f"workload '{args.workload}' has no {args.size} size: valid sizes: {', '.join(w.cmd)}")
+    if "memtable" not in bench.built_indexes():
+        parser.error(f"{ROOT}/build/lib/libheapindex-memtable.so is not built: run make first")
+    n = args.addr_bits
+    out_dir = os.path.abspath(args.out or os.path.join(
+        ROOT, "results", f"tune-{n}bits-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"))
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        rows = sweep(args, out_dir)
+        summaries = [summarise(s, [r for r in rows if r["shift"] == s], n) for s in args.shifts]
+        timing = time_shifts(args, out_dir, summaries)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    # Below 47 bits the in-process measurement's own heap (a PIE binary's,
+    # above 2^32) is not covered: it would time the overflow array only.
+    has_ns = (bool(timing[0]) and n >= USER_VA_BITS
+              and any(s.get("ns_lookup") is not None for s in summaries))
+    pick, reason = recommend(summaries, has_ns)
+    write_tune_csv(os.path.join(out_dir, "tune.csv"), rows)
+    md = [f"# Memtable bin shift sweep: {n}-bit address space", "",
+          f"Workload: {args.workload} ({args.size}): `{' '.join(w.cmd[args.size])}`, under "
+          f"`HEAPINDEX_ADDR_BITS={n} HEAPINDEX_BIN_SHIFT=S ./heapindex run --index memtable`, glibc, "
+          f"{args.runs} rounds (shifts shuffled per round, seed {args.seed}); medians over rounds.", ""]
+    md += (closed_form_lines(args, n) + sweep_lines(n, summaries, timing) + notes_lines(args, n, summaries)
+           + recommendation_lines(n, pick, reason))
     text = "\n".join(md) + "\n"
     with open(os.path.join(out_dir, "tune.md"), "w") as f:
         f.write(text)

@@ -65,4 +65,4 @@ bench-full: bench-build inputs
 	$(call bench_and_report,$(BENCH_FULL_ARGS),$(BENCH_FULL_OUT))
 
 bench-test:
-	$(BENCH_PY) bench/test_pipeline.py
+	$(BENCH_PY) -m bench.test_pipeline

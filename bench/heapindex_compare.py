@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """heapindex compare: time one command under several indexes with hyperfine.
 
     ./heapindex compare [--indexes LIST] [--runs N] [--warmup N] [--export FILE.json] -- CMD [ARGS...]
@@ -25,10 +24,7 @@ import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import heapindex_bench as bench  # noqa: E402
+from bench import heapindex_bench as bench
 
 PROG = "heapindex compare"
 ROOT = bench.ROOT

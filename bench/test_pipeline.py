@@ -1,7 +1,6 @@
-#!/usr/bin/python3
 """Tests of the bench -> runs.csv -> report pipeline, and of tune's closed form.
 
-    /usr/bin/python3 bench/test_pipeline.py      (or: make bench-test)
+    /usr/bin/python3 -m bench.test_pipeline      (in the source tree; or: make bench-test)
 
 Stdlib unittest; no real workload runs (one test runs a two-line shell
 command through `heapindex run` if the project is built, to check the
@@ -24,16 +23,24 @@ import types
 import unittest
 from contextlib import redirect_stderr, redirect_stdout
 
+try:
+    from analysis import heapindex_report as report
+    from analysis import heapindex_stats as hstats
+    from analysis import heapindex_tune as tune
+    from analysis.heapindex_common import Capabilities, CapabilityTable
+    from bench import heapindex_bench as bench
+    from bench import heapindex_run as run
+    from bench.heapindex_run import Config, Row
+    from bench.heapindex_workloads import Workload
+except ModuleNotFoundError as e:     # run as a file: the packages' directory is not on sys.path
+    sys.exit(f"test_pipeline: {e}: run it as a module from the source tree: "
+             "/usr/bin/python3 -m bench.test_pipeline (or make bench-test)")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "analysis"))
-
-import heapindex_bench as bench  # noqa: E402
-import heapindex_report as report  # noqa: E402
-import heapindex_tune as tune  # noqa: E402
 
 PY = "/usr/bin/python3"
+HEAPINDEX = os.path.join(ROOT, "heapindex")      # the command, as users run the scripts
 BUILT = os.access(os.path.join(ROOT, "build", "bin", "heapindex"), os.X_OK)
 
 # The seed talk's gcc table, as three interleaved rounds.
@@ -78,7 +85,7 @@ def synthetic_rows():
 
 
 def write_results(directory, rows):
-    bench.write_rows(os.path.join(directory, "runs.csv"), rows)
+    run.write_rows(os.path.join(directory, "runs.csv"), rows)
     meta = {"started": "2026-01-01T00:00:00", "status": "done",
             "machine": {"nproc": 2, "mem_total_kb": 1 << 20, "kernel": "test", "cpu_model": "test cpu"},
             "versions": {"gcc": "gcc 12", "glibc": "2.36", "jemalloc": "5.3", "python": "Python 3.11"},
@@ -218,9 +225,8 @@ class ReplayScaleTest(unittest.TestCase):
                 f.write("index,trace,op,ns_per_op,callgrind_ir_per_op\n"
                         "memtable,gcc,lookup,20.0,80\nmemtable,gcc,lookup,22.0,80\nvghash,gcc,lookup,40.0,\n")
             with open(os.path.join(d, "scale.csv"), "w") as f:
-                f.write("index,live_chunks,op,ns_per_op\n"
-                        "memtable,1000,lookup,10\nmemtable,100000,lookup,30\n"
-                        "chase,1000,lookup,5\nchase,100000,lookup,10\n")
+                f.write(",".join(report.SCALE_COLUMNS) + "\n"
+                        "memtable,1000,340660,10,,,,5,2\nmemtable,100000,40000000,30,,,,10,3\n")
             with redirect_stderr(io.StringIO()):
                 md, _, _ = report.build_report(d, make_plots=False)
             self.assertIn("| gcc   | lookup |", md.replace("gcc  ", "gcc  "))
@@ -277,6 +283,70 @@ class ReplayScaleTest(unittest.TestCase):
             if importlib.util.find_spec("matplotlib") is not None:
                 self.assertIn("scale_overview.png", plots)
                 self.assertIn("![scale overview](scale_overview.png)", md)
+
+
+@unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+class CapabilityProbeTest(unittest.TestCase):
+    """bench learns what an index can do from its hooks' statistics."""
+
+    def test_probe(self):
+        self.assertFalse(bench.index_capabilities("noop").answers_lookups)
+        self.assertFalse(bench.index_capabilities("none").answers_lookups)
+        mem = bench.index_capabilities("memtable")
+        self.assertTrue(mem.answers_lookups)
+        self.assertFalse(mem.answers_from_index)                 # base and size from the header
+        if "critnib" in bench.built_libraries():
+            self.assertTrue(bench.index_capabilities("critnib").answers_from_index)
+        names = bench.built_indexes()
+        self.assertEqual(names[:3], ["none", "noop", "memtable"])
+        self.assertEqual(bench.reference_index("dwarfpy", ["none", "noop"]), "memtable")
+        self.assertEqual(bench.reference_index("pychurn", ["noop"]), "none")
+
+
+class ScaleFormatTest(unittest.TestCase):
+    """parse_scale reads what `heapindex scale --out` writes, and only that."""
+
+    def check_parsed(self, path):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(lines[0].split(","), report.SCALE_COLUMNS)
+        scale = report.parse_scale(path)
+        self.assertNotIn("error", scale)
+        first = lines[1].split(",")
+        index, x = first[0], int(first[1])
+        hits = dict((p[0], p[1]) for p in scale["metrics"]["lookup hit"][index])
+        self.assertAlmostEqual(hits[x], float(first[3]))
+        self.assertAlmostEqual(dict(scale["floor"])[x], float(first[7]))
+        indexes = {l.split(",")[0] for l in lines[1:]}
+        self.assertEqual(set(scale["series"]), indexes)
+        return scale
+
+    def test_committed_output(self):
+        scale = self.check_parsed(SCALE_FIXTURE)
+        # gcbase measures hits only: its empty fields are no figures.
+        self.assertIn("gcbase", scale["metrics"]["lookup hit"])
+        self.assertNotIn("gcbase", scale["metrics"]["lookup miss"])
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_real_scale_run(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "scale.csv")
+            r = subprocess.run([HEAPINDEX, "scale", "--index", "memtable,noop", "--max-chunks", "1000",
+                                "--lookups", "2000", "--budget", "0.1", "--out", path],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            scale = self.check_parsed(path)
+            self.assertEqual(sorted(scale["series"]), ["memtable", "noop"])
+
+    def test_other_columns_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "scale.csv")
+            for header in ("index,live_chunks,op,ns_per_op",
+                           "index,live_chunks,heap_bytes,lookup_ns,lookup_miss_ns,insert_ns,remove_ns,"
+                           "chase_ns,hit_ratio_to_chase"):
+                with open(path, "w") as f:
+                    f.write(header + "\nmemtable,1000,1,2,3,4,5,6,7\n")
+                self.assertIn("expected those of `heapindex scale --out`", report.parse_scale(path)["error"])
 
 
 class TuneTest(unittest.TestCase):
@@ -336,7 +406,7 @@ class BenchArgsTest(unittest.TestCase):
 
     def test_bad_flags_one_line_exit_2(self):
         for argv, expect in self.CASES:
-            r = subprocess.run([PY, os.path.join(HERE, "heapindex_bench.py")] + argv,
+            r = subprocess.run([HEAPINDEX, "bench"] + argv,
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 2, argv)
             lines = r.stderr.strip().splitlines()
@@ -346,7 +416,7 @@ class BenchArgsTest(unittest.TestCase):
             self.assertEqual(r.stdout, "")
 
     def test_report_usage(self):
-        r = subprocess.run([PY, os.path.join(ROOT, "analysis", "heapindex_report.py"), "/nonexistent/dir"],
+        r = subprocess.run([HEAPINDEX, "report", "/nonexistent/dir"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
@@ -356,9 +426,15 @@ class BenchArgsTest(unittest.TestCase):
         self.assertEqual(bench.parse_workloads("all", "small"),
                          ["gcc", "pycompile", "pychurn", "dwarfpy", "lua", "gs", "gs-mt", "z3", "redis",
                           "threads-1", "threads-2", "threads-4", "threads-lookup"])   # gcc-O2: full only
-        configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"])
-        self.assertEqual(configs, [("dwarfpy", "small", "memtable", "glibc")])
+        caps = CapabilityTable(noop=Capabilities(answers_lookups=False), memtable=Capabilities(True))
+        configs, skipped = bench.configurations(["dwarfpy"], "small", ["none", "noop", "memtable"], ["glibc"],
+                                                caps)
+        self.assertEqual(configs, [Config("dwarfpy", "small", "memtable", "glibc")])
         self.assertEqual(len(skipped), 2)
+        # Decided by what the index can do, whatever its name.
+        caps = CapabilityTable(memtable=Capabilities(answers_lookups=False), noop=Capabilities(True))
+        configs, _ = bench.configurations(["dwarfpy"], "small", ["noop", "memtable"], ["glibc"], caps)
+        self.assertEqual(configs, [Config("dwarfpy", "small", "noop", "glibc")])
 
     def test_site_modes(self):
         self.assertEqual(bench.parse_site_modes("ret"), ["ret"])
@@ -369,20 +445,20 @@ class BenchArgsTest(unittest.TestCase):
             with self.assertRaises(bench.UsageError, msg=bad):
                 bench.parse_site_modes(bad)
         self.assertEqual(bench.make_parser().parse_args([]).site_modes, "ret")   # make bench: ret only
-        configs = bench.with_site_modes([("gcc", "small", "none", "glibc"), ("gcc", "small", "memtable", "glibc")],
-                                        ["ret", "unwind:8"])
-        self.assertEqual(configs, [("gcc", "small", "none", "glibc", "-"),
-                                   ("gcc", "small", "memtable", "glibc", "ret"),
-                                   ("gcc", "small", "memtable", "glibc", "unwind:8")])
-        self.assertEqual(bench.site_env("unwind:8")["HEAPINDEX_SITE"], "unwind:8")
-        self.assertEqual(bench.site_env("census", "/x/c")["HEAPINDEX_CENSUS"], "/x/c")
-        self.assertIn("xmalloc", bench.site_env("skip")["HEAPINDEX_SITE_SKIP"])
-        self.assertEqual(bench.site_env("-"), {})
+        configs = bench.with_hook_settings([Config("gcc", "small", "none", "glibc"),
+                                            Config("gcc", "small", "memtable", "glibc")], ["ret", "unwind:8"])
+        self.assertEqual(configs, [Config("gcc", "small", "none", "glibc", "-"),
+                                   Config("gcc", "small", "memtable", "glibc", "ret"),
+                                   Config("gcc", "small", "memtable", "glibc", "unwind:8")])
+        self.assertEqual(run.site_env("unwind:8")["HEAPINDEX_SITE"], "unwind:8")
+        self.assertEqual(run.site_env("census", "/x/c")["HEAPINDEX_CENSUS"], "/x/c")
+        self.assertIn("xmalloc", run.site_env("skip")["HEAPINDEX_SITE_SKIP"])
+        self.assertEqual(run.site_env("-"), {})
         # ret removes inherited settings: the row's mode is what ran.
         saved = {k: os.environ.get(k) for k in ("HEAPINDEX_SITE_SKIP", "HEAPINDEX_CENSUS")}
         os.environ["HEAPINDEX_SITE_SKIP"] = "foo"
         try:
-            env = bench.workload_env("gcc", bench.site_env("ret"))
+            env = run.workload_env("gcc", run.site_env("ret"))
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -449,9 +525,8 @@ class BenchLoopTest(unittest.TestCase):
     index: every instrumented run must be marked failed, "output differs"."""
 
     def test_output_mismatch_marks_failed(self):
-        fake = {"about": "test", "cmd": {"small": ["/bin/sh", "-c", "echo ${LD_PRELOAD:+preloaded}"]},
-                "inputs": {}, "scripts": [], "output": "stdout", "main": "sh",
-                "lookups": False, "python": False}
+        fake = Workload("fake", "test", {"small": ["/bin/sh", "-c", "echo ${LD_PRELOAD:+preloaded}"]},
+                        main=("sh",))
         saved = dict(bench.WORKLOADS)
         bench.WORKLOADS.clear()
         bench.WORKLOADS["fake"] = fake
@@ -485,7 +560,6 @@ class BenchLoopTest(unittest.TestCase):
             bench.WORKLOADS.update(saved)
 
 
-import heapindex_stats as hstats  # noqa: E402
 
 THREADS = os.path.join(ROOT, "build", "workloads", "threads")
 
@@ -546,9 +620,8 @@ def fake_bench_workloads(names, cmd=None):
             self.saved = dict(bench.WORKLOADS)
             bench.WORKLOADS.clear()
             for n in names:
-                bench.WORKLOADS[n] = {"about": "test", "cmd": {"small": cmd or ["/bin/sh", "-c", "echo ok"]},
-                                      "inputs": {}, "scripts": [], "output": "stdout", "main": "sh",
-                                      "lookups": False, "python": False}
+                bench.WORKLOADS[n] = Workload(n, "test", {"small": cmd or ["/bin/sh", "-c", "echo ok"]},
+                                              main=("sh",))
             return self
 
         def __exit__(self, *exc):
@@ -566,14 +639,14 @@ def quiet(fn, *args):
 
 class UntilCiTest(unittest.TestCase):
     def bench_with(self, rows, until_ci, budget, min_rounds=2, elapsed=0.0):
-        configs = [("w", "small", "none", "glibc", "-"), ("w", "small", "noop", "glibc", "ret")]
+        configs = [Config("w", "small", "none", "glibc", "-"), Config("w", "small", "noop", "glibc", "ret")]
         plan = types.SimpleNamespace(min_rounds=min_rounds, until_ci=until_ci, budget=budget,
                                      configs=configs, orders=[])
         args = types.SimpleNamespace(timeout=None, warmup=1, callgrind_jobs=1)
         tmp = tempfile.TemporaryDirectory()
         self.addCleanup(tmp.cleanup)
         b = bench.Bench(plan, args, tmp.name)
-        b.rows = rows
+        b.rows = [Row.from_columns(r) for r in rows]
         b.started = time.time() - elapsed
         b.last_wall = {c: 1.0 for c in configs}
         return b
@@ -588,8 +661,8 @@ class UntilCiTest(unittest.TestCase):
 
     def test_intervals_of_interest(self):
         intervals = bench.interest_intervals(self.rows([1.01, 1.03]),
-                                             [("w", "small", "none", "glibc", "-"),
-                                              ("w", "small", "noop", "glibc", "ret")])
+                                             [Config("w", "small", "none", "glibc", "-"),
+                                              Config("w", "small", "noop", "glibc", "ret")])
         self.assertEqual(list(intervals), ["w/small noop/glibc vs none"])
         self.assertEqual(intervals["w/small noop/glibc vs none"]["n"], 2)
 
@@ -608,7 +681,7 @@ class UntilCiTest(unittest.TestCase):
 
     def test_nothing_to_compare(self):
         b = self.bench_with(self.rows([1.0, 1.1]), until_ci=1.0, budget=1000)
-        b.plan.configs = [("w", "small", "noop", "glibc", "ret")]
+        b.plan.configs = [Config("w", "small", "noop", "glibc", "ret")]
         self.assertIn("no interval of interest", b.should_stop(2))
 
     def test_failed_rounds_count_as_wide(self):
@@ -629,6 +702,135 @@ class UntilCiTest(unittest.TestCase):
             self.assertIn("budget of 0 s reached after 2 rounds", meta["stop_reason"])
             self.assertIn("rounds ended: until-ci: budget", err)
             self.assertEqual(meta["settings"]["until_ci_pct"], 0.0001)
+
+
+class MetaPlacementTest(unittest.TestCase):
+    """bench --meta: the placement as a dimension of the matrix, and the
+    report's section on it (synthetic results: the hooks' side lands apart)."""
+
+    def test_arguments(self):
+        self.assertEqual(bench.parse_metas("trailer, header,trailer"), ["trailer", "header"])
+        for bad, expect in (("footer", "unknown metadata placement 'footer': valid: header, trailer, side"),
+                            (",", "--meta is empty")):
+            with self.assertRaises(bench.UsageError) as e:
+                bench.parse_metas(bad)
+            self.assertIn(expect, str(e.exception))
+        self.assertIsNone(bench.make_parser().parse_args([]).meta)
+
+    def test_matrix_and_environment(self):
+        configs = bench.with_hook_settings([Config("gcc", "small", "none", "glibc"),
+                                            Config("gcc", "small", "memtable", "glibc")],
+                                           ["ret"], ["header", "trailer"])
+        self.assertEqual([(c.index, c.site_mode, c.meta) for c in configs],
+                         [("none", "-", ""), ("memtable", "ret", "header"), ("memtable", "ret", "trailer")])
+        self.assertEqual(configs[2].text(), "gcc/small memtable/glibc meta=trailer")
+        self.assertEqual(configs[2].env("/c")["HEAPINDEX_META"], "trailer")
+        self.assertNotIn("HEAPINDEX_META", configs[0].env("/c"))
+        # Without --meta the setting is not made: the hooks' default.
+        plain = bench.with_hook_settings([Config("gcc", "small", "memtable", "glibc")], ["ret"])
+        self.assertEqual(plain, [Config("gcc", "small", "memtable", "glibc", "ret", "")])
+        self.assertNotIn("HEAPINDEX_META", plain[0].env("/c"))
+        self.assertEqual(plain[0].text(), "gcc/small memtable/glibc")
+
+    def test_until_ci_pairs_each_placement_with_uninstrumented(self):
+        configs = bench.with_hook_settings([Config("w", "small", "none", "glibc"),
+                                            Config("w", "small", "noop", "glibc")], ["ret"], ["header", "side"])
+        rows = []
+        for rnd, (h, s) in enumerate([(1.10, 1.01), (1.12, 1.02)], 1):
+            rows.append(row("w", "none", rnd, 1.0, site_mode="-"))
+            rows.append(row("w", "noop", rnd, h, site_mode="ret", meta="header"))
+            rows.append(row("w", "noop", rnd, s, site_mode="ret", meta="side"))
+        intervals = bench.interest_intervals(rows, configs)
+        self.assertEqual(sorted(intervals), ["w/small noop/glibc meta=header vs none",
+                                             "w/small noop/glibc meta=side vs none"])
+        self.assertAlmostEqual(intervals["w/small noop/glibc meta=side vs none"]["estimate"],
+                               math.sqrt(1.01 * 1.02), places=6)
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_runs_get_the_setting(self):
+        with fake_bench_workloads(["fake"], ["/bin/sh", "-c", "echo ${HEAPINDEX_META:-unset}"]), \
+                tempfile.TemporaryDirectory() as d:
+            runner = run.Runner(d)
+            with_meta = runner.run(Config("fake", "small", "noop", "glibc", meta="trailer"))
+            plain = runner.run(Config("fake", "small", "noop", "glibc"))
+        import hashlib
+        self.assertEqual(with_meta.output_sha256, hashlib.sha256(b"trailer\n").hexdigest())
+        self.assertEqual(plain.output_sha256, hashlib.sha256(b"unset\n").hexdigest())
+        self.assertEqual(with_meta.columns()["meta"], "trailer")
+
+    @unittest.skipUnless(BUILT, "build/bin/heapindex is not built")
+    def test_runs_csv_without_meta_unchanged(self):
+        with fake_bench_workloads(["fake"]), tempfile.TemporaryDirectory() as d:
+            status, err, _ = quiet(bench.main, ["--workloads", "fake", "--indexes", "none,noop", "--runs", "1",
+                                                "--warmup", "0", "--out", d, "--seed", "1"])
+            self.assertEqual(status, 0, err)
+            with open(os.path.join(d, "runs.csv")) as f:
+                header = f.readline().strip().split(",")
+            self.assertNotIn("meta", header)
+            self.assertEqual(header[:len(run.FIXED_COLUMNS)], run.FIXED_COLUMNS)
+            meta = json.load(open(os.path.join(d, "meta.json")))
+            self.assertIsNone(meta["settings"]["meta"])
+            self.assertFalse(meta["settings"]["capabilities"]["noop"]["answers_lookups"])
+
+    @staticmethod
+    def placement_rows():
+        """pychurn: none, and noop and memtable under header and trailer;
+        threads-1's callgrind runs with their pairs."""
+        rows = []
+        rss = {"none": 100_000, ("noop", "header"): 120_000, ("noop", "trailer"): 105_000,
+               ("memtable", "header"): 121_000, ("memtable", "trailer"): 106_000}
+        for rnd in (1, 2, 3):
+            rows.append(row("pychurn", "none", rnd, 1.0, site_mode="-", max_rss_kb=rss["none"], minflt=1000))
+            for index in ("noop", "memtable"):
+                for meta, wall, bpc in (("header", 1.20, 16), ("trailer", 1.10 + 0.01 * rnd, 8)):
+                    rows.append(row("pychurn", index, rnd, wall, site_mode="ret", meta=meta, proc_meta=meta,
+                                    proc_meta_bytes_per_chunk=bpc, max_rss_kb=rss[(index, meta)],
+                                    minflt=1500 if meta == "header" else 1100))
+        for index, meta, ir in (("none", "", 1_000_000), ("noop", "header", 1_600_000),
+                                ("noop", "trailer", 1_500_000), ("memtable", "header", 2_000_000),
+                                ("memtable", "trailer", 1_900_000)):
+            rows.append(row("threads-1", index, 0, 9.0, phase="callgrind", site_mode="-" if index == "none" else "ret",
+                            meta=meta, callgrind_ir=ir, pairs=1000, threads=1))
+        return rows
+
+    def test_report_section(self):
+        with tempfile.TemporaryDirectory() as d:
+            write_results(d, self.placement_rows())
+            with open(os.path.join(d, "meta.json")) as f:
+                meta = json.load(f)
+            meta["settings"]["meta"] = ["header", "trailer"]
+            with open(os.path.join(d, "meta.json"), "w") as f:
+                json.dump(meta, f)
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertIn("## Chunk metadata placement", md)
+        section = md.split("## Chunk metadata placement", 1)[1].split("\n## ", 1)[0]
+        churn = section.split("### pychurn (small, glibc)", 1)[1].split("###", 1)[0]
+        cells = [[c.strip() for c in l.strip().strip("|").split("|")] for l in churn.splitlines()
+                 if l.startswith("| no-op hooks")]
+        self.assertEqual([c[1] for c in cells], ["header", "trailer"])
+        header, trailer = cells
+        self.assertEqual(header[2:7], ["16.0", "117.2", "+20.0%", "1500", "+50.0%"])
+        self.assertEqual(trailer[2:7], ["8.0", "102.5", "+5.0%", "1100", "+10.0%"])
+        self.assertTrue(header[7].startswith("1.200 ["), header)           # the same ratio every round
+        self.assertTrue(trailer[7].startswith("1.120 ["), trailer)          # geometric mean of 1.11, 1.12, 1.13
+        threads = section.split("### threads-1 (small, glibc)", 1)[1]
+        mem = [[c.strip() for c in l.strip().strip("|").split("|")] for l in threads.splitlines()
+               if l.startswith("| memtable index")]
+        self.assertEqual([(c[1], c[8], c[9]) for c in mem], [("header", "2000", "2.000"),
+                                                             ("trailer", "1900", "1.900")])
+        self.assertEqual(table_row(threads, "uninstrumented")[8], "1000")
+        # The other sections use the first placement's runs only.
+        self.assertIn("Every other section uses the `header` runs only", section)
+        time_row = table_row(md.split("## 2.", 1)[1].split("### pychurn", 1)[1], "no-op hooks")
+        self.assertEqual(time_row[1], "3")
+        self.assertTrue(time_row[2].startswith("1.200 "), time_row)
+
+    def test_no_section_without_meta(self):
+        with tempfile.TemporaryDirectory() as d:
+            rows = [dict(r, meta="") for r in self.placement_rows() if r.get("meta") in (None, "", "header")]
+            write_results(d, rows)
+            md, _, _ = report.build_report(d, make_plots=False)
+        self.assertNotIn("Chunk metadata placement", md)
 
 
 class ShardTest(unittest.TestCase):
@@ -762,6 +964,69 @@ class MergeTest(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(top, "bad")))
 
 
+GOLDEN = os.path.join(HERE, "testdata", "report-golden")
+SCALE_FIXTURE = os.path.join(HERE, "testdata", "scale.csv")
+
+
+def golden_results(directory):
+    """The results directory the golden report was made from: the synthetic
+    rows plus thread and callgrind rows, a second site mode, a replay.csv
+    and a real `heapindex scale --out` (bench/testdata/scale.csv)."""
+    rows = synthetic_rows()
+    for idx, ir in (("none", 1_000_000_000), ("noop", 1_600_000_000), ("memtable", 2_000_000_000)):
+        rows.append(row("threads-1", idx, 0, 9.0, phase="callgrind", site_mode="-" if idx == "none" else "ret",
+                        callgrind_ir=ir, callgrind_ir_ratio=ir / 1e9, pairs=4_000_000, threads=1))
+    for rnd in (1, 2, 3):
+        for n, base in ((1, 0.30), (2, 0.32), (4, 0.60)):
+            for idx, f in (("none", 1.0), ("noop", 1.5 + 0.5 * n), ("memtable", 1.6 + 0.5 * n)):
+                rows.append(row(f"threads-{n}", idx, rnd, base * f * (1 + 0.001 * (rnd - 2)), threads=n))
+        rows.append(row("gcc", "memtable", rnd, 1.9 + 0.1 * rnd, site_mode="unwind:8"))
+    write_results(directory, rows)
+    with open(SCALE_FIXTURE) as src, open(os.path.join(directory, "scale.csv"), "w") as dst:
+        dst.write(src.read())
+    with open(os.path.join(directory, "replay.csv"), "w") as f:
+        f.write("index,trace,op,ns_per_op,round,records\n"
+                "memtable,gcc/small,lookup,20.0,1,10\nmemtable,gcc/small,lookup,22.0,2,10\n"
+                "memtable,gcc/small,insert,7.0,1,10\nvghash,gcc/small,lookup,40.0,1,10\n")
+
+
+def sha256_of(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class GoldenReportTest(unittest.TestCase):
+    """The report of a fixed results directory is what the report code
+    before the package/dataclass restructuring wrote (issue 14): the same
+    report.md and ratios.csv, and with the matplotlib that made them, the
+    same PNG bytes (bench/testdata/report-golden, made by commit 32b7251)."""
+
+    def test_same_report_and_plots(self):
+        with open(os.path.join(GOLDEN, "plots.sha256")) as f:
+            lines = f.read().splitlines()
+        version = lines[0].split()[2]
+        expected = dict(reversed(l.split()) for l in lines[1:] if l.strip())
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "golden")        # the report's title names the directory
+            os.mkdir(d)
+            golden_results(d)
+            with redirect_stderr(io.StringIO()):
+                _, _, plots = report.build_report(d, make_plots=True)
+            for name in ("report.md", "ratios.csv"):
+                with open(os.path.join(d, name)) as got, open(os.path.join(GOLDEN, name)) as want:
+                    self.assertEqual(got.read(), want.read(), name)
+            import importlib.util
+            if importlib.util.find_spec("matplotlib") is None:
+                self.skipTest("no matplotlib: the tables matched, the plots were not made")
+            import matplotlib
+            self.assertEqual(sorted(plots), sorted(expected))
+            if matplotlib.__version__ != version:
+                self.skipTest(f"matplotlib {matplotlib.__version__}, the golden PNGs are {version}'s")
+            for name in plots:
+                self.assertEqual(sha256_of(os.path.join(d, name)), expected[name], name)
+
+
 class CallgrindThreadsReportTest(unittest.TestCase):
     """Callgrind columns, the thread scaling table and per-pair figures."""
 
@@ -803,17 +1068,18 @@ class CallgrindThreadsReportTest(unittest.TestCase):
 class WorkloadsTest(unittest.TestCase):
     def test_registry(self):
         for name, w in bench.WORKLOADS.items():
-            for rel in w["scripts"]:
+            for rel in w.scripts:
                 if not rel.startswith("build/"):
                     self.assertTrue(os.path.isfile(os.path.join(ROOT, rel)), (name, rel))
-            for rel in w.get("generate", {}):
-                self.assertTrue(any(rel in v for v in w["inputs"].values()), (name, rel))
+            self.assertEqual(w.name, name)
+            for rel in w.generate:
+                self.assertTrue(any(rel in v for v in w.inputs.values()), (name, rel))
         self.assertEqual(bench.parse_workloads("threads", "small"), ["threads-1", "threads-2", "threads-4"])
         self.assertEqual(bench.parse_workloads("programs", "full"), ["lua", "gs", "z3", "redis"])
         self.assertEqual(bench.default_callgrind(["gcc", "threads-1", "threads-2", "gs-mt"]), ["gcc", "threads-1"])
-        self.assertTrue(bench.is_main_process("redis", "redis-check-rdb"))
-        self.assertTrue(bench.is_main_process("pychurn", "python3.11"))
-        self.assertFalse(bench.is_main_process("redis", "redis-benchmark"))
+        self.assertTrue(run.is_main_process("redis", "redis-check-rdb"))
+        self.assertTrue(run.is_main_process("pychurn", "python3.11"))
+        self.assertFalse(run.is_main_process("redis", "redis-benchmark"))
 
     def test_generators_are_deterministic_and_check_arguments(self):
         gen = os.path.join(ROOT, "workloads", "z3", "gen_problem.py")
@@ -834,8 +1100,8 @@ class WorkloadsTest(unittest.TestCase):
             with open(os.path.join(d, "cg.2"), "w") as f:
                 f.write("pid: 2\ncmd:  /usr/lib/gcc/x86_64-linux-gnu/12/cc1 -quiet x.c\nevents: Ir\n"
                         "summary: 19526608648\n")
-            self.assertEqual(sorted(bench.callgrind_totals(d)), [("cc1", 19526608648), ("gcc", 1000)])
-        argv = bench.callgrind_argv("gcc", "/t/cg.%p")
+            self.assertEqual(sorted(run.callgrind_totals(d)), [("cc1", 19526608648), ("gcc", 1000)])
+        argv = run.callgrind_argv("gcc", "/t/cg.%p")
         self.assertIn("--soname-synonyms=somalloc=nouserintercepts", argv)
         self.assertIn("--trace-children=yes", argv)
         self.assertIn("--trace-children-skip=*/as,*/collect2,*/ld", argv)

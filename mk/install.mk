@@ -44,7 +44,7 @@ PKGDATADIR   ?= $(DATADIR)/heapindex
 INSTALL_LIBS := $(LIBS) $(RECORD_LIB)
 INSTALL_PY   := analysis/heapindex_report.py
 # The modules report imports (its intervals, callgrind/thread sections, merging).
-INSTALL_PY_LIB := analysis/heapindex_stats.py analysis/heapindex_paired.py analysis/heapindex_merge.py
+INSTALL_PY_LIB := analysis/__init__.py analysis/heapindex_common.py analysis/heapindex_stats.py analysis/heapindex_paired.py analysis/heapindex_merge.py
 # A page per command the installed tree runs; heapindex.1 lists them all.
 MAN_COMMANDS := run record replay scale census report
 MAN_PAGES    := heapindex.1 $(MAN_COMMANDS:%=heapindex-%.1)
@@ -105,7 +105,7 @@ install: $(INSTALL_LIBS) $(CLI) $(IB)/lib-dir $(IB)/heapindex.sh $(IB)/heapindex
 	install -m 755 $(INSTALL_LIBS) '$(DESTDIR)$(PKGLIBDIR)'
 	install -m 644 include/heapindex.h '$(DESTDIR)$(INCLUDEDIR)'
 	install -m 644 $(IB)/heapindex.pc '$(DESTDIR)$(PKGCONFIGDIR)'
-	install -m 755 $(INSTALL_PY) '$(DESTDIR)$(PKGDATADIR)/analysis'
+	install -m 644 $(INSTALL_PY) '$(DESTDIR)$(PKGDATADIR)/analysis'
 	install -m 644 $(INSTALL_PY_LIB) '$(DESTDIR)$(PKGDATADIR)/analysis'
 	install -m 644 $(MAN_PAGES:%=$(IB)/man/%) '$(DESTDIR)$(MAN1DIR)'
 
