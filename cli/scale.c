@@ -74,8 +74,9 @@ static const char scale_usage[] =
 	"  -h, --help        this text\n"
 	"\n"
 	"HEAPINDEX_LOOKUP_CACHE=N puts the shared per-thread lookup cache (N entries)\n"
-	"in front of every index, as heapindex_lookup does; the table then gives its\n"
-	"hit rate over the hit and miss lookups.  Probes are random: a worst case.\n"
+	"in front of every index, as heapindex_lookup does; the table (not the CSV)\n"
+	"then gives its hit rate over the hit and miss lookups.  Probes are random:\n"
+	"a cache's worst case.\n"
 	"\n"
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
@@ -541,7 +542,6 @@ static void print_step(FILE *csv, const struct heap *h, const struct subject *ch
 			csv_figure(csv, 3, r->remove_ns);
 			csv_figure(csv, 3, chase_ns);
 			csv_figure(csv, 4, r->hit_ns / chase_ns);
-			csv_figure(csv, 4, r->cache_hit_rate);
 			fputc('\n', csv);
 		}
 	}
@@ -675,7 +675,7 @@ int cmd_scale(int argc, char **argv)
 		if (!csv)
 			cli_usage_error("scale: cannot write %s: %s", o.out, strerror(errno));
 		fprintf(csv, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
-		             "remove_ns,chase_ns,hit_ratio_to_chase,lookup_cache_hit_rate\n");
+		             "remove_ns,chase_ns,hit_ratio_to_chase\n");
 	}
 	struct inproc d[MAX_SUBJECTS];
 	size_t links = 0;

@@ -452,48 +452,44 @@ Test(trace, scale_writes_csv)
 	char line[512];
 	cr_assert_not_null(fgets(line, sizeof line, f));
 	cr_expect_str_eq(line, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
-	                       "remove_ns,chase_ns,hit_ratio_to_chase,lookup_cache_hit_rate\n");
+	                       "remove_ns,chase_ns,hit_ratio_to_chase\n");
 	size_t rows = 0;
 	while (fgets(line, sizeof line, f)) {
 		rows++;
 		cr_expect_not_null(strstr(line, ",1000,"), "row without 1000 chunks: %s", line);
-		cr_expect_eq(line[strlen(line) - 2], ',', "a cache hit rate with the cache off: %s", line);
 	}
+	cr_expect_null(strstr(r.out, "lookup cache"), "a cache hit rate with the cache off: %s", r.out);
 	fclose(f);
 	cr_expect_geq(rows, 2, "expected a row per index");
 	program_result_free(&r);
 }
 
 /* With HEAPINDEX_LOOKUP_CACHE the lookups go through the shared cache: the
- * table and the CSV give its hit rate, which for an index that reads headers
- * is above 0 on 1,000 chunks (the probes are seeded, so the figure repeats),
- * and 0 for critnib, which never fills the cache. */
+ * table gives its hit rate (the CSV keeps the columns the report reads),
+ * which for an index that reads headers is above 0 on 1,000 chunks (the
+ * probes are seeded, so the figure repeats), and 0 for critnib, which
+ * never fills the cache. */
+static double table_cache_rate(const char *out, const char *index)
+{
+	char start[32];
+	snprintf(start, sizeof start, "\n%s ", index);
+	const char *row = strstr(out, start);
+	cr_assert_not_null(row, "no %s row: %s", index, out);
+	const char *at = strstr(row, "(lookup cache: ");
+	cr_assert(at && at < strchr(row + 1, '\n'), "no hit rate in %s's row: %s", index, out);
+	return strtod(at + strlen("(lookup cache: "), NULL);
+}
+
 Test(trace, scale_reports_the_lookup_cache)
 {
-	const char *csv = in_dir("cached.csv");
 	const char *args[] = { "scale", "--index", "memtable,critnib", "--max-chunks", "1000", "--lookups",
-		               "20000", "--budget", "0.5", "--out", csv, NULL };
+		               "20000", "--budget", "0.5", NULL };
 	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=1024", NULL };
 	struct program_result r = run(args, env);
 	cr_assert_eq(r.status, 0, "scale: exit %d: %s", r.status, r.err);
-	cr_expect_not_null(strstr(r.out, "(lookup cache: "), "no hit rate in the table: %s", r.out);
-	FILE *f = fopen(csv, "r");
-	cr_assert_not_null(f);
-	char line[512];
-	cr_assert_not_null(fgets(line, sizeof line, f));
-	int seen = 0;
-	while (fgets(line, sizeof line, f)) {
-		double rate = strtod(strrchr(line, ',') + 1, NULL);
-		if (strncmp(line, "memtable,", 9) == 0) {
-			cr_expect(rate > 0 && rate < 1, "memtable's cache hit rate %g: %s", rate, line);
-			seen++;
-		} else if (strncmp(line, "critnib,", 8) == 0) {
-			cr_expect(rate == 0, "critnib's cache hit rate %g: %s", rate, line);
-			seen++;
-		}
-	}
-	fclose(f);
-	cr_expect_eq(seen, 2, "expected a row per index");
+	double memtable = table_cache_rate(r.out, "memtable"), critnib = table_cache_rate(r.out, "critnib");
+	cr_expect(memtable > 0 && memtable < 100, "memtable's cache answered %g%%: %s", memtable, r.out);
+	cr_expect(critnib == 0, "critnib's cache answered %g%%: %s", critnib, r.out);
 	program_result_free(&r);
 }
 
