@@ -199,8 +199,8 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 void bitmap_index_insert(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
-	size_t slot = SLOTS;
-	if (chunk_size(c) <= BIG_THRESHOLD) {
+	size_t size = chunk_size(c), slot = SLOTS; /* one atomic load (chunk.h) */
+	if (size <= BIG_THRESHOLD) {
 		slot = span_slot_or_create(user >> REGION_SHIFT);
 		if (slot == SLOTS)
 			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
@@ -210,8 +210,8 @@ void bitmap_index_insert(struct chunk *c)
 		return;
 	}
 	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
-	while (chunk_size(c) > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, chunk_size(c), 1,
-	                                                           __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	while (size > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, size, 1,
+	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 	}
 	size_t w = word_of(user);
 	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);

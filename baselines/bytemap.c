@@ -88,7 +88,7 @@ static inline unsigned stripe_locks(size_t first, size_t last, unsigned *second)
 	return a;
 }
 
-static void lock_range(size_t first, size_t last)
+static inline void lock_range(size_t first, size_t last)
 {
 	unsigned second, lo = stripe_locks(first, last, &second);
 	spin_lock(&locks[lo].lock);
@@ -138,9 +138,12 @@ static unsigned char *bytes_for_write(size_t first, size_t n)
 	return hi - lo == (ptrdiff_t)(n - 1) ? lo : NULL;
 }
 
-static int in_map(const struct chunk *c)
+/* size is c's, read once by the caller: the header's size is an atomic load
+ * (chunk.h), and a second one would hide from gcc that the memsets below
+ * are short (it then calls memset: +36 instructions per malloc+free). */
+static int in_map(const struct chunk *c, size_t size)
 {
-	return chunk_size(c) <= SMALL_MAX && memtable_covers(&map, chunk_user(c) + chunk_size(c));
+	return size <= SMALL_MAX && memtable_covers(&map, chunk_user(c) + size);
 }
 
 int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
@@ -169,7 +172,7 @@ void bytemap_index_insert(struct chunk *c)
 		return; /* contains nothing, and remove writes nothing either */
 	unsigned char *b = NULL;
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
-	if (in_map(c)) {
+	if (in_map(c, size)) {
 		lock_range(first, first + n - 1);
 		b = bytes_for_write(first, n);
 		if (b) {
@@ -178,7 +181,7 @@ void bytemap_index_insert(struct chunk *c)
 			b[0] |= START_BIT;
 		}
 		unlock_range(first, first + n - 1);
-	} else if (chunk_size(c) <= SMALL_MAX) {
+	} else if (size <= SMALL_MAX) {
 		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 	}
 	if (!b) {
@@ -196,7 +199,7 @@ void bytemap_index_remove(struct chunk *c)
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
 	/* In the map iff its first byte says a chunk starts there. */
 	int in = 0;
-	if (in_map(c)) {
+	if (in_map(c, size)) {
 		lock_range(first, first + n - 1);
 		in = (*(const unsigned char *)memtable_entry(&map, first) & START_BIT) != 0;
 		if (in)

@@ -181,9 +181,11 @@ static void raise_max_small_size(size_t size)
 	}
 }
 
-static inline int is_big(const struct chunk *c)
+/* size is c's, read once by the caller (an atomic load, chunk.h: gcc does
+ * not merge two of them). */
+static inline int is_big(const struct chunk *c, size_t size)
 {
-	return chunk_size(c) > big_threshold || !memtable_covers(&table, chunk_user(c));
+	return size > big_threshold || !memtable_covers(&table, chunk_user(c));
 }
 
 /* --- the index ------------------------------------------------------------ */
@@ -254,7 +256,7 @@ static inline void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
  * leaf is not mapped yet, a chunk bigger than any small one so far. */
 static __attribute__((noinline)) void insert_slow(struct chunk *c)
 {
-	if (is_big(c)) {
+	if (is_big(c, chunk_size(c))) {
 		if (!memtable_covers(&table, chunk_user(c)))
 			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
@@ -275,11 +277,12 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 
 void memtable_index_insert(struct chunk *c)
 {
-	if (__builtin_expect(is_big(c), 0))
+	size_t size = chunk_size(c);
+	if (__builtin_expect(is_big(c, size), 0))
 		return insert_slow(c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = written_entry_of(bin);
-	if (__builtin_expect(!e || chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+	if (__builtin_expect(!e || size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
 		return insert_slow(c);
 	link_chunk(c, bin, e);
 }
@@ -333,7 +336,7 @@ static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t b
 
 void memtable_index_remove(struct chunk *c)
 {
-	if (is_big(c))
+	if (is_big(c, chunk_size(c)))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = written_entry_of(bin);
