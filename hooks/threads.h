@@ -12,7 +12,7 @@
  * old one is gone, with its counts kept: a slot's counts are those of every
  * thread that ever had it, and sums over slots stay exact.  (Should the
  * process have no pthread key left for us, slots are never retired: one
- * 256-byte slot per thread ever made, still counted.)
+ * 320-byte slot per thread ever made, still counted.)
  *
  * Until it has a slot a thread's pointer is &thread_unattached, whose flags
  * are never zero: the hook fast path tests one word, the slot's flags, for
