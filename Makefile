@@ -50,7 +50,7 @@ endif
 INDEXES   := memtable $(sort $(basename $(notdir $(wildcard baselines/*.c))))
 index_src  = $(if $(filter memtable,$1),memtable/heap_index.c,baselines/$1.c)
 
-COMMON_SRC := hooks/config.c hooks/json.c hooks/pages.c hooks/threads.c hooks/big_chunks.c hooks/lookup_cache.c memtable/memtable.c
+COMMON_SRC := hooks/config.c hooks/json.c hooks/pages.c hooks/ptr_set.c hooks/threads.c hooks/big_chunks.c hooks/lookup_cache.c memtable/memtable.c
 INPROC_SRC := hooks/inproc.c
 HOOK_SRC   := hooks/hooks.c hooks/counters.c hooks/process_stats.c hooks/verify.c
 # The C++ operators (hooks/cxx.c): the same in every hook library, compiled
@@ -61,9 +61,11 @@ CXX_OPS_OBJ := $(B)/obj/hooks/cxx.o
 SITES_SRC  := $(wildcard sites/*.c)
 SITES_OBJ  := $(SITES_SRC:%.c=$(B)/obj/%.o)
 SITES_LIBS := -lunwind -ldwarf
-CLI_SRC    := $(wildcard cli/*.c)
+# The trace reader (workloads/trace/trace_reader.h): replay's, and the fuzzer's.
+TRACE_READER_SRC := workloads/trace/trace_reader.c
+CLI_SRC    := $(wildcard cli/*.c) $(TRACE_READER_SRC)
 # sites/stacks.c: test_sites checks the stack keys in-process.
-TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c
+TEST_SRC   := $(wildcard tests/test_*.c) tests/support.c tests/index_params.c sites/stacks.c $(TRACE_READER_SRC)
 PROG_SRC   := $(wildcard tests/progs/*.c)
 PROG_CXX_SRC := $(wildcard tests/progs/*.cc)
 SHIM_SRC   := $(wildcard tests/shims/*.c)
@@ -200,12 +202,12 @@ $(FUZZ_BIN): $(FUZZ_INPUTS) tests/fuzz/coverage-ignore.txt $(GEN_LIST) $(wildcar
 	  -fsanitize-coverage-ignorelist=tests/fuzz/coverage-ignore.txt \
 	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_INPUTS) -lm
 
-# The trace reader of `heapindex replay` (tests/fuzz/fuzz_trace.c, which
-# includes cli/replay.c): FUZZ_SECONDS split between the two targets, so
-# `make test` spends no longer.  Seeds: tests/fuzz/trace_corpus.
+# The trace reader of `heapindex replay` (tests/fuzz/fuzz_trace.c, linked
+# with workloads/trace/trace_reader.c): FUZZ_SECONDS split between the two
+# targets, so `make test` spends no longer.  Seeds: tests/fuzz/trace_corpus.
 FUZZ_TRACE_BIN    := $(B)/fuzz/fuzz_trace
-FUZZ_TRACE_INPUTS := tests/fuzz/fuzz_trace.c cli/measure.c $(INPROC_SRC) $(COMMON_SRC) $(foreach i,$(INDEXES),$(call index_src,$(i)))
-$(FUZZ_TRACE_BIN): $(FUZZ_TRACE_INPUTS) cli/replay.c $(GEN_LIST) $(wildcard cli/*.h hooks/*.h memtable/*.h baselines/*.h workloads/trace/*.h)
+FUZZ_TRACE_INPUTS := tests/fuzz/fuzz_trace.c $(TRACE_READER_SRC) hooks/ptr_set.c hooks/pages.c
+$(FUZZ_TRACE_BIN): $(FUZZ_TRACE_INPUTS) $(wildcard hooks/*.h workloads/trace/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -I$(B)/gen -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -o $@ $(FUZZ_TRACE_INPUTS) -lm
@@ -225,7 +227,8 @@ fuzz: $(FUZZ_BIN) $(FUZZ_TRACE_BIN)
 # most ~2^35 bytes at once, so the memtable runs on its two-level table here.
 # --fair-sched=yes: valgrind runs one thread at a time, and its default
 # scheduler let the lookup threads starve the workers (runs took minutes).
-# Each run is stopped after 300 s all the same.
+# Each run is stopped after 300 s all the same.  Whether lookups must find
+# chunks is the library's own word: its statistics line, from an empty run.
 VG_B       := build/valgrind
 VG_OPS     ?= 50
 VG_INDEXES ?= $(INDEXES)
@@ -235,9 +238,13 @@ helgrind: $(PROGS)
 	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="$(CFLAGS) -DHEAPINDEX_VALGRIND_ANNOTATE" \
 	  $(foreach i,$(VG_INDEXES),$(VG_B)/lib/libheapindex-$(i).so)
 	@fail=; for i in $(VG_INDEXES); do \
-	  case $$i in noop) look=EXPECT_LOOKUP=0;; *) look=EXPECT_LOOKUP=1;; esac; \
+	  lib=$(CURDIR)/$(VG_B)/lib/libheapindex-$$i.so; rm -f $(VG_B)/$$i.stats; \
+	  env HEAPINDEX_STATS=$(VG_B)/$$i.stats LD_PRELOAD=$$lib true; \
+	  look=$$(sed -n 's/.*"index_answers_lookups":\([01]\).*/EXPECT_LOOKUP=\1/p' $(VG_B)/$$i.stats); \
+	  if [ -z "$$look" ]; then echo "helgrind $$i: FAILED (no statistics line in $(VG_B)/$$i.stats)"; \
+	    fail=1; continue; fi; \
 	  for tool in helgrind drd; do \
-	    if env $$look HEAPINDEX_VERIFY=1 LD_PRELOAD=$(CURDIR)/$(VG_B)/lib/libheapindex-$$i.so \
+	    if env $$look HEAPINDEX_VERIFY=1 LD_PRELOAD=$$lib \
 	       timeout 300 valgrind --tool=$$tool $(VG_FLAGS) $(B)/tests/progs/thread_stress $(VG_OPS) >$(VG_B)/$$i.$$tool.log 2>&1; \
 	    then echo "$$tool $$i: clean"; \
 	    else echo "$$tool $$i: FAILED (see $(VG_B)/$$i.$$tool.log)"; fail=1; fi; \

@@ -52,6 +52,8 @@ uint64_t cli_now_ns(void);                /* CLOCK_MONOTONIC */
 uint64_t cli_cpu_ns(void);                /* this thread's CPU time */
 uint64_t cli_next_random(uint64_t *state);
 void *cli_xmalloc(const char *cmd, size_t n, const char *what);
+/* An index answered wrongly: one line on stderr, exit 1. */
+__attribute__((noreturn, format(printf, 2, 3))) void cli_wrong(const char *cmd, const char *fmt, ...);
 double cli_median(double *v, size_t n);   /* sorts v */
 
 #endif /* HEAPINDEX_CLI_H */

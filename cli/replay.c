@@ -1,10 +1,11 @@
 /* replay.c - `heapindex replay`: play a heap trace back against indexes,
  * in-process (no LD_PRELOAD), and time what each index does.
  *
- * First the whole trace is checked (header, every record, every free matched
- * to a live chunk), so a bad trace fails with one line before anything is
- * timed, and each remove learns which insert made its chunk: the timed
- * replay then needs no address map, only arrays indexed by record number.
+ * First the whole trace is checked (workloads/trace/trace_reader.h: header,
+ * every record, every free matched to a live chunk), so a bad trace fails
+ * with one line before anything is timed, and each remove learns which
+ * insert made its chunk: the timed replay then needs no address map, only
+ * arrays indexed by record number.  The timed loops are cli/kernels.c's.
  *
  * Then, per index, records are played in batches of B (default 16384):
  *   A (untimed)  memory for the batch's new chunks, headers filled; the
@@ -27,22 +28,17 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "inproc.h"
 #include "json.h"
-#include "../workloads/trace/trace_format.h"
+#include "kernels.h"
+#include "../workloads/trace/trace_reader.h"
 
 static const char replay_usage[] =
 	"usage: heapindex replay FILE [--index NAME[,NAME...]|all] [--lookups K] [--seed S]\n"
@@ -118,243 +114,6 @@ static void parse_options(int argc, char **argv, struct replay_options *o)
 		cli_usage_error("replay: --csv needs a file path");
 }
 
-/* --- the trace, checked ------------------------------------------------------------ */
-
-struct trace {
-	const char *path;
-	const unsigned char *map;
-	size_t map_len;
-	struct trace_header h;
-	const struct trace_record *rec;
-	uint64_t count;
-	uint32_t *partner; /* for a remove: the record number of its chunk's insert */
-	uint64_t inserts, removes, peak_live, end_live;
-};
-
-static __attribute__((noreturn, format(printf, 3, 4))) void
-trace_error(const struct trace *t, uint64_t offset, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	cli_usage_error("replay: %s: %s (byte offset %" PRIu64 ")", t->path, msg, offset);
-}
-
-static uint64_t record_offset(uint64_t i)
-{
-	return TRACE_HEADER_BYTES + i * TRACE_RECORD_BYTES;
-}
-
-/* Printable form of 8 magic bytes. */
-static void magic_text(const char *magic, char *out)
-{
-	for (int i = 0; i < 8; i++)
-		out[i] = magic[i] >= 0x20 && magic[i] < 0x7f ? magic[i] : '?';
-	out[8] = '\0';
-}
-
-static void check_header(struct trace *t);
-
-static void load_header(struct trace *t)
-{
-	int fd = open(t->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		cli_usage_error("replay: cannot open %s: %s", t->path, strerror(errno));
-	struct stat st;
-	if (fstat(fd, &st))
-		cli_usage_error("replay: cannot stat %s: %s", t->path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		cli_usage_error("replay: %s is not a regular file", t->path);
-	t->map_len = (size_t)st.st_size;
-	if (t->map_len < TRACE_HEADER_BYTES)
-		trace_error(t, t->map_len, "truncated header: the file has %zu bytes, a trace header has %u",
-		            t->map_len, TRACE_HEADER_BYTES);
-	t->map = mmap(NULL, t->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (t->map == MAP_FAILED)
-		cli_usage_error("replay: cannot map %s: %s", t->path, strerror(errno));
-	close(fd);
-	check_header(t);
-}
-
-/* The header of the trace at t->map (t->map_len bytes, at least a header's),
- * checked against the file's length; t->count and t->rec set.  Apart from
- * load_header so that tests/fuzz/fuzz_trace.c can check a buffer. */
-static void check_header(struct trace *t)
-{
-	memcpy(&t->h, t->map, sizeof t->h);
-	const struct trace_header *h = &t->h;
-	if (memcmp(h->magic, TRACE_MAGIC, 8) != 0) {
-		char text[9];
-		magic_text(h->magic, text);
-		trace_error(t, 0, "bad magic \"%s\": not a heapindex trace (expected \"%s\")", text, TRACE_MAGIC);
-	}
-	if (h->version != TRACE_VERSION)
-		trace_error(t, offsetof(struct trace_header, version),
-		            "unsupported trace version %u: this heapindex reads version %u", h->version,
-		            TRACE_VERSION);
-	if (h->header_bytes != TRACE_HEADER_BYTES)
-		trace_error(t, offsetof(struct trace_header, header_bytes),
-		            "bad header size %u: version %u headers are %u bytes", h->header_bytes,
-		            TRACE_VERSION, TRACE_HEADER_BYTES);
-	if (h->record_bytes != TRACE_RECORD_BYTES)
-		trace_error(t, offsetof(struct trace_header, record_bytes),
-		            "bad record size %u: version %u records are %u bytes", h->record_bytes,
-		            TRACE_VERSION, TRACE_RECORD_BYTES);
-	if (h->pointer_bytes != sizeof(void *))
-		trace_error(t, offsetof(struct trace_header, pointer_bytes),
-		            "recorded with %u-byte pointers, this machine has %zu", h->pointer_bytes,
-		            sizeof(void *));
-	uint32_t known = TRACE_FLAG_FINISHED | TRACE_FLAG_FORKED | TRACE_FLAG_FAILED;
-	if (h->flags & ~known)
-		trace_error(t, offsetof(struct trace_header, flags), "unknown header flags 0x%x", h->flags & ~known);
-
-	uint64_t data = t->map_len - TRACE_HEADER_BYTES;
-	uint64_t have = data / TRACE_RECORD_BYTES;
-	t->count = h->record_count;
-	if (t->count > have) {
-		if (data % TRACE_RECORD_BYTES)
-			trace_error(t, record_offset(have),
-			            "truncated record %" PRIu64 ": the file ends %" PRIu64
-			            " bytes into it (the header says %" PRIu64 " records)",
-			            have, data % TRACE_RECORD_BYTES, t->count);
-		trace_error(t, t->map_len,
-		            "record count mismatch: the header says %" PRIu64
-		            " records but the file ends after %" PRIu64, t->count, have);
-	}
-	/* After the counted records the recorder leaves only zeros. */
-	for (uint64_t at = record_offset(t->count); at < t->map_len; at++)
-		if (t->map[at])
-			trace_error(t, at,
-			            "record count mismatch: the header says %" PRIu64
-			            " records but data follows them", t->count);
-	if (t->count >= UINT32_MAX)
-		trace_error(t, offsetof(struct trace_header, record_count),
-		            "%" PRIu64 " records: replay handles fewer than 2^32", t->count);
-	t->rec = (const struct trace_record *)(t->map + TRACE_HEADER_BYTES);
-}
-
-/* Recorded address -> record number of its insert, while live.  Open
- * addressing, linear probing, backward-shift delete; harness memory. */
-struct addr_map {
-	uint64_t *key; /* 0: empty (no chunk starts at 0) */
-	uint32_t *val;
-	unsigned bits;
-	size_t count;
-};
-
-static size_t map_home(const struct addr_map *m, uint64_t key)
-{
-	return (size_t)(((key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - m->bits));
-}
-
-static void map_grow(struct addr_map *m)
-{
-	struct addr_map g = { .bits = m->bits ? m->bits + 1 : 16, .count = m->count };
-	size_t cap = (size_t)1 << g.bits, old_cap = m->bits ? (size_t)1 << m->bits : 0;
-	g.key = calloc(cap, sizeof *g.key);
-	g.val = malloc(cap * sizeof *g.val);
-	if (!g.key || !g.val)
-		cli_usage_error("replay: out of memory for the address map");
-	for (size_t i = 0; i < old_cap; i++) {
-		if (!m->key[i])
-			continue;
-		size_t at = map_home(&g, m->key[i]);
-		while (g.key[at])
-			at = (at + 1) & (cap - 1);
-		g.key[at] = m->key[i];
-		g.val[at] = m->val[i];
-	}
-	free(m->key);
-	free(m->val);
-	*m = g;
-}
-
-/* The slot holding key, or the empty slot where it would go. */
-static size_t map_find(const struct addr_map *m, uint64_t key)
-{
-	size_t mask = ((size_t)1 << m->bits) - 1, at = map_home(m, key);
-	while (m->key[at] && m->key[at] != key)
-		at = (at + 1) & mask;
-	return at;
-}
-
-static void map_delete(struct addr_map *m, size_t i)
-{
-	size_t mask = ((size_t)1 << m->bits) - 1;
-	for (size_t j = (i + 1) & mask; m->key[j]; j = (j + 1) & mask) {
-		size_t home = map_home(m, m->key[j]);
-		int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-		if (!stays) {
-			m->key[i] = m->key[j];
-			m->val[i] = m->val[j];
-			i = j;
-		}
-	}
-	m->key[i] = 0;
-	m->count--;
-}
-
-static void check_records(struct trace *t)
-{
-	struct addr_map m = { 0 };
-	map_grow(&m);
-	t->partner = malloc((t->count ? t->count : 1) * sizeof *t->partner);
-	if (!t->partner)
-		cli_usage_error("replay: out of memory for %" PRIu64 " records", t->count);
-	uint64_t live = 0;
-	for (uint64_t i = 0; i < t->count; i++) {
-		const struct trace_record *r = &t->rec[i];
-		uint64_t off = record_offset(i);
-		unsigned op = trace_op(r);
-		const char *name = trace_op_name(op);
-		if (!name)
-			trace_error(t, off + 14, "record %" PRIu64 ": unknown op %u", i, op);
-		if (!r->addr)
-			trace_error(t, off, "record %" PRIu64 " (%s): address 0", i, name);
-		if (r->site >> TRACE_SIZE_BITS || r->reserved)
-			trace_error(t, off + 16, "record %" PRIu64 " (%s): reserved bits are set", i, name);
-		unsigned align = trace_align_log2(r);
-		if (align < 4 || align > 40)
-			trace_error(t, off + 15, "record %" PRIu64 " (%s): bad alignment 2^%u (expected 2^4..2^40)",
-			            i, name, align);
-		if ((m.count + 1) * 2 > (size_t)1 << m.bits)
-			map_grow(&m);
-		size_t at = map_find(&m, r->addr);
-		if (trace_op_is_insert(op)) {
-			if (m.key[at])
-				trace_error(t, off, "record %" PRIu64 " (%s): the chunk at 0x%" PRIx64
-				            " is inserted again while live (inserted by record %u)",
-				            i, name, r->addr, m.val[at]);
-			m.key[at] = r->addr;
-			m.val[at] = (uint32_t)i;
-			m.count++;
-			t->partner[i] = UINT32_MAX;
-			t->inserts++;
-			if (++live > t->peak_live)
-				t->peak_live = live;
-			continue;
-		}
-		if (!m.key[at])
-			trace_error(t, off, "record %" PRIu64 " (%s): free of unknown address 0x%" PRIx64
-			            ": no live chunk starts there", i, name, r->addr);
-		const struct trace_record *ins = &t->rec[m.val[at]];
-		if (trace_size(ins) != trace_size(r) || trace_align_log2(ins) != align)
-			trace_error(t, off + 8, "record %" PRIu64 " (%s): the chunk at 0x%" PRIx64
-			            " has size %" PRIu64 " and alignment 2^%u here but %" PRIu64
-			            " and 2^%u at its insert (record %u)", i, name, r->addr, trace_size(r),
-			            align, trace_size(ins), trace_align_log2(ins), m.val[at]);
-		t->partner[i] = m.val[at];
-		map_delete(&m, at);
-		t->removes++;
-		live--;
-	}
-	t->end_live = live;
-	free(m.key);
-	free(m.val);
-}
-
 /* --- replaying ------------------------------------------------------------------- */
 
 struct run_result {
@@ -378,78 +137,15 @@ struct replay {
 
 #define LOOKUP_CHUNK 65536
 
-/* The timed loops: separate, never inlined, so callgrind can count each
- * (--toggle-collect=replay_lookup_batch, see README.md). */
-void replay_insert_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
-void replay_remove_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
-void replay_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
-                         size_t n, uintptr_t zero);
-
-__attribute__((noinline)) void replay_insert_batch(const struct index_ops *ops,
-                                                   struct chunk *const *c, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		ops->insert(c[i]);
-}
-
-__attribute__((noinline)) void replay_remove_batch(const struct index_ops *ops,
-                                                   struct chunk *const *c, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		ops->remove(c[i]);
-}
-
-/* zero is 0 at run time but unknown to the compiler: each address depends on
- * the previous answer, so lookups cannot overlap. */
-__attribute__((noinline)) void replay_lookup_batch(const struct index_ops *ops,
-                                                   const uintptr_t *addr, struct chunk_info *out,
-                                                   size_t n, uintptr_t zero)
-{
-	uintptr_t dep = 0;
-	for (size_t i = 0; i < n; i++) {
-		int found = ops->lookup(addr[i] + dep, &out[i]) == INDEX_FOUND;
-		if (!found)
-			out[i].base = 0;
-		/* Chain through the answer's size, which the index copied out
-		 * of the header: a header miss an index guards with a
-		 * well-predicted branch would otherwise overlap the next
-		 * lookups and not be counted. */
-		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
-	}
-}
-
-static volatile uintptr_t runtime_zero;
-static volatile uint64_t warm_sink;
-
-static __attribute__((noreturn, format(printf, 1, 2))) void replay_wrong(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("heapindex: replay: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
-
-/* What inproc_alloc does, minus the index insert (timed separately). */
+/* A chunk as inproc_alloc makes it, minus the index insert (timed apart). */
 static struct chunk *new_chunk(const struct inproc *d, const struct trace_record *r, uint64_t i)
 {
 	size_t align = (size_t)1 << trace_align_log2(r), size = trace_size(r);
-	size_t pad = (d->header_bytes + align - 1) & ~(align - 1);
-	void *real = size <= CHUNK_SIZE_MAX - pad - align
-	             ? aligned_alloc(align, (size + pad + align - 1) & ~(align - 1)) : NULL;
-	if (!real)
-		replay_wrong("out of memory replaying record %" PRIu64 ": a chunk of %zu bytes aligned to %zu",
-		             i, size, align);
-	struct chunk *c = chunk_of_user((unsigned char *)real + pad);
-	chunk_init(c, size, pad, (uintptr_t)r->site);
+	struct chunk *c = inproc_new_chunk(d, size, align, (uintptr_t)r->site);
+	if (!c)
+		cli_wrong("replay", "out of memory replaying record %" PRIu64
+		          ": a chunk of %zu bytes aligned to %zu", i, size, align);
 	return c;
-}
-
-static void free_chunk(struct chunk *c)
-{
-	free((unsigned char *)chunk_user(c) - chunk_pad(c));
 }
 
 static void live_add(struct replay *p, uint32_t id)
@@ -483,7 +179,7 @@ static void lookups(struct replay *p, const struct inproc *d, uint64_t n, uint64
 			p->look_expect[k] = size ? c : NULL;
 		}
 		uint64_t start = cli_cpu_ns();
-		replay_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero);
+		timed_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero);
 		*ns += cli_cpu_ns() - start;
 		for (size_t k = 0; k < m; k++) {
 			const struct chunk *want = p->look_expect[k];
@@ -494,7 +190,7 @@ static void lookups(struct replay *p, const struct inproc *d, uint64_t n, uint64
 			}
 			if (!verify)
 				continue;
-			replay_wrong("index %s answered wrongly: lookup of 0x%" PRIxPTR
+			cli_wrong("replay", "index %s answered wrongly: lookup of 0x%" PRIxPTR
 			             " (in the chunk of record %" PRIu64 " at 0x%" PRIxPTR ", %zu bytes) returned %s0x%" PRIxPTR
 			             " (%zu bytes)", d->ops->name, p->look_addr[k], p->look_rec[k],
 			             want ? chunk_user(want) : 0, want ? chunk_size(want) : 0,
@@ -511,7 +207,7 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 	const struct index_ops *ops = d->ops;
 	/* noop finds nothing by design: its answers are not checked. */
 	int verify = (ops->caps & INDEX_ANSWERS_LOOKUPS) != 0;
-	uint64_t rng = p->o->seed, ins_ns = 0, rem_ns = 0, look_ns = 0, warm = 0;
+	uint64_t rng = p->o->seed, ins_ns = 0, rem_ns = 0, look_ns = 0;
 	uint64_t start = cli_now_ns();
 	memset(res, 0, sizeof *res);
 	p->live_count = 0;
@@ -528,14 +224,14 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 				 * before it calls remove, so the header is in cache;
 				 * inserts find theirs there too, just written. */
 				struct chunk *c = chunk_of_user(p->user[t->partner[i]]);
-				warm += c->size_pad;
+				warm_header(c);
 				p->batch_rem[nr++] = c;
 			}
 		}
 		uint64_t t0 = cli_cpu_ns();
-		replay_insert_batch(ops, p->batch_ins, ni);
+		timed_insert_batch(ops, p->batch_ins, ni);
 		uint64_t t1 = cli_cpu_ns();
-		replay_remove_batch(ops, p->batch_rem, nr);
+		timed_remove_batch(ops, p->batch_rem, nr);
 		uint64_t t2 = cli_cpu_ns();
 		ins_ns += t1 - t0;
 		rem_ns += t2 - t1;
@@ -548,14 +244,13 @@ static void replay_run(struct replay *p, const struct inproc *d, struct run_resu
 		if (p->o->lookups)
 			lookups(p, d, p->o->lookups * (e - s), &rng, res, &look_ns, verify);
 		for (size_t k = 0; k < nr; k++)
-			free_chunk(p->batch_rem[k]);
+			inproc_free_chunk(p->batch_rem[k]);
 	}
-	warm_sink = warm;
 	/* Leave the index empty for the next run (untimed). */
 	for (uint64_t k = 0; k < p->live_count; k++) {
 		struct chunk *c = chunk_of_user(p->user[p->live_ids[k]]);
 		ops->remove(c);
-		free_chunk(c);
+		inproc_free_chunk(c);
 	}
 	p->live_count = 0;
 	res->seconds_ns = cli_now_ns() - start;
@@ -580,9 +275,13 @@ int cmd_replay(int argc, char **argv)
 		return 2;
 	}
 
-	struct trace t = { .path = o.path };
-	load_header(&t);
-	check_records(&t);
+	struct trace t;
+	struct trace_error e = { 0 };
+	if (trace_open(&t, o.path, &e) || trace_check_records(&t, &e)) {
+		if (e.offset == TRACE_NO_OFFSET)
+			cli_usage_error("replay: %s", e.msg);
+		cli_usage_error("replay: %s: %s (byte offset %" PRIu64 ")", t.path, e.msg, e.offset);
+	}
 
 	FILE *csv = NULL;
 	if (o.csv) {
@@ -678,7 +377,6 @@ int cmd_replay(int argc, char **argv)
 	free(p.look_expect);
 	free(p.look_got);
 	free(p.look_rec);
-	free(t.partner);
-	munmap((void *)t.map, t.map_len);
+	trace_close(&t);
 	return 0;
 }

@@ -41,6 +41,7 @@
 
 #include "config.h"
 #include "inproc.h"
+#include "kernels.h"
 #include "lookup_cache.h"
 #include "scale_gcbase.h"
 
@@ -144,17 +145,6 @@ static void parse_options(int argc, char **argv, struct scale_options *o)
 
 /* --- helpers ----------------------------------------------------------------------- */
 
-static __attribute__((noreturn, format(printf, 1, 2))) void scale_wrong(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("heapindex: scale: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(1);
-}
-
 #define CHASE_MAX ((uint64_t)1 << 30)
 
 static uint64_t chase_bytes(uint64_t heap_bytes)
@@ -178,68 +168,9 @@ static size_t draw_size(uint64_t *rng)
 	return (size_t)(lo * exp(u * log(hi / lo)));
 }
 
-/* --- the timed loops (never inlined: callgrind can count them by name) ------------- */
-
-void scale_insert_batch(const struct index_ops *ops, struct chunk *const *c, const uint32_t *which,
-                        size_t n);
-void scale_remove_batch(const struct index_ops *ops, struct chunk *const *c, const uint32_t *which,
-                        size_t n);
-void scale_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
-                        size_t n, uintptr_t zero);
-void scale_cached_lookup_batch(const struct index_ops *ops, struct thread_slot *self,
-                               const uintptr_t *addr, struct chunk_info *out, size_t n, uintptr_t zero);
+/* The chase's loop (never inlined: callgrind can count it by name); the
+ * indexes' timed loops are cli/kernels.c's. */
 void *scale_chase(void *p, uint64_t hops);
-
-__attribute__((noinline)) void scale_insert_batch(const struct index_ops *ops,
-                                                  struct chunk *const *c, const uint32_t *which,
-                                                  size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		ops->insert(c[which[i]]);
-}
-
-__attribute__((noinline)) void scale_remove_batch(const struct index_ops *ops,
-                                                  struct chunk *const *c, const uint32_t *which,
-                                                  size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		ops->remove(c[which[i]]);
-		lookup_cache_note_removed(c[which[i]]); /* as the hooks' free */
-	}
-}
-
-/* zero is 0 at run time, unknown to the compiler: each address depends on
- * the previous answer, so the lookups are serialised like the chase's hops. */
-__attribute__((noinline)) void scale_lookup_batch(const struct index_ops *ops,
-                                                  const uintptr_t *addr, struct chunk_info *out,
-                                                  size_t n, uintptr_t zero)
-{
-	uintptr_t dep = 0;
-	for (size_t i = 0; i < n; i++) {
-		int found = ops->lookup(addr[i] + dep, &out[i]) == INDEX_FOUND;
-		if (!found)
-			out[i].base = 0;
-		/* Chain through the answer's size, which the index copied out
-		 * (of the header, or of its own memory): a header miss an index
-		 * guards with a well-predicted branch would otherwise overlap
-		 * the next lookups and not be counted. */
-		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
-	}
-}
-
-/* The same, through the lookup cache (HEAPINDEX_LOOKUP_CACHE). */
-__attribute__((noinline)) void scale_cached_lookup_batch(const struct index_ops *ops,
-                                                         struct thread_slot *self, const uintptr_t *addr,
-                                                         struct chunk_info *out, size_t n, uintptr_t zero)
-{
-	uintptr_t dep = 0;
-	for (size_t i = 0; i < n; i++) {
-		int found = lookup_cached(self, addr[i] + dep, ops->lookup, &out[i]) == INDEX_FOUND;
-		if (!found)
-			out[i].base = 0;
-		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
-	}
-}
 
 __attribute__((noinline)) void *scale_chase(void *p, uint64_t hops)
 {
@@ -248,7 +179,6 @@ __attribute__((noinline)) void *scale_chase(void *p, uint64_t hops)
 	return p;
 }
 
-static volatile uintptr_t runtime_zero;
 static void *volatile chase_sink;
 
 /* --- the heap ---------------------------------------------------------------------- */
@@ -309,7 +239,7 @@ static void heap_grow(struct heap *h, uint64_t n)
 static void heap_free(struct heap *h)
 {
 	for (uint64_t i = 0; i < h->count; i++)
-		free((unsigned char *)chunk_user(h->chunk[i]) - chunk_pad(h->chunk[i]));
+		inproc_free_chunk(h->chunk[i]);
 	free(h->gaps);
 }
 
@@ -371,9 +301,9 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 		struct thread_slot *self = lookup_cache_entries ? thread_slot() : NULL;
 		uint64_t start = cli_cpu_ns();
 		if (s->ops && self)
-			scale_cached_lookup_batch(s->ops, self, b->addr, b->got, m, runtime_zero);
+			timed_cached_lookup_batch(s->ops, self, b->addr, b->got, m, runtime_zero);
 		else if (s->ops)
-			scale_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero);
+			timed_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero);
 		else
 			scale_gcbase_batch(b->addr, b->got_base, m, runtime_zero);
 		uint64_t took = cli_cpu_ns() - start;
@@ -383,7 +313,7 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 			b->got_base[k] = b->got[k].base;
 		for (size_t k = 0; verify && k < m; k++)
 			if (b->got_base[k] != b->expect[k])
-				scale_wrong("%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
+				cli_wrong("scale", "%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
 				            " (%s) returned %s0x%" PRIxPTR, s->name, h->count, b->addr[k],
 				            hits ? "inside a live chunk" : "outside every live chunk",
 				            b->got_base[k] ? "the chunk at " : "", b->got_base[k]);
@@ -394,8 +324,6 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 
 #define CHURN_BATCH 4096
 
-static volatile uint64_t warm_sink;
-
 /* Remove then re-insert a random subset, at least 3 times and until 20 ms
  * have passed; the medians of the per-round rates.  In batches of
  * CHURN_BATCH, each chunk's header touched untimed first, as the hooks do:
@@ -404,17 +332,20 @@ static volatile uint64_t warm_sink;
 static void time_churn(const struct heap *h, const struct index_ops *ops, const uint32_t *subset,
                        size_t m, double *insert_ns, double *remove_ns, struct buffers *b)
 {
-	uint64_t total = 0, warm = 0;
+	static struct chunk *batch[CHURN_BATCH];
+	uint64_t total = 0;
 	size_t rounds = 0;
 	double *ins = b->rate, *rem = b->rate + MAX_BLOCKS / 2;
 	do {
 		uint64_t rem_ns = 0, ins_ns = 0;
 		for (size_t s = 0; s < m; s += CHURN_BATCH) {
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
-			for (size_t j = 0; j < k; j++)
-				warm += h->chunk[subset[s + j]]->size_pad;
+			for (size_t j = 0; j < k; j++) {
+				batch[j] = h->chunk[subset[s + j]];
+				warm_header(batch[j]);
+			}
 			uint64_t t0 = cli_cpu_ns();
-			scale_remove_batch(ops, h->chunk, subset + s, k);
+			timed_remove_batch(ops, batch, k);
 			rem_ns += cli_cpu_ns() - t0;
 		}
 		for (size_t s = 0; s < m; s += CHURN_BATCH) {
@@ -422,9 +353,10 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 			for (size_t j = 0; j < k; j++) {
 				struct chunk *c = h->chunk[subset[s + j]];
 				chunk_init(c, h->size[subset[s + j]], h->pad, chunk_site(c));
+				batch[j] = c;
 			}
 			uint64_t t0 = cli_cpu_ns();
-			scale_insert_batch(ops, h->chunk, subset + s, k);
+			timed_insert_batch(ops, batch, k);
 			ins_ns += cli_cpu_ns() - t0;
 		}
 		rem[rounds] = (double)rem_ns / (double)m;
@@ -432,7 +364,6 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 		rounds++;
 		total += rem_ns + ins_ns;
 	} while ((total < 20000000 || rounds < 3) && rounds < 100);
-	warm_sink = warm;
 	*insert_ns = cli_median(ins, rounds);
 	*remove_ns = cli_median(rem, rounds);
 }

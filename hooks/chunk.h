@@ -39,32 +39,83 @@ struct chunk {
 #define CHUNK_FIELD_MASK ((UINT64_C(1) << CHUNK_FIELD_BITS) - 1)
 #define CHUNK_SIZE_MAX ((size_t)CHUNK_FIELD_MASK)
 
-/* The pad is the distance from the real allocator chunk to the user pointer.
- * It is a multiple of 16, stored in 16-byte units while that fits in 15 bits
- * (pad < 512 KiB); larger pads only come from large alignments, where the pad
- * equals the alignment, a power of two, so its log2 is stored instead. */
-#define PAD_LOG2_FLAG 0x8000u
-/* Bit 14 of the pad code is no part of the pad: it marks a chunk whose
- * answer a lookup cache may hold (lookup_cache.h), so that its free, which
- * must then invalidate the caches, leaves the fast path (the fast path
- * compares the whole pad code).  Direct codes stay below it (pads under
- * 256 KiB; larger ones are alignments, stored as log2), log2 codes are
- * below 64 besides their flag. */
-#define PAD_CACHED_FLAG 0x4000u
+/* The pad code (bits 48-63 of size_pad) says how far below the user pointer
+ * the real allocator's chunk starts, and carries a check byte:
+ *
+ *     bits 8-15  CHUNK_TAG, the same in every chunk the hooks make;
+ *     bit  7     clear: bits 0-5 are pad / 16 (pad < 1 KiB);
+ *                set:   bits 0-5 are log2(pad);
+ *     bit  6     the cached mark, no part of the pad: a lookup cache may
+ *                hold the chunk's answer (lookup_cache.h), so its free,
+ *                which must then invalidate it, leaves the fast path (which
+ *                takes only the plain code).  chunk_pad_code leaves it out.
+ *
+ * Pads are multiples of 16: the header alone (header_bytes, at most a few
+ * dozen bytes), or for an over-aligned chunk the header rounded up to the
+ * alignment; from 1 KiB up that is the alignment itself, a power of two, so
+ * its log2 is enough.
+ *
+ * Why a check byte: free, realloc and malloc_usable_size may be handed a
+ * pointer the hooks never made (a __libc_malloc pointer, one from an
+ * allocator the hooks were not in front of, a bad pointer), and must then
+ * leave the index alone (chunk_code_is_ours, and hooks.c's foreign_pointer).
+ * Below such a pointer lie someone else's 16 bytes.  For glibc's chunks the
+ * word we read is its prev_size field (a small size: top byte 0) or the
+ * previous chunk's last 8 user bytes.  0xa5 in the top byte is no user-space
+ * address (their top 16 bits are 0), no small integer, no negative one
+ * (0xff), no ASCII text and no double of ordinary magnitude, so such words
+ * never pass; an arbitrary word passes free's fast test (the whole 16-bit
+ * code of a plain chunk) with probability 2^-16. */
+#define CHUNK_TAG 0xa5u
+#define PAD_LOG2_FLAG 0x80u
+#define PAD_CACHED_FLAG 0x40u
+#define PAD_UNITS_LIMIT PAD_CACHED_FLAG /* pads below 1 KiB are stored in units */
+#define PAD_CODE_BAD 0xffu               /* a code payload no pad has (log2 63, marked) */
 #define CHUNK_CACHED_BIT ((uint64_t)PAD_CACHED_FLAG << CHUNK_FIELD_BITS)
 
 static inline unsigned pad_encode(size_t pad)
 {
-	if (pad / 16 < PAD_CACHED_FLAG)
-		return (unsigned)(pad / 16);
-	return PAD_LOG2_FLAG | (unsigned)__builtin_ctzll(pad);
+	if (pad / 16 < PAD_UNITS_LIMIT)
+		return CHUNK_TAG << 8 | (unsigned)(pad / 16);
+	return CHUNK_TAG << 8 | PAD_LOG2_FLAG | (unsigned)__builtin_ctzll(pad);
 }
 
 static inline size_t pad_decode(unsigned code)
 {
 	if (code & PAD_LOG2_FLAG)
 		return (size_t)1 << (code & 63);
-	return (size_t)code * 16;
+	return (size_t)(code & 0x3fu) * 16;
+}
+
+/* Could code be one the hooks wrote, for a chunk whose user pointer is user
+ * and whose header is header_bytes?  The tag, and a pad the hooks make: the
+ * header alone, or for an over-aligned chunk the header rounded up to its
+ * alignment (at least 32): a multiple of 32 above the header, the user
+ * pointer aligned to 32, and to the whole pad when that is stored as a log2
+ * (the pad is then the alignment).  One function, so every metadata
+ * placement can carry the same check. */
+static inline int chunk_code_is_ours(unsigned code, uintptr_t user, size_t header_bytes)
+{
+	if (code >> 8 != CHUNK_TAG)
+		return 0;
+	size_t pad = pad_decode(code);
+	if (code & PAD_LOG2_FLAG)
+		return (code & 0x3fu) >= 10 && (code & 0x3fu) <= 47 && (user & (pad - 1)) == 0;
+	if (pad == header_bytes)
+		return 1;
+	return pad > header_bytes && pad % 32 == 0 && user % 32 == 0;
+}
+
+/* The pad of a chunk of size bytes whose user pointer is aligned to align (a
+ * power of two, at least CHUNK_ALIGN), header_bytes (struct chunk and the
+ * index's links, a multiple of 16) below it: the smallest multiple of align
+ * that holds them, so the user pointer sits pad bytes into a real chunk
+ * aligned to align.  0 -- no pad is 0 -- if pad and size cannot be encoded
+ * (size + pad would pass CHUNK_SIZE_MAX): the allocation must fail. */
+static inline size_t chunk_pad_for(size_t header_bytes, size_t align, size_t size)
+{
+	size_t pad = (header_bytes + align - 1) & ~(align - 1);
+	return pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad ? 0 : pad;
 }
 
 static inline struct chunk *chunk_of_user(const void *user)
@@ -85,10 +136,16 @@ static inline size_t chunk_size(const struct chunk *c)
 	return (size_t)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_FIELD_MASK);
 }
 
+/* The pad code without the cached mark. */
+static inline unsigned chunk_pad_code(const struct chunk *c)
+{
+	return (unsigned)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) >> CHUNK_FIELD_BITS) &
+	       ~PAD_CACHED_FLAG;
+}
+
 static inline size_t chunk_pad(const struct chunk *c)
 {
-	uint64_t word = __atomic_load_n(&c->size_pad, __ATOMIC_RELAXED);
-	return pad_decode((unsigned)(word >> CHUNK_FIELD_BITS) & ~PAD_CACHED_FLAG);
+	return pad_decode(chunk_pad_code(c));
 }
 
 /* The cached mark: set by a lookup that reads the header while the index

@@ -21,13 +21,12 @@ static int64_t live_meta(const struct thread_counters *k)
 void counters_flush(struct thread_slot *s)
 {
 	struct thread_counters *k = &s->counters;
-	int64_t live = thread_live_chunks(k);
-	int64_t chunks = live - k->flushed_chunks, bytes = k->bytes - k->flushed_bytes;
+	int64_t live = thread_live_chunks(k), live_bytes = thread_counters_look(k);
+	int64_t chunks = live - k->flushed_chunks, bytes = live_bytes - k->flushed_bytes;
 	int64_t meta = live_meta(k) - k->flushed_meta;
 	k->flushed_chunks = live;
-	k->flushed_bytes = k->bytes;
+	k->flushed_bytes = live_bytes;
 	k->flushed_meta = live_meta(k);
-	k->budget = CHECK_BUDGET;
 	raise_peak(&live_total.peak_chunks,
 	           __atomic_add_fetch(&live_total.chunks, chunks, __ATOMIC_RELAXED));
 	raise_peak(&live_total.peak_bytes,
@@ -44,13 +43,11 @@ static int beyond(int64_t delta, int64_t limit)
 void counters_check(struct thread_slot *s)
 {
 	struct thread_counters *k = &s->counters;
-	int64_t live = thread_live_chunks(k);
+	int64_t live = thread_live_chunks(k), live_bytes = thread_counters_look(k);
 	if (beyond(live - k->flushed_chunks, FLUSH_AT_CHUNKS) ||
-	    beyond(k->bytes - k->flushed_bytes, FLUSH_AT_BYTES) ||
+	    beyond(live_bytes - k->flushed_bytes, FLUSH_AT_BYTES) ||
 	    beyond(live_meta(k) - k->flushed_meta, FLUSH_AT_CHUNKS * (int64_t)hooks_header_bytes))
 		counters_flush(s);
-	else
-		k->budget = CHECK_BUDGET;
 }
 
 /* Other threads' counters are read while they may be changing: each word
@@ -59,23 +56,27 @@ void counters_check(struct thread_slot *s)
  * the live figures are exact. */
 static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 {
-	const struct thread_counters *k = &s->counters;
-	uint64_t fast_mallocs = __atomic_load_n(&k->fast_mallocs, __ATOMIC_RELAXED);
-	uint64_t fast_frees = __atomic_load_n(&k->fast_frees, __ATOMIC_RELAXED);
+	const struct thread_counters *src = &s->counters;
+	/* A copy, word by word, then the figures derived from it. */
+	struct thread_counters k = { 0 };
+	const uint64_t *from = (const uint64_t *)src;
+	uint64_t *to = (uint64_t *)&k;
+	_Static_assert(sizeof k % sizeof *to == 0, "thread_counters is made of 64-bit words");
+	for (size_t i = 0; i < sizeof k / sizeof *to; i++)
+		to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
 	for (int e = 0; e < ENTRY_COUNT; e++)
-		t->calls[e] += __atomic_load_n(&k->calls[e], __ATOMIC_RELAXED);
-	t->calls[ENTRY_malloc] += fast_mallocs;
-	t->calls[ENTRY_free] += fast_frees;
-	t->failed_allocs += __atomic_load_n(&k->failed_allocs, __ATOMIC_RELAXED);
-	t->lookups_found += __atomic_load_n(&k->lookups_found, __ATOMIC_RELAXED);
-	t->lookups_missed += __atomic_load_n(&k->lookups_missed, __ATOMIC_RELAXED);
-	t->lookup_cache_hits += __atomic_load_n(&k->lookup_cache_hits, __ATOMIC_RELAXED);
-	t->lookup_cache_misses += __atomic_load_n(&k->lookup_cache_misses, __ATOMIC_RELAXED);
-	int64_t chunks = __atomic_load_n(&k->chunks, __ATOMIC_RELAXED) + (int64_t)(fast_mallocs - fast_frees);
+		t->calls[e] += k.calls[e];
+	t->calls[ENTRY_malloc] += k.fast_mallocs;
+	t->calls[ENTRY_free] += k.fast_frees;
+	t->failed_allocs += k.failed_allocs;
+	t->lookups_found += k.lookups_found;
+	t->lookups_missed += k.lookups_missed;
+	t->lookup_cache_hits += k.lookup_cache_hits;
+	t->lookup_cache_misses += k.lookup_cache_misses;
+	int64_t chunks = thread_live_chunks(&k);
 	t->live_chunks += chunks;
-	t->live_bytes += __atomic_load_n(&k->bytes, __ATOMIC_RELAXED);
-	t->live_meta_bytes += chunks * (int64_t)hooks_header_bytes +
-	                      __atomic_load_n(&k->extra_meta, __ATOMIC_RELAXED);
+	t->live_bytes += thread_live_bytes(&k);
+	t->live_meta_bytes += chunks * (int64_t)hooks_header_bytes + k.extra_meta;
 }
 
 static int64_t max64(int64_t a, int64_t b)

@@ -12,10 +12,12 @@
  * deltas -- what it added to the live chunks, bytes and metadata since its
  * last flush -- into live_totals with atomic adds, and each flush raises the
  * peaks to the new totals.  Flushing touches a line every thread writes, so
- * it must be rare: a slot looks at its deltas only when its `budget` runs
- * out (every chunk event spends its size plus COUNTER_EVENT_WEIGHT of it:
- * at most CHECK_BUDGET / COUNTER_EVENT_WEIGHT = 32 events or 32 KiB between
- * looks), and flushes only if one of them exceeds FLUSH_AT (32 chunks, 32
+ * it must be rare: a slot looks at its deltas only when one of its two
+ * budgets runs out (one per direction, in and out; every chunk event spends
+ * its size plus COUNTER_EVENT_WEIGHT of its direction's: at most
+ * CHECK_BUDGET / COUNTER_EVENT_WEIGHT = 32 events or 32 KiB each way between
+ * looks, so the net change since a look is under 32 chunks and 32 KiB
+ * either way), and flushes only if a delta exceeds FLUSH_AT (32 chunks, 32
  * KiB, 32 headers).  A thread that churns -- frees one chunk, allocates the
  * next -- keeps its deltas near zero and almost never flushes; one that
  * only allocates, or only frees (a consumer), flushes every 32 chunks.  So a
@@ -59,25 +61,60 @@ enum hook_entry {
 #define FLUSH_AT_CHUNKS 32
 #define FLUSH_AT_BYTES ((int64_t)32 << 10)
 
-/* One thread's counts; written only by that thread. */
+/* One thread's counts; written only by that thread.
+ *
+ * Chunk events come in two directions, in (a chunk joins the live heap)
+ * and out, and each direction has a budget that every event spends (its
+ * size plus COUNTER_EVENT_WEIGHT) and that a look refills to CHECK_BUDGET.
+ * The fast path keeps no byte count of its own: its bytes since the last
+ * look are what its budget spent less the events' weights, so a fast event
+ * is one count and one budget update (thread_live_bytes). */
 struct thread_counters {
 	/* The fast path's: one count per call, which is both the call and the
 	 * chunk it made live (malloc) or ended (free). */
 	uint64_t fast_mallocs, fast_frees;
-	int64_t bytes;       /* live bytes by this thread's calls, both paths */
-	int64_t budget;      /* look at the deltas when it falls below 0 */
+	int64_t budget_in, budget_out; /* look at the deltas when one falls below 0 */
 	/* The general path's. */
 	uint64_t calls[ENTRY_COUNT];
 	uint64_t failed_allocs, lookups_found, lookups_missed;
 	uint64_t lookup_cache_hits, lookup_cache_misses; /* lookup_cache.h */
-	int64_t chunks, extra_meta; /* live, by this thread's general calls */
+	uint64_t slow_in, slow_out;  /* chunk events of the general path */
+	int64_t extra_meta;          /* live pad beyond the header, general path */
+	/* At the last look: the live bytes then, and the events so far. */
+	int64_t looked_bytes;
+	uint64_t looked_in, looked_out;
 	int64_t flushed_chunks, flushed_bytes, flushed_meta; /* of the live figures, in live_totals */
 };
 
 /* The live chunks of a thread's calls, both paths. */
 static inline int64_t thread_live_chunks(const struct thread_counters *k)
 {
-	return k->chunks + (int64_t)(k->fast_mallocs - k->fast_frees);
+	return (int64_t)(k->fast_mallocs + k->slow_in - k->fast_frees - k->slow_out);
+}
+
+/* The live bytes of a thread's calls: those at the last look, plus what
+ * each direction's budget spent since, less the weights of its events. */
+static inline int64_t thread_live_bytes(const struct thread_counters *k)
+{
+	int64_t in = CHECK_BUDGET - k->budget_in -
+	             COUNTER_EVENT_WEIGHT * (int64_t)(k->fast_mallocs + k->slow_in - k->looked_in);
+	int64_t out = CHECK_BUDGET - k->budget_out -
+	              COUNTER_EVENT_WEIGHT * (int64_t)(k->fast_frees + k->slow_out - k->looked_out);
+	return k->looked_bytes + in - out;
+}
+
+/* A look: fold what the budgets spent into looked_bytes and refill them.
+ * Returns the live bytes.  Also what makes a slot's counters consistent
+ * when a thread takes it (all zero, or kept from threads that had it). */
+static inline int64_t thread_counters_look(struct thread_counters *k)
+{
+	int64_t bytes = thread_live_bytes(k);
+	k->looked_bytes = bytes;
+	k->looked_in = k->fast_mallocs + k->slow_in;
+	k->looked_out = k->fast_frees + k->slow_out;
+	k->budget_in = CHECK_BUDGET;
+	k->budget_out = CHECK_BUDGET;
+	return bytes;
 }
 
 /* The published process-wide figures (atomics). */

@@ -9,20 +9,25 @@
  * There is no process-wide lock on the way: statistics are counted per
  * thread (counters.h, in the thread's slot, threads.h), the indexes
  * synchronise themselves (index.h), and fork is made safe by bracketing
- * every index call (threads.h).  hooks_lock remains for the optional
+ * every index call (threads.h; an index with nothing fork could tear, noop,
+ * goes without on the fast path).  hooks_lock remains for the optional
  * features that must change together with the index (census, verify) and
  * for an index that asks for serial calls (the trace recorder).
  *
  * What the C library promises is kept: 16-byte alignment, the alignment asked
  * of memalign and friends, zeroed calloc memory, ENOMEM on calloc overflow,
  * realloc(p, 0) freeing p, and a malloc_usable_size that counts only bytes the
- * program may use (never our header).
+ * program may use (never our header).  A pointer we did not hand out goes to
+ * the next allocator untouched (foreign_pointer), and a program that brings
+ * its own malloc has us step aside entirely (stepped_aside).
  */
 #include "hooks.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -64,16 +69,46 @@ static struct {
 	size_t (*malloc_usable_size)(void *);
 } real;
 
+/* --- a program that brings its own allocator ---------------------------------
+ * A program that defines malloc, free, calloc and realloc (glibc's
+ * documented minimum for replacing its allocator) wins over the preload,
+ * but the entry points it left out (reallocarray, memalign, pvalloc, ...,
+ * the C++ operators) would still reach us, and we would hand its chunks to
+ * glibc.  So when, at initialisation, the dynamic linker's malloc or free
+ * is not ours, the hooks step aside: every entry point forwards to the next
+ * definition (glibc's, which calls the program's malloc where it calls
+ * malloc at all), exactly what the program gets without us, and nothing is
+ * indexed.  Said once on stderr.  The C++ operators (cxx.c) reach
+ * alloc_plain, alloc_aligned and free_chunk, which then call the program's
+ * own malloc and free, as libstdc++'s operators would. */
+static int aside; /* set before READY, never changed after */
+static struct {
+	void *(*reallocarray)(void *, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	void *(*program_malloc)(size_t); /* the dynamic linker's: the program's */
+	void (*program_free)(void *);
+} next;
+
+static void step_aside_if_replaced(void);
+
+static inline int stepped_aside(void)
+{
+	return unlikely(__atomic_load_n(&aside, __ATOMIC_RELAXED));
+}
+
 /* --- bootstrap --------------------------------------------------------------
  * dlsym, which finds the next allocator, itself calls calloc.  Until the real
  * functions are known, allocations come from this static arena: never freed,
  * zero from the start (so calloc needs no memset), recognised by address.
  * Each boot chunk has a chunk header whose pad code (BOOT_PAD_CODE, an
- * impossible 2^63 alignment) no real chunk has, so free's fast path, which
+ * impossible alignment) no real chunk has, so free's fast path, which
  * checks the pad code, sends it to the general path. */
 
 #define BOOT_ARENA_BYTES ((size_t)64 * 1024)
-#define BOOT_PAD_CODE 0xffffu
+#define BOOT_PAD_CODE (CHUNK_TAG << 8 | PAD_CODE_BAD)
 static _Alignas(16) unsigned char boot_arena[BOOT_ARENA_BYTES];
 static size_t boot_used;
 
@@ -200,13 +235,56 @@ static void allocator_name(void)
 	}
 }
 
+/* Our malloc or free is not the one the program calls: step aside (above). */
+/* Does the dynamic linker's name sym (the address dlsym(RTLD_DEFAULT)
+ * gave) stand for a definition outside this library?  Not for the address
+ * alone: a non-PIE executable that takes malloc's address (python3 does)
+ * exports an undefined malloc whose value is its PLT stub, and dlsym
+ * answers that; the stub leads to the first definition, ours.  dladdr1
+ * names defined symbols only, so a definition is a symbol of that object
+ * starting exactly at the address. */
+static int defined_elsewhere(void *sym, const Dl_info *self)
+{
+	Dl_info where;
+	const ElfW(Sym) *entry = NULL;
+	if (!sym || !dladdr1(sym, &where, (void **)&entry, RTLD_DL_SYMENT))
+		return 0;
+	return where.dli_fbase != self->dli_fbase && where.dli_saddr == sym && entry &&
+	       entry->st_shndx != SHN_UNDEF;
+}
+
+static void step_aside_if_replaced(void)
+{
+	void *m = dlsym(RTLD_DEFAULT, "malloc"), *f = dlsym(RTLD_DEFAULT, "free");
+	Dl_info self;
+	/* Names, not addresses: in this library `malloc` is bound like any
+	 * other reference, so it would be the program's too. */
+	if (!dladdr((void *)step_aside_if_replaced, &self))
+		return;
+	if (!defined_elsewhere(m, &self) && !defined_elsewhere(f, &self))
+		return;
+	next.program_malloc = m ? (void *(*)(size_t))m : real.malloc;
+	next.program_free = f ? (void (*)(void *))f : real.free;
+	/* Not next_symbol: an allocator that lacks one is emulated below. */
+	next.reallocarray = (void *(*)(void *, size_t, size_t))dlsym(RTLD_NEXT, "reallocarray");
+	next.aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
+	next.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+	next.valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
+	next.pvalloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "pvalloc");
+	__atomic_store_n(&aside, 1, __ATOMIC_RELAXED);
+	static const char msg[] = "heapindex: the program defines its own malloc; the hooks step "
+	                          "aside and index nothing\n";
+	if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0)
+		return;
+}
+
 /* The optional features on, as slot flags. */
 static unsigned features(void)
 {
 	return (sites_slow ? HOOKS_SITES : 0) | (sites_census_on ? HOOKS_CENSUS : 0) |
 	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
 	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
-	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0);
+	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0) | (aside ? HOOKS_ASIDE : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
@@ -224,6 +302,7 @@ static void initialise(void)
 	real.memalign = next_symbol("memalign");
 	real.malloc_usable_size = next_symbol("malloc_usable_size");
 	allocator_name();
+	step_aside_if_replaced();
 
 	char err[512];
 	if (config_from_env(&hooks_config, err, sizeof err) ||
@@ -239,7 +318,7 @@ static void initialise(void)
 	/* Before any thread attaches: a slot copies its flags at attach. */
 	threads_slot_flags = features();
 	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
-	hooks_fallback_slot.counters.budget = CHECK_BUDGET;
+	(void)thread_counters_look(&hooks_fallback_slot.counters);
 	threads_retire_hook = counters_flush;
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
@@ -313,14 +392,19 @@ static void *fail(struct thread_slot *s, enum hook_entry entry)
 static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size_t pad)
 {
 	struct thread_counters *k = &s->counters;
-	k->chunks += dir;
-	k->bytes += dir * (int64_t)size;
-	k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT;
+	int64_t spend = (int64_t)size + COUNTER_EVENT_WEIGHT, left;
+	if (dir > 0) {
+		k->slow_in++;
+		left = k->budget_in -= spend;
+	} else {
+		k->slow_out++;
+		left = k->budget_out -= spend;
+	}
 	if (unlikely(pad != hooks_header_bytes)) {
 		/* Flush at once: the meta bound counts header_bytes per event. */
 		k->extra_meta += dir * (int64_t)(pad - hooks_header_bytes);
 		counters_flush(s);
-	} else if (unlikely(k->budget < 0)) {
+	} else if (unlikely(left < 0)) {
 		counters_check(s);
 	}
 }
@@ -338,34 +422,55 @@ static inline struct thread_slot *call_slot(void)
  * of a chunk whose pad is just the header: what nearly every call is.
  *
  * malloc: one test of the slot's flags word (not attached, not initialised,
- * an optional feature, a fork under way: the general path), the real
- * malloc of size + header_bytes (a carry is a failure), the header (two
- * stores: size with the pad code; the return address as site, whose top 16
- * bits, the index's, are 0 in user space), the thread's own counters (one
- * count that is both the call and the live chunk, the live bytes, and a
- * budget whose overdraft every ~30 chunk events or 32 KiB has the thread
- * look whether its live figures moved enough to publish them for the
- * peaks, counters.h), then the index's insert inside the fork bracket
- * (two plain increments and one load of the slot).  No lock, no
- * atomic instruction, no store to memory another thread writes: 35
- * instructions besides the real malloc and the index's insert.
+ * an optional feature, a fork under way, the hooks stepped aside: the
+ * general path), the real malloc of size + header_bytes (a carry is a
+ * failure), the header (two stores: size with the pad code; the return
+ * address as site, whose top 16 bits, the index's, are 0 in user space),
+ * the thread's own counters (one count that is both the call and the live
+ * chunk, and the in-budget, spent by size + weight, whose overdraft every
+ * ~30 chunks or 32 KiB has the thread look whether its live figures moved
+ * enough to publish them for the peaks; the bytes are derived from what
+ * the budget spent, counters.h), then the index's insert inside the fork
+ * bracket (two plain increments and one test of the slot; compiled out for
+ * an index that needs none, index.h).  No lock, no atomic instruction, no
+ * store to memory another thread writes.
  *
- * free: the NULL and flags tests, one load of the header, whose pad code
- * must be the plain one (else the general path: aligned and boot chunks,
- * and chunks a lookup cache may hold, lookup_cache.h), the counters, the
- * index's remove in the bracket, one more load and test of the header (a
- * lookup may have marked the chunk since: 3 instructions), and a tail call
- * of the real free: about 38 instructions besides them.
+ * free: the NULL and flags tests, the header word less the plain pad code
+ * (one subtraction gives the size and tests the code: aligned, boot and
+ * foreign chunks, and chunks a lookup cache may hold, go to the general
+ * path, chunk.h), the counters (count and out-budget), the index's remove
+ * in the bracket, one more load and test of the header (a lookup may have
+ * marked the chunk since: 3 instructions, lookup_cache.h), and a tail call
+ * of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 218 under the noop index: +77, of which
- * saving three callee-saved registers across the calls is 12, the flags
- * and NULL tests 8, the thread slot's TLS load 4, the header 13, the
- * counters 11, the fork bracket 10, the calls into the index 6.
+ * glibc alone is 141 instructions, 200.8 under the noop index: +59.8
+ * (was +77).  malloc is 33 instructions of ours: saving three callee-saved
+ * registers (size, slot, chunk) 6, the slot's TLS load 2, the flags test 3,
+ * the size check 2, the call of the real malloc and its NULL test 3, the
+ * header 7, the counters 4, the call into the index 3 (with its return),
+ * keeping size and returning 3.  free is 25: the slot 2, the NULL and flags
+ * tests 5, one saved register 2, the header's size and code test 6, the
+ * counters 4, the call into the index 3, the real pointer and the tail
+ * call 3.  About 2 more per pair are the looks at the counters (one per
+ * 32 chunks each way).  With the fork bracket (every index but noop) add
+ * 8 per pair; the memtable's insert and remove themselves are 36 + 29.
+ * What is left is the price of a header, a site, exact per-thread counts
+ * and an index call; the +40 target would need dropping one of them.
  */
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
 static __attribute__((noinline)) void free_slow(void *p);
+
+/* The fork bracket of a fast-path index call (threads.h), compiled out for
+ * an index that does not need it (index.h). */
+#if INDEX_UNBRACKETED
+#define FAST_ENTER(s) ((void)(s))
+#define FAST_LEAVE(s) ((void)(s))
+#else
+#define FAST_ENTER(s) thread_enter(s)
+#define FAST_LEAVE(s) thread_leave(s)
+#endif
 
 HOOK_EXPORT void *malloc(size_t size)
 {
@@ -388,12 +493,11 @@ HOOK_EXPORT void *malloc(size_t size)
 	c->site_links = RETURN_ADDRESS();
 	struct thread_counters *k = &s->counters;
 	k->fast_mallocs++;
-	k->bytes += (int64_t)size;
-	if (unlikely((k->budget -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
-	thread_enter(s);
+	FAST_ENTER(s);
 	INDEX_FN(insert)(c);
-	thread_leave(s);
+	FAST_LEAVE(s);
 	return c + 1;
 }
 
@@ -403,21 +507,24 @@ HOOK_EXPORT void free(void *p)
 	if (unlikely(!p) || unlikely(thread_flags(s)))
 		return free_slow(p);
 	struct chunk *c = chunk_of_user(p);
-	uint64_t word = c->size_pad;
-	if (unlikely((word ^ plain_pad_bits) >> CHUNK_FIELD_BITS))
-		return free_slow(p);
-	int64_t size = (int64_t)(word & CHUNK_FIELD_MASK);
+	/* From here on c alone: one register across the index call. */
+	__asm__("" : "+r"(c));
+	/* The size is the header word less the plain pad code, which the
+	 * subtraction also tests: any other code (an aligned, boot or foreign
+	 * chunk) leaves bits above the size. */
+	uint64_t size = c->size_pad - plain_pad_bits;
+	if (unlikely(size > CHUNK_SIZE_MAX))
+		return free_slow(c + 1);
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
-	k->bytes -= size;
-	if (unlikely((k->budget -= size + COUNTER_EVENT_WEIGHT) < 0))
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		counters_check(s);
-	thread_enter(s);
+	FAST_ENTER(s);
 	INDEX_FN(remove)(c);
-	thread_leave(s);
+	FAST_LEAVE(s);
 	/* A lookup may have marked c since its pad code was read above. */
 	lookup_cache_note_removed(c);
-	real.free((unsigned char *)p - hooks_header_bytes);
+	real.free((unsigned char *)(c + 1) - hooks_header_bytes);
 }
 
 /* --- the general path ------------------------------------------------------------ */
@@ -482,6 +589,8 @@ void *alloc_plain(size_t size, uintptr_t site, enum hook_entry entry)
 {
 	if (unlikely(!ready()))
 		return boot_alloc(size);
+	if (stepped_aside())
+		return next.program_malloc(size);
 	struct thread_slot *s = call_slot();
 	size_t pad = hooks_header_bytes;
 	if (unlikely(size > CHUNK_SIZE_MAX - pad))
@@ -498,10 +607,12 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 		return alloc_plain(size, site, entry);
 	if (unlikely(!ready()))
 		return boot_alloc_aligned(align, size);
+	if (stepped_aside())
+		return next.aligned_alloc ? next.aligned_alloc(align, (size + align - 1) & ~(align - 1))
+		                          : real.memalign(align, size);
 	struct thread_slot *s = call_slot();
-	/* The user pointer must be aligned and have the header below it. */
-	size_t pad = (hooks_header_bytes + align - 1) & ~(align - 1);
-	if (unlikely(pad > CHUNK_SIZE_MAX || size > CHUNK_SIZE_MAX - pad))
+	size_t pad = chunk_pad_for(hooks_header_bytes, align, size);
+	if (unlikely(!pad))
 		return fail(s, entry);
 	void *r = injected_failure(s) ? NULL : real.memalign(align, size + pad);
 	if (unlikely(!r))
@@ -509,13 +620,62 @@ void *alloc_aligned(size_t align, size_t size, uintptr_t site, enum hook_entry e
 	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
+static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chunk_info *info);
+
+/* Is p a pointer the hooks did not hand out?  The pad code's check
+ * (chunk.h) decides for the plain code (free's fast path trusts it too).
+ * Any other code, plausible (an aligned chunk) or not, is put to the index
+ * when it answers lookups, which costs a lookup on the rare frees that come
+ * here: a plausible code whose chunk the index does not know is foreign,
+ * and an implausible one whose chunk it knows means the program wrote over
+ * the header below p (a buffer underflow): nothing can free that chunk
+ * safely, so we stop, as glibc does when it finds its own metadata
+ * corrupt.  Without an answer (noop, a lookup that could not tell, or a
+ * zero-size chunk, which no lookup finds), the code decides. */
+static int foreign_pointer(const void *p)
+{
+	const struct chunk *c = chunk_of_user(p);
+	unsigned code = chunk_pad_code(c);
+	int plausible = chunk_code_is_ours(code, (uintptr_t)p, hooks_header_bytes);
+	/* A zero-size chunk contains no address, so no lookup finds it. */
+	if (likely(plausible && (code == (unsigned)(plain_pad_bits >> CHUNK_FIELD_BITS) ||
+	                         chunk_size(c) == 0)))
+		return 0;
+	struct thread_slot *s;
+	struct chunk_info info;
+	int answer = INDEX_UNKNOWN;
+	if ((INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) && (s = thread_slot()))
+		answer = lookup_bracketed(s, p, &info);
+	if (answer == INDEX_UNKNOWN)
+		return !plausible;
+	int known = answer == INDEX_FOUND && info.base == (uintptr_t)p;
+	if (plausible || !known)
+		return !known;
+	char msg[160];
+	int n = snprintf(msg, sizeof msg, "heapindex: %p: the header below this live chunk was "
+	                 "overwritten (a write before its start); cannot free or resize it\n", p);
+	if (n > 0 && write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1) < 0)
+		abort();
+	abort();
+}
+
 void free_chunk(void *p, enum hook_entry entry)
 {
 	if (unlikely(!ready()))
 		return; /* the program frees a boot chunk (or NULL) this early */
+	if (stepped_aside()) {
+		next.program_free(p);
+		return;
+	}
 	struct thread_slot *s = call_slot();
 	if (!p || unlikely(is_boot(p))) {
 		count_call(s, entry);
+		return;
+	}
+	if (unlikely(foreign_pointer(p))) {
+		/* Not ours: what the program would get without the hooks. */
+		count_call(s, entry);
+		real.free(p);
 		return;
 	}
 	struct chunk *c = chunk_of_user(p);
@@ -526,11 +686,15 @@ void free_chunk(void *p, enum hook_entry entry)
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret)
 {
+	if (ready() && stepped_aside())
+		return real.malloc(size);
 	return alloc_plain(size, sites_capture(ret), ENTRY_malloc);
 }
 
 static __attribute__((noinline)) void free_slow(void *p)
 {
+	if (ready() && stepped_aside())
+		return real.free(p);
 	free_chunk(p, ENTRY_free);
 }
 
@@ -565,6 +729,26 @@ static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_
 	return index_new_chunk(s, r, pad, size, site, entry);
 }
 
+/* p is not ours (foreign_pointer): the next allocator resizes it (and
+ * aborts, as it would without us, if p is not its own either), and the
+ * program gets a chunk of ours with those bytes. */
+static void *realloc_foreign(void *p, size_t size, uintptr_t site, enum hook_entry entry)
+{
+	void *n = alloc_plain(size, site, entry);
+	if (!n)
+		return NULL; /* p untouched, as realloc promises */
+	void *r = real.realloc(p, size);
+	if (!r) {
+		int saved = errno;
+		free_chunk(n, ENTRY_COUNT);
+		errno = saved;
+		return NULL;
+	}
+	memcpy(n, r, size);
+	real.free(r);
+	return n;
+}
+
 static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry entry)
 {
 	if (unlikely(!ready())) {
@@ -585,6 +769,8 @@ static void *realloc_any(void *p, size_t size, uintptr_t site, enum hook_entry e
 		free_chunk(p, entry);
 		return NULL;
 	}
+	if (unlikely(foreign_pointer(p)))
+		return realloc_foreign(p, size, site, entry);
 	return realloc_chunk(call_slot(), p, size, site, entry);
 }
 
@@ -627,8 +813,39 @@ static size_t page_size(void)
 
 /* --- the other entry points ------------------------------------------------------- */
 
+/* Stepped aside over an allocator that lacks these (glibc has them all). */
+static void *realloc_aside(void *p, size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return real.realloc(p, total);
+}
+
+static int posix_memalign_aside(void **out, size_t align, size_t size)
+{
+	if (align % sizeof(void *) || (align & (align - 1)) || !align)
+		return EINVAL;
+	void *p = real.memalign(align, size);
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
+
+/* The entry points' first test: forward when the program brought its own
+ * malloc (once initialised; the boot arena serves the earliest calls). */
+#define FORWARD_IF_ASIDE(call)                        \
+	do {                                          \
+		if (ready() && stepped_aside())       \
+			return call;                  \
+	} while (0)
+
 HOOK_EXPORT void *calloc(size_t n, size_t size)
 {
+	FORWARD_IF_ASIDE(real.calloc(n, size));
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total))
 		return reject(ENTRY_calloc, ENOMEM);
@@ -647,11 +864,13 @@ HOOK_EXPORT void *calloc(size_t n, size_t size)
 
 HOOK_EXPORT void *realloc(void *p, size_t size)
 {
+	FORWARD_IF_ASIDE(real.realloc(p, size));
 	return realloc_any(p, size, sites_capture(RETURN_ADDRESS()), ENTRY_realloc);
 }
 
 HOOK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
+	FORWARD_IF_ASIDE(next.reallocarray ? next.reallocarray(p, n, size) : realloc_aside(p, n, size));
 	size_t total;
 	if (__builtin_mul_overflow(n, size, &total))
 		return reject(ENTRY_reallocarray, ENOMEM);
@@ -660,16 +879,20 @@ HOOK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 
 HOOK_EXPORT void *memalign(size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(real.memalign(align, size));
 	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_memalign);
 }
 
 HOOK_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(next.aligned_alloc ? next.aligned_alloc(align, size) : real.memalign(align, size));
 	return memalign_any(align, size, sites_capture(RETURN_ADDRESS()), ENTRY_aligned_alloc);
 }
 
 HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
+	FORWARD_IF_ASIDE(next.posix_memalign ? next.posix_memalign(out, align, size)
+	                                     : posix_memalign_aside(out, align, size));
 	/* POSIX: a power of two multiple of sizeof(void *); errno untouched. */
 	int saved = errno;
 	if (align % sizeof(void *) || (align & (align - 1)) || !align) {
@@ -687,6 +910,7 @@ HOOK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 HOOK_EXPORT void *valloc(size_t size)
 {
+	FORWARD_IF_ASIDE(next.valloc ? next.valloc(size) : real.memalign(page_size(), size));
 	return memalign_any(page_size(), size, sites_capture(RETURN_ADDRESS()), ENTRY_valloc);
 }
 
@@ -694,6 +918,7 @@ HOOK_EXPORT void *pvalloc(size_t size)
 {
 	size_t page = page_size();
 	size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
+	FORWARD_IF_ASIDE(next.pvalloc ? next.pvalloc(size) : rounded < size ? NULL : real.memalign(page, rounded));
 	if (rounded < size) /* wrapped around */
 		return reject(ENTRY_pvalloc, ENOMEM);
 	return memalign_any(page, rounded, sites_capture(RETURN_ADDRESS()), ENTRY_pvalloc);
@@ -705,9 +930,13 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
 		return boot_size(p);
 	if (!ready())
 		return 0;
+	if (stepped_aside())
+		return real.malloc_usable_size(p);
 	count_call(call_slot(), ENTRY_malloc_usable_size);
 	if (!p)
 		return 0;
+	if (unlikely(foreign_pointer(p)))
+		return real.malloc_usable_size(p);
 	size_t pad = chunk_pad(chunk_of_user(p));
 	return real.malloc_usable_size((unsigned char *)p - pad) - pad;
 }
@@ -718,6 +947,14 @@ HOOK_EXPORT size_t malloc_usable_size(void *p)
  * made by a signal handler that interrupted this thread inside an index
  * operation sees depth > 1 and never waits (index.h); it answers 0 when the
  * index could not tell without waiting. */
+static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chunk_info *info)
+{
+	thread_enter(s);
+	int answer = INDEX_FN(lookup)((uintptr_t)addr, info);
+	thread_leave(s);
+	return answer;
+}
+
 HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
                                  const void **site)
 {

@@ -21,6 +21,7 @@
 #define HOOKS_FAIL 0x8u   /* HEAPINDEX_FAIL_EVERY                            */
 #define HOOKS_SERIAL 0x10u /* the index asked for serial calls (index.h)     */
 #define HOOKS_SHARED 0x20u /* hooks_fallback_slot: threads without a slot    */
+#define HOOKS_ASIDE 0x40u  /* the program brought its own malloc (hooks.c)   */
 /* With these, every index call is made under hooks_lock, together with the
  * state that must change with the index (census, verify's shadow, a shared
  * slot's live counts). */

@@ -5,6 +5,10 @@
  * (chunk.h), statistics of calls and live chunks, configuration, threads
  * (threads.h) and fork.
  *
+ * An index is a per-process singleton: its state is file-static, and init is
+ * called once per process, before any other call (by the hooks, or by one
+ * inproc_init; tests that need a fresh index run in a process of their own).
+ *
  * Concurrency: insert, remove and lookup may run at the same time on any
  * threads; each index synchronises itself, and its file says how (one lock,
  * per-bin locks, atomic bits).  What every index must give:
@@ -134,8 +138,17 @@ struct index_ops {
 	void (*remove)(struct chunk *c);
 	/* enum index_answer; fills *out when INDEX_FOUND. */
 	int (*lookup)(uintptr_t addr, struct chunk_info *out);
-	void (*write_stats)(struct json_out *out); /* index figures as JSON fields */
+	/* The index's figures as JSON fields: at least INDEX_COMMON_STATS. */
+	void (*write_stats)(struct json_out *out);
 };
+
+/* The statistics every index writes, so that indexes can be compared by
+ * them (tests/test_hooks.c checks each index's line):
+ *  "index_bytes"  memory the index holds of its own -- tables, trees, pages
+ *                 it has touched of what it reserved -- beside the chunks;
+ *  "links_bytes"  the links it keeps in each chunk (index_ops.links_bytes).
+ * Every other field is the index's own. */
+#define INDEX_COMMON_STATS "index_bytes", "links_bytes"
 
 /* The links an index keeps for chunk c sit just below it. */
 static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
@@ -161,12 +174,22 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 		name##_index_remove, name##_index_lookup, name##_index_write_stats \
 	};
 
+/* An index whose insert and remove take no lock and leave nothing half
+ * done that fork could tear, nor that a lookup from a signal handler could
+ * wait for, declares INDEX_UNBRACKETED_<name> here (1): the hooks, compiled
+ * once per index, then leave the fork bracket (threads.h) out of their fast
+ * paths for it, which saves a quarter of what the hooks cost.  noop keeps
+ * no state.  (Every other index has a lock or a multi-step update.) */
+#define INDEX_UNBRACKETED_noop 1
+
 /* Inside the hooks: the functions of the index this library is built with. */
 #ifdef HEAPINDEX_INDEX
 #define INDEX_FN(fn) INDEX_CAT(HEAPINDEX_INDEX, INDEX_CAT(_index_, fn))
 #define INDEX_OPS INDEX_CAT(HEAPINDEX_INDEX, _index_ops)
 #define INDEX_DECLARE_EXPANDED(name) INDEX_DECLARE(name)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
+/* 1 if this index declared INDEX_UNBRACKETED_<name>, else 0 (in #if). */
+#define INDEX_UNBRACKETED INDEX_CAT(INDEX_UNBRACKETED_, HEAPINDEX_INDEX)
 #endif
 
 /* An index that cannot synchronise itself (the trace recorder, which writes

@@ -29,23 +29,34 @@ int inproc_init(struct inproc *d, const struct index_ops *ops,
 	return ops->init(cfg, err, errlen);
 }
 
-void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site)
+struct chunk *inproc_new_chunk(const struct inproc *d, size_t size, size_t align, uintptr_t site)
 {
 	if (align < CHUNK_ALIGN)
 		align = CHUNK_ALIGN;
-	size_t pad = (d->header_bytes + align - 1) & ~(align - 1);
-	if (size > CHUNK_SIZE_MAX - pad)
-		return NULL;
-	void *real = aligned_alloc(align, (size + pad + align - 1) & ~(align - 1));
+	size_t pad = chunk_pad_for(d->header_bytes, align, size);
+	/* aligned_alloc wants a multiple of align (size + pad < 2^48: no overflow). */
+	void *real = pad ? aligned_alloc(align, (size + pad + align - 1) & ~(align - 1)) : NULL;
 	if (!real)
 		return NULL;
-	unsigned char *user = (unsigned char *)real + pad;
-	struct chunk *c = chunk_of_user(user);
+	struct chunk *c = chunk_of_user((unsigned char *)real + pad);
 	chunk_init(c, size, pad, site);
-	d->ops->insert(c);
-	/* real is reachable again as user - pad: inproc_free frees it. */
+	/* real is reachable again as user - pad: inproc_free_chunk frees it. */
 	// cppcheck-suppress memleak
-	return user;
+	return c;
+}
+
+void inproc_free_chunk(struct chunk *c)
+{
+	free((unsigned char *)chunk_user(c) - chunk_pad(c));
+}
+
+void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site)
+{
+	struct chunk *c = inproc_new_chunk(d, size, align, site);
+	if (!c)
+		return NULL;
+	d->ops->insert(c);
+	return (void *)chunk_user(c);
 }
 
 void inproc_free(struct inproc *d, void *user)
@@ -55,7 +66,7 @@ void inproc_free(struct inproc *d, void *user)
 	struct chunk *c = chunk_of_user(user);
 	d->ops->remove(c);
 	lookup_cache_note_removed(c);
-	free((unsigned char *)user - chunk_pad(c));
+	inproc_free_chunk(c);
 }
 
 int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,

@@ -33,6 +33,11 @@ int inproc_init(struct inproc *d, const struct index_ops *ops,
  * the memory cannot be had. */
 void *inproc_alloc(struct inproc *d, size_t size, size_t align, uintptr_t site);
 void inproc_free(struct inproc *d, void *user);
+/* inproc_alloc and inproc_free without the index: the chunk's memory and
+ * header only (trace replay times the index calls apart).  NULL if the
+ * memory cannot be had. */
+struct chunk *inproc_new_chunk(const struct inproc *d, size_t size, size_t align, uintptr_t site);
+void inproc_free_chunk(struct chunk *c);
 /* The chunk containing addr, as heapindex_lookup answers it. */
 int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site);

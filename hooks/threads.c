@@ -117,7 +117,7 @@ struct thread_slot *thread_attach(void)
 		s->flags = threads_slot_flags;
 		s->depth = 0;
 		s->hazards_used = 0;
-		s->counters.budget = CHECK_BUDGET;
+		(void)thread_counters_look(&s->counters);
 		set_state(s, SLOT_USED);
 	}
 	spin_unlock(&registry_lock);

@@ -2,7 +2,7 @@
  *
  * Test-only.  With HEAPINDEX_VERIFY=1 the hooks record every chunk they
  * insert into the index in a shadow table of their own (open addressing,
- * memory from mmap, keyed by user pointer, holding the size), and at exit
+ * hooks/ptr_set.h, keyed by user pointer, holding the size), and at exit
  * check that the index finds the first, middle and last byte of every shadow
  * chunk with the right base and size, and that the hooks' live-chunk count
  * equals the shadow's.  HEAPINDEX_VERIFY=K (K >= 2) checks every K index
@@ -11,7 +11,8 @@
  * On the first inconsistency it writes one line to stderr naming the chunk,
  * its size and the operation number, and the process exits with status 3
  * (_exit: no abort, no core; 3 distinguishes it from config errors, 2).
- * The noop index answers no lookup by design: for it only counts are checked.
+ * For an index that answers no lookup by design (index_ops.caps) only the
+ * counts are checked.
  * With HEAPINDEX_LOOKUP_CACHE on, each check also looks at the checking
  * thread's lookup cache: every entry still valid must answer a live chunk.
  *

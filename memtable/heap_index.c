@@ -58,6 +58,7 @@ INDEX_DECLARE(memtable)
 
 static struct memtable table;
 static size_t bin_bytes, big_threshold;
+static unsigned slot_mask; /* slots in a bin - 1: (bin_bytes >> 4) - 1 */
 static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
 
 /* Big chunks (and chunks above the covered range). */
@@ -78,7 +79,7 @@ static struct {
 
 static inline unsigned slot_of(uintptr_t user)
 {
-	return (unsigned)((user & (bin_bytes - 1)) >> 4) + 1;
+	return ((unsigned)(user >> 4) & slot_mask) + 1;
 }
 
 static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
@@ -162,7 +163,7 @@ static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
  * never written (or its leaf is not mapped), one summary bit tested. */
 static inline unsigned char *written_entry_of(size_t bin)
 {
-	return memtable_written_entry(&table, bin);
+	return memtable_written_byte(&table, bin);
 }
 
 /* The table byte of bin for writing, marking its page written and mapping
@@ -205,6 +206,7 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 		return -1;
 	}
 	bin_bytes = (size_t)1 << cfg->bin_shift;
+	slot_mask = (unsigned)(bin_bytes >> 4) - 1;
 	big_threshold = bin_bytes * 256;
 	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
 	return 0;
@@ -275,14 +277,18 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 	link_chunk(c, bin, e);
 }
 
+/* The common insert: a covered chunk no bigger than any small one so far
+ * (max_small_size <= big_threshold, so this one test also keeps big chunks
+ * out), in a bin whose page was written. */
 void memtable_index_insert(struct chunk *c)
 {
-	size_t size = chunk_size(c);
-	if (__builtin_expect(is_big(c, size), 0))
+	uintptr_t user = chunk_user(c);
+	if (__builtin_expect(chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
+	    __builtin_expect(!memtable_covers(&table, user), 0))
 		return insert_slow(c);
-	size_t bin = memtable_bin(&table, chunk_user(c));
+	size_t bin = memtable_bin(&table, user);
 	unsigned char *e = written_entry_of(bin);
-	if (__builtin_expect(!e || size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+	if (__builtin_expect(!e, 0))
 		return insert_slow(c);
 	link_chunk(c, bin, e);
 }
@@ -334,12 +340,18 @@ static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t b
 	unlink_locked(c, bin, e, bin_lock_contended(e));
 }
 
+/* No written-pages test: the insert of a listed chunk wrote its bin's
+ * byte.  A small chunk kept in the big tree because its two-level leaf
+ * could not be mapped finds the leaf absent (NULL), or mapped since, and
+ * then says so itself (SLOT_OVERFLOW, under the bin's lock); only there
+ * does the lock write a page that may not be marked written, which costs
+ * a page no lookup reads. */
 void memtable_index_remove(struct chunk *c)
 {
 	if (is_big(c, chunk_size(c)))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
-	unsigned char *e = written_entry_of(bin);
+	unsigned char *e = memtable_byte_address(&table, bin);
 	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
 	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
@@ -439,13 +451,16 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 
 void memtable_index_write_stats(struct json_out *out)
 {
+	size_t resident = memtable_resident_bytes(&table);
+	json_u64(out, "links_bytes", 0); /* the bin lists use the header's index bits */
+	json_u64(out, "index_bytes", resident + big_chunks_bytes(&big));
 	json_u64(out, "addr_bits", table.addr_bits);
 	json_u64(out, "bin_shift", table.shift);
 	json_str(out, "table_layout", memtable_is_flat(&table) ? "flat" : "two-level");
 	json_u64(out, "table_reserved_bytes", table.reserved_bytes);
 	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
 	json_u64(out, "leaf_failures", counters.leaf_failures);
-	json_u64(out, "table_resident_bytes", memtable_resident_bytes(&table));
+	json_u64(out, "table_resident_bytes", resident);
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);

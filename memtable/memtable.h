@@ -176,6 +176,23 @@ static inline unsigned char *memtable_written_entry(const struct memtable *t, si
 	return memtable_entry_address(t, bin);
 }
 
+/* memtable_entry_address and memtable_written_entry for a table of 1-byte
+ * entries (entry_shift 0, the heap index's): the same answers, without
+ * loading and applying the shift on the insert and remove paths. */
+static inline unsigned char *memtable_byte_address(const struct memtable *t, size_t bin)
+{
+	if (__builtin_expect(t->entries != NULL, 1))
+		return t->entries + bin;
+	return memtable_entry_address(t, bin);
+}
+
+static inline unsigned char *memtable_written_byte(const struct memtable *t, size_t bin)
+{
+	if (!memtable_bit_is_set(t->written.pages[0], bin >> MEMTABLE_PAGE_SHIFT))
+		return NULL;
+	return memtable_byte_address(t, bin);
+}
+
 /* The entry of a bin, for reading: all zero if never written.  Never NULL,
  * and never touches a page of the table that was not written. */
 static inline const void *memtable_entry(const struct memtable *t, size_t bin)

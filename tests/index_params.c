@@ -9,12 +9,12 @@
 #include "inproc.h"
 #include "support.h"
 
-struct criterion_test_params index_params(int with_noop)
+struct criterion_test_params index_params(int with_silent)
 {
 	static struct index_name names[32];
 	size_t n = 0;
 	for (size_t i = 0; all_indexes[i] && n < sizeof names / sizeof *names; i++)
-		if (with_noop || index_answers_lookups(all_indexes[i]->name))
+		if (with_silent || index_answers_lookups(all_indexes[i]->name))
 			snprintf(names[n++].name, sizeof names[0].name, "%s", all_indexes[i]->name);
 	return cr_make_param_array(struct index_name, names, n);
 }

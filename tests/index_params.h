@@ -11,13 +11,15 @@ struct index_name {
 	char name[32];
 };
 
-/* Every index built; with_noop 0 leaves out the one that answers nothing. */
-struct criterion_test_params index_params(int with_noop);
+/* Every index built; with_silent 0 leaves out those that answer no lookups
+ * by design (index_ops.caps: noop). */
+struct criterion_test_params index_params(int with_silent);
 
 /* The index's capability bits (hooks/index.h), 0 for an unknown name. */
 unsigned index_caps(const char *index);
 
-/* 0 for noop, which indexes nothing by design; 1 for every real index. */
+/* 1 if the index answers lookups (INDEX_ANSWERS_LOOKUPS), 0 for one that
+ * indexes nothing by design (noop). */
 int index_answers_lookups(const char *index);
 
 /* "EXPECT_LOOKUP=1" for an index that answers lookups, else "EXPECT_LOOKUP=0":

@@ -122,3 +122,11 @@ void program_result_free(struct program_result *r)
 	free(r->err);
 	r->out = r->err = NULL;
 }
+
+uint64_t test_random(uint64_t *state)
+{
+	*state ^= *state >> 12;
+	*state ^= *state << 25;
+	*state ^= *state >> 27;
+	return *state * UINT64_C(2685821657736338717);
+}

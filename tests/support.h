@@ -7,6 +7,7 @@
 #define HEAPINDEX_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct program_result {
 	int status;      /* exit status, or 128 + signal */
@@ -26,5 +27,8 @@ const char *hook_library(const char *index);
 struct program_result run_program(char *const argv[], const char *preload,
                                   const char *const env[]);
 void program_result_free(struct program_result *r);
+
+/* xorshift64*: the tests' seeded random numbers (state must not be 0). */
+uint64_t test_random(uint64_t *state);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "inproc.h"
+#include "support.h"
 
 #define STAYING 256
 #define CHURN_SLOTS 2048
@@ -29,19 +30,11 @@ static size_t staying_size[STAYING];
 static int writer_done;
 static uint64_t wrong_answers, reader_lookups;
 
-static uint64_t next_random(uint64_t *s) /* xorshift64* */
-{
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * UINT64_C(2685821657736338717);
-}
-
 /* Sizes like a program's: mostly small, sometimes a few KiB, so the writer
  * both fills and empties bottom nodes and splits and merges upper ones. */
 static size_t random_size(uint64_t *rng)
 {
-	uint64_t r = next_random(rng);
+	uint64_t r = test_random(rng);
 	return r % 16 ? 1 + r % 256 : 1 + r % 8192;
 }
 
@@ -52,7 +45,7 @@ static void *writer(void *arg)
 	(void)arg;
 	uint64_t rng = 0x5eed;
 	for (uint64_t op = 0; op < WRITER_OPS; op++) {
-		unsigned char **s = &slot[next_random(&rng) % CHURN_SLOTS];
+		unsigned char **s = &slot[test_random(&rng) % CHURN_SLOTS];
 		if (*s) {
 			inproc_free(&critnib, *s);
 			*s = NULL;
@@ -73,15 +66,15 @@ static void *reader(void *arg)
 	const uintptr_t wild[] = { 0, 1, (uintptr_t)&local, UINTPTR_MAX, (uintptr_t)1 << 47 };
 	while (!__atomic_load_n(&writer_done, __ATOMIC_ACQUIRE)) {
 		for (int k = 0; k < 1024; k++) {
-			size_t i = next_random(&rng) % STAYING;
+			size_t i = test_random(&rng) % STAYING;
 			uintptr_t base = (uintptr_t)staying[i];
-			uintptr_t addr = base + next_random(&rng) % staying_size[i];
+			uintptr_t addr = base + test_random(&rng) % staying_size[i];
 			/* No lock: the writer is inserting and removing right now. */
 			struct chunk_info info;
 			int found = critnib.ops->lookup(addr, &info) == INDEX_FOUND;
 			wrong += !found || info.base != base || info.size != staying_size[i];
 			/* Addresses of churned chunks: whatever the answer, no fault. */
-			(void)critnib.ops->lookup(base + staying_size[i] + next_random(&rng) % 4096, &info);
+			(void)critnib.ops->lookup(base + staying_size[i] + test_random(&rng) % 4096, &info);
 			(void)critnib.ops->lookup(wild[k % 5], &info);
 		}
 		lookups += 1024;

@@ -11,6 +11,7 @@
 
 #include "index.h"
 #include "index_params.h"
+#include "inproc.h"
 #include "support.h"
 
 /* Run argv with and without the index; both must succeed with equal stdout. */
@@ -127,6 +128,56 @@ ParameterizedTest(struct index_name *param, hooks, leave_gcc_objects_identical, 
 	unlink(plain_obj), unlink(hooked_obj), unlink(stats);
 	program_result_free(&a), program_result_free(&b), program_result_free(&c);
 	program_result_free(&s);
+}
+
+/* The statistics line of `true` run under the library of index (with the
+ * extra setting env, or NULL) must hold every key of INDEX_COMMON_STATS in
+ * its index_stats, and the links_bytes the index declares (if it is linked
+ * here: the trace recorder is not). */
+static void check_common_stats(const char *index, const char *env_extra)
+{
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-common.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	/* (Not sh: dash leaves with _exit, and no statistics are written.) */
+	char *argv[] = { "true", NULL };
+	const char *env[] = { stats_env, env_extra, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	char *cat_argv[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat_argv, NULL, NULL);
+	const char *own = strstr(s.out, "\"index_stats\":{");
+	cr_assert_not_null(own, "%s wrote no index statistics: '%s'", index, s.out);
+	static const char *const keys[] = { INDEX_COMMON_STATS };
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		char key[64];
+		snprintf(key, sizeof key, "\"%s\":", keys[i]);
+		cr_expect_not_null(strstr(own, key), "%s does not write %s: %s", index, keys[i], own);
+	}
+	const struct index_ops *ops = index_by_name(index);
+	if (ops) {
+		char links[64];
+		snprintf(links, sizeof links, "\"links_bytes\":%zu,", ops->links_bytes);
+		cr_expect_not_null(strstr(own, links), "%s: links_bytes is not %zu: %s", index,
+		                   ops->links_bytes, own);
+	}
+	unlink(stats);
+	program_result_free(&r), program_result_free(&s);
+}
+
+ParameterizedTestParameters(hooks, every_index_writes_the_common_statistics) { return index_params(1); }
+ParameterizedTest(struct index_name *param, hooks, every_index_writes_the_common_statistics)
+{
+	check_common_stats(param->name, NULL);
+}
+
+Test(hooks, the_trace_recorder_writes_the_common_statistics)
+{
+	char trace[80];
+	snprintf(trace, sizeof trace, "HEAPINDEX_TRACE=/tmp/heapindex-test-%d.trace", (int)getpid());
+	check_common_stats("record", trace);
+	unlink(strchr(trace, '=') + 1);
 }
 
 /* The settings survive a program that rewrites its environment in place

@@ -5,6 +5,7 @@
  * (tests/support.h), with each index preloaded. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,91 @@ ParameterizedTest(struct index_name *param, reliability, fork_spawn_system_vfork
 	char *argv[] = { (char *)test_program("spawn_paths"), NULL };
 	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
 	run_ok(param->name, argv, env, "vfork ok");
+}
+
+/* --- pointers the hooks did not hand out (issue 16, item 4) ------------------- */
+
+ParameterizedTestParameters(reliability, glibc_pointers_reach_glibc_untouched) { return index_params(1); }
+ParameterizedTest(struct index_name *param, reliability, glibc_pointers_reach_glibc_untouched,
+                  .timeout = 60)
+{
+	char *argv[] = { (char *)test_program("foreign_pointers"), "libc", NULL };
+	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_VERIFY=1", NULL };
+	run_ok(param->name, argv, env, "libc ok");
+}
+
+/* The last line glibc wrote before aborting, in s (stderr). */
+static void last_line(const char *s, char *out, size_t len)
+{
+	size_t n = strlen(s);
+	while (n && s[n - 1] == '\n')
+		n--;
+	size_t start = n;
+	while (start && s[start - 1] != '\n')
+		start--;
+	snprintf(out, len, "%.*s", (int)(n - start), s + start);
+}
+
+ParameterizedTestParameters(reliability, bad_pointer_gets_the_allocators_own_abort) { return index_params(1); }
+ParameterizedTest(struct index_name *param, reliability, bad_pointer_gets_the_allocators_own_abort,
+                  .timeout = 60)
+{
+	char *argv[] = { (char *)test_program("foreign_pointers"), "bad", NULL };
+	const char *plain_env[] = { "EXPECT_LOOKUP=0", NULL };
+	struct program_result plain = run_program(argv, NULL, plain_env);
+	cr_assert_eq(plain.status, 128 + SIGABRT, "uninstrumented: exit %d: %s", plain.status, plain.err);
+	char want[256];
+	last_line(plain.err, want, sizeof want);
+	cr_assert(want[0], "glibc said nothing: %s", plain.err);
+	const char *env[] = { expect_lookup_setting(param->name), NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 128 + SIGABRT, "%s: exit %d: %s", param->name, r.status, r.err);
+	cr_assert(strstr(r.err, want), "%s: want glibc's own '%s', got: %s", param->name, want, r.err);
+	cr_assert(strstr(r.out, "index intact"), "%s: %s", param->name, r.out);
+	program_result_free(&plain);
+	program_result_free(&r);
+}
+
+/* A chunk of ours whose header the program overwrote is neither freed as
+ * ours (its pad is lost) nor handed to glibc as foreign: the index knows
+ * it, and the hooks stop with a message naming the problem. */
+ParameterizedTestParameters(reliability, overwritten_header_stops_with_a_message) { return index_params(0); }
+ParameterizedTest(struct index_name *param, reliability, overwritten_header_stops_with_a_message,
+                  .timeout = 60)
+{
+	char *argv[] = { (char *)test_program("foreign_pointers"), "underflow", NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), NULL);
+	cr_assert_eq(r.status, 128 + SIGABRT, "%s: exit %d: %s", param->name, r.status, r.err);
+	char want[96];
+	snprintf(want, sizeof want, "heapindex: %.*s: the header below this live chunk was overwritten",
+	         (int)strcspn(r.out + strlen("freeing "), "\n"), r.out + strlen("freeing "));
+	cr_assert(strstr(r.err, want), "%s: want '%s' in %s", param->name, want, r.err);
+	program_result_free(&r);
+}
+
+/* The same output as without the hooks, and one line on stderr saying why. */
+static void assert_runs_as_uninstrumented(const char *index, const char *program, const char *sign)
+{
+	char *argv[] = { (char *)test_program(program), NULL };
+	struct program_result plain = run_program(argv, NULL, NULL);
+	cr_assert_eq(plain.status, 0, "%s uninstrumented: exit %d: %s", program, plain.status, plain.err);
+	cr_assert(strstr(plain.out, sign), "%s: %s", program, plain.out);
+	struct program_result r = run_program(argv, hook_library(index), NULL);
+	cr_assert_eq(r.status, 0, "%s under %s: exit %d: %s", program, index, r.status, r.err);
+	cr_assert_str_eq(r.out, plain.out, "%s under %s", program, index);
+	const char *said = strstr(r.err, "hooks step aside");
+	cr_assert(said && !strstr(said + 1, "hooks step aside"), "%s under %s: say it once: %s", program,
+	          index, r.err);
+	program_result_free(&plain);
+	program_result_free(&r);
+}
+
+ParameterizedTestParameters(reliability, replaced_allocator_runs_as_uninstrumented) { return index_params(1); }
+ParameterizedTest(struct index_name *param, reliability, replaced_allocator_runs_as_uninstrumented,
+                  .timeout = 60)
+{
+	assert_runs_as_uninstrumented(param->name, "replaced_malloc", "reallocarray: mine 1");
+	assert_runs_as_uninstrumented(param->name, "replaced_malloc_cxx", "program's arena 1");
 }
 
 /* --- wild pointers ----------------------------------------------------------- */

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "support.h"
-#include "../workloads/trace/trace_format.h"
+#include "../workloads/trace/trace_reader.h"
 
 /* --- a scratch directory per test -------------------------------------------------- */
 
@@ -398,6 +398,68 @@ Test(trace, free_of_unknown_address)
 	r[n + 1] = record(TRACE_OP_FREE, 0x20000, 0); /* already freed by record 4 */
 	expect_bad_trace(write_trace("unknown.trace", header(n + 2), r, n + 2, 0),
 	                 "free of unknown address 0x20000", "byte offset 352");
+}
+
+Test(trace, insert_while_live_and_size_changed)
+{
+	size_t n;
+	const struct trace_record *good = good_records(&n);
+	struct trace_record r[6];
+	memcpy(r, good, n * sizeof *r);
+	r[3] = record(TRACE_OP_REALLOC, 0x20000, 5000); /* record 1's chunk, still live */
+	expect_bad_trace(write_trace("again.trace", header(n), r, n, 0),
+	                 "0x20000 is inserted again while live (inserted by record 1)", "byte offset 224");
+	r[3] = good[3];
+	r[4] = record(TRACE_OP_FREE, 0x20000, 8); /* made with size 0 */
+	expect_bad_trace(write_trace("resized.trace", header(n), r, n, 0), "has size 8 and alignment 2^4 here",
+	                 "byte offset 264");
+}
+
+/* The reader is a library (workloads/trace/trace_reader.h): a bad trace is an
+ * error returned with its offset, and the caller goes on. */
+Test(trace, reader_returns_errors_in_process)
+{
+	size_t n;
+	const struct trace_record *good = good_records(&n);
+	static unsigned char buf[TRACE_HEADER_BYTES + 8 * TRACE_RECORD_BYTES];
+	struct trace_header h = header(n);
+	memcpy(buf, &h, sizeof h);
+	memcpy(buf + TRACE_HEADER_BYTES, good, n * sizeof *good);
+	struct trace_error e;
+	for (int round = 0; round < 2; round++) {
+		struct trace t = { .path = "buffer", .map = buf, .map_len = TRACE_HEADER_BYTES + n * TRACE_RECORD_BYTES };
+		cr_assert_eq(trace_check_header(&t, &e), 0, "%s", e.msg);
+		cr_assert_eq(trace_check_records(&t, &e), 0, "%s", e.msg);
+		cr_expect_eq(t.count, n);
+		cr_expect_eq(t.inserts, 4);
+		cr_expect_eq(t.removes, 2);
+		cr_expect_eq(t.peak_live, 2);
+		cr_expect_eq(t.end_live, 2);
+		cr_expect_eq(t.partner[2], 0, "the realloc's old chunk is record 0's");
+		cr_expect_eq(t.partner[4], 1, "the free is of record 1's chunk");
+		cr_expect_eq(t.partner[5], UINT32_MAX);
+		trace_close(&t);
+
+		/* A free of a chunk already freed: record 6, at its offset. */
+		struct trace_record again = record(TRACE_OP_FREE, 0x20000, 0);
+		memcpy(buf + TRACE_HEADER_BYTES + n * TRACE_RECORD_BYTES, &again, sizeof again);
+		h.record_count = n + 1;
+		memcpy(buf, &h, sizeof h);
+		t = (struct trace){ .path = "buffer", .map = buf, .map_len = TRACE_HEADER_BYTES + (n + 1) * TRACE_RECORD_BYTES };
+		cr_assert_eq(trace_check_header(&t, &e), 0, "%s", e.msg);
+		cr_assert_eq(trace_check_records(&t, &e), -1);
+		cr_expect_eq(e.offset, TRACE_HEADER_BYTES + n * TRACE_RECORD_BYTES);
+		cr_expect(strstr(e.msg, "free of unknown address 0x20000"), "%s", e.msg);
+		cr_expect_null(strchr(e.msg, '\n'), "%s", e.msg);
+		trace_close(&t);
+		h.record_count = n;
+		memcpy(buf, &h, sizeof h);
+		memset(buf + TRACE_HEADER_BYTES + n * TRACE_RECORD_BYTES, 0, TRACE_RECORD_BYTES);
+	}
+	struct trace t;
+	cr_assert_eq(trace_open(&t, "/nonexistent/heapindex.trace", &e), -1);
+	cr_expect_eq(e.offset, TRACE_NO_OFFSET);
+	cr_expect(strstr(e.msg, "cannot open /nonexistent/heapindex.trace"), "%s", e.msg);
 }
 
 Test(trace, garbage_record)

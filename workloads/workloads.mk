@@ -8,7 +8,7 @@
 # rules beat pattern rules).  `record` is not in INDEXES: it is not a
 # benchmark index and is not linked into libheapindex-indexes.a.
 
-TRACE_HDR  := workloads/trace/trace_format.h
+TRACE_HDR  := workloads/trace/trace_format.h workloads/trace/trace_reader.h
 RECORD_LIB := $(B)/lib/libheapindex-record.so
 # The thread workload (workloads/threads/threads.c): a plain program, run
 # under any index by `heapindex run`; it finds heapindex_lookup with dlsym.
@@ -32,8 +32,8 @@ $(CLI) $(TESTS): $(TRACE_HDR)
 lint-workloads:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr -Iinclude -Ihooks -Imemtable -I$(B)/gen -D_GNU_SOURCE \
-	  workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
-	  workloads/threads/threads.c
+	  workloads/trace/record_index.c workloads/trace/trace_reader.c cli/record.c cli/replay.c \
+	  cli/scale.c cli/spawn.c workloads/threads/threads.c
 	clang-tidy --quiet workloads/trace/record_index.c cli/record.c cli/replay.c cli/scale.c cli/spawn.c \
 	  workloads/threads/threads.c -- $(CPPFLAGS) -I$(B)/gen
 	shellcheck workloads/trace/callgrind.sh workloads/scale/big_chunks.sh

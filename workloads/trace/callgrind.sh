@@ -3,7 +3,7 @@
 # of each index (default: all) replaying TRACE, counted by callgrind.
 #
 # Only the replay's timed loops are counted (--toggle-collect on
-# replay_insert_batch, replay_remove_batch, replay_lookup_batch), so the
+# timed_insert_batch, timed_remove_batch, timed_lookup_batch), so the
 # figures are the index's instructions plus the loop's own: noop's row shows
 # those (6 per insert or remove, 10 per lookup).  A replay is deterministic and
 # valgrind's allocator makes the same addresses every run: the counts repeat
@@ -37,8 +37,8 @@ trap 'rm -rf "$work"' EXIT
 printf '%-10s %12s %12s %12s   (instructions per operation; %s)\n' index insert remove lookup "$(basename "$trace")"
 for index in "$@"; do
 	if ! valgrind --tool=callgrind --callgrind-out-file="$work/cg.$index" \
-		--toggle-collect=replay_insert_batch --toggle-collect=replay_remove_batch \
-		--toggle-collect=replay_lookup_batch \
+		--toggle-collect=timed_insert_batch --toggle-collect=timed_remove_batch \
+		--toggle-collect=timed_lookup_batch \
 		"$bin" replay "$trace" --index "$index" --lookups "${LOOKUPS:-1}" --seed "${SEED:-1}" \
 		>"$work/out.$index" 2>"$work/err.$index"; then
 		echo "callgrind.sh: replay of $trace against $index failed:" >&2
@@ -59,9 +59,9 @@ for index in "$@"; do
 				if (f[1] == index_name) lookups = f[5]
 			}
 		}
-		/replay\.c:replay_insert_batch/ { gsub(",", "", $1); ins = $1 }
-		/replay\.c:replay_remove_batch/ { gsub(",", "", $1); rem = $1 }
-		/replay\.c:replay_lookup_batch/ { gsub(",", "", $1); look = $1 }
+		/kernels\.c:timed_insert_batch/ { gsub(",", "", $1); ins = $1 }
+		/kernels\.c:timed_remove_batch/ { gsub(",", "", $1); rem = $1 }
+		/kernels\.c:timed_lookup_batch/ { gsub(",", "", $1); look = $1 }
 		END {
 			printf "%-10s %12.1f %12.1f %12.1f\n", index_name,
 			       inserts ? ins / inserts : 0, removes ? rem / removes : 0,

@@ -43,6 +43,7 @@
  */
 #include "hooks.h"
 #include "index.h"
+#include "ptr_set.h"
 #include "trace_format.h"
 
 #include <errno.h>
@@ -87,79 +88,9 @@ static __thread uint32_t cached_tid;
 static __thread uint64_t last_free_pos;
 static __thread uint64_t last_free_word;
 
-/* --- live chunk starts: open addressing, linear probing, backward-shift delete */
+/* --- live chunk starts (struct chunk pointers), for a fork child's INHERITED records */
 
-static struct {
-	uintptr_t *slot; /* struct chunk pointers; 0 = empty */
-	unsigned bits;
-	size_t count;
-} live;
-
-static inline size_t live_home(uintptr_t key)
-{
-	return (size_t)(((uint64_t)(key >> 4) * UINT64_C(0x9E3779B97F4A7C15)) >> (64 - live.bits));
-}
-
-static int live_grow(void)
-{
-	unsigned bits = live.bits ? live.bits + 1 : 12;
-	size_t cap = (size_t)1 << bits;
-	uintptr_t *grown = index_map_pages(cap * sizeof *grown);
-	if (!grown)
-		return -1;
-	uintptr_t *old = live.slot;
-	size_t old_cap = live.bits ? (size_t)1 << live.bits : 0;
-	live.slot = grown;
-	live.bits = bits;
-	for (size_t i = 0; i < old_cap; i++) {
-		if (!old[i])
-			continue;
-		size_t at = live_home(old[i]);
-		while (grown[at])
-			at = (at + 1) & (cap - 1);
-		grown[at] = old[i];
-	}
-	index_unmap_pages(old, old_cap * sizeof *old);
-	return 0;
-}
-
-static int live_add(const struct chunk *c)
-{
-	if (!live.bits || (live.count + 1) * 2 > (size_t)1 << live.bits)
-		if (live_grow())
-			return -1;
-	size_t mask = ((size_t)1 << live.bits) - 1;
-	size_t at = live_home((uintptr_t)c);
-	while (live.slot[at])
-		at = (at + 1) & mask;
-	live.slot[at] = (uintptr_t)c;
-	live.count++;
-	return 0;
-}
-
-static void live_del(const struct chunk *c)
-{
-	if (!live.bits)
-		return;
-	size_t mask = ((size_t)1 << live.bits) - 1;
-	size_t i = live_home((uintptr_t)c);
-	while (live.slot[i] != (uintptr_t)c) {
-		if (!live.slot[i])
-			return;
-		i = (i + 1) & mask;
-	}
-	/* Pull later entries of the probe run back over the hole. */
-	for (size_t j = (i + 1) & mask; live.slot[j]; j = (j + 1) & mask) {
-		size_t home = live_home(live.slot[j]);
-		int stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-		if (!stays) {
-			live.slot[i] = live.slot[j];
-			i = j;
-		}
-	}
-	live.slot[i] = 0;
-	live.count--;
-}
+static struct ptr_set live;
 
 /* --- small helpers that never allocate ---------------------------------------- */
 
@@ -424,10 +355,9 @@ static void start_fork_child(void)
 		record_fail("cannot create the fork child's trace");
 		return;
 	}
-	size_t cap = live.bits ? (size_t)1 << live.bits : 0;
-	for (size_t i = 0; i < cap && rec.enabled; i++)
-		if (live.slot[i])
-			emit_chunk((const struct chunk *)live.slot[i], TRACE_OP_INHERITED);
+	for (size_t i = 0; i < ptr_set_slots(&live) && rec.enabled; i++)
+		if (live.key[i])
+			emit_chunk((const struct chunk *)live.key[i], TRACE_OP_INHERITED);
 }
 
 /* How far the hooks' call counter of e moved since the last event. */
@@ -503,6 +433,7 @@ int record_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 {
 	(void)cfg;
 	index_wants_serial_hooks = 1;
+	ptr_set_init(&live, 12, 0);
 	const char *base = getenv("HEAPINDEX_TRACE");
 	if (!base || !*base) {
 		snprintf(err, errlen, "heapindex: record: HEAPINDEX_TRACE is not set: "
@@ -571,7 +502,7 @@ void record_index_insert(struct chunk *c)
 	if ((op == TRACE_OP_REALLOC || op == TRACE_OP_REALLOCARRAY) && last_free_pos)
 		label_realloc_pair();
 	last_free_pos = 0;
-	if (live_add(c)) {
+	if (ptr_set_add(&live, (uintptr_t)c, 0) < 0) {
 		record_fail("cannot grow the set of live chunks");
 		return;
 	}
@@ -583,7 +514,7 @@ void record_index_remove(struct chunk *c)
 	unsigned op;
 	if (!begin_event(remove_op, &op))
 		return;
-	live_del(c);
+	ptr_set_remove(&live, (uintptr_t)c, NULL);
 	uint64_t pos = rec.pos;
 	emit_chunk(c, op);
 	if (op == TRACE_OP_FREE && rec.pos == pos + TRACE_RECORD_BYTES) {
@@ -603,9 +534,11 @@ int record_index_lookup(uintptr_t addr, struct chunk_info *out)
 
 void record_index_write_stats(struct json_out *out)
 {
+	json_u64(out, "links_bytes", 0);
+	json_u64(out, "index_bytes", ptr_set_bytes(&live)); /* the trace is not index memory */
 	json_str(out, "trace", rec.path);
 	json_u64(out, "trace_records", rec.hdr ? rec.hdr->record_count : 0);
-	json_u64(out, "trace_live_set_slots", live.bits ? (uint64_t)1 << live.bits : 0);
+	json_u64(out, "trace_live_set_slots", ptr_set_slots(&live));
 }
 
 /* At exit: mark the trace finished and trim the preallocated tail.  Events

@@ -4,8 +4,9 @@
     tracedump.py FILE            header, op counts, size histogram
     tracedump.py FILE --records  also one line per record
 
-A second reader of the format, independent of the C one in cli/replay.c:
-it checks only the header; `heapindex replay` checks everything.
+A second reader of the format, independent of the C one in
+workloads/trace/trace_reader.c: it checks only the header; `heapindex
+replay` checks everything.
 """
 import collections
 import struct
