@@ -50,7 +50,7 @@ endif
 INDEXES   := memtable $(sort $(basename $(notdir $(wildcard baselines/*.c))))
 index_src  = $(if $(filter memtable,$1),memtable/heap_index.c,baselines/$1.c)
 
-COMMON_SRC := hooks/config.c hooks/meta.c hooks/json.c hooks/pages.c hooks/ptr_set.c hooks/threads.c hooks/big_chunks.c memtable/memtable.c
+COMMON_SRC := hooks/config.c hooks/meta.c hooks/json.c hooks/pages.c hooks/ptr_set.c hooks/threads.c hooks/big_chunks.c hooks/lookup_cache.c memtable/memtable.c
 INPROC_SRC := hooks/inproc.c
 HOOK_SRC   := hooks/hooks.c hooks/counters.c hooks/meta_cost.c hooks/process_stats.c hooks/verify.c
 # The C++ operators (hooks/cxx.c): the same in every hook library, compiled

@@ -199,7 +199,7 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 void bitmap_index_insert(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
-	size_t size = chunk_size(c), slot = SLOTS;
+	size_t size = chunk_size(c), slot = SLOTS; /* one atomic load (chunk.h) */
 	if (size <= BIG_THRESHOLD) {
 		slot = span_slot_or_create(user >> REGION_SHIFT);
 		if (slot == SLOTS)

@@ -67,7 +67,6 @@ static struct big_chunks big;
 static struct {
 	spinlock_t lock;
 } __attribute__((aligned(64))) locks[LOCKS];
-static spinlock_t leaf_lock; /* serialises mapping two-level leaves */
 
 static struct {
 	uint64_t lookups, words_back, small_inserts, uncovered_inserts;
@@ -89,7 +88,7 @@ static inline unsigned stripe_locks(size_t first, size_t last, unsigned *second)
 	return a;
 }
 
-static void lock_range(size_t first, size_t last)
+static inline void lock_range(size_t first, size_t last)
 {
 	unsigned second, lo = stripe_locks(first, last, &second);
 	spin_lock(&locks[lo].lock);
@@ -126,12 +125,8 @@ static int lock_range_for_lookup(size_t first, size_t last)
 static unsigned char *byte_for_write(size_t g)
 {
 	unsigned char *e = memtable_written_entry(&map, g);
-	if (__builtin_expect(e != NULL, 1))
-		return e;
-	spin_lock(&leaf_lock); /* a two-level leaf spans many stripes */
-	e = memtable_entry_for_write(&map, g);
-	spin_unlock(&leaf_lock);
-	return e;
+	/* A two-level leaf spans many stripes: memtable.c maps it lock-free. */
+	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&map, g);
 }
 
 static unsigned char *bytes_for_write(size_t first, size_t n)
@@ -143,8 +138,9 @@ static unsigned char *bytes_for_write(size_t first, size_t n)
 	return hi - lo == (ptrdiff_t)(n - 1) ? lo : NULL;
 }
 
-/* size: chunk_size(c), read once by the caller (chunk.h: one test of the
- * placement). */
+/* size is c's, read once by the caller: the header's size is an atomic load
+ * (chunk.h), and a second one would hide from gcc that the memsets below
+ * are short (it then calls memset: +36 instructions per malloc+free). */
 static int in_map(const struct chunk *c, size_t size)
 {
 	return size <= SMALL_MAX && memtable_covers(&map, chunk_user(c) + size);
@@ -268,7 +264,9 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 		size_t start = start_at_or_below(g);
 		out->base = (uintptr_t)start << GRANULE_SHIFT;
 		out->size = size_from(start);
-		out->site = chunk_site(chunk_of_user((void *)out->base));
+		const struct chunk *c = chunk_of_user((void *)out->base);
+		chunk_info_noted(c); /* under the stripe locks: c cannot be freed yet */
+		out->site = chunk_site(c);
 		answer = INDEX_FOUND;
 	}
 	unlock_range(first, last);

@@ -1,6 +1,8 @@
 /* kernels.c - see kernels.h. */
 #include "kernels.h"
 
+#include "lookup_cache.h"
+
 volatile uintptr_t runtime_zero;
 volatile uint64_t warm_sink;
 
@@ -14,8 +16,10 @@ __attribute__((noinline)) void timed_insert_batch(const struct index_ops *ops, s
 __attribute__((noinline)) void timed_remove_batch(const struct index_ops *ops, struct chunk *const *c,
                                                   size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		ops->remove(c[i]);
+		lookup_cache_note_removed(c[i]); /* as the hooks' free */
+	}
 }
 
 __attribute__((noinline)) void timed_lookup_batch(const struct index_ops *ops, const uintptr_t *addr,
@@ -30,6 +34,20 @@ __attribute__((noinline)) void timed_lookup_batch(const struct index_ops *ops, c
 		 * (of the header, or of its own memory): a header miss an index
 		 * guards with a well-predicted branch would otherwise overlap
 		 * the next lookups and not be counted. */
+		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
+	}
+}
+
+/* The same, through the shared lookup cache (HEAPINDEX_LOOKUP_CACHE). */
+__attribute__((noinline)) void timed_cached_lookup_batch(const struct index_ops *ops, struct thread_slot *self,
+                                                         const uintptr_t *addr, struct chunk_info *out,
+                                                         size_t n, uintptr_t zero)
+{
+	uintptr_t dep = 0;
+	for (size_t i = 0; i < n; i++) {
+		int found = lookup_cached(self, addr[i] + dep, ops->lookup, &out[i]) == INDEX_FOUND;
+		if (!found)
+			out[i].base = 0;
 		dep = (found ? (uintptr_t)out[i].size : 0) & zero;
 	}
 }

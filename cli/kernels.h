@@ -23,6 +23,9 @@ void timed_remove_batch(const struct index_ops *ops, struct chunk *const *c, siz
  * is latency, like a pointer chase's). */
 void timed_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
                         size_t n, uintptr_t zero);
+/* The same through self's lookup cache (lookup_cache.h). */
+void timed_cached_lookup_batch(const struct index_ops *ops, struct thread_slot *self,
+                               const uintptr_t *addr, struct chunk_info *out, size_t n, uintptr_t zero);
 
 extern volatile uintptr_t runtime_zero;
 

@@ -42,6 +42,8 @@ static const char run_usage[] =
 	"  HEAPINDEX_BIN_SHIFT  log2 bytes per memtable bin, %u..%u (default %u)\n"
 	"  HEAPINDEX_META       chunk metadata placement: %s (default header;\n"
 	"                       hooks/chunk.h)\n"
+	"  HEAPINDEX_LOOKUP_CACHE  entries of each thread's lookup cache, 0 (off, the\n"
+	"                       default) or a power of two up to %u\n"
 	"\n"
 	"The exit status is the command's (128+N if a signal N killed it).\n";
 
@@ -49,7 +51,7 @@ static void print_run_usage(FILE *out)
 {
 	fprintf(out, run_usage, cli_index_names(), CONFIG_ADDR_BITS_MIN, CONFIG_ADDR_BITS_MAX,
 	        config_default_addr_bits(), CONFIG_BIN_SHIFT_MIN, CONFIG_BIN_SHIFT_MAX,
-	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_META_NAMES);
+	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_META_NAMES, CONFIG_LOOKUP_CACHE_MAX);
 }
 
 struct run_options {
@@ -194,6 +196,10 @@ static void print_process(const char *line)
 	        field(line, "peak_live_bytes"), meta, field(line, "meta_bytes_per_chunk"),
 	        field(line, "peak_meta_bytes"), field(line, "lookups_found"),
 	        field(line, "lookups_missed"), "", calls);
+	if (field(line, "lookup_cache_entries") > 0)
+		fprintf(stderr, "  %-12s lookup cache: %.0f entries per thread, %.0f hits, %.0f misses (%.1f%% hits)\n",
+		        "", field(line, "lookup_cache_entries"), field(line, "lookup_cache_hits"),
+		        field(line, "lookup_cache_misses"), 100 * field(line, "lookup_cache_hit_rate"));
 	if (index_stats[0])
 		fprintf(stderr, "  %-12s index: %s\n", "", index_stats);
 }

@@ -42,6 +42,7 @@
 #include "config.h"
 #include "inproc.h"
 #include "kernels.h"
+#include "lookup_cache.h"
 #include "scale_gcbase.h"
 
 static const char scale_usage[] =
@@ -72,6 +73,11 @@ static const char scale_usage[] =
 	"                    step 100000 unless --max-chunks; the chase spans at most 1 GiB\n"
 	"  --out FILE        write the results as CSV too\n"
 	"  -h, --help        this text\n"
+	"\n"
+	"HEAPINDEX_LOOKUP_CACHE=N puts the shared per-thread lookup cache (N entries)\n"
+	"in front of every index, as heapindex_lookup does; the table (not the CSV)\n"
+	"then gives its hit rate over the hit and miss lookups.  Probes are random:\n"
+	"a cache's worst case.\n"
 	"\n"
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
@@ -293,8 +299,11 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 				b->expect[k] = 0;
 			}
 		}
+		struct thread_slot *self = lookup_cache_entries ? thread_slot() : NULL;
 		uint64_t start = cli_cpu_ns();
-		if (s->ops)
+		if (s->ops && self)
+			timed_cached_lookup_batch(s->ops, self, b->addr, b->got, m, runtime_zero);
+		else if (s->ops)
 			timed_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero);
 		else
 			scale_gcbase_batch(b->addr, b->got_base, m, runtime_zero);
@@ -404,6 +413,7 @@ static double time_chase(uint64_t bytes, uint64_t hops, double budget_s, uint64_
 /* Figures a subject does not have (gcbase: all but hits) are NAN. */
 struct row {
 	double hit_ns, miss_ns, insert_ns, remove_ns, fill_s;
+	double cache_hit_rate; /* of the lookup cache, over hit and miss lookups; NAN: off */
 	uint64_t hits_done, misses_done;
 };
 
@@ -450,6 +460,8 @@ static void print_step(FILE *csv, const struct heap *h, const struct subject *ch
 		print_figure(10, 2, r->hit_ns / chase_ns);
 		print_figure(8, 2, r->fill_s);
 		printf("  %s", subject_answers(&chosen[k]));
+		if (!isnan(r->cache_hit_rate))
+			printf("  (lookup cache: %.1f%% hits)", 100 * r->cache_hit_rate);
 		int misses = !isnan(r->miss_ns);
 		if (!r->hits_done || (misses && r->hits_done != r->misses_done))
 			printf("  (budget: %" PRIu64 " hits, %" PRIu64 " misses)", r->hits_done, r->misses_done);
@@ -475,7 +487,8 @@ static void measure_gcbase(const struct heap *h, const struct subject *s,
                            const struct scale_options *o, uint64_t n, struct buffers *b,
                            struct row *r)
 {
-	*r = (struct row){ .miss_ns = NAN, .insert_ns = NAN, .remove_ns = NAN, .fill_s = NAN };
+	*r = (struct row){ .miss_ns = NAN, .insert_ns = NAN, .remove_ns = NAN, .fill_s = NAN,
+		           .cache_hit_rate = NAN };
 	uint64_t lrng = o->seed + n; /* the indexes' probes */
 	r->hit_ns = time_lookups(h, s, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
 }
@@ -496,11 +509,29 @@ static void measure(const struct heap *h, const struct subject *s, const struct 
 		ops->insert(h->chunk[i]);
 	r->fill_s = (double)(cli_now_ns() - f0) * 1e-9;
 	uint64_t lrng = o->seed + n; /* the same lookups for every index and round */
+	/* The chunks are the same for every index: what the cache holds from
+	 * the one before must not answer for this one. */
+	struct thread_slot *self = lookup_cache_entries ? thread_slot() : NULL;
+	uint64_t cache_hits = 0, cache_misses = 0;
+	if (self) {
+		lookup_cache_clear(self);
+		cache_hits = self->counters.lookup_cache_hits;
+		cache_misses = self->counters.lookup_cache_misses;
+	}
 	r->hit_ns = time_lookups(h, s, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
 	r->miss_ns = time_lookups(h, s, o->lookups, o->budget_s, 0, &lrng, b, &r->misses_done);
+	r->cache_hit_rate = NAN;
+	if (self) {
+		cache_hits = self->counters.lookup_cache_hits - cache_hits;
+		cache_misses = self->counters.lookup_cache_misses - cache_misses;
+		r->cache_hit_rate = cache_hits + cache_misses ? (double)cache_hits / (double)(cache_hits + cache_misses)
+		                                              : 0.0;
+	}
 	time_churn(h, ops, subset, m, &r->insert_ns, &r->remove_ns, b);
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < n; i++) {
 		ops->remove(h->chunk[i]);
+		lookup_cache_note_removed(h->chunk[i]);
+	}
 }
 
 /* Field by field medians of n rounds; the fewest lookups any round did. */
@@ -508,7 +539,7 @@ static void median_row(const struct row *rounds, unsigned n, struct row *out, do
 {
 	static const size_t fields[] = { offsetof(struct row, hit_ns), offsetof(struct row, miss_ns),
 		                         offsetof(struct row, insert_ns), offsetof(struct row, remove_ns),
-		                         offsetof(struct row, fill_s) };
+		                         offsetof(struct row, fill_s), offsetof(struct row, cache_hit_rate) };
 	*out = rounds[0];
 	for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
 		for (unsigned i = 0; i < n; i++)

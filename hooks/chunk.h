@@ -116,12 +116,16 @@ struct chunk {
  * the real allocator's chunk starts, and carries a check byte:
  *
  *     bits 8-15  CHUNK_TAG, the same in every chunk the hooks make;
- *     bit  7     clear: bits 0-6 are pad / 16 (pad < 2 KiB);
- *                set:   bits 0-5 are log2(pad).
+ *     bit  7     clear: bits 0-5 are pad / 16 (pad < 1 KiB);
+ *                set:   bits 0-5 are log2(pad);
+ *     bit  6     the cached mark, no part of the pad: a lookup cache may
+ *                hold the chunk's answer (lookup_cache.h), so its free,
+ *                which must then invalidate it, leaves the fast path (which
+ *                takes only the plain code).  chunk_pad_code leaves it out.
  *
  * Pads are multiples of 16: the header alone (header_bytes, at most a few
  * dozen bytes), or for an over-aligned chunk the header rounded up to the
- * alignment; from 2 KiB up that is the alignment itself, a power of two, so
+ * alignment; from 1 KiB up that is the alignment itself, a power of two, so
  * its log2 is enough.
  *
  * Why a check byte: free, realloc and malloc_usable_size may be handed a
@@ -137,8 +141,10 @@ struct chunk {
  * code of a plain chunk) with probability 2^-16. */
 #define CHUNK_TAG 0xa5u
 #define PAD_LOG2_FLAG 0x80u
-#define PAD_UNITS_LIMIT PAD_LOG2_FLAG /* pads below 2 KiB are stored in units */
-#define PAD_CODE_BAD 0xffu             /* a code payload no pad has (log2 127) */
+#define PAD_CACHED_FLAG 0x40u
+#define PAD_UNITS_LIMIT PAD_CACHED_FLAG /* pads below 1 KiB are stored in units */
+#define PAD_CODE_BAD 0xffu               /* a code payload no pad has (log2 63, marked) */
+#define CHUNK_CACHED_BIT ((uint64_t)PAD_CACHED_FLAG << CHUNK_FIELD_BITS)
 
 static inline unsigned pad_encode(size_t pad)
 {
@@ -151,7 +157,7 @@ static inline size_t pad_decode(unsigned code)
 {
 	if (code & PAD_LOG2_FLAG)
 		return (size_t)1 << (code & 63);
-	return (size_t)(code & 0x7fu) * 16;
+	return (size_t)(code & 0x3fu) * 16;
 }
 
 /* Could code be one the hooks wrote, for a chunk whose user pointer is user
@@ -167,7 +173,7 @@ static inline int chunk_code_is_ours(unsigned code, uintptr_t user, size_t heade
 		return 0;
 	size_t pad = pad_decode(code);
 	if (code & PAD_LOG2_FLAG)
-		return (code & 0x7fu) >= 11 && (code & 0x7fu) <= 47 && (user & (pad - 1)) == 0;
+		return (code & 0x3fu) >= 10 && (code & 0x3fu) <= 47 && (user & (pad - 1)) == 0;
 	if (pad == header_bytes)
 		return 1;
 	return pad > header_bytes && pad % 32 == 0 && user % 32 == 0;
@@ -259,8 +265,12 @@ CHUNK_INLINE uint64_t *chunk_site_word_in(struct chunk *c, enum chunk_meta meta)
 
 CHUNK_INLINE size_t chunk_size_in(const struct chunk *c, enum chunk_meta meta)
 {
+	/* size_pad with relaxed atomic loads (a plain move): a lookup on
+	 * another thread may set the cached mark in it meanwhile
+	 * (chunk_mark_cached), and ThreadSanitizer must not take that for a
+	 * race. */
 	if (meta == META_HEADER)
-		return (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+		return (size_t)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_FIELD_MASK);
 	if (meta == META_TRAILER)
 		return chunk_usable_size((void *)chunk_user(c)) - META_TRAILER_BYTES;
 	return chunk_size_other(c);
@@ -280,18 +290,19 @@ static inline size_t chunk_size(const struct chunk *c)
 static inline void chunk_read(const struct chunk *c, size_t *size, uintptr_t *site)
 {
 	if (chunk_likely_header()) {
-		*size = (size_t)(c->size_pad & CHUNK_FIELD_MASK);
+		*size = (size_t)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_FIELD_MASK);
 		*site = (uintptr_t)(c->site_links & CHUNK_FIELD_MASK);
 	} else {
 		chunk_read_other(c, size, site);
 	}
 }
 
-/* The header's pad code (header placement only: under the others there is
- * no header to read). */
+/* The pad code without the cached mark (header placement only: under the
+ * others there is no header to read). */
 static inline unsigned chunk_pad_code(const struct chunk *c)
 {
-	return (unsigned)(c->size_pad >> CHUNK_FIELD_BITS);
+	return (unsigned)(__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) >> CHUNK_FIELD_BITS) &
+	       ~PAD_CACHED_FLAG;
 }
 
 /* Bytes from the allocator's chunk to the user pointer: only header has any. */
@@ -300,6 +311,26 @@ static inline size_t chunk_pad(const struct chunk *c)
 	if (chunk_likely_header())
 		return pad_decode(chunk_pad_code(c));
 	return 0;
+}
+
+/* The cached mark: set by a lookup that reads the header while the index
+ * keeps the chunk from being freed (chunk_info_copy), tested by its remover
+ * after the index let go of it.  Atomic: lookups on several threads may set
+ * it at once.  Tested first: a chunk looked up again is marked already. */
+static inline void chunk_mark_cached(const struct chunk *c)
+{
+	if (!chunk_likely_header())
+		return; /* no header to mark: the lookup cache is header's (config.c) */
+	uint64_t *word = &((struct chunk *)(uintptr_t)c)->size_pad;
+	if (!(__atomic_load_n(word, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT))
+		__atomic_fetch_or(word, CHUNK_CACHED_BIT, __ATOMIC_RELAXED);
+}
+
+static inline int chunk_may_be_cached(const struct chunk *c)
+{
+	if (!chunk_likely_header())
+		return 0;
+	return (__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT) != 0;
 }
 
 static inline uintptr_t chunk_site(const struct chunk *c)

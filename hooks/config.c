@@ -11,6 +11,12 @@
 int config_meta_for(const struct heapindex_config *cfg, const char *index, unsigned caps,
                     char *err, size_t errlen)
 {
+	if (cfg->meta > META_HEADER && cfg->lookup_cache) {
+		snprintf(err, errlen, "heapindex: HEAPINDEX_LOOKUP_CACHE needs the header placement, not "
+		         "HEAPINDEX_META=%s (its mark lives in the header): expected HEAPINDEX_META=header",
+		         chunk_meta_name((enum chunk_meta)cfg->meta));
+		return -1;
+	}
 	if (cfg->census_path)
 		caps &= ~META_CAP(META_SIDE);
 	if (cfg->meta < 0) {
@@ -133,6 +139,7 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 	cfg->stats_path = NULL;
 	cfg->fail_every = 0;
 	cfg->verify_every = 0;
+	cfg->lookup_cache = 0;
 	cfg->site_depth = 0;
 	cfg->site_skip = cfg->census_path = NULL;
 	cfg->meta = -1;
@@ -157,8 +164,18 @@ int config_from_env(struct heapindex_config *cfg, char *err, size_t errlen)
 	                 &cfg->fail_every, err, errlen) ||
 	    parse_ranged("HEAPINDEX_VERIFY", 0, CONFIG_VERIFY_MAX,
 	                 &cfg->verify_every, err, errlen) ||
+	    parse_ranged("HEAPINDEX_LOOKUP_CACHE", 0, CONFIG_LOOKUP_CACHE_MAX,
+	                 &cfg->lookup_cache, err, errlen) ||
 	    parse_sites(cfg, err, errlen))
 		return -1;
+	/* Direct-mapped: the entry is picked by masking the address. */
+	if (cfg->lookup_cache & (cfg->lookup_cache - 1)) {
+		snprintf(err, errlen,
+		         "heapindex: HEAPINDEX_LOOKUP_CACHE=%u is not a power of two: expected 0 (off) or "
+		         "1, 2, 4, ... %u entries per thread",
+		         cfg->lookup_cache, CONFIG_LOOKUP_CACHE_MAX);
+		return -1;
+	}
 
 	const char *stats = getenv("HEAPINDEX_STATS");
 	if (stats && !*stats) {

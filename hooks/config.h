@@ -21,6 +21,9 @@ struct heapindex_config {
 	 * it at exit (1) or also every K index operations (K >= 2). */
 	unsigned fail_every;
 	unsigned verify_every;
+	/* HEAPINDEX_LOOKUP_CACHE: entries of each thread's lookup cache, 0
+	 * (off) or a power of two up to CONFIG_LOOKUP_CACHE_MAX (lookup_cache.h). */
+	unsigned lookup_cache;
 	/* Allocation sites (sites/sites.h). */
 	unsigned site_depth;     /* HEAPINDEX_SITE: 0 = ret, N = unwind:N          */
 	const char *site_skip;   /* HEAPINDEX_SITE_SKIP: "xmalloc,xcalloc" or NULL */
@@ -59,6 +62,7 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 #define CONFIG_TABLE_LEVELS_MAX 2u
 #define CONFIG_FAIL_EVERY_MAX 1000000u
 #define CONFIG_VERIFY_MAX 1000000000u
+#define CONFIG_LOOKUP_CACHE_MAX 4096u
 
 /* This machine's user address-space width: 47 bits on x86-64 (4-level
  * paging; Linux keeps mmap below 2^47 even with 5-level paging unless asked),

@@ -71,6 +71,8 @@ static void add_slot(struct hook_totals *t, const struct thread_slot *s)
 	t->failed_allocs += k.failed_allocs;
 	t->lookups_found += k.lookups_found;
 	t->lookups_missed += k.lookups_missed;
+	t->lookup_cache_hits += k.lookup_cache_hits;
+	t->lookup_cache_misses += k.lookup_cache_misses;
 	int64_t chunks = thread_live_chunks(&k);
 	t->live_chunks += chunks;
 	t->live_bytes += thread_live_bytes(&k);

@@ -77,6 +77,7 @@ struct thread_counters {
 	/* The general path's. */
 	uint64_t calls[ENTRY_COUNT];
 	uint64_t failed_allocs, lookups_found, lookups_missed;
+	uint64_t lookup_cache_hits, lookup_cache_misses; /* lookup_cache.h */
 	uint64_t slow_in, slow_out;  /* chunk events of the general path */
 	int64_t extra_meta;          /* live pad beyond the header, general path */
 	/* At the last look: the live bytes then, and the events so far. */

@@ -66,6 +66,7 @@ void counters_check(struct thread_slot *s);
 struct hook_totals {
 	uint64_t calls[ENTRY_COUNT];
 	uint64_t failed_allocs, lookups_found, lookups_missed;
+	uint64_t lookup_cache_hits, lookup_cache_misses;
 	int64_t live_chunks, live_bytes, live_meta_bytes;
 	int64_t peak_live_chunks, peak_live_bytes, peak_meta_bytes;
 	uint64_t meta_weight, meta_added; /* meta_cost.c: their ratio is bytes per chunk */

@@ -74,8 +74,23 @@ enum index_answer {
 	INDEX_FOUND = 1,    /* *out is the chunk containing addr */
 };
 
+/* A lookup is about to answer with chunk c, which its index keeps from being
+ * freed until the lookup lets go (a bin lock, a hazard pointer): if this
+ * thread's lookup cache asked for it (lookup_cache.h), note c there, so
+ * that c's free invalidates the answer.  Every index that reads the header
+ * calls this, through chunk_info_copy or directly. */
+void lookup_cache_note_fill(struct thread_slot *s, const struct chunk *c);
+
+static inline void chunk_info_noted(const struct chunk *c)
+{
+	struct thread_slot *s = thread_self();
+	if (__builtin_expect(s->lookup_filling != 0, 0))
+		lookup_cache_note_fill(s, c);
+}
+
 static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
 {
+	chunk_info_noted(c);
 	out->base = chunk_user(c);
 	chunk_read(c, &out->size, &out->site);
 	return INDEX_FOUND;

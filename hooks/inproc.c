@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "index_list.h"
+#include "lookup_cache.h"
 
 #define DECLARE_OPS(name) extern const struct index_ops name##_index_ops;
 HEAPINDEX_FOR_EACH_INDEX(DECLARE_OPS)
@@ -36,6 +37,7 @@ int inproc_init(struct inproc *d, const struct index_ops *ops,
 		return -1;
 	chunk_meta = (enum chunk_meta)meta;
 	chunk_usable_size = malloc_usable_size;
+	lookup_cache_setup(cfg->lookup_cache);
 	return ops->init(cfg, err, errlen);
 }
 
@@ -82,6 +84,7 @@ void inproc_free(struct inproc *d, void *user)
 	if (chunk_meta == META_SIDE)
 		chunk_init(c, malloc_usable_size(user), 0, 0);
 	d->ops->remove(c);
+	lookup_cache_note_removed(c);
 	inproc_free_chunk(c);
 }
 
@@ -89,7 +92,11 @@ int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site)
 {
 	struct chunk_info info;
-	if (d->ops->lookup((uintptr_t)addr, &info) != INDEX_FOUND)
+	/* The cache lives in the thread's slot: attach one only to use it. */
+	struct thread_slot *s = lookup_cache_entries ? thread_slot() : NULL;
+	int answer = s ? lookup_cached(s, (uintptr_t)addr, d->ops->lookup, &info)
+	               : d->ops->lookup((uintptr_t)addr, &info);
+	if (answer != INDEX_FOUND)
 		return 0;
 	if (base)
 		*base = (void *)info.base;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "index.h"
+#include "lookup_cache.h"
 
 /* Read "Key:   123 kB" from /proc/self/status (the process's own peak RSS,
  * VmHWM: unlike ru_maxrss it does not inherit a vfork parent's peak). */
@@ -99,6 +100,13 @@ void process_stats_write(void)
 	json_u64(&j, "failed_allocs", k.failed_allocs);
 	json_u64(&j, "lookups_found", k.lookups_found);
 	json_u64(&j, "lookups_missed", k.lookups_missed);
+	json_u64(&j, "lookup_cache_entries", lookup_cache_entries);
+	json_u64(&j, "lookup_cache_hits", k.lookup_cache_hits);
+	json_u64(&j, "lookup_cache_misses", k.lookup_cache_misses);
+	json_f64(&j, "lookup_cache_hit_rate",
+	         k.lookup_cache_hits + k.lookup_cache_misses
+	                 ? (double)k.lookup_cache_hits / (double)(k.lookup_cache_hits + k.lookup_cache_misses)
+	                 : 0.0);
 	json_u64(&j, "live_chunks", (uint64_t)k.live_chunks);
 	json_u64(&j, "live_bytes", (uint64_t)k.live_bytes);
 	json_u64(&j, "peak_live_chunks", (uint64_t)k.peak_live_chunks);

@@ -12,7 +12,7 @@
  * old one is gone, with its counts kept: a slot's counts are those of every
  * thread that ever had it, and sums over slots stay exact.  (Should the
  * process have no pthread key left for us, slots are never retired: one
- * 256-byte slot per thread ever made, still counted.)
+ * 320-byte slot per thread ever made, still counted.)
  *
  * Until it has a slot a thread's pointer is &thread_unattached, whose flags
  * are never zero: the hook fast path tests one word, the slot's flags, for
@@ -59,6 +59,12 @@ struct thread_slot {
 	struct thread_counters counters;
 	unsigned hazards_used;
 	uintptr_t hazard[THREAD_HAZARDS]; /* addresses a lookup reads, or 0 */
+	/* The lookup cache (lookup_cache.h): its entries, mapped at the
+	 * thread's first cached lookup; the state of the lookup filling it. */
+	struct lookup_cache_entry *lookup_cache;
+	unsigned lookup_filling;
+	uintptr_t lookup_fill_base;  /* the chunk the running fill noted */
+	uint64_t lookup_fill_epoch;  /* and its bucket's epoch then */
 	/* The registry's (under its lock). */
 	struct thread_slot *next;
 	int state;

@@ -8,6 +8,7 @@
 
 #include "hooks.h"
 #include "index.h"
+#include "lookup_cache.h"
 #include "ptr_set.h"
 
 unsigned verify_every;
@@ -80,6 +81,34 @@ static void check_byte(const char *when, uintptr_t user, size_t size, size_t off
 	verify_fail(msg);
 }
 
+/* Every entry of this thread's lookup cache that is valid now must be the
+ * answer for a live chunk: an entry that outlived its chunk's free or
+ * realloc, by this thread or any other, fails here.  Other threads' caches
+ * are theirs to read (their owners write them without atomics). */
+static void check_lookup_cache(const char *when)
+{
+	struct thread_slot *s = thread_self();
+	if (s == &thread_unattached || !s->lookup_cache)
+		return;
+	unsigned n = __atomic_load_n(&lookup_cache_entries, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < n; i++) {
+		const struct lookup_cache_entry *e = &s->lookup_cache[i];
+		if (!lookup_cache_entry_valid(e))
+			continue;
+		uintptr_t size;
+		int live = ptr_set_get(&shadow, e->base, &size);
+		if (live && size == e->size)
+			continue;
+		char msg[320];
+		snprintf(msg, sizeof msg,
+		         "heapindex: verify (%s, after operation %llu): the lookup cache still answers chunk %#lx of "
+		         "size %zu, which is %s\n",
+		         when, (unsigned long long)operations, (unsigned long)e->base, e->size,
+		         live ? "live with another size" : "not live");
+		verify_fail(msg);
+	}
+}
+
 void verify_check(const char *when)
 {
 	if (!started)
@@ -104,4 +133,5 @@ void verify_check(const char *when)
 		check_byte(when, user, size, size / 2);
 		check_byte(when, user, size, size - 1);
 	}
+	check_lookup_cache(when);
 }

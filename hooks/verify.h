@@ -13,6 +13,8 @@
  * (_exit: no abort, no core; 3 distinguishes it from config errors, 2).
  * For an index that answers no lookup by design (index_ops.caps) only the
  * counts are checked.
+ * With HEAPINDEX_LOOKUP_CACHE on, each check also looks at the checking
+ * thread's lookup cache: every entry still valid must answer a live chunk.
  *
  * All calls are made with hooks_lock held.
  */

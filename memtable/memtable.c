@@ -2,6 +2,8 @@
  * measuring what it all costs. */
 #include "memtable.h"
 
+#include "lock.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -120,6 +122,10 @@ int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
 		if (!t->leaves)
 			return errno ? errno : ENOMEM;
 		t->reserved_bytes = directory_bytes(t);
+		/* Leaves are published by compare-and-swap and read with
+		 * acquire loads (memtable_entry_slow_write): tell helgrind and
+		 * drd, which take atomics for plain accesses. */
+		LOCK_ANNOTATE_BENIGN_RACE(t->leaves, directory_bytes(t), "two-level directory (atomic)");
 	}
 	int e = written_init(t, table_bytes);
 	if (e) {
@@ -131,17 +137,33 @@ int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
 
 /* Called inside malloc: a refused mapping is the caller's to handle (the
  * heap index then keeps the chunk elsewhere), and the allocation succeeds,
- * so errno is left as it was. */
+ * so errno is left as it was.  Any number of threads may map the same leaf
+ * at once: the first compare-and-swap into the directory publishes its
+ * leaf, and the others unmap theirs and take the winner's, so writers need
+ * no lock.  Readers load the directory slot with acquire: a leaf they see
+ * is a whole, zero-filled mapping. */
 void *memtable_entry_slow_write(struct memtable *t, size_t bin)
 {
-	int saved = errno;
-	unsigned char *leaf = reserve(leaf_bytes(t));
-	errno = saved;
-	if (!leaf)
-		return NULL;
-	__atomic_store_n(&t->leaves[bin >> t->leaf_bits], leaf, __ATOMIC_RELEASE);
-	t->leaves_mapped++;
-	t->reserved_bytes += leaf_bytes(t);
+	unsigned char **slot = &t->leaves[bin >> t->leaf_bits];
+	unsigned char *leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (!leaf) {
+		int saved = errno;
+		unsigned char *mine = reserve(leaf_bytes(t));
+		if (!mine) {
+			errno = saved;
+			return NULL;
+		}
+		LOCK_ANNOTATE_HAPPENS_BEFORE(slot);
+		if (__atomic_compare_exchange_n(slot, &leaf, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			leaf = mine;
+			__atomic_fetch_add(&t->leaves_mapped, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&t->reserved_bytes, leaf_bytes(t), __ATOMIC_RELAXED);
+		} else { /* another thread published first: leaf is its */
+			munmap(mine, leaf_bytes(t));
+			LOCK_ANNOTATE_HAPPENS_AFTER(slot);
+		}
+		errno = saved;
+	}
 	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
 }
 
@@ -165,27 +187,6 @@ void memtable_destroy(struct memtable *t)
 	memset(t, 0, sizeof *t);
 }
 
-/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
- * zero, or SIZE_MAX.  Eight entries per load, from aligned words: bytes of a
- * word outside [lo, hi) are read but masked, so the caller must own the
- * whole words (a written page of the table is made of whole words). */
-static size_t last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
-{
-	for (size_t i = hi; i > lo;) {
-		size_t w = (i - 1) & ~(size_t)7;
-		uint64_t word;
-		__builtin_memcpy(&word, e + w, 8);
-		if (i - w < 8) /* keep bytes w .. i-1 (little-endian: low bytes first) */
-			word &= (UINT64_C(1) << (8 * (i - w))) - 1;
-		if (lo > w)
-			word &= ~((UINT64_C(1) << (8 * (lo - w))) - 1);
-		if (word)
-			return w + (size_t)(63 - __builtin_clzll(word)) / 8;
-		i = w;
-	}
-	return SIZE_MAX;
-}
-
 /* How many table pages (a power of two) one unwritten summary bit lets the
  * scan skip: 1 if the page itself is written, else the span of the highest
  * level whose bit is clear. */
@@ -200,7 +201,7 @@ static size_t unwritten_span(const struct memtable *t, size_t page)
 	return !memtable_bit_is_set(w->pages[0], page);
 }
 
-size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+size_t memtable_last_nonzero_byte_slow(const struct memtable *t, size_t from, size_t lowest)
 {
 	/* One table page at a time, from the one holding from - 1 down; pages
 	 * (and whole summary pages) never written are skipped unread.  Entries
@@ -216,7 +217,7 @@ size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t 
 		size_t page_start = page << MEMTABLE_PAGE_SHIFT, lo = page_start > lowest ? page_start : lowest;
 		const unsigned char *e = memtable_entry_address(t, page_start);
 		if (e) {
-			size_t found = last_nonzero_in(e, lo - page_start, from - page_start);
+			size_t found = memtable_last_nonzero_in(e, lo - page_start, from - page_start);
 			if (found != SIZE_MAX)
 				return page_start + found;
 		}

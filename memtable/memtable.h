@@ -39,6 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lock.h"
+
 enum memtable_layout { MEMTABLE_AUTO, MEMTABLE_FLAT, MEMTABLE_TWO_LEVEL };
 
 /* Which pages were ever written, of the table and of the summary itself:
@@ -73,8 +75,9 @@ struct memtable {
 	size_t entry_size;       /* a power of two, 1 << entry_shift */
 	unsigned addr_bits, shift, leaf_bits, entry_shift;
 	uintptr_t limit;         /* 2^addr_bits: addresses at or above it have no entry */
-	size_t reserved_bytes;   /* what is reserved now: the flat table, or the directory */
-	size_t leaves_mapped;
+	size_t reserved_bytes;   /* what is reserved now: the flat table, or the directory
+	                          * and its leaves (atomic) */
+	size_t leaves_mapped;    /* atomic: leaves are mapped by any writer, lock-free */
 	struct memtable_written written;
 };
 
@@ -153,9 +156,11 @@ static inline unsigned char *memtable_entry_address(const struct memtable *t, si
 {
 	if (__builtin_expect(t->entries != NULL, 1))
 		return t->entries + (bin << t->entry_shift);
-	unsigned char *leaf = __atomic_load_n(&t->leaves[bin >> t->leaf_bits], __ATOMIC_ACQUIRE);
+	unsigned char *const *slot = &t->leaves[bin >> t->leaf_bits];
+	unsigned char *leaf = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 	if (!leaf)
 		return NULL;
+	LOCK_ANNOTATE_HAPPENS_AFTER(slot); /* published by memtable_entry_slow_write */
 	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
 }
 
@@ -198,7 +203,7 @@ static inline const void *memtable_entry(const struct memtable *t, size_t bin)
 	return e ? e : memtable_zero_entry;
 }
 
-/* Maps a two-level leaf on demand. */
+/* Maps a two-level leaf on demand; safe from any number of threads. */
 void *memtable_entry_slow_write(struct memtable *t, size_t bin);
 
 /* The entry of a bin, for writing; NULL only if a two-level leaf could not
@@ -213,11 +218,92 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 	return e;
 }
 
+/* One step of the backward scan over 1-byte entries e, from i down: the
+ * highest index in [lo, i) whose byte is not zero among the two aligned
+ * words below i, or SIZE_MAX; *next is where the next step starts.  Byte
+ * i - 1 counts only if it is at most top_max or all ones (a caller that
+ * marks locked entries so must look at them), judged from the word loaded,
+ * not loaded apart: a lookup's chain of dependent loads stays one long.
+ * Bytes of a word outside [lo, i) are read but masked, so the caller must
+ * own the whole words (a written page of the table is made of whole
+ * words).  The loads are plain: other threads write single entries with
+ * atomics, and a stale byte only sends the caller to a bin that is then
+ * empty (tsan.supp).  The choice between the two words is a select, not a
+ * branch: a lookup's bin is as often in the word below addr's as in its
+ * own. */
+static inline size_t memtable_scan_step(const unsigned char *e, size_t lo, size_t i, unsigned top_max,
+                                        size_t *next)
+{
+	size_t w = (i - 1) & ~(size_t)7, v = w > lo ? w - 8 : w; /* v: the word below, if in range */
+	uint64_t high, low;
+	__builtin_memcpy(&high, e + w, 8);
+	__builtin_memcpy(&low, e + v, 8);
+	unsigned top_bit = 8 * (unsigned)(i - 1 - w);
+	uint64_t top = (high >> top_bit) & 0xff;
+	high &= ~UINT64_C(0) >> (56 - top_bit); /* bytes w .. i-1 (little-endian: low bytes first) */
+	high &= ~(((uint64_t)0 - (top > top_max && top != 0xff)) & (UINT64_C(0xff) << top_bit));
+	low &= v != w ? ~UINT64_C(0) : 0;
+	if (__builtin_expect(lo > v, 0)) { /* bytes below lo: masked (lo - v < 8, lo - w < 8) */
+		low &= ~UINT64_C(0) << (8 * (lo - v));
+		if (lo > w)
+			high &= ~UINT64_C(0) << (8 * (lo - w));
+	}
+	uint64_t in_high = (uint64_t)0 - (high != 0); /* all ones or zero: gcc makes ?: a branch */
+	uint64_t word = (high & in_high) | (low & ~in_high);
+	*next = v;
+	if (__builtin_expect(!word, 0))
+		return SIZE_MAX;
+	return v + (size_t)((w - v) & in_high) + (size_t)(63 - __builtin_clzll(word)) / 8;
+}
+
+/* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
+ * zero, or SIZE_MAX.  Eight entries per load (memtable_scan_step). */
+static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
+{
+	for (size_t i = hi; i > lo;) {
+		size_t found = memtable_scan_step(e, lo, i, UINT8_MAX, &i);
+		if (found != SIZE_MAX)
+			return found;
+	}
+	return SIZE_MAX;
+}
+
+/* memtable_last_nonzero_byte beyond the page holding from - 1. */
+size_t memtable_last_nonzero_byte_slow(const struct memtable *t, size_t from, size_t lowest);
+
+/* For 1-byte entries: the highest bin in [lowest, top] whose entry is not
+ * zero, counting top's own entry only if it is at most top_max or all ones
+ * (a caller that marks locked entries so must look at them); SIZE_MAX if
+ * there is none (lowest <= top).  Reads eight entries per load; skips pages
+ * never written (and absent leaves) without touching them, whole summary
+ * pages of them at a time.  Inline for the common case of a lookup, a bin
+ * found in the page of top: the written-pages summary is then tested once
+ * for the whole scan, not once per bin. */
+static inline size_t memtable_last_nonzero_byte_upto(const struct memtable *t, size_t top,
+                                                     unsigned top_max, size_t lowest)
+{
+	size_t page = top >> MEMTABLE_PAGE_SHIFT, page_start = page << MEMTABLE_PAGE_SHIFT;
+	size_t from = top + 1;
+	const unsigned char *e;
+	if (memtable_page_written(t, page) && (e = memtable_entry_address(t, page_start)) != NULL) {
+		size_t lo = (page_start > lowest ? page_start : lowest) - page_start, next;
+		size_t found = memtable_scan_step(e, lo, top + 1 - page_start, top_max, &next);
+		if (__builtin_expect(found != SIZE_MAX, 1))
+			return page_start + found;
+		found = next > lo ? memtable_last_nonzero_in(e, lo, next) : SIZE_MAX;
+		if (found != SIZE_MAX)
+			return page_start + found;
+		from = lo + page_start;
+	}
+	return memtable_last_nonzero_byte_slow(t, from, lowest);
+}
+
 /* For 1-byte entries: the highest bin in [lowest, from) whose entry is not
- * zero, or SIZE_MAX.  Reads eight entries per load; skips pages never
- * written (and absent leaves) without touching them, whole summary pages
- * of them at a time. */
-size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest);
+ * zero, or SIZE_MAX. */
+static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t from, size_t lowest)
+{
+	return from > lowest ? memtable_last_nonzero_byte_upto(t, from - 1, UINT8_MAX, lowest) : SIZE_MAX;
+}
 
 /* Bytes the table has committed: the pages of entries, of the summary and
  * of the two-level directory that were ever written.  Counted, not asked of

@@ -21,9 +21,16 @@
  * operations.  Each Criterion test runs in its own process, so every index
  * starts fresh; a test runs its seeds one after another on the same index,
  * which is emptied in between.
+ *
+ * With the shared lookup cache on (hooks/lookup_cache.h) every check looks
+ * up twice, the second answer usually the cache's, and every chunk is looked
+ * up just before and just after its free: a cached answer that outlives its
+ * chunk disagrees with the reference.  A test apart has another thread free
+ * and realloc chunks this thread has cached.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +39,7 @@
 
 #include "index_list.h"
 #include "inproc.h"
+#include "lookup_cache.h"
 #include "support.h"
 
 #define OPS_PER_SEED 200000
@@ -140,7 +148,9 @@ static size_t freed_count;
 static int static_datum;
 static uintptr_t unmapped; /* an address mapped once and unmapped */
 
-static void check(uintptr_t addr, const char *what)
+static int cached; /* the lookup cache is on: look up twice, around frees */
+
+static void check_once(uintptr_t addr, const char *what)
 {
 	void *base = NULL;
 	size_t size = 0;
@@ -156,6 +166,13 @@ static void check(uintptr_t addr, const char *what)
 	          hit ? "found" : "not found", (unsigned long)base, size, (unsigned long)site,
 	          want ? "found" : "not found", want ? (unsigned long)want->base : 0ul,
 	          want ? want->size : 0, want ? (unsigned long)want->site : 0ul);
+}
+
+static void check(uintptr_t addr, const char *what)
+{
+	check_once(addr, what);
+	if (cached)
+		check_once(addr, what);
 }
 
 static size_t random_size(void)
@@ -263,6 +280,7 @@ static void arena_free(void *user)
 {
 	size_t header = index_under_test.header_bytes;
 	index_under_test.ops->remove(chunk_of_user(user));
+	lookup_cache_note_removed(chunk_of_user(user)); /* as inproc_free */
 	memset((char *)user - header, 0xdb, header);
 }
 
@@ -285,12 +303,14 @@ static void do_alloc(size_t size, size_t align)
 
 static void do_free(size_t at)
 {
+	if (cached && live[at].size)
+		check(live[at].base, "about to be freed");
 	struct live_chunk c = ref_remove_at(at);
 	model->free((void *)c.base);
 	freed[freed_count++ % FREED_RING] = c;
 	/* Sampled: in a sparse heap a miss costs the hash indexes a long
 	 * probe run, and the freed lookups below cover the rest. */
-	if (percent(20))
+	if (cached || percent(20))
 		check(c.base, "just freed");
 }
 
@@ -461,6 +481,100 @@ static const struct heap_model *const heap_only[] = { &heap_model, NULL };
 static const struct heap_model *const arena_only[] = { &arena_model, NULL };
 static const struct heap_model *const both_models[] = { &heap_model, &arena_model, NULL };
 
+/* --- the lookup cache ------------------------------------------------------------- */
+
+#define CACHE_ENTRIES 16 /* few: entries are replaced often, stale ones would show */
+
+static const struct heapindex_config cache_config = { .addr_bits = 47, .bin_shift = CONFIG_BIN_SHIFT_DEFAULT,
+	                                              .lookup_cache = CACHE_ENTRIES };
+
+/* The whole differential run through the cache, in both chunk models. */
+static void skip_if_it_answers_nothing(const char *name)
+{
+	const struct index_ops *ops = index_by_name(name);
+	cr_assert_not_null(ops, "no index named %s", name);
+	if (!(ops->caps & INDEX_ANSWERS_LOOKUPS))
+		cr_skip_test("%s answers no lookups (index_ops.caps)", name);
+}
+
+static void run_cached(const char *name)
+{
+	skip_if_it_answers_nothing(name);
+	cached = 1;
+	run_index(name, &cache_config, both_models);
+}
+
+/* Chunks the other thread frees, or reallocs (a free and a malloc, as the
+ * hooks tell the index), while this one waits: no assertion runs there. */
+#define HANDOFF 24
+
+struct handoff {
+	size_t n;
+	struct live_chunk old[HANDOFF], made[HANDOFF];
+	int replace[HANDOFF];
+};
+
+static void *free_and_realloc(void *arg)
+{
+	struct handoff *h = arg;
+	for (size_t i = 0; i < h->n; i++) {
+		model->free((void *)h->old[i].base);
+		if (h->replace[i]) {
+			size_t size = h->old[i].size / 2 + 1 + (i % 2) * 3000;
+			void *p = model->alloc(size, CHUNK_ALIGN, 0x7e57 + i);
+			h->made[i] = (struct live_chunk){ (uintptr_t)p, p ? size : 0, 0x7e57 + i };
+		}
+	}
+	return NULL;
+}
+
+/* This thread looks chunks up (twice: cached), another frees or reallocs
+ * them, then this thread's lookups of their old addresses must agree with
+ * the reference: nothing there, or the chunk now there.  Without the
+ * invalidation on free every index that reads the header failed here. */
+static void cache_across_threads(const char *name)
+{
+	skip_if_it_answers_nothing(name);
+	index_name = name;
+	const struct index_ops *ops = index_by_name(name);
+	cr_assert_not_null(ops, "no index named %s", name);
+	char err[512];
+	cr_assert_eq(inproc_init(&index_under_test, ops, &cache_config, err, sizeof err), 0, "%s", err);
+	cached = 1;
+	model = &heap_model;
+	seed = 7;
+	rng_state = seed;
+	for (op = 0; op < 20000;) {
+		while (live_count < 200) {
+			do_alloc(1 + below(600), CHUNK_ALIGN);
+			op++;
+		}
+		for (size_t i = 0; i < live_count; i++)
+			check(live[i].base + live[i].size / 2, "live, before the other thread");
+		struct handoff h = { .n = 0 };
+		while (h.n < HANDOFF) {
+			h.replace[h.n] = percent(50);
+			h.old[h.n++] = ref_remove_at(random_victim());
+		}
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, free_and_realloc, &h), 0);
+		cr_assert_eq(pthread_join(t, NULL), 0);
+		for (size_t i = 0; i < h.n; i++)
+			if (h.replace[i]) {
+				cr_assert_not_null((void *)h.made[i].base, "cannot allocate %zu bytes", h.made[i].size);
+				ref_insert(h.made[i]);
+			}
+		for (size_t i = 0; i < h.n; i++, op++) {
+			const struct live_chunk *o = &h.old[i];
+			check(o->base + o->size / 2, h.replace[i] ? "realloc'd by another thread"
+			                                          : "freed by another thread");
+			check(o->base, "first byte of a chunk another thread freed");
+		}
+	}
+	while (live_count)
+		do_free(live_count - 1);
+}
+
 /* Two tests per index in the generated list: the heap and the arena in
  * separate processes, because the hash indexes' bounds of every chunk ever
  * seen would span both, and turn every wild lookup between them into a full
@@ -477,7 +591,9 @@ static void run_if_it_answers(const char *name, const struct heap_model *const m
 
 #define DIFFERENTIAL_TEST(name)                                                               \
 	Test(differential, name, .timeout = 120) { run_if_it_answers(#name, heap_only); }     \
-	Test(differential, name##_arena, .timeout = 120) { run_if_it_answers(#name, arena_only); }
+	Test(differential, name##_arena, .timeout = 120) { run_if_it_answers(#name, arena_only); } \
+	Test(differential, name##_cached, .timeout = 120) { run_cached(#name); }                 \
+	Test(differential, name##_cache_across_threads, .timeout = 60) { cache_across_threads(#name); }
 
 HEAPINDEX_FOR_EACH_INDEX(DIFFERENTIAL_TEST)
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "index_params.h"
 #include "inproc.h"
 #include "support.h"
@@ -205,6 +206,42 @@ Test(hooks, settings_survive_a_rewritten_environment)
 	program_result_free(&r), program_result_free(&s);
 }
 
+/* The lookup cache (hooks/lookup_cache.h) under every index: chunks one
+ * thread looked up, twice, and another thread then freed or realloc'd are
+ * never answered as they were (tests/progs/cache_invalidation.c), and
+ * HEAPINDEX_VERIFY finds no cache entry of the checking thread that
+ * outlived its chunk.  The cache must really answer (hits in the
+ * statistics) for an index that reads the header; one that answers from
+ * its own memory may never mark a chunk, and then never fills it.  Without
+ * the invalidation on free both runs failed under every index but critnib. */
+ParameterizedTestParameters(hooks, lookup_cache_forgets_chunks_freed_by_other_threads) { return index_params(0); }
+ParameterizedTest(struct index_name *param, hooks, lookup_cache_forgets_chunks_freed_by_other_threads,
+                  .timeout = 120)
+{
+	const char *index = param->name;
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-cache.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	char *argv[] = { (char *)test_program("cache_invalidation"), NULL };
+	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=16", stats_env, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: exit %d: %s", index, r.status, r.err);
+	const char *verify_env[] = { "HEAPINDEX_LOOKUP_CACHE=16", "HEAPINDEX_VERIFY=7", NULL };
+	struct program_result v = run_program(argv, hook_library(index), verify_env);
+	cr_assert_eq(v.status, 0, "%s under HEAPINDEX_VERIFY: exit %d: %s", index, v.status, v.err);
+
+	char *cat_argv[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat_argv, NULL, NULL);
+	const char *hits = strstr(s.out, "\"lookup_cache_hits\":");
+	cr_assert_not_null(hits, "%s: no lookup_cache_hits in the statistics: %s", index, s.out);
+	unsigned long n = strtoul(hits + strlen("\"lookup_cache_hits\":"), NULL, 10);
+	if (!(index_caps(index) & INDEX_ANSWERS_FROM_INDEX))
+		cr_assert_gt(n, 0, "%s: the cache never answered", index);
+	unlink(stats);
+	program_result_free(&r), program_result_free(&v), program_result_free(&s);
+}
+
 /* A bad setting stops the program before it runs, with one line naming the
  * variable, the value and the valid range. */
 Test(hooks, reject_bad_settings_before_the_program_runs)
@@ -219,6 +256,9 @@ Test(hooks, reject_bad_settings_before_the_program_runs)
 		{ "HEAPINDEX_TABLE_LEVELS=3", "from 0 to 2" },
 		{ "HEAPINDEX_META=footer", "header, trailer or side" },
 		{ "HEAPINDEX_META=", "header, trailer or side" },
+		{ "HEAPINDEX_LOOKUP_CACHE=8192", "from 0 to 4096" },
+		{ "HEAPINDEX_LOOKUP_CACHE=-1", "from 0 to 4096" },
+		{ "HEAPINDEX_LOOKUP_CACHE=12", "power of two" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		assert_setting_rejected(bad[i][0], bad[i][1]);

@@ -3,12 +3,15 @@
  * chunks, frees, and addresses that are not heap at all. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "inproc.h"
+#include "json.h"
 #include "memtable.h"
 
 /* --- the generic table ----------------------------------------------------- */
@@ -140,6 +143,55 @@ Test(memtable, falls_back_to_two_levels_when_flat_is_refused)
 	cr_assert_eq(memtable_last_nonzero_byte(&t, bin_far, bin_a + 1), SIZE_MAX);
 	cr_assert_gt(memtable_resident_bytes(&t), 0);
 	memtable_destroy(&t);
+}
+
+/* Writers that need the same absent two-level leaf at once, released
+ * together: one leaf is mapped and published, every writer writes into it
+ * (none into a leaf that lost the race and was dropped), and the count of
+ * mapped leaves is exact.  Without a lock or a compare-and-swap in
+ * memtable_entry_slow_write, writes went to dropped leaves and the count
+ * was off. */
+#define LEAF_WRITERS 8
+
+struct leaf_writer {
+	struct memtable *t;
+	pthread_barrier_t *go;
+	size_t bin;
+};
+
+static void *write_into_leaf(void *arg)
+{
+	struct leaf_writer *w = arg;
+	pthread_barrier_wait(w->go);
+	unsigned char *e = memtable_entry_for_write(w->t, w->bin);
+	if (e)
+		__atomic_store_n(e, (unsigned char)(w->bin & 0x7f) + 1, __ATOMIC_RELAXED);
+	return NULL;
+}
+
+Test(memtable, racing_writers_map_one_leaf, .timeout = 60)
+{
+	for (int round = 0; round < 40; round++) {
+		struct memtable t;
+		cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_TWO_LEVEL), 0);
+		pthread_barrier_t go;
+		pthread_barrier_init(&go, NULL, LEAF_WRITERS);
+		pthread_t tid[LEAF_WRITERS];
+		struct leaf_writer w[LEAF_WRITERS];
+		size_t first = (size_t)round << t.leaf_bits; /* a leaf of its own each round */
+		for (int i = 0; i < LEAF_WRITERS; i++) {
+			w[i] = (struct leaf_writer){ &t, &go, first + (size_t)i * 4099 };
+			cr_assert_eq(pthread_create(&tid[i], NULL, write_into_leaf, &w[i]), 0);
+		}
+		for (int i = 0; i < LEAF_WRITERS; i++)
+			pthread_join(tid[i], NULL);
+		pthread_barrier_destroy(&go);
+		cr_assert_eq(t.leaves_mapped, 1, "round %d: %zu leaves mapped for one", round, t.leaves_mapped);
+		for (int i = 0; i < LEAF_WRITERS; i++)
+			cr_assert_eq(*(const unsigned char *)memtable_entry(&t, w[i].bin), (w[i].bin & 0x7f) + 1,
+			             "round %d: writer %d's entry was lost", round, i);
+		memtable_destroy(&t);
+	}
 }
 
 /* Both layouts answer the scan the same way, entry for entry. */
@@ -313,4 +365,89 @@ ParameterizedTest(unsigned *shift, memtable_shift, same_answers_at_every_bin_shi
 		cr_assert_eq(found(p[i] + size[i] - 1, p[i], size[i]), live, "shift %u chunk %d last byte",
 		             *shift, i);
 	}
+}
+
+/* --- what the table byte tells a lookup ----------------------------------------
+ * A bin's head is its lowest chunk, so a lookup whose own bin holds only
+ * chunks above it skips that bin by its table byte, reading no header there
+ * (list_steps counts the headers a lookup read).  Chunks placed by hand in
+ * 64-byte bins: C = [B - 32, B + 16) reaches from the bin below into bin B,
+ * A = [B + 32, B + 48) lies in B above the probe B + 8.  Before the head was
+ * the lowest chunk, the lookup walked B (A) and then C's bin: two steps. */
+static _Alignas(4096) unsigned char placed[4096];
+
+static uint64_t list_steps(void)
+{
+	static char buf[4096];
+	struct json_out j;
+	json_init(&j, buf, sizeof buf);
+	json_open(&j, NULL);
+	d.ops->write_stats(&j);
+	json_close(&j);
+	const char *at = strstr(buf, "\"list_steps\":");
+	cr_assert_not_null(at, "%s", buf);
+	return strtoull(at + strlen("\"list_steps\":"), NULL, 10);
+}
+
+static struct chunk *place(uintptr_t user, size_t size)
+{
+	struct chunk *c = chunk_of_user((void *)user);
+	chunk_init(c, size, CHUNK_HEADER_BYTES, 0x5eed);
+	d.ops->insert(c);
+	return c;
+}
+
+static void setup_shift6(void) { with_shift(6); }
+
+Test(memtable_bins, own_bin_above_the_address_is_skipped_unread, .init = setup_shift6)
+{
+	uintptr_t b = (uintptr_t)placed + 1024;
+	struct chunk *a = place(b + 32, 16), *c = place(b - 32, 48);
+	uint64_t before = list_steps();
+	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert_eq(list_steps() - before, 1, "headers read: %llu", (unsigned long long)(list_steps() - before));
+	/* The other order of insertion, and A's bin found from inside A. */
+	d.ops->remove(a);
+	d.ops->remove(c);
+	c = place(b - 32, 48);
+	a = place(b + 32, 16);
+	before = list_steps();
+	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert_eq(list_steps() - before, 1);
+	cr_assert(found((void *)(b + 40), (void *)(b + 32), 16));
+	d.ops->remove(a);
+	d.ops->remove(c);
+}
+
+/* Any order of inserts and removes keeps the lowest chunk at the head:
+ * four 16-byte chunks in one 128-byte bin (slots 1, 3, 5, 7), inserted in
+ * several orders, one of them removed; every other one is found from its
+ * first byte, which lies in its own bin: a head that were not the lowest
+ * chunk would hide the chunks below it. */
+static void setup_shift7(void) { with_shift(7); }
+
+Test(memtable_bins, head_stays_the_lowest_chunk, .init = setup_shift7)
+{
+	uintptr_t b = (uintptr_t)placed + 2048;
+	static const int orders[][4] = { { 0, 1, 2, 3 }, { 3, 2, 1, 0 }, { 2, 0, 3, 1 }, { 1, 3, 0, 2 } };
+	for (size_t o = 0; o < 4; o++)
+		for (int gone = 0; gone < 4; gone++) {
+			struct chunk *c[4];
+			for (int k = 0; k < 4; k++) {
+				int i = orders[o][k];
+				c[i] = place(b + 32 * (uintptr_t)i, 16);
+			}
+			d.ops->remove(c[gone]);
+			for (int i = 0; i < 4; i++) {
+				void *user = (void *)(b + 32 * (uintptr_t)i);
+				if (i == gone)
+					cr_assert_not(found(user, NULL, 0), "order %zu: removed chunk %d found", o, i);
+				else
+					cr_assert(found(user, user, 16), "order %zu, chunk %d removed: chunk %d lost", o,
+					          gone, i);
+			}
+			for (int i = 0; i < 4; i++)
+				if (i != gone)
+					d.ops->remove(c[i]);
+		}
 }

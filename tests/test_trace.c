@@ -520,8 +520,38 @@ Test(trace, scale_writes_csv)
 		rows++;
 		cr_expect_not_null(strstr(line, ",1000,"), "row without 1000 chunks: %s", line);
 	}
+	cr_expect_null(strstr(r.out, "lookup cache"), "a cache hit rate with the cache off: %s", r.out);
 	fclose(f);
 	cr_expect_geq(rows, 2, "expected a row per index");
+	program_result_free(&r);
+}
+
+/* With HEAPINDEX_LOOKUP_CACHE the lookups go through the shared cache: the
+ * table gives its hit rate (the CSV keeps the columns the report reads),
+ * which for an index that reads headers is above 0 on 1,000 chunks (the
+ * probes are seeded, so the figure repeats), and 0 for critnib, which
+ * never fills the cache. */
+static double table_cache_rate(const char *out, const char *index)
+{
+	char start[32];
+	snprintf(start, sizeof start, "\n%s ", index);
+	const char *row = strstr(out, start);
+	cr_assert_not_null(row, "no %s row: %s", index, out);
+	const char *at = strstr(row, "(lookup cache: ");
+	cr_assert(at && at < strchr(row + 1, '\n'), "no hit rate in %s's row: %s", index, out);
+	return strtod(at + strlen("(lookup cache: "), NULL);
+}
+
+Test(trace, scale_reports_the_lookup_cache)
+{
+	const char *args[] = { "scale", "--index", "memtable,critnib", "--max-chunks", "1000", "--lookups",
+		               "20000", "--budget", "0.5", NULL };
+	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=1024", NULL };
+	struct program_result r = run(args, env);
+	cr_assert_eq(r.status, 0, "scale: exit %d: %s", r.status, r.err);
+	double memtable = table_cache_rate(r.out, "memtable"), critnib = table_cache_rate(r.out, "critnib");
+	cr_expect(memtable > 0 && memtable < 100, "memtable's cache answered %g%%: %s", memtable, r.out);
+	cr_expect(critnib == 0, "critnib's cache answered %g%%: %s", critnib, r.out);
 	program_result_free(&r);
 }
 
