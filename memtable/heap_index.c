@@ -93,19 +93,20 @@ static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
  * lock (a lookup's copy of the site too), so they never race. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "links are bytes 6 and 7 of the site word");
 
-static inline unsigned char *links_of(struct chunk *c)
+/* meta: the placement (chunk.h), a constant in the hot paths' bodies. */
+CHUNK_INLINE unsigned char *links_of(struct chunk *c, enum chunk_meta meta)
 {
-	return (unsigned char *)chunk_site_word(c) + 6;
+	return (unsigned char *)chunk_site_word_in(c, meta) + 6;
 }
 
-static inline unsigned next_slot(const struct chunk *c)
+CHUNK_INLINE unsigned next_slot(const struct chunk *c, enum chunk_meta meta)
 {
-	return links_of((struct chunk *)c)[0];
+	return links_of((struct chunk *)c, meta)[0];
 }
 
-static inline unsigned prev_slot(const struct chunk *c)
+CHUNK_INLINE unsigned prev_slot(const struct chunk *c, enum chunk_meta meta)
 {
-	return links_of((struct chunk *)c)[1];
+	return links_of((struct chunk *)c, meta)[1];
 }
 
 /* --- bin locks ------------------------------------------------------------- */
@@ -217,47 +218,49 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
  * which held head.  The head stays the lowest chunk of the bin (see the
  * invariants): c goes in front if it is lower, else just after the head.
  * Either way only c, the head and at most the head's successor are written. */
-static inline void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                              enum chunk_meta meta)
 {
 	unsigned slot = slot_of(chunk_user(c));
 	uintptr_t base = memtable_bin_base(&table, bin);
 	if (head == SLOT_NONE || slot < head) {
 		if (head != SLOT_NONE)
-			links_of(chunk_at(base, head))[1] = (unsigned char)slot;
-		links_of(c)[0] = (unsigned char)head;
+			links_of(chunk_at(base, head), meta)[1] = (unsigned char)slot;
+		links_of(c, meta)[0] = (unsigned char)head;
 		bin_unlock(e, slot);
 		return;
 	}
 	struct chunk *h = chunk_at(base, head);
-	unsigned next = next_slot(h);
+	unsigned next = next_slot(h, meta);
 	if (next != SLOT_NONE)
-		links_of(chunk_at(base, next))[1] = (unsigned char)slot;
-	links_of(c)[0] = (unsigned char)next;
-	links_of(c)[1] = (unsigned char)head;
-	links_of(h)[0] = (unsigned char)slot;
+		links_of(chunk_at(base, next), meta)[1] = (unsigned char)slot;
+	links_of(c, meta)[0] = (unsigned char)next;
+	links_of(c, meta)[1] = (unsigned char)head;
+	links_of(h, meta)[0] = (unsigned char)slot;
 	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin, unsigned char *e)
 {
-	link_locked(c, bin, e, bin_lock_contended(e));
+	link_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
 }
 
 /* The uncontended lock is inline and the contended path a tail call, so the
  * common insert keeps nothing in callee-saved registers. */
-static inline void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
+CHUNK_INLINE void link_chunk(struct chunk *c, size_t bin, unsigned char *e, enum chunk_meta meta)
 {
 	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return link_contended(c, bin, e);
 	LOCK_ANNOTATE_ACQUIRED(e);
-	link_locked(c, bin, e, head);
+	link_locked(c, bin, e, head, meta);
 }
 
 /* Insert's uncommon cases: big or uncovered chunks, a bin whose two-level
  * leaf is not mapped yet, a chunk bigger than any small one so far. */
 static __attribute__((noinline)) void insert_slow(struct chunk *c)
 {
+	enum chunk_meta meta = chunk_meta;
 	if (is_big(c, chunk_size(c))) {
 		if (!memtable_covers(&table, chunk_user(c)))
 			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
@@ -268,57 +271,73 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 	unsigned char *e = entry_for_write(bin);
 	if (!e) { /* no memory for a two-level leaf */
 		__atomic_fetch_add(&counters.leaf_failures, 1, __ATOMIC_RELAXED);
-		links_of(c)[0] = SLOT_OVERFLOW;
+		links_of(c, meta)[0] = SLOT_OVERFLOW;
 		big_chunks_insert(&big, c);
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads it first. */
 	raise_max_small_size(chunk_size(c));
-	link_chunk(c, bin, e);
+	link_chunk(c, bin, e, meta);
 }
 
 /* The common insert: a covered chunk no bigger than any small one so far
  * (max_small_size <= big_threshold, so this one test also keeps big chunks
  * out), in a bin whose page was written. */
-void memtable_index_insert(struct chunk *c)
+CHUNK_INLINE void insert_in(struct chunk *c, enum chunk_meta meta)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
+	if (__builtin_expect(chunk_size_in(c, meta) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
 	    __builtin_expect(!memtable_covers(&table, user), 0))
 		return insert_slow(c);
 	size_t bin = memtable_bin(&table, user);
 	unsigned char *e = written_entry_of(bin);
 	if (__builtin_expect(!e, 0))
 		return insert_slow(c);
-	link_chunk(c, bin, e);
+	link_chunk(c, bin, e, meta);
+}
+
+/* One test of the placement, then a body compiled for it (chunk.h); the
+ * trailer's, which calls malloc_usable_size, apart, so the header's saves
+ * no register. */
+static __attribute__((noinline)) void insert_trailer(struct chunk *c)
+{
+	insert_in(c, META_TRAILER);
+}
+
+void memtable_index_insert(struct chunk *c)
+{
+	if (__builtin_expect(!chunk_likely_header(), 0))
+		return insert_trailer(c);
+	insert_in(c, META_HEADER);
 }
 
 /* The head was removed: move the lowest chunk of the rest (first, ...) to
  * the front, so the head is the bin's lowest chunk again; returns its slot.
  * The rest lies in the same bin, a few cache lines. */
-static unsigned lowest_to_front(uintptr_t base, unsigned first)
+static unsigned lowest_to_front(uintptr_t base, unsigned first, enum chunk_meta meta)
 {
 	unsigned low = first;
-	for (unsigned s = next_slot(chunk_at(base, first)); s != SLOT_NONE; s = next_slot(chunk_at(base, s)))
+	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
 		if (s < low)
 			low = s;
 	struct chunk *l = chunk_at(base, low);
 	if (low != first) { /* unlink it (it has a predecessor), relink it before first */
-		unsigned next = next_slot(l), prev = prev_slot(l);
-		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
+		unsigned next = next_slot(l, meta), prev = prev_slot(l, meta);
+		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
 		if (next != SLOT_NONE)
-			links_of(chunk_at(base, next))[1] = (unsigned char)prev;
-		links_of(l)[0] = (unsigned char)first;
-		links_of(chunk_at(base, first))[1] = (unsigned char)low;
+			links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
+		links_of(l, meta)[0] = (unsigned char)first;
+		links_of(chunk_at(base, first), meta)[1] = (unsigned char)low;
 	}
-	links_of(l)[1] = SLOT_NONE;
+	links_of(l, meta)[1] = SLOT_NONE;
 	return low;
 }
 
 /* Unlink listed chunk c from bin, whose byte e is locked and held head. */
-static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head)
+CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                                enum chunk_meta meta)
 {
-	unsigned next = next_slot(c), prev = prev_slot(c);
+	unsigned next = next_slot(c, meta), prev = prev_slot(c, meta);
 	if (__builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
 		bin_unlock(e, head);
 		big_chunks_remove(&big, c);
@@ -326,18 +345,18 @@ static inline void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, 
 	}
 	uintptr_t base = memtable_bin_base(&table, bin);
 	if (prev != SLOT_NONE) {
-		links_of(chunk_at(base, prev))[0] = (unsigned char)next;
+		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
 		if (next != SLOT_NONE)
-			links_of(chunk_at(base, next))[1] = (unsigned char)prev;
+			links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
 	} else {
-		head = next != SLOT_NONE ? lowest_to_front(base, next) : SLOT_NONE;
+		head = next != SLOT_NONE ? lowest_to_front(base, next, meta) : SLOT_NONE;
 	}
 	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
 {
-	unlink_locked(c, bin, e, bin_lock_contended(e));
+	unlink_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
 }
 
 /* No written-pages test: the insert of a listed chunk wrote its bin's
@@ -346,9 +365,9 @@ static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t b
  * then says so itself (SLOT_OVERFLOW, under the bin's lock); only there
  * does the lock write a page that may not be marked written, which costs
  * a page no lookup reads. */
-void memtable_index_remove(struct chunk *c)
+CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
 {
-	if (is_big(c, chunk_size(c)))
+	if (is_big(c, chunk_size_in(c, meta)))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = memtable_byte_address(&table, bin);
@@ -358,7 +377,19 @@ void memtable_index_remove(struct chunk *c)
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return unlink_contended(c, bin, e);
 	LOCK_ANNOTATE_ACQUIRED(e);
-	unlink_locked(c, bin, e, head);
+	unlink_locked(c, bin, e, head, meta);
+}
+
+static __attribute__((noinline)) void remove_trailer(struct chunk *c)
+{
+	remove_in(c, META_TRAILER);
+}
+
+void memtable_index_remove(struct chunk *c)
+{
+	if (__builtin_expect(!chunk_likely_header(), 0))
+		return remove_trailer(c);
+	remove_in(c, META_HEADER);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its
@@ -389,11 +420,12 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 	uintptr_t base = memtable_bin_base(&table, bin);
 	const struct chunk *best = chunk_at(base, head);
 	uint64_t steps = 1;
-	for (unsigned s = next_slot(best); __builtin_expect(s != SLOT_NONE, 0); steps++) {
+	enum chunk_meta meta = chunk_meta;
+	for (unsigned s = next_slot(best, meta); __builtin_expect(s != SLOT_NONE, 0); steps++) {
 		const struct chunk *c = chunk_at(base, s);
 		if (chunk_user(c) <= addr && chunk_user(c) > chunk_user(best))
 			best = c;
-		s = next_slot(c);
+		s = next_slot(c, meta);
 	}
 	int answer = chunk_user(best) > addr       ? BIN_BELOW /* all above addr: the head changed */
 	             : chunk_contains(best, addr) ? chunk_info_copy(best, out)
