@@ -44,30 +44,30 @@
  *
  *                        bytes added/chunk    max RSS over none           instr/pair
  *                        cc1    pychurn   gcc    pychurn  pycompile
- *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         200.9
- *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         281.9
- *              side       0      0        +0.8%   +1.6%   +1.7%         274.9
- *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         286.9
- *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         475.9
+ *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         206.9
+ *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         278.9
+ *              side       0      0        +0.8%   +1.6%   +1.7%         271.9
+ *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         300.9
+ *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         478.9
  *
  * Side is the only placement that brings a Python heap of small objects
  * near the uninstrumented one (noop: +1.6% against +19.5%), and it keeps
  * the exact size in the index's records; but only indexes with records of
  * their own can take it (noop, critnib), it costs two malloc_usable_size
- * calls per malloc+free (74 instructions per pair; cc1: +0.8% instructions
+ * calls per malloc+free (65 instructions per pair; cc1: +0.8% instructions
  * under noop against header), and it cannot yet tell a foreign pointer from
  * ours (below): a bad pointer given to free crashes in malloc_usable_size
  * instead of reaching the allocator's own abort.  Trailer halves the bytes
  * but makes lookups answer the usable size, not the size asked for, and
  * makes every index step ask the allocator where the trailer is: the
- * memtable pays 189 more instructions per pair (cc1: +2.0% instructions
+ * memtable pays 178 more instructions per pair (cc1: +2.0% instructions
  * against header), which fails the rule that gcc may not get slower.  So
  * header stays the default, and side is the one to choose for memory
  * (HEAPINDEX_META=side) until it checks foreign pointers.  (Header costs
  * what it did, but for the one test of the placement an index makes per
  * call: cc1 under noop 3,922.7 M instructions against 3,919.5 M before
- * placements existed, memtable 3,962.6 M against 3,956.7 M; per pair noop
- * +0.1, memtable +6.1.)
+ * placements existed, memtable 3,962.6 M against 3,956.7 M; per pair, on
+ * today's main, noop +3.1, memtable +13.1.)
  *
  * The indexes see a chunk as a struct chunk *, a handle that is always
  * user - 16 (so chunk_user and chunk_of_user are arithmetic in every
