@@ -104,6 +104,29 @@ def index_capabilities(index: str) -> Capabilities:
     return _PROBED[index]
 
 
+_PLACEMENTS = {}
+
+
+def placement_refusal(index: str, meta: str) -> Optional[str]:
+    """Why index refuses the metadata placement meta (the hooks' own line,
+    e.g. "HEAPINDEX_META=side is not supported by the memtable index: ..."),
+    or None when it takes it: one run of /bin/true under it, remembered."""
+    if index == "none" or meta == NO_META:
+        return None
+    if (index, meta) not in _PLACEMENTS:
+        env = dict(os.environ, HEAPINDEX_META=meta)
+        try:
+            r = subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, "--", "/bin/true"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
+                               env=env)
+            line = (r.stderr.strip().splitlines() or [""])[-1]
+            refused = r.returncode != 0 and "is not supported by" in line
+        except (OSError, subprocess.SubprocessError):
+            refused, line = False, ""
+        _PLACEMENTS[(index, meta)] = line.split("heapindex: ", 1)[-1] if refused else None
+    return _PLACEMENTS[(index, meta)]
+
+
 def capabilities(indexes) -> CapabilityTable:
     return CapabilityTable({i: index_capabilities(i) for i in indexes})
 
@@ -611,15 +634,23 @@ def configurations(workloads, size, indexes, allocators, caps) -> tuple:
     return configs, skipped
 
 
-def with_hook_settings(configs, site_modes, metas=(NO_META,)) -> list:
+def with_hook_settings(configs, site_modes, metas=(NO_META,), skipped=None,
+                       refusal=placement_refusal) -> list:
     """Each configuration once per site mode and metadata placement; "none",
-    which loads no hooks, once (site mode "-", no placement)."""
+    which loads no hooks, once (site mode "-", no placement).  A placement
+    the index refuses (refusal gives its reason) is left out, with a note in
+    skipped."""
     out = []
     for c in configs:
         if c.index == "none":
             out.append(dataclasses.replace(c, site_mode=NO_SITE_MODE, meta=NO_META))
             continue
         for meta in metas:
+            why = refusal(c.index, meta)
+            if why:
+                if skipped is not None:
+                    skipped.append(f"{c.workload}/{c.size} {c.index}/{c.allocator} meta={meta}: {why}")
+                continue
             for m in site_modes:
                 out.append(dataclasses.replace(c, site_mode=m, meta=meta))
     return out
@@ -710,7 +741,7 @@ class Plan:
         self.caps = capabilities(self.indexes)
         configs, self.skipped = configurations(self.workloads, args.size, self.indexes, self.allocators,
                                                self.caps)
-        self.configs = with_hook_settings(configs, self.site_modes, self.metas)
+        self.configs = with_hook_settings(configs, self.site_modes, self.metas, self.skipped)
         if self.workloads and not self.configs:
             parser.error("the selection leaves no configuration to run")
         self.callgrind_configs = [c for c in self.configs if c.workload in self.callgrind]

@@ -732,6 +732,27 @@ class MetaPlacementTest(unittest.TestCase):
         self.assertNotIn("HEAPINDEX_META", plain[0].env("/c"))
         self.assertEqual(plain[0].text(), "gcc/small memtable/glibc")
 
+    def test_refused_placements_are_skipped_with_the_reason(self):
+        refusals = {("memtable", "side"): "HEAPINDEX_META=side is not supported by the memtable index"}
+        skipped = []
+        configs = bench.with_hook_settings([Config("gcc", "small", "noop", "glibc"),
+                                            Config("gcc", "small", "memtable", "glibc")],
+                                           ["ret"], ["header", "side"], skipped,
+                                           refusal=lambda i, m: refusals.get((i, m)))
+        self.assertEqual([(c.index, c.meta) for c in configs],
+                         [("noop", "header"), ("noop", "side"), ("memtable", "header")])
+        self.assertEqual(skipped, ["gcc/small memtable/glibc meta=side: "
+                                   "HEAPINDEX_META=side is not supported by the memtable index"])
+
+    def test_real_refusal_probe(self):
+        """The probe asks the built hooks: the memtable keeps its links in
+        the chunk, so it refuses side; noop takes every placement."""
+        if not os.path.exists(os.path.join(ROOT, "build", "lib", "libheapindex-memtable.so")):
+            self.skipTest("hooks not built")
+        self.assertIn("is not supported by the memtable index", bench.placement_refusal("memtable", "side"))
+        self.assertIsNone(bench.placement_refusal("noop", "side"))
+        self.assertIsNone(bench.placement_refusal("memtable", ""))
+
     def test_until_ci_pairs_each_placement_with_uninstrumented(self):
         configs = bench.with_hook_settings([Config("w", "small", "none", "glibc"),
                                             Config("w", "small", "noop", "glibc")], ["ret"], ["header", "side"])
