@@ -192,12 +192,35 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * no state.  (Every other index has a lock or a multi-step update.) */
 #define INDEX_UNBRACKETED_noop 1
 
+/* An index whose insert and remove test the placement (chunk.h) on every
+ * call may also export <name>_index_insert_header and _remove_header,
+ * bodies for the header placement alone, and declare
+ * INDEX_HEADER_BODIES_<name> here (1): the hooks' header fast path, which
+ * runs only under that placement, calls them and so pays no test. */
+#define INDEX_HEADER_BODIES_memtable 1
+
+/* An index that never notes a chunk for the lookup cache (lookup_cache.h:
+ * it answers no lookups) declares INDEX_NEVER_CACHED_<name> (1): its
+ * chunks are never marked, so free's fast path skips the mark's test. */
+#define INDEX_NEVER_CACHED_noop 1
+
 /* Inside the hooks: the functions of the index this library is built with. */
 #ifdef HEAPINDEX_INDEX
 #define INDEX_FN(fn) INDEX_CAT(HEAPINDEX_INDEX, INDEX_CAT(_index_, fn))
 #define INDEX_OPS INDEX_CAT(HEAPINDEX_INDEX, _index_ops)
 #define INDEX_DECLARE_EXPANDED(name) INDEX_DECLARE(name)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
+#define INDEX_NEVER_CACHED INDEX_CAT(INDEX_NEVER_CACHED_, HEAPINDEX_INDEX)
+#define INDEX_HEADER_BODIES INDEX_CAT(INDEX_HEADER_BODIES_, HEAPINDEX_INDEX)
+#if INDEX_HEADER_BODIES
+void INDEX_FN(insert_header)(struct chunk *);
+void INDEX_FN(remove_header)(struct chunk *);
+#define INDEX_HEADER_INSERT INDEX_FN(insert_header)
+#define INDEX_HEADER_REMOVE INDEX_FN(remove_header)
+#else
+#define INDEX_HEADER_INSERT INDEX_FN(insert)
+#define INDEX_HEADER_REMOVE INDEX_FN(remove)
+#endif
 /* 1 if this index declared INDEX_UNBRACKETED_<name>, else 0 (in #if). */
 #define INDEX_UNBRACKETED INDEX_CAT(INDEX_UNBRACKETED_, HEAPINDEX_INDEX)
 #endif
