@@ -196,10 +196,11 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 	return 0;
 }
 
-void bitmap_index_insert(struct chunk *c)
+/* size: c's, read once by the caller (one atomic load, chunk.h). */
+static inline void insert_sized(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
-	size_t size = chunk_size(c), slot = SLOTS; /* one atomic load (chunk.h) */
+	size_t slot = SLOTS;
 	if (size <= BIG_THRESHOLD) {
 		slot = span_slot_or_create(user >> REGION_SHIFT);
 		if (slot == SLOTS)
@@ -221,15 +222,41 @@ void bitmap_index_insert(struct chunk *c)
 	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);
 }
 
-void bitmap_index_remove(struct chunk *c)
+static inline void remove_sized(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
-	uint64_t *bits = chunk_size(c) <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
+	uint64_t *bits = size <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
 	/* Only this chunk sets or clears its own bit while it is live. */
 	if (bits && (__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
 		hazard_wait(user); /* lookups reading c's header finish before the hooks free it */
 	else
 		big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
+}
+
+void bitmap_index_insert(struct chunk *c)
+{
+	insert_sized(c, chunk_size(c));
+}
+
+void bitmap_index_remove(struct chunk *c)
+{
+	remove_sized(c, chunk_size(c));
+}
+
+/* The hooks' header fast path runs under the header placement alone, so it
+ * calls these, which read the size without testing the placement (index.h,
+ * INDEX_HEADER_BODIES). */
+void bitmap_index_insert_header(struct chunk *c);
+void bitmap_index_remove_header(struct chunk *c);
+
+void bitmap_index_insert_header(struct chunk *c)
+{
+	insert_sized(c, chunk_size_in(c, META_HEADER));
+}
+
+void bitmap_index_remove_header(struct chunk *c)
+{
+	remove_sized(c, chunk_size_in(c, META_HEADER));
 }
 
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a

@@ -198,6 +198,7 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * INDEX_HEADER_BODIES_<name> here (1): the hooks' header fast path, which
  * runs only under that placement, calls them and so pays no test. */
 #define INDEX_HEADER_BODIES_memtable 1
+#define INDEX_HEADER_BODIES_bitmap 1
 
 /* An index that never notes a chunk for the lookup cache (lookup_cache.h:
  * it answers no lookups) declares INDEX_NEVER_CACHED_<name> (1): its
