@@ -329,11 +329,7 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 int bitmap_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.lookups, 1);
-	int answer = small_lookup(addr, out);
-	/* A big chunk may start between the small predecessor and addr. */
-	if (answer == INDEX_NONE && !big_chunks_empty(&big))
-		answer = big_chunks_lookup(&big, addr, out);
-	return answer;
+	return big_chunks_lookup_after(&big, small_lookup(addr, out), addr, out);
 }
 
 void bitmap_index_write_stats(struct json_out *out)

@@ -65,6 +65,18 @@ static inline int big_chunks_empty(const struct big_chunks *b)
 	return __atomic_load_n(&b->count, __ATOMIC_RELAXED) == 0;
 }
 
+/* The answer of an index that keeps its big (and uncovered) chunks in b,
+ * given small, its own answer among the rest: a big chunk may start
+ * between the small predecessor and addr, so INDEX_NONE asks b (when it
+ * holds anything); INDEX_FOUND and INDEX_UNKNOWN stand. */
+static inline int big_chunks_lookup_after(struct big_chunks *b, int small, uintptr_t addr,
+                                          struct chunk_info *out)
+{
+	if (small != INDEX_NONE || big_chunks_empty(b))
+		return small;
+	return big_chunks_lookup(b, addr, out);
+}
+
 /* Bytes mapped for nodes. */
 size_t big_chunks_bytes(const struct big_chunks *b);
 /* big_live, big_peak, big_tree_bytes, big_tree_height, big_lookups,

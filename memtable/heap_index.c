@@ -490,10 +490,7 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 	int answer = INDEX_NONE;
 	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
 		answer = small_lookup(addr, max_small, out);
-	/* A big chunk may start between the small predecessor and addr. */
-	if (answer == INDEX_NONE && !big_chunks_empty(&big))
-		answer = big_chunks_lookup(&big, addr, out);
-	return answer;
+	return big_chunks_lookup_after(&big, answer, addr, out);
 }
 
 void memtable_index_write_stats(struct json_out *out)
