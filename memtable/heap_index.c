@@ -111,28 +111,35 @@ CHUNK_INLINE unsigned prev_slot(const struct chunk *c, enum chunk_meta meta)
 
 /* --- bin locks ------------------------------------------------------------- */
 
+/* One try to lock a bin by its table byte: the head slot it held, or
+ * BIN_LOCKED if another thread holds it.  Insert and remove call their
+ * contended forms as tail calls on BIN_LOCKED, so that the common path
+ * keeps nothing in callee-saved registers. */
+static inline unsigned bin_try_lock(unsigned char *e)
+{
+	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(head != BIN_LOCKED, 1))
+		LOCK_ANNOTATE_ACQUIRED(e);
+	return head;
+}
+
 static __attribute__((noinline)) unsigned bin_lock_contended(unsigned char *e)
 {
 	unsigned spins = 0;
 	for (;;) {
 		while (__atomic_load_n(e, __ATOMIC_RELAXED) == BIN_LOCKED)
 			spin_wait(&spins);
-		unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
-		if (head != BIN_LOCKED) {
-			LOCK_ANNOTATE_ACQUIRED(e);
+		unsigned head = bin_try_lock(e);
+		if (head != BIN_LOCKED)
 			return head;
-		}
 	}
 }
 
 /* Lock a bin by its table byte; returns the head slot it held. */
 static inline unsigned bin_lock(unsigned char *e)
 {
-	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
-	if (__builtin_expect(head == BIN_LOCKED, 0))
-		return bin_lock_contended(e);
-	LOCK_ANNOTATE_ACQUIRED(e);
-	return head;
+	unsigned head = bin_try_lock(e);
+	return __builtin_expect(head == BIN_LOCKED, 0) ? bin_lock_contended(e) : head;
 }
 
 static inline void bin_unlock(unsigned char *e, unsigned head)
@@ -245,14 +252,11 @@ static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin
 	link_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
 }
 
-/* The uncontended lock is inline and the contended path a tail call, so the
- * common insert keeps nothing in callee-saved registers. */
 CHUNK_INLINE void link_chunk(struct chunk *c, size_t bin, unsigned char *e, enum chunk_meta meta)
 {
-	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	unsigned head = bin_try_lock(e);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return link_contended(c, bin, e);
-	LOCK_ANNOTATE_ACQUIRED(e);
 	link_locked(c, bin, e, head, meta);
 }
 
@@ -373,10 +377,9 @@ CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
 	unsigned char *e = memtable_byte_address(&table, bin);
 	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
-	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	unsigned head = bin_try_lock(e);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return unlink_contended(c, bin, e);
-	LOCK_ANNOTATE_ACQUIRED(e);
 	unlink_locked(c, bin, e, head, meta);
 }
 
