@@ -476,6 +476,29 @@ static inline struct thread_slot *call_slot(void)
  * and an index call; the +40 target would need dropping one of them.
  */
 
+/* The counters of a fast-path malloc (counted bytes joining the heap; size
+ * and meta for the placement's cost samples) and free: one count that is
+ * both the call and the live chunk, and the budget whose overdraft has the
+ * thread look at its figures (counters.h). */
+static inline __attribute__((always_inline)) void count_fast_malloc(struct thread_slot *s, size_t counted,
+                                                                     size_t size, size_t meta)
+{
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
+		meta_cost_overdraft(k, size, meta);
+		counters_check(s);
+	}
+}
+
+static inline __attribute__((always_inline)) void count_fast_free(struct thread_slot *s, size_t size)
+{
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		counters_check(s);
+}
+
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
 static __attribute__((noinline)) void free_slow(void *p);
 static void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site);
@@ -514,12 +537,7 @@ HOOK_EXPORT void *malloc(size_t size)
 	__asm__("" : "+r"(c));
 	c->size_pad = (uint64_t)size | plain_pad_bits;
 	c->site_links = RETURN_ADDRESS();
-	struct thread_counters *k = &s->counters;
-	k->fast_mallocs++;
-	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0)) {
-		meta_cost_overdraft(k, size, hooks_header_bytes);
-		counters_check(s);
-	}
+	count_fast_malloc(s, size, size, hooks_header_bytes);
 	FAST_ENTER(s);
 	INDEX_HEADER_INSERT(c); /* header only here: no placement test (index.h) */
 	FAST_LEAVE(s);
@@ -543,10 +561,7 @@ HOOK_EXPORT void free(void *p)
 	uint64_t size = c->size_pad - plain_pad_bits;
 	if (unlikely(size > CHUNK_SIZE_MAX))
 		return free_slow(c + 1);
-	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		counters_check(s);
+	count_fast_free(s, size);
 	FAST_ENTER(s);
 	INDEX_HEADER_REMOVE(c);
 	FAST_LEAVE(s);
@@ -766,12 +781,7 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 		chunk_pending.size = size;
 		chunk_pending.site_word = (uint64_t)site & CHUNK_FIELD_MASK;
 	}
-	struct thread_counters *k = &s->counters;
-	k->fast_mallocs++;
-	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
-		meta_cost_overdraft(k, size, hooks_meta_after);
-		counters_check(s);
-	}
+	count_fast_malloc(s, counted, size, hooks_meta_after);
 	FAST_ENTER(s);
 	INDEX_FN(insert)(chunk_of_user(r));
 	FAST_LEAVE(s);
@@ -784,10 +794,7 @@ static __attribute__((noinline)) void free_meta(struct thread_slot *s, void *p)
 	size_t size = live_size(c);
 	if (chunk_meta == META_SIDE)
 		chunk_init(c, size, 0, 0); /* what remove reads */
-	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		counters_check(s);
+	count_fast_free(s, size);
 	FAST_ENTER(s);
 	INDEX_FN(remove)(c);
 	FAST_LEAVE(s);
