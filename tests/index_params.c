@@ -4,9 +4,11 @@
 #include <criterion/criterion.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "inproc.h"
+#include "json.h"
 #include "support.h"
 
 struct criterion_test_params index_params(int with_silent)
@@ -76,4 +78,25 @@ void assert_setting_rejected(const char *setting, const char *want)
 	cr_assert(strstr(r.err, name), "error does not name %s: %s", name, r.err);
 	cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
 	program_result_free(&r);
+}
+
+int index_stats_json(const struct index_ops *ops, char *buf, size_t size)
+{
+	struct json_out j;
+	json_init(&j, buf, size);
+	json_open(&j, NULL);
+	ops->write_stats(&j);
+	json_close(&j);
+	return j.overflow != 0;
+}
+
+unsigned long long index_stat(const struct index_ops *ops, const char *name)
+{
+	static char buf[16384];
+	cr_assert_not(index_stats_json(ops, buf, sizeof buf), "%s: statistics overflow", ops->name);
+	char key[64];
+	snprintf(key, sizeof key, "\"%s\":", name);
+	const char *at = strstr(buf, key);
+	cr_assert_not_null(at, "no %s in %s", name, buf);
+	return strtoull(at + strlen(key), NULL, 10);
 }

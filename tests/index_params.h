@@ -6,6 +6,7 @@
 #define HEAPINDEX_TEST_INDEX_PARAMS_H
 
 #include <criterion/parameterized.h>
+#include <stddef.h>
 
 struct index_name {
 	char name[32];
@@ -40,6 +41,14 @@ const char *expect_lookup_setting(const char *index);
  * one stderr line naming the variable and containing want (the valid range),
  * or any text if want is NULL. */
 void assert_setting_rejected(const char *setting, const char *want);
+
+/* ops's statistics (index_ops.write_stats) as one JSON object in buf, of
+ * size bytes: 0, or 1 if they did not fit. */
+struct index_ops;
+int index_stats_json(const struct index_ops *ops, char *buf, size_t size);
+/* The unsigned field name of ops's statistics; the test fails if there is
+ * none. */
+unsigned long long index_stat(const struct index_ops *ops, const char *name);
 
 /* "<root>/build/tests/progs/<name>" in a static buffer. */
 const char *test_program(const char *name);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "index_params.h"
 #include "inproc.h"
 #include "support.h"
 
@@ -86,17 +87,7 @@ static void *reader(void *arg)
 
 static uint64_t stat_field(const char *name)
 {
-	static char buf[4096];
-	struct json_out j;
-	json_init(&j, buf, sizeof buf);
-	json_open(&j, NULL);
-	critnib.ops->write_stats(&j);
-	json_close(&j);
-	char key[64];
-	snprintf(key, sizeof key, "\"%s\":", name);
-	const char *at = strstr(buf, key);
-	cr_assert_not_null(at, "no %s in %s", name, buf);
-	return strtoull(at + strlen(key), NULL, 10);
+	return index_stat(critnib.ops, name);
 }
 
 Test(critnib, lookups_without_lock_during_writes, .timeout = 120)

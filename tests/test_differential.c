@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 
 #include "index_list.h"
+#include "index_params.h"
 #include "inproc.h"
 #include "lookup_cache.h"
 #include "support.h"
@@ -373,12 +374,8 @@ static void do_lookup(void)
 static void write_stats_fits(void)
 {
 	static char buf[16384];
-	struct json_out j;
-	json_init(&j, buf, sizeof buf);
-	json_open(&j, NULL);
-	index_under_test.ops->write_stats(&j);
-	json_close(&j);
-	cr_assert_not(j.overflow, "index %s: write_stats overflows", index_name);
+	cr_assert_not(index_stats_json(index_under_test.ops, buf, sizeof buf), "index %s: write_stats overflows",
+	              index_name);
 }
 
 /* One chunk alone of each awkward size (every size to 1 KiB, then m * 2^k

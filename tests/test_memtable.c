@@ -10,8 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "index_params.h"
 #include "inproc.h"
-#include "json.h"
 #include "memtable.h"
 
 /* --- the generic table ----------------------------------------------------- */
@@ -378,15 +378,7 @@ static _Alignas(4096) unsigned char placed[4096];
 
 static uint64_t list_steps(void)
 {
-	static char buf[4096];
-	struct json_out j;
-	json_init(&j, buf, sizeof buf);
-	json_open(&j, NULL);
-	d.ops->write_stats(&j);
-	json_close(&j);
-	const char *at = strstr(buf, "\"list_steps\":");
-	cr_assert_not_null(at, "%s", buf);
-	return strtoull(at + strlen("\"list_steps\":"), NULL, 10);
+	return index_stat(d.ops, "list_steps");
 }
 
 static struct chunk *place(uintptr_t user, size_t size)
