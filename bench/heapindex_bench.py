@@ -80,6 +80,17 @@ def built_libraries(root=ROOT) -> list:
     return sorted(names)
 
 
+def run_true_under(index, args, env=None):
+    """/bin/true run by `heapindex run --index index ARGS`: the probes of an
+    index's capabilities and placements (a few ms).  The finished process
+    with its stderr, or None if it could not be run."""
+    try:
+        return subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, *args, "--", "/bin/true"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 _PROBED = {}
 
 
@@ -92,12 +103,7 @@ def index_capabilities(index: str) -> Capabilities:
         if index != "none":
             with tempfile.TemporaryDirectory() as tmp:
                 stats = os.path.join(tmp, "stats.jsonl")
-                try:
-                    subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, "--stats", stats,
-                                    "--", "/bin/true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   timeout=60)
-                except (OSError, subprocess.SubprocessError):
-                    pass
+                run_true_under(index, ["--stats", stats])
                 rows = [dict({"index": index}, **{k: p.get(k) for k in CAPABILITY_COLUMNS})
                         for p in parse_stats(stats)[1][:1]] or rows
         _PROBED[index] = capabilities_of(rows)[index]
@@ -114,15 +120,9 @@ def placement_refusal(index: str, meta: str) -> Optional[str]:
     if index == "none" or meta == NO_META:
         return None
     if (index, meta) not in _PLACEMENTS:
-        env = dict(os.environ, HEAPINDEX_META=meta)
-        try:
-            r = subprocess.run([os.path.join(ROOT, "heapindex"), "run", "--index", index, "--", "/bin/true"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
-                               env=env)
-            line = (r.stderr.strip().splitlines() or [""])[-1]
-            refused = r.returncode != 0 and "is not supported by" in line
-        except (OSError, subprocess.SubprocessError):
-            refused, line = False, ""
+        r = run_true_under(index, [], dict(os.environ, HEAPINDEX_META=meta))
+        line = (r.stderr.strip().splitlines() or [""])[-1] if r else ""
+        refused = r is not None and r.returncode != 0 and "is not supported by" in line
         _PLACEMENTS[(index, meta)] = line.split("heapindex: ", 1)[-1] if refused else None
     return _PLACEMENTS[(index, meta)]
 
