@@ -323,7 +323,10 @@ static void initialise(void)
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
 	hooks_meta_after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
 	hooks_meta_bytes = hooks_meta_before + hooks_meta_after;
-	meta_cost_probe(real.malloc, real.free, real.malloc_usable_size);
+	/* 1,025 mallocs and frees before the program runs, for one figure of
+	 * the statistics: only when they are written. */
+	if (hooks_config.stats_path)
+		meta_cost_probe(real.malloc, real.free, real.malloc_usable_size);
 	plain_pad_bits = (uint64_t)pad_encode(hooks_header_bytes) << CHUNK_FIELD_BITS;
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)

@@ -5,9 +5,10 @@
  *
  * Counting the allocator's rounding, not just the bytes asked for: a
  * trailer's 8 bytes cost nothing where the size class of n already has room
- * for n + 8, and 16 where it has not.  At start-up the allocator's usable
- * size for every request up to META_PROBE_MAX bytes is probed (one malloc
- * and free each, before the program runs); a chunk of n bytes with m bytes
+ * for n + 8, and 16 where it has not.  At start-up, when statistics will
+ * be written (HEAPINDEX_STATS), the allocator's usable size for every
+ * request up to META_PROBE_MAX bytes is probed (one malloc and free each,
+ * before the program runs); a chunk of n bytes with m bytes
  * of metadata then costs usable(n + m) - usable(n).  Beyond the probed
  * sizes it is counted as m, the bytes asked for beyond the program's.
  *
