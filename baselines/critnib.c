@@ -282,7 +282,9 @@ static void remove_locked(struct chunk *c)
 		n = *slot;
 	}
 	if (!n || as_leaf(n)->base != key)
-		return; /* not indexed: its insert was dropped */
+		return; /* not indexed (its insert was dropped), or not ours */
+	/* Under side the leaf is all that is known of the chunk (index.h). */
+	chunk_side_removed((size_t)as_leaf(n)->size, as_leaf(n)->site);
 	STORE(slot, (uintptr_t)0);
 	/* A node left with one child gives way to it, so every node keeps two. */
 	struct cn_node *gone = NULL;
@@ -444,4 +446,5 @@ void critnib_index_write_stats(struct json_out *out)
 	json_u64(out, "lookup_retries", __atomic_load_n(&counters.lookup_retries, __ATOMIC_RELAXED));
 }
 
-INDEX_DEFINE_OPS(critnib, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX | INDEX_META_HEADER | INDEX_META_TRAILER | INDEX_META_SIDE)
+INDEX_DEFINE_OPS(critnib, 0, INDEX_ANSWERS_LOOKUPS | INDEX_ANSWERS_FROM_INDEX | INDEX_SIDE_RECORDS |
+                                 INDEX_META_HEADER | INDEX_META_TRAILER | INDEX_META_SIDE)

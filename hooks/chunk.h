@@ -209,13 +209,19 @@ extern CHUNK_HIDDEN enum chunk_meta chunk_meta;
  * hooks' own, which would call back into us). */
 extern CHUNK_HIDDEN size_t (*chunk_usable_size)(void *);
 /* Under side: size and site of the chunk being inserted, for the index to
- * copy during that insert; per thread. */
+ * copy during that insert; and of the chunk being removed, which an index
+ * with records (index.h, INDEX_SIDE_RECORDS) hands back through it
+ * (chunk_side_removed).  Per thread. */
 struct chunk_pending {
 	size_t size;
 	uint64_t site_word;
 };
 extern CHUNK_HIDDEN __thread struct chunk_pending chunk_pending
 	__attribute__((tls_model("initial-exec")));
+/* chunk_pending.size before a remove under side that an index with records
+ * answers: no chunk's size (> CHUNK_SIZE_MAX), so still there after the
+ * remove it says the index had no record of the chunk. */
+#define CHUNK_SIZE_NONE SIZE_MAX
 
 const char *chunk_meta_name(enum chunk_meta meta);
 /* The placement named name, or -1. */
@@ -366,6 +372,33 @@ static inline void chunk_init(struct chunk *c, size_t size, size_t pad,
 	} else {
 		chunk_pending.size = size;
 		chunk_pending.site_word = word;
+	}
+}
+
+/* Under side, before the remove of the chunk at c: what remove (and after
+ * it verify) reads.  An index with records (records 1) answers with its
+ * record's size and site (chunk_side_removed), or leaves CHUNK_SIZE_NONE:
+ * then c is no chunk of ours.  One without (noop) keeps nothing: the
+ * allocator's usable size stands in for the size, which is then what the
+ * statistics count for the chunk, at malloc as at free. */
+static inline void chunk_side_before_remove(struct chunk *c, int records)
+{
+	if (records) {
+		chunk_pending.size = CHUNK_SIZE_NONE;
+		chunk_pending.site_word = 0;
+	} else {
+		chunk_init(c, chunk_usable_size((void *)chunk_user(c)), 0, 0);
+	}
+}
+
+/* An index with records, in its remove of a chunk it knows: the record's
+ * size and site, for the hooks under side (nothing to do under the others,
+ * where the chunk still holds them). */
+static inline void chunk_side_removed(size_t size, uintptr_t site)
+{
+	if (chunk_meta == META_SIDE) {
+		chunk_pending.size = size;
+		chunk_pending.site_word = (uint64_t)site & CHUNK_FIELD_MASK;
 	}
 }
 

@@ -584,9 +584,14 @@ HOOK_EXPORT void free(void *p)
  * fork takes hooks_lock after the brackets drained (and the bracket comes
  * before the lock, never after: a thread must not wait for fork holding
  * the lock fork takes).  Under the lock the call is counted just before the
- * index hears of the chunk, which the trace recorder relies on. */
-static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, size_t pad,
-                  enum hook_entry entry)
+ * index hears of the chunk, which the trace recorder relies on.
+ *
+ * Under side a leaving chunk's size is what its remove left in
+ * chunk_pending (side_before_remove), not the size passed; and when an
+ * index with records had none of it (CHUNK_SIZE_NONE), p was never ours:
+ * only the call is counted, and track returns 0.  Otherwise 1. */
+static int track(struct thread_slot *s, struct chunk *c, int dir, size_t size, size_t pad,
+                 enum hook_entry entry)
 {
 	int shared = (thread_flags(s) & HOOKS_SHARED) != 0, locked = (thread_flags(s) & HOOKS_UNDER_LOCK) != 0;
 	/* An index may map memory for its table and, refused, fall back (a
@@ -599,18 +604,22 @@ static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, 
 		spin_lock(&hooks_lock);
 	if (entry != ENTRY_COUNT)
 		count_call(s, entry);
+	int ours = 1;
 	if (dir > 0) {
 		INDEX_FN(insert)(c);
 	} else {
 		INDEX_FN(remove)(c);
+		if (chunk_meta == META_SIDE)
+			ours = (size = chunk_pending.size) != CHUNK_SIZE_NONE;
 		lookup_cache_note_removed(c); /* free, realloc: before the real allocator has c */
 	}
-	count_chunk(s, dir, size, pad);
+	if (likely(ours))
+		count_chunk(s, dir, size, pad);
 	if (unlikely(locked)) {
 		if (dir > 0) {
 			sites_census_insert(c);
 			verify_note_insert(c);
-		} else {
+		} else if (ours) {
 			sites_census_remove(c);
 			verify_note_remove(c);
 		}
@@ -619,13 +628,32 @@ static void track(struct thread_slot *s, struct chunk *c, int dir, size_t size, 
 	if (likely(!shared))
 		thread_leave(s);
 	*err = saved;
+	return ours;
 }
 
-/* The size the statistics count for live chunk c, as free can learn it
- * again: under header the size asked for (in the header), under trailer the
- * bytes before the trailer, under side the allocator's usable size. */
-static inline size_t live_size(struct chunk *c)
+/* Under side: does this index keep records (index.h)?  A constant of the
+ * index's ops: one compare with memory. */
+static inline int side_records(void)
 {
+	return (INDEX_OPS.caps & INDEX_SIDE_RECORDS) != 0;
+}
+
+/* Under side, before c's remove (chunk.h): the remove then leaves c's size
+ * in chunk_pending, or CHUNK_SIZE_NONE if c is no chunk of ours. */
+static inline void side_before_remove(struct chunk *c)
+{
+	chunk_side_before_remove(c, side_records());
+}
+
+/* The size the statistics count for a new chunk c of size bytes, as free
+ * can learn it again: the size asked for (header: in the header; side with
+ * records: from the record remove hands back), but under trailer the bytes
+ * before the trailer, and under side without records (noop) the allocator's
+ * usable size. */
+static inline size_t counted_size(struct chunk *c, size_t size)
+{
+	if (chunk_likely_header() || (chunk_meta == META_SIDE && side_records()))
+		return size;
 	if (chunk_meta == META_SIDE)
 		return chunk_usable_size((void *)chunk_user(c));
 	return chunk_size(c);
@@ -639,7 +667,7 @@ static void *index_new_chunk(struct thread_slot *s, void *real_chunk, size_t pad
 	unsigned char *user = (unsigned char *)real_chunk + pad;
 	struct chunk *c = chunk_of_user(user);
 	chunk_init(c, size, pad, site);
-	track(s, c, 1, chunk_likely_header() ? size : live_size(c), pad, entry);
+	track(s, c, 1, counted_size(c, size), pad, entry);
 	return user;
 }
 
@@ -705,8 +733,11 @@ static int lookup_bracketed(struct thread_slot *s, const void *addr, struct chun
  * zero-size chunk, which no lookup finds), the code decides. */
 static int foreign_pointer(const void *p)
 {
-	/* Trailer and side put no check value below the pointer: not checked
-	 * yet (issue 15's report says how each could be). */
+	/* Trailer puts no check value below the pointer: not checked (chunk.h
+	 * says what it would cost).  Side needs no check here: p is the
+	 * allocator's own pointer whether ours or not, so malloc_usable_size
+	 * answers the allocator's figure either way, and free and realloc
+	 * learn from the index's remove whether p was ours (track). */
 	if (!chunk_likely_header())
 		return 0;
 	const struct chunk *c = chunk_of_user(p);
@@ -754,9 +785,13 @@ void free_chunk(void *p, enum hook_entry entry)
 		return;
 	}
 	struct chunk *c = chunk_of_user(p);
-	size_t pad = chunk_pad(c), size = live_size(c);
+	size_t pad = chunk_pad(c), size = 0;
 	if (chunk_meta == META_SIDE)
-		chunk_init(c, size, 0, 0); /* what remove and verify read */
+		side_before_remove(c); /* track learns the size from remove */
+	else
+		size = chunk_size(c);
+	/* Under side p is the allocator's own pointer, ours or not (track
+	 * says which, for the counts): it gets p either way. */
 	track(s, c, -1, size, pad, entry);
 	real.free((unsigned char *)p - pad);
 }
@@ -764,8 +799,11 @@ void free_chunk(void *p, enum hook_entry entry)
 /* --- the fast path of trailer and side -------------------------------------------
  * malloc and free of a thread whose only flag is HOOKS_META: the header fast
  * path's steps (the same counters), with the placement's own metadata.  The
- * size counted is live_size's, which free learns again from the allocator
- * (trailer: the bytes before the trailer; side: the usable size). */
+ * size counted is counted_size's, which free learns again: under trailer
+ * from the allocator (the bytes before the trailer), under side from the
+ * index's record (the size asked for), or, for an index without records
+ * (noop), from the allocator (the usable size: two malloc_usable_size
+ * calls per malloc+free pair, the whole of noop's extra cost under side). */
 
 static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site)
 {
@@ -775,12 +813,12 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 	unsigned char *r = real.malloc(total);
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
-	size_t usable = real.malloc_usable_size(r), counted;
+	size_t counted;
 	if (chunk_meta == META_TRAILER) {
-		counted = usable - META_TRAILER_BYTES;
+		counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
 		*(uint64_t *)(r + counted) = (uint64_t)site & CHUNK_FIELD_MASK;
 	} else {
-		counted = usable;
+		counted = side_records() ? size : real.malloc_usable_size(r);
 		chunk_pending.size = size;
 		chunk_pending.site_word = (uint64_t)site & CHUNK_FIELD_MASK;
 	}
@@ -794,13 +832,18 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 static __attribute__((noinline)) void free_meta(struct thread_slot *s, void *p)
 {
 	struct chunk *c = chunk_of_user(p);
-	size_t size = live_size(c);
+	size_t size = 0;
 	if (chunk_meta == META_SIDE)
-		chunk_init(c, size, 0, 0); /* what remove reads */
-	count_fast_free(s, size);
+		side_before_remove(c);
+	else
+		size = chunk_size(c);
 	FAST_ENTER(s);
 	INDEX_FN(remove)(c);
 	FAST_LEAVE(s);
+	if (chunk_meta == META_SIDE && (size = chunk_pending.size) == CHUNK_SIZE_NONE)
+		count_call(s, ENTRY_free); /* not ours: the allocator's own pointer */
+	else
+		count_fast_free(s, size);
 	real.free(p);
 }
 
@@ -818,16 +861,17 @@ static __attribute__((noinline)) void free_slow(void *p)
 	free_chunk(p, ENTRY_free);
 }
 
-/* p is a live chunk of ours, size > 0.  The chunk leaves the index before the
+static void *realloc_foreign(void *p, size_t size, uintptr_t site, enum hook_entry entry);
+
+/* p is a live chunk of ours, size > 0 (under side: perhaps not, which the
+ * index's remove tells, index.h).  The chunk leaves the index before the
  * real realloc (which may move or overwrite it) and comes back after; if the
  * real realloc fails the old chunk is re-indexed unchanged. */
 static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_t site,
                            enum hook_entry entry)
 {
 	struct chunk *c = chunk_of_user(p);
-	size_t pad = chunk_pad(c), old_size = live_size(c);
-	if (chunk_meta == META_SIDE)
-		chunk_init(c, old_size, 0, 0); /* what remove and verify read */
+	size_t pad = chunk_pad(c), old_size = chunk_meta == META_SIDE ? 0 : chunk_size(c);
 	if (unlikely(pad != hooks_meta_before)) {
 		/* Over-aligned: realloc owes it no alignment, so it becomes a
 		 * plain chunk rather than carry its pad (as large as the
@@ -843,13 +887,22 @@ static void *realloc_chunk(struct thread_slot *s, void *p, size_t size, uintptr_
 	size_t total;
 	if (unlikely(!with_meta(size, pad, &total)) || injected_failure(s))
 		return fail(s, entry);
-	track(s, c, -1, old_size, pad, ENTRY_COUNT);
+	uintptr_t old_site = 0;
+	if (chunk_meta == META_SIDE) {
+		side_before_remove(c);
+		if (!track(s, c, -1, 0, pad, ENTRY_COUNT))
+			return realloc_foreign(p, size, site, entry); /* the index never had it */
+		old_size = chunk_pending.size; /* the record's (noop: usable) */
+		old_site = (uintptr_t)chunk_pending.site_word;
+	} else {
+		track(s, c, -1, old_size, pad, ENTRY_COUNT);
+	}
 	void *r = real.realloc((unsigned char *)p - pad, total);
 	if (unlikely(!r)) {
-		/* The old chunk is intact; under side its record is gone with
-		 * the remove, and comes back with this call's site. */
+		/* The old chunk is intact; under side its record went with the
+		 * remove and comes back as it was (noop: with no site). */
 		if (chunk_meta == META_SIDE)
-			chunk_init(c, old_size, 0, site);
+			chunk_init(c, old_size, 0, old_site);
 		track(s, c, 1, old_size, pad, ENTRY_COUNT);
 		return fail(s, entry);
 	}

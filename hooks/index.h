@@ -128,12 +128,28 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            corrupt header does not change its answers. */
 #define INDEX_ANSWERS_LOOKUPS 1u
 #define INDEX_ANSWERS_FROM_INDEX 2u
+/*  INDEX_SIDE_RECORDS        under side, a record per chunk keeps its size
+ *                            and site, and remove hands them back
+ *                            (chunk_side_removed, chunk.h) or, having no
+ *                            record of the chunk, leaves chunk_pending.size
+ *                            CHUNK_SIZE_NONE: the hooks then count the size
+ *                            asked for at free as at malloc, with no call of
+ *                            the allocator's malloc_usable_size, and forward
+ *                            a pointer the index does not know to the next
+ *                            allocator untouched (hooks.c).  Every index
+ *                            that answers lookups under side has records
+ *                            and must say so; noop, which keeps nothing,
+ *                            does not (its statistics count usable bytes
+ *                            under side, and it cannot tell a pointer it
+ *                            never saw). */
+#define INDEX_SIDE_RECORDS 4u
 /* The metadata placements (chunk.h) the index works with; the hooks refuse
  * any other at start-up.  An index that keeps links_bytes in the chunk
  * needs header; one that threads the 16 link bits or reads size and site
  * from the chunk can take trailer; side needs records of its own that keep
  * size and site (copied from chunk_size/chunk_site during insert, the only
- * time they are readable under side). */
+ * time they are readable under side, and handed back by remove:
+ * INDEX_SIDE_RECORDS). */
 #define INDEX_META_HEADER META_CAP(META_HEADER)
 #define INDEX_META_TRAILER META_CAP(META_TRAILER)
 #define INDEX_META_SIDE META_CAP(META_SIDE)

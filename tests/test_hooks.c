@@ -396,3 +396,120 @@ ParameterizedTest(struct index_meta *param, hooks, statistics_give_the_bytes_eac
 	unlink(stats);
 	program_result_free(&r), program_result_free(&s);
 }
+
+/* --- side with records (index.h, INDEX_SIDE_RECORDS) --------------------------------- */
+
+/* Every index that answers lookups under side keeps a record of each chunk,
+ * and says so: without one, the hooks would count usable bytes and could
+ * not tell a pointer they never made (hooks.c). */
+Test(hooks, side_indexes_that_answer_lookups_keep_records)
+{
+	for (size_t i = 0; all_indexes[i]; i++) {
+		unsigned caps = all_indexes[i]->caps;
+		if ((caps & INDEX_META_SIDE) && (caps & INDEX_ANSWERS_LOOKUPS))
+			cr_expect(caps & INDEX_SIDE_RECORDS, "%s takes side without records",
+			          all_indexes[i]->name);
+	}
+}
+
+/* The indexes that take side. */
+static struct criterion_test_params side_indexes(void)
+{
+	static struct index_name names[32];
+	size_t n = 0;
+	for (size_t i = 0; all_indexes[i] && n < sizeof names / sizeof *names; i++)
+		if (all_indexes[i]->caps & INDEX_META_SIDE)
+			snprintf(names[n++].name, sizeof names[0].name, "%s", all_indexes[i]->name);
+	return cr_make_param_array(struct index_name, names, n);
+}
+
+/* The signed integer field key of the first JSON line in the file at path. */
+static long long stats_field(const char *path, const char *key)
+{
+	char *cat[] = { "cat", (char *)path, NULL };
+	struct program_result s = run_program(cat, NULL, NULL);
+	char quoted[64];
+	snprintf(quoted, sizeof quoted, "\"%s\":", key);
+	const char *at = strstr(s.out, quoted);
+	cr_assert_not_null(at, "no %s in %s", key, s.out);
+	long long v = strtoll(at + strlen(quoted), NULL, 10);
+	program_result_free(&s);
+	return v;
+}
+
+/* side_counts under the placement meta: its live chunks and bytes at exit. */
+static void side_counts_live(const char *index, const char *meta, long long *chunks, long long *bytes)
+{
+	char stats[64], stats_env[128], meta_env[48];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-%s.jsonl", (int)getpid(), meta);
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	snprintf(meta_env, sizeof meta_env, "HEAPINDEX_META=%s", meta);
+	unlink(stats);
+	char *argv[] = { (char *)test_program("side_counts"), NULL };
+	const char *env[] = { stats_env, meta_env, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "side_counts under %s, %s: %s", index, meta, r.err);
+	*chunks = stats_field(stats, "live_chunks");
+	*bytes = stats_field(stats, "live_bytes");
+	unlink(stats);
+	program_result_free(&r);
+}
+
+/* Under side an index with records hands each chunk's size back at free,
+ * so the statistics count the size asked for, exactly as header does:
+ * the same live chunks and bytes at exit, for malloc, calloc, realloc and
+ * memalign chunks of sizes glibc rounds up (under noop, which keeps no
+ * records, they count the usable size: more bytes). */
+ParameterizedTestParameters(hooks, side_with_records_counts_the_size_asked_for) { return side_indexes(); }
+ParameterizedTest(struct index_name *param, hooks, side_with_records_counts_the_size_asked_for)
+{
+	unsigned caps = index_caps(param->name);
+	long long header_chunks, header_bytes, side_chunks, side_bytes;
+	side_counts_live(param->name, "header", &header_chunks, &header_bytes);
+	side_counts_live(param->name, "side", &side_chunks, &side_bytes);
+	cr_assert_gt(header_chunks, 1000, "%s: %lld chunks live at exit", param->name, header_chunks);
+	cr_assert_eq(side_chunks, header_chunks, "%s: live chunks %lld under side, %lld under header",
+	             param->name, side_chunks, header_chunks);
+	if (caps & INDEX_SIDE_RECORDS)
+		cr_assert_eq(side_bytes, header_bytes, "%s: live bytes %lld under side, %lld under header",
+		             param->name, side_bytes, header_bytes);
+	else /* usable sizes: glibc rounds 1..300 up by 7.5 bytes on average */
+		cr_assert_gt(side_bytes, header_bytes, "%s: live bytes %lld under side, %lld under header",
+		             param->name, side_bytes, header_bytes);
+}
+
+/* How many times the hooks called the allocator's malloc_usable_size while
+ * index ran side_counts under meta (tests/shims/count_usable.c). */
+static unsigned long usable_size_calls(const char *index, const char *meta)
+{
+	static char preload[8400];
+	snprintf(preload, sizeof preload, "%s:%s/build/tests/shims/libcount_usable.so", hook_library(index),
+	         repo_root());
+	char meta_env[48];
+	snprintf(meta_env, sizeof meta_env, "HEAPINDEX_META=%s", meta);
+	char *argv[] = { (char *)test_program("side_counts"), NULL };
+	const char *env[] = { meta_env, NULL };
+	struct program_result r = run_program(argv, preload, env);
+	cr_assert_eq(r.status, 0, "side_counts under %s, %s: %s", index, meta, r.err);
+	const char *at = strstr(r.err, "count_usable: ");
+	cr_assert_not_null(at, "the shim did not report: %s", r.err);
+	unsigned long calls = strtoul(at + strlen("count_usable: "), NULL, 10);
+	program_result_free(&r);
+	return calls;
+}
+
+/* Side with records asks the allocator nothing for the statistics: no
+ * malloc_usable_size per malloc or free (30,000 calls of side_counts).
+ * noop keeps nothing, so it still asks at every malloc and free. */
+ParameterizedTestParameters(hooks, side_with_records_calls_no_malloc_usable_size) { return side_indexes(); }
+ParameterizedTest(struct index_name *param, hooks, side_with_records_calls_no_malloc_usable_size)
+{
+	unsigned caps = index_caps(param->name);
+	unsigned long calls = usable_size_calls(param->name, "side");
+	if (caps & INDEX_SIDE_RECORDS)
+		cr_assert_eq(calls, 0, "%s under side: %lu malloc_usable_size calls", param->name, calls);
+	else
+		cr_assert_geq(calls, 30000, "%s under side: %lu malloc_usable_size calls", param->name, calls);
+	unsigned long header = usable_size_calls(param->name, "header");
+	cr_assert_eq(header, 0, "%s under header: %lu malloc_usable_size calls", param->name, header);
+}
