@@ -803,7 +803,7 @@ void free_chunk(void *p, enum hook_entry entry)
  * from the allocator (the bytes before the trailer), under side from the
  * index's record (the size asked for), or, for an index without records
  * (noop), from the allocator (the usable size: two malloc_usable_size
- * calls per malloc+free pair, the whole of noop's extra cost under side). */
+ * calls per malloc+free pair). */
 
 static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site)
 {
@@ -813,14 +813,16 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 	unsigned char *r = real.malloc(total);
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
+	/* The site is this malloc's return address, whose top 16 bits (the
+	 * index's) are 0 in user space: no mask, as on the header's path. */
 	size_t counted;
 	if (chunk_meta == META_TRAILER) {
 		counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
-		*(uint64_t *)(r + counted) = (uint64_t)site & CHUNK_FIELD_MASK;
+		*(uint64_t *)(r + counted) = (uint64_t)site;
 	} else {
 		counted = side_records() ? size : real.malloc_usable_size(r);
 		chunk_pending.size = size;
-		chunk_pending.site_word = (uint64_t)site & CHUNK_FIELD_MASK;
+		chunk_pending.site_word = (uint64_t)site;
 	}
 	count_fast_malloc(s, counted, size, hooks_meta_after);
 	FAST_ENTER(s);
@@ -832,18 +834,26 @@ static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t
 static __attribute__((noinline)) void free_meta(struct thread_slot *s, void *p)
 {
 	struct chunk *c = chunk_of_user(p);
-	size_t size = 0;
-	if (chunk_meta == META_SIDE)
+	size_t size;
+	if (chunk_meta == META_SIDE && side_records()) {
 		side_before_remove(c);
-	else
-		size = chunk_size(c);
-	FAST_ENTER(s);
-	INDEX_FN(remove)(c);
-	FAST_LEAVE(s);
-	if (chunk_meta == META_SIDE && (size = chunk_pending.size) == CHUNK_SIZE_NONE)
-		count_call(s, ENTRY_free); /* not ours: the allocator's own pointer */
-	else
-		count_fast_free(s, size);
+		FAST_ENTER(s);
+		INDEX_FN(remove)(c);
+		FAST_LEAVE(s);
+		if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE)) {
+			count_call(s, ENTRY_free); /* not ours: the allocator's own pointer */
+			real.free(p);
+			return;
+		}
+	} else {
+		/* The remove of an index without records reads nothing under
+		 * side (nor does anything else on this path): no pending record. */
+		size = chunk_meta == META_SIDE ? chunk_usable_size(p) : chunk_size(c);
+		FAST_ENTER(s);
+		INDEX_FN(remove)(c);
+		FAST_LEAVE(s);
+	}
+	count_fast_free(s, size);
 	real.free(p);
 }
 
