@@ -191,8 +191,9 @@ test: deps
 # libFuzzer: every index against a reference (tests/fuzz/fuzz_indexes.c),
 # built with clang and ASan/UBSan from the index sources, run for a bounded
 # FUZZ_SECONDS (20 s in `make test`), and a quarter of that again with every
-# index that takes it under HEAPINDEX_META=trailer (hooks/chunk.h; side
-# indexes answer from their own records, as under header). New inputs go to build/fuzz/corpus;
+# index that takes it under HEAPINDEX_META=trailer (hooks/chunk.h), and an
+# eighth under side (critnib: its records, handed back at remove, index.h).
+# New inputs go to build/fuzz/corpus;
 # tests/fuzz/corpus is the small seed corpus kept in git.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 20
@@ -220,12 +221,14 @@ fuzz: $(FUZZ_BIN) $(FUZZ_TRACE_BIN)
 	  $(B)/fuzz/corpus tests/fuzz/corpus
 	HEAPINDEX_META=trailer $(FUZZ_BIN) -max_total_time=$$(( ($(FUZZ_SECONDS) + 3) / 4 )) -max_len=4096 \
 	  -print_final_stats=1 $(B)/fuzz/corpus tests/fuzz/corpus
+	HEAPINDEX_META=side $(FUZZ_BIN) -max_total_time=$$(( ($(FUZZ_SECONDS) + 7) / 8 )) -max_len=4096 \
+	  -print_final_stats=1 $(B)/fuzz/corpus tests/fuzz/corpus
 	@mkdir -p $(B)/fuzz/trace_corpus
 	$(FUZZ_TRACE_BIN) -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=4096 \
 	  -print_final_stats=1 $(B)/fuzz/trace_corpus tests/fuzz/trace_corpus
 
 # helgrind and drd on a short thread_stress, per index under its default
-# placement and under HEAPINDEX_META=trailer where it takes it, with hook libraries
+# placement and under HEAPINDEX_META=trailer and side where it takes them, with hook libraries
 # built apart in build/valgrind/ with the lock as a pthread mutex, which the
 # tools understand (hooks/lock.h, HEAPINDEX_VALGRIND_ANNOTATE).  somalloc=nouserintercepts: valgrind must not
 # replace the hooks' own malloc, only libc's beneath it.  valgrind maps at
@@ -248,7 +251,7 @@ helgrind: $(PROGS)
 	  look=$$(sed -n 's/.*"index_answers_lookups":\([01]\).*/EXPECT_LOOKUP=\1/p' $(VG_B)/$$i.stats); \
 	  if [ -z "$$look" ]; then echo "helgrind $$i: FAILED (no statistics line in $(VG_B)/$$i.stats)"; \
 	    fail=1; continue; fi; \
-	  for meta in default trailer; do \
+	  for meta in default trailer side; do \
 	  case $$meta in default) set=HEAPINDEX_VERIFY=1;; *) set=HEAPINDEX_META=$$meta;; esac; \
 	  log=$(VG_B)/$$i.$$meta; \
 	  for tool in helgrind drd; do \
