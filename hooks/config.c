@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "index.h"
 
 int config_meta_for(const struct heapindex_config *cfg, const char *index, unsigned caps,
                     char *err, size_t errlen)
@@ -17,7 +18,9 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 		         chunk_meta_name((enum chunk_meta)cfg->meta));
 		return -1;
 	}
-	if (cfg->census_path)
+	/* The census takes a freed chunk off its site's row: under side only an
+	 * index with records knows that site (it hands it back at remove). */
+	if (cfg->census_path && !(caps & INDEX_SIDE_RECORDS))
 		caps &= ~META_CAP(META_SIDE);
 	if (cfg->meta < 0) {
 		static const enum chunk_meta order[] = { META_HEADER, META_SIDE, META_TRAILER };

@@ -1,6 +1,7 @@
 /* sites_demo.c - allocations at known functions and lines, for the site
  * tests (tests/test_sites.c).  Prints "NAME LINE" for each site, keeps every
- * chunk live to the end (the census at exit must see them), and with
+ * chunk live to the end (the census at exit must see them) but make_temps's,
+ * which it frees (the census must not), and with
  * DESCRIBE=1 prints what heapindex_describe says about an interior pointer.
  * Linked with -rdynamic so HEAPINDEX_SITE_SKIP can name xmalloc. */
 #include <dlfcn.h>
@@ -46,11 +47,24 @@ __attribute__((noinline)) static void make_wrapped(void)
 	printf("make_wrapped %d\n", wrapped_line);
 }
 
+/* Chunks freed again: the census must take them off their row. */
+__attribute__((noinline)) static void make_temps(void)
+{
+	int temps_line = __LINE__ + 3;
+	void *t[5];
+	for (int i = 0; i < 5; i++)
+		t[i] = malloc(700);
+	for (int i = 0; i < 5; i++)
+		free(t[i]);
+	printf("make_temps %d\n", temps_line);
+}
+
 int main(void)
 {
 	make_names();
 	make_tables();
 	make_wrapped();
+	make_temps();
 	const char *describe = getenv("DESCRIBE");
 	if (describe && *describe == '1') {
 		int (*fn)(const void *, char *, size_t) =
