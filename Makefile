@@ -227,8 +227,8 @@ fuzz: $(FUZZ_BIN) $(FUZZ_TRACE_BIN)
 	$(FUZZ_TRACE_BIN) -max_total_time=$$(( $(FUZZ_SECONDS) / 2 )) -max_len=4096 \
 	  -print_final_stats=1 $(B)/fuzz/trace_corpus tests/fuzz/trace_corpus
 
-# helgrind and drd on a short thread_stress, per index under its default
-# placement and under HEAPINDEX_META=trailer and side where it takes them, with hook libraries
+# helgrind and drd on a short thread_stress, per index under each placement
+# it takes (HEAPINDEX_META=header, trailer, side), with hook libraries
 # built apart in build/valgrind/ with the lock as a pthread mutex, which the
 # tools understand (hooks/lock.h, HEAPINDEX_VALGRIND_ANNOTATE).  somalloc=nouserintercepts: valgrind must not
 # replace the hooks' own malloc, only libc's beneath it.  valgrind maps at
@@ -251,9 +251,8 @@ helgrind: $(PROGS)
 	  look=$$(sed -n 's/.*"index_answers_lookups":\([01]\).*/EXPECT_LOOKUP=\1/p' $(VG_B)/$$i.stats); \
 	  if [ -z "$$look" ]; then echo "helgrind $$i: FAILED (no statistics line in $(VG_B)/$$i.stats)"; \
 	    fail=1; continue; fi; \
-	  for meta in default trailer side; do \
-	  case $$meta in default) set=HEAPINDEX_VERIFY=1;; *) set=HEAPINDEX_META=$$meta;; esac; \
-	  log=$(VG_B)/$$i.$$meta; \
+	  for meta in header trailer side; do \
+	  set=HEAPINDEX_META=$$meta; log=$(VG_B)/$$i.$$meta; \
 	  for tool in helgrind drd; do \
 	    if env $$look HEAPINDEX_VERIFY=1 $$set LD_PRELOAD=$$lib \
 	       timeout 300 valgrind --tool=$$tool $(VG_FLAGS) $(B)/tests/progs/thread_stress $(VG_OPS) >$$log.$$tool.log 2>&1; \

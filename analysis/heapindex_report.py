@@ -823,11 +823,29 @@ def meta_section(res) -> list:
     return md
 
 
+def default_placement_lines(rows) -> list:
+    """Runs without --meta take each index's default placement, which
+    differs between indexes (hooks/config.h): the placement each index ran
+    under, as its main process's statistics say (proc_meta); [] if no such
+    run says."""
+    seen = {}
+    for r in rows:
+        if r.get("index") not in (None, "none") and not r.get("meta") and r.get("proc_meta"):
+            seen.setdefault(r["index"], set()).add(r["proc_meta"])
+    if not seen:
+        return []
+    parts = [f"{label(i)} {' and '.join(sorted(seen[i]))}" for i in sorted(seen, key=index_sort_key)]
+    return ["Chunk metadata placement (HEAPINDEX_META unset: each index's default, hooks/config.h; "
+            "from the statistics of each run's main process): " + "; ".join(parts) + ".", ""]
+
+
 def heading_section(res: Results) -> list:
-    """The title, meta.json's description, and the count of runs."""
+    """The title, meta.json's description, the default placements, and the
+    count of runs."""
     rows = res.all_rows
     md = [f"# heapindex benchmark report: {os.path.basename(os.path.abspath(res.out_dir))}", ""]
     md += meta_lines(res.meta) + [""]
+    md += default_placement_lines([r for r in rows if r.get("phase") == "measure"])
     measured = [r for r in rows if r.get("phase") == "measure"]
     cg_runs = [r for r in rows if r.get("phase") == "callgrind"]
     md.append(f"{len(measured)} measured runs, {len([r for r in measured if r.get('status') == 'ok'])} ok, "

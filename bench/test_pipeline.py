@@ -846,6 +846,19 @@ class MetaPlacementTest(unittest.TestCase):
         self.assertEqual(time_row[1], "3")
         self.assertTrue(time_row[2].startswith("1.200 "), time_row)
 
+    def test_default_placements_named_without_meta(self):
+        """Without --meta each index runs under its own default placement
+        (hooks/config.h): the report names it, from the runs' statistics."""
+        with tempfile.TemporaryDirectory() as d:
+            rows = [dict(r, meta="", proc_meta="side" if r["index"] == "noop" else "header")
+                    for r in self.placement_rows() if r.get("meta") in (None, "", "header")]
+            write_results(d, rows)
+            md, _, _ = report.build_report(d, make_plots=False)
+        line = next(l for l in md.splitlines() if l.startswith("Chunk metadata placement (HEAPINDEX_META unset"))
+        self.assertIn("memtable index header", line)
+        self.assertIn("no-op hooks side", line)
+        self.assertNotIn("uninstrumented", line)
+
     def test_no_section_without_meta(self):
         with tempfile.TemporaryDirectory() as d:
             rows = [dict(r, meta="") for r in self.placement_rows() if r.get("meta") in (None, "", "header")]

@@ -40,8 +40,8 @@ static const char run_usage[] =
 	"environment, read by the hooks (a bad value stops the program with exit 2):\n"
 	"  HEAPINDEX_ADDR_BITS  address bits the memtable covers, %u..%u (default %u)\n"
 	"  HEAPINDEX_BIN_SHIFT  log2 bytes per memtable bin, %u..%u (default %u)\n"
-	"  HEAPINDEX_META       chunk metadata placement: %s (default header;\n"
-	"                       hooks/chunk.h)\n"
+	"  HEAPINDEX_META       chunk metadata placement: %s (default:\n"
+	"                       %s; hooks/chunk.h)\n"
 	"  HEAPINDEX_LOOKUP_CACHE  entries of each thread's lookup cache, 0 (off, the\n"
 	"                       default) or a power of two up to %u\n"
 	"\n"
@@ -51,7 +51,7 @@ static void print_run_usage(FILE *out)
 {
 	fprintf(out, run_usage, cli_index_names(), CONFIG_ADDR_BITS_MIN, CONFIG_ADDR_BITS_MAX,
 	        config_default_addr_bits(), CONFIG_BIN_SHIFT_MIN, CONFIG_BIN_SHIFT_MAX,
-	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_META_NAMES, CONFIG_LOOKUP_CACHE_MAX);
+	        CONFIG_BIN_SHIFT_DEFAULT, CONFIG_META_NAMES, CONFIG_META_DEFAULT_TEXT, CONFIG_LOOKUP_CACHE_MAX);
 }
 
 struct run_options {

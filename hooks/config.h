@@ -33,14 +33,22 @@ struct heapindex_config {
 	int meta;
 };
 
-/* The default placement (HEAPINDEX_META unset): header; side and trailer
- * only when asked for.  Why: chunk.h's opening comment, with the figures. */
+/* The default placement (HEAPINDEX_META unset) depends on the index, by
+ * its caps (index.h): side for an index that keeps records of its own
+ * (INDEX_SIDE_RECORDS: critnib), which then holds size and site once, in
+ * the records, instead of twice; header for every other index, noop
+ * included (the cost of the hooks the header indexes run), and for every
+ * index when the lookup cache is on (its mark lives in the header).  Why:
+ * chunk.h's opening comment, with the figures.  The statistics line says
+ * which placement ran ("meta"). */
 #define CONFIG_META_NAMES "header, trailer or side"
+#define CONFIG_META_DEFAULT_TEXT "side for an index with records, header for the\n" \
+	"                       others"
 /* The placement for an index with these caps (index.h): cfg->meta, or the
  * default; -1 with a one-line message in err if the index cannot take the
  * one asked for.  The census needs the site of a chunk being freed, which
- * side does not keep: side is never the default with HEAPINDEX_CENSUS, and
- * refused with it. */
+ * side keeps only in an index's records: with HEAPINDEX_CENSUS, side is
+ * refused for an index without records (noop). */
 int config_meta_for(const struct heapindex_config *cfg, const char *index, unsigned caps,
                     char *err, size_t errlen);
 

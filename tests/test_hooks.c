@@ -513,3 +513,41 @@ ParameterizedTest(struct index_name *param, hooks, side_with_records_calls_no_ma
 	unsigned long header = usable_size_calls(param->name, "header");
 	cr_assert_eq(header, 0, "%s under header: %lu malloc_usable_size calls", param->name, header);
 }
+
+/* The placement the statistics name for index under env (no HEAPINDEX_META). */
+static void expect_default_meta(const char *index, const char *setting, const char *want)
+{
+	char stats[64], stats_env[128];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-default.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	char *argv[] = { "/bin/true", NULL };
+	const char *env[] = { stats_env, setting, NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
+	char *cat[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat, NULL, NULL);
+	char quoted[48];
+	snprintf(quoted, sizeof quoted, "\"meta\":\"%s\"", want);
+	cr_assert(strstr(s.out, quoted), "%s with %s: want %s: %s", index, setting ? setting : "nothing",
+	          quoted, s.out);
+	unlink(stats);
+	program_result_free(&r), program_result_free(&s);
+}
+
+/* HEAPINDEX_META unset: side for an index with records (hooks/config.h),
+ * header for every other; header with the lookup cache, whose mark lives
+ * in the header; side still with the census, whose freed sites the
+ * records hand back. */
+ParameterizedTestParameters(hooks, default_placement_by_index) { return index_params(1); }
+ParameterizedTest(struct index_name *param, hooks, default_placement_by_index)
+{
+	unsigned caps = index_caps(param->name);
+	int side = (caps & INDEX_SIDE_RECORDS) && (caps & INDEX_META_SIDE);
+	expect_default_meta(param->name, NULL, side ? "side" : "header");
+	expect_default_meta(param->name, "HEAPINDEX_LOOKUP_CACHE=16", "header");
+	char census[96];
+	snprintf(census, sizeof census, "HEAPINDEX_CENSUS=/tmp/heapindex-test-%d-census", (int)getpid());
+	expect_default_meta(param->name, census, side ? "side" : "header");
+	unlink(census + strlen("HEAPINDEX_CENSUS="));
+}
