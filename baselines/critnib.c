@@ -18,7 +18,10 @@
  * that can contain addr: chunks never overlap, and a chunk's header lies
  * between it and the previous chunk's end, so no later start is <= addr.
  * The leaf keeps the chunk's start, size and site in index memory, so the
- * lookup reads no heap memory at all: only nodes and one leaf.
+ * lookup reads no heap memory at all: only nodes and one leaf.  So the
+ * chunk needs no header: under side, critnib's default placement
+ * (hooks/chunk.h), the leaf is the only record, and remove hands its size
+ * and site back to the hooks (index.h, INDEX_SIDE_RECORDS).
  *
  * Concurrency, as in critnib.  Writers are serialised by one lock
  * (writer_lock, critnib's one writer mutex).  Readers take no lock and

@@ -30,46 +30,71 @@
  *   holding n + 8, which for those n is the class of n itself.
  *
  * side (nothing in the chunk): the index keeps size and site in its own
- *   records, which only indexes with records of their own can do (critnib,
- *   noop, which keeps nothing).  The hooks hand size and site to insert
- *   through chunk_init's pending record (below), valid during that insert
- *   only; free learns the size from the allocator (malloc_usable_size), so
- *   the hooks' live-byte statistics count usable bytes under side.
+ *   records, which only indexes with records of their own can do (critnib;
+ *   noop, which keeps nothing, takes it too).  The hooks hand size and site
+ *   to insert through this thread's pending record (chunk_pending, below),
+ *   valid during that insert only.  An index with records hands them back
+ *   at remove (chunk_side_removed; index.h, INDEX_SIDE_RECORDS): free counts
+ *   the size asked for, as header does, and calls no malloc_usable_size.
+ *   noop has nothing to hand back: its statistics count the allocator's
+ *   usable size, asked at malloc and again at free (two malloc_usable_size
+ *   calls per pair).
  *
- * Default (HEAPINDEX_META unset): header; side and trailer on request.
- * Measured on this machine (issue 15; glibc; max RSS of the tree over
- * uninstrumented, median of 3 interleaved rounds; cc1 instructions by
- * callgrind, gcc -O0 -c of SQLite's shell.c; malloc+free pairs by `make
- * hook-cost`):
+ * Default (HEAPINDEX_META unset; config.h): side for an index with records
+ * (critnib), header for every other index (noop included), and header for
+ * all when the lookup cache is on.  Measured on this machine (issue 15;
+ * glibc; `./heapindex bench --meta header,trailer,side --workloads
+ * gcc,pychurn,pycompile --callgrind gcc`, small: max RSS of the tree over
+ * uninstrumented, median of 3 interleaved rounds; bytes per chunk from the
+ * hooks' statistics (meta_bytes_per_chunk); cc1 instructions by callgrind,
+ * gcc -O0 -c of SQLite's shell.c; malloc+free pairs by `make hook-cost`):
  *
- *                        bytes added/chunk    max RSS over none           instr/pair
- *                        cc1    pychurn   gcc    pychurn  pycompile
- *     noop     header    15.6   14.7      +1.0%  +19.5%   +6.6%         206.9
- *              trailer    6.6    6.9      +0.5%  +13.4%   +3.4%         278.9
- *              side       0      0        +0.8%   +1.6%   +1.7%         271.9
- *     memtable header    15.7   14.7      +1.1%  +21.2%   +8.5%         300.9
- *              trailer    6.7    6.9      +1.0%  +15.6%   +4.9%         478.9
+ *                     bytes added/chunk  max RSS over none         instr/  cc1 instr
+ *                     cc1   pychurn    gcc    pychurn  pycompile  pair    (M)
+ *     noop     header 15.6  14.4       +1.2%  +19.4%   +7.0%      200.9   3,917.6
+ *              trailer 5.6   6.9       +0.9%  +13.6%   +3.8%      287.9   3,948.6
+ *              side    0     0         +0.8%   +1.3%   +1.5%      282.9   3,946.9
+ *     memtable header 15.7  14.5       +1.4%  +21.3%   +8.4%      295.9   3,971.1
+ *              trailer 5.8   6.9       +1.2%  +15.4%   +5.1%      484.9   4,047.9
+ *     critnib  header 15.6  14.4       +4.6% +118.6%  +43.6%      325.9   4,081.8
+ *              trailer 5.7   6.9       +3.2% +100.1%  +40.2%      435.9   4,124.1
+ *              side    0     0         +3.0%  +88.3%  +38.7%      376.9   4,095.9
  *
- * Side is the only placement that brings a Python heap of small objects
- * near the uninstrumented one (noop: +1.6% against +19.5%), and it keeps
- * the exact size in the index's records; but only indexes with records of
- * their own can take it (noop, critnib), it costs two malloc_usable_size
- * calls per malloc+free (65 instructions per pair; cc1: +0.8% instructions
- * under noop against header), and it cannot yet tell a foreign pointer from
- * ours (below): a bad pointer given to free crashes in malloc_usable_size
- * instead of reaching the allocator's own abort.  Trailer halves the bytes
- * but makes lookups answer the usable size, not the size asked for, and
- * makes every index step ask the allocator where the trailer is: the
- * memtable pays 178 more instructions per pair (cc1: +2.0% instructions
- * against header), which fails the rule that gcc may not get slower.  So
- * header stays the default, and side is the one to choose for memory
- * (HEAPINDEX_META=side) until it checks foreign pointers.  (Header costs
- * what it did, but for the one test of the placement an index makes per
- * call: cc1 under noop 3,922.7 M instructions against 3,919.5 M before
- * placements existed, memtable 3,962.6 M against 3,956.7 M; per pair,
- * noop +3.1, memtable +13.1.  The memtable's header bodies, which the
- * hooks' header fast path calls without the test (index.h,
- * INDEX_HEADER_BODIES), then took 5 of those back: 300.9 -> 295.9.)
+ * gcc -O0 -c of the whole sqlite3.c (`bench --size full`, 5 rounds, cc1
+ * under callgrind): noop header 19,750.6 M instructions, side 19,904.6 M
+ * (+0.78%); critnib header 20,671.6 M, side 20,748.3 M (+0.37%).  Wall time
+ * did not resolve: every paired interval against uninstrumented spans 1.0
+ * (noop side 0.945 [0.582..1.537], critnib side 1.075 [0.944..1.224]; the
+ * machine's load reached 6.5 on 2 CPUs).  Lookup hits at 10^6 live chunks
+ * (`heapindex scale --max-chunks 1000000`, one run each, a loaded machine):
+ * memtable 303.7 ns under header, 431.3 under trailer (a malloc_usable_size
+ * per list step); critnib 641.5 and 580.3, the same work (its lookups read
+ * only its own nodes and leaves: the gap is noise).  scale does not run
+ * under side (cli/scale.c): critnib's lookups there are that same work.
+ *
+ * Why this default.  Side is the placement that brings a Python heap of
+ * small objects near the uninstrumented one (noop pychurn: +1.3% against
+ * +19.4% under header); under critnib it costs nothing that header kept:
+ * the exact size, the site (the census runs), foreign pointers told apart
+ * (by the remove), and no malloc_usable_size.  What it costs is 51
+ * instructions per pair over header (376.9 against 325.9: the way out of
+ * the header fast path into malloc_meta and free_meta, and the record
+ * handed back), +0.37% of cc1's instructions, which breaks the rule that
+ * gcc may not get slower than under header by that much; its memory gain
+ * (15.6 bytes per chunk, RSS -1.6 points on gcc, -30 on pychurn) is what
+ * the rule is traded for, and the index's records make header's copy of
+ * size and site a duplicate.  noop stays on header: it is the cost of the
+ * hooks the header indexes run (the seed table's no-op row, set against
+ * the memtable), side would cost it +0.78% of cc1's instructions (82 per
+ * pair), and without records a bad pointer given to free reaches glibc's
+ * malloc_usable_size, which may crash on it, before glibc's own check.  So
+ * for noop the issue's two targets conflict: header misses "pychurn at
+ * most +5%" by 14.4 points (+19.4%), side would miss "gcc instructions not
+ * worse than header" by 0.78%; HEAPINDEX_META=side gives the first.
+ * Trailer is nobody's default: it halves the bytes but makes lookups
+ * answer the usable size and makes every index step ask the allocator
+ * where the trailer is (the memtable: +189 instructions per pair, cc1
+ * +1.9%).
  *
  * The indexes see a chunk as a struct chunk *, a handle that is always
  * user - 16 (so chunk_user and chunk_of_user are arithmetic in every
@@ -79,15 +104,27 @@
  * compare; the header case is inlined).
  *
  * Foreign pointers (issue 16): header checks the tagged pad code below the
- * pointer, confirmed by the index (hooks.c's foreign_pointer).  Trailer and
- * side are not checked yet.  Side writes no memory of the chunk, and an
- * index with records (critnib) can confirm the exact base with a lookup
- * before remove; noop cannot, and free asks malloc_usable_size first (the
- * live-byte count), which a bad pointer crashes.  Trailer must not trust
- * the word at usable - 8 of a foreign chunk (the memtable would follow its
- * link bits): its check is the same lookup of the exact base, a bin walk
- * per free (8 bytes leave no room for a check byte beside a 48-bit site
- * and 16 link bits).
+ * pointer, confirmed by the index (hooks.c's foreign_pointer).  Side needs
+ * no check value: the user pointer is the allocator's own, so
+ * malloc_usable_size answers the allocator's figure for ours and theirs
+ * alike, and an index with records says at remove whether it had the
+ * chunk (CHUNK_SIZE_NONE left in chunk_pending: not ours); free then gives
+ * the pointer to the allocator untouched and realloc moves its bytes into
+ * a chunk of ours (hooks.c, track).  Under noop nothing tells: glibc's
+ * chunks still reach glibc untouched (the statistics count them as ours),
+ * but a wild pointer goes to malloc_usable_size first, which may crash
+ * where glibc's free would abort with its own message.  Under critnib, a
+ * chunk whose insert was dropped (no memory for a leaf: its statistics'
+ * dropped_inserts) is taken for a foreign one at free: freed all the
+ * same, but left in the live counts.  Trailer is not checked: it must not
+ * trust the word at usable - 8 of a foreign chunk (the memtable would
+ * follow its link bits), and 8 bytes leave no room for a check byte beside
+ * a 48-bit site and 16 link bits, so its check would be a lookup of the
+ * exact base before each remove: measured (make hook-cost with that lookup
+ * in free_meta), the memtable 484.9 -> 831.3 instructions per pair, critnib
+ * 435.9 -> 503.9.  Not cheap: not done.  (critnib could use side's
+ * hand-back under trailer too, but free asks malloc_usable_size for the
+ * trailer first, with noop's crash.)
  *
  * Invariants:
  *  - the user pointer is 16-byte aligned (alignof(max_align_t));
