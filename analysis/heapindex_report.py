@@ -835,8 +835,8 @@ def default_placement_lines(rows) -> list:
     if not seen:
         return []
     parts = [f"{label(i)} {' and '.join(sorted(seen[i]))}" for i in sorted(seen, key=index_sort_key)]
-    return ["Chunk metadata placement (HEAPINDEX_META unset: each index's default, hooks/config.h; "
-            "from the statistics of each run's main process): " + "; ".join(parts) + ".", ""]
+    return ["Placements (HEAPINDEX_META unset: each index's default, hooks/config.h; as the "
+            "statistics of each run's main process say): " + "; ".join(parts) + ".", ""]
 
 
 def heading_section(res: Results) -> list:

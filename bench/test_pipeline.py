@@ -854,7 +854,7 @@ class MetaPlacementTest(unittest.TestCase):
                     for r in self.placement_rows() if r.get("meta") in (None, "", "header")]
             write_results(d, rows)
             md, _, _ = report.build_report(d, make_plots=False)
-        line = next(l for l in md.splitlines() if l.startswith("Chunk metadata placement (HEAPINDEX_META unset"))
+        line = next(l for l in md.splitlines() if l.startswith("Placements (HEAPINDEX_META unset"))
         self.assertIn("memtable index header", line)
         self.assertIn("no-op hooks side", line)
         self.assertNotIn("uninstrumented", line)
