@@ -52,10 +52,10 @@
  *                     bytes added/chunk  max RSS over none         instr/  cc1 instr
  *                     cc1   pychurn    gcc    pychurn  pycompile  pair    (M)
  *     noop     header 15.6  14.4       +1.2%  +19.4%   +7.0%      200.9   3,917.6
- *              trailer 5.6   6.9       +0.9%  +13.6%   +3.8%      287.9   3,948.6
+ *              trailer 5.6   6.9       +0.9%  +13.6%   +3.8%      283.9   3,948.6
  *              side    0     0         +0.8%   +1.3%   +1.5%      282.9   3,946.9
  *     memtable header 15.7  14.5       +1.4%  +21.3%   +8.4%      295.9   3,971.1
- *              trailer 5.8   6.9       +1.2%  +15.4%   +5.1%      484.9   4,047.9
+ *              trailer 5.8   6.9       +1.2%  +15.4%   +5.1%      480.9   4,047.9
  *     critnib  header 15.6  14.4       +4.6% +118.6%  +43.6%      325.9   4,081.8
  *              trailer 5.7   6.9       +3.2% +100.1%  +40.2%      435.9   4,124.1
  *              side    0     0         +3.0%  +88.3%  +38.7%      376.9   4,095.9
@@ -93,7 +93,7 @@
  * worse than header" by 0.78%; HEAPINDEX_META=side gives the first.
  * Trailer is nobody's default: it halves the bytes but makes lookups
  * answer the usable size and makes every index step ask the allocator
- * where the trailer is (the memtable: +189 instructions per pair, cc1
+ * where the trailer is (the memtable: +185 instructions per pair, cc1
  * +1.9%).
  *
  * The indexes see a chunk as a struct chunk *, a handle that is always
@@ -121,8 +121,8 @@
  * follow its link bits), and 8 bytes leave no room for a check byte beside
  * a 48-bit site and 16 link bits, so its check would be a lookup of the
  * exact base before each remove: measured (make hook-cost with that lookup
- * in free_meta), the memtable 484.9 -> 831.3 instructions per pair, critnib
- * 435.9 -> 503.9.  Not cheap: not done.  (critnib could use side's
+ * in free_meta), +346 instructions per pair for the memtable (484.9 ->
+ * 831.3, +72%), +68 for critnib.  Not cheap: not done.  (critnib could use side's
  * hand-back under trailer too, but free asks malloc_usable_size for the
  * trailer first, with noop's crash.)
  *
