@@ -256,6 +256,21 @@ static inline size_t memtable_scan_step(const unsigned char *e, size_t lo, size_
 	return v + (size_t)((w - v) & in_high) + (size_t)(63 - __builtin_clzll(word)) / 8;
 }
 
+/* The near scan, a lookup's common case in one load: the eight 1-byte
+ * entries ending at the one at e (e - 7 .. e) as a little-endian word, e's
+ * own byte (the top one) cleared unless it is at most top_max or all ones
+ * (memtable_scan_step's rule).  The highest nonzero byte of the result is
+ * the nearest counted entry at or below e's.  The caller makes sure all
+ * eight lie in one written page (e's offset in its page is at least 7);
+ * the load may be unaligned.  Plain and racy, as memtable_scan_step's. */
+static inline uint64_t memtable_scan_near(const unsigned char *e, unsigned top_max)
+{
+	uint64_t word;
+	__builtin_memcpy(&word, e - 7, 8);
+	uint64_t top = word >> 56;
+	return word & ~(((uint64_t)0 - (top > top_max && top != 0xff)) << 56);
+}
+
 /* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not
  * zero, or SIZE_MAX.  Eight entries per load (memtable_scan_step). */
 static inline size_t memtable_last_nonzero_in(const unsigned char *e, size_t lo, size_t hi)
