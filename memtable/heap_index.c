@@ -421,7 +421,7 @@ void memtable_index_remove_header(struct chunk *c)
  * does not (then no chunk further down can reach addr either), or
  * BIN_BELOW if every chunk lies above addr (the head changed since the
  * caller read the byte).  Unlocks the bin. */
-static inline int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
+static inline __attribute__((always_inline)) int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
                                   uintptr_t addr, struct chunk_info *out)
 {
 	/* The head is the bin's lowest chunk: the answer unless a later chunk
@@ -554,19 +554,26 @@ static inline int near_lookup(uintptr_t addr, struct chunk_info *out)
 	return answer == BIN_BELOW ? LOOK_FURTHER : answer;
 }
 
+/* Everything the near lookup leaves: apart, so that the common path saves
+ * no registers for it. */
+static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk_info *out)
+{
+	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	int answer = INDEX_NONE;
+	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
+		answer = small_lookup(addr, max_small, out);
+	return big_chunks_lookup_after(&big, answer, addr, out);
+}
+
 int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.lookups, 1);
-	int answer = LOOK_FURTHER;
-	if (__builtin_expect(memtable_covers(&table, addr), 1))
-		answer = near_lookup(addr, out);
-	if (answer == LOOK_FURTHER) {
-		size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
-		answer = INDEX_NONE;
-		if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
-			answer = small_lookup(addr, max_small, out);
+	if (__builtin_expect(memtable_covers(&table, addr), 1)) {
+		int answer = near_lookup(addr, out);
+		if (__builtin_expect(answer != LOOK_FURTHER, 1))
+			return big_chunks_lookup_after(&big, answer, addr, out);
 	}
-	return big_chunks_lookup_after(&big, answer, addr, out);
+	return lookup_further(addr, out);
 }
 
 void memtable_index_write_stats(struct json_out *out)
