@@ -514,11 +514,13 @@ Test(trace, scale_writes_csv)
 	char line[512];
 	cr_assert_not_null(fgets(line, sizeof line, f));
 	cr_expect_str_eq(line, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
-	                       "remove_ns,chase_ns,hit_ratio_to_chase\n");
+	                       "remove_ns,chase_ns,hit_ratio_to_chase,lookup_cache_hit_rate\n");
 	size_t rows = 0;
 	while (fgets(line, sizeof line, f)) {
 		rows++;
 		cr_expect_not_null(strstr(line, ",1000,"), "row without 1000 chunks: %s", line);
+		size_t len = strlen(line);
+		cr_expect(len >= 2 && strcmp(line + len - 2, ",\n") == 0, "a cache hit rate with the cache off: %s", line);
 	}
 	cr_expect_null(strstr(r.out, "lookup cache"), "a cache hit rate with the cache off: %s", r.out);
 	fclose(f);
