@@ -550,16 +550,7 @@ static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out
  * below addr simply does not contain it, and then none further down does. */
 static inline int near_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	/* A guess, before the table is read: most chunks are small, so the
-	 * header of the chunk containing addr is usually in the line of addr's
-	 * own header-sized step below, or the line below that (a chunk of up
-	 * to ~80 bytes).  Fetching them now overlaps the header's cache miss
-	 * with the table's instead of following it: at 10^5..10^6 live chunks
-	 * this is a third of a hit's time.  A prefetch is a hint, not a read:
-	 * it never faults or commits memory, whatever addr is, and reads
-	 * nothing a lookup may not (a chunk freed meanwhile is never read). */
-	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES));
-	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES - 64));
+	chunk_prefetch_header_guess(addr); /* before the table is read */
 	size_t bin = memtable_bin(&table, addr);
 	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
 	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
