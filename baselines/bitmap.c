@@ -328,6 +328,7 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 
 int bitmap_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
+	chunk_prefetch_header_guess(addr); /* before the bitmap is read */
 	INDEX_STAT_ADD(counters.lookups, 1);
 	return big_chunks_lookup_after(&big, small_lookup(addr, out), addr, out);
 }

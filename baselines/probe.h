@@ -129,6 +129,7 @@ static inline int probe_lookup_locked(spinlock_t *lock, struct probe_state *p, u
                                       struct chunk *(*exact_start)(uintptr_t),
                                       struct chunk_info *out)
 {
+	chunk_prefetch_header_guess(addr);
 	if (!index_lookup_lock(lock))
 		return INDEX_UNKNOWN;
 	const struct chunk *c = probe_lookup(p, addr, exact_start);

@@ -205,6 +205,7 @@ void splay_index_remove(struct chunk *c)
 
 int splay_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
+	chunk_prefetch_header_guess(addr);
 	if (!index_lookup_lock(&lock))
 		return INDEX_UNKNOWN;
 	counters.lookups++;

@@ -76,6 +76,7 @@ static void enlist(struct big_chunks *b)
 		 * and whether a lookup need take the lock at all. */
 		LOCK_ANNOTATE_BENIGN_RACE(&b->count, sizeof b->count, "big_chunks_empty's hint");
 		LOCK_ANNOTATE_BENIGN_RACE(&b->registered, sizeof b->registered, "lookup's first test");
+		LOCK_ANNOTATE_BENIGN_RACE(&b->span_lo, 2 * sizeof b->span_lo, "big_chunks_may_hold");
 		b->next_registered = registry;
 		registry = b;
 		__atomic_store_n(&b->registered, 1, __ATOMIC_RELEASE);
@@ -447,6 +448,12 @@ int big_chunks_insert(struct big_chunks *b, struct chunk *c)
 	lock(b);
 	int ok = reserve_nodes(b, b->height + 1) == 0;
 	if (ok) {
+		/* Widened before c can be found, never narrowed (big_chunks.h). */
+		uintptr_t user = chunk_user(c), end = user + chunk_size(c);
+		if (!b->span_hi || user < b->span_lo)
+			__atomic_store_n(&b->span_lo, user, __ATOMIC_RELAXED);
+		if (end > b->span_hi)
+			__atomic_store_n(&b->span_hi, end, __ATOMIC_RELAXED);
 		tree_insert(b, c);
 		__atomic_store_n(&b->count, b->count + 1, __ATOMIC_RELAXED);
 		if (b->count > b->peak)

@@ -41,6 +41,10 @@ struct big_chunks {
 	unsigned free_count;
 	size_t count;                /* live chunks; may be read without the lock
 	                              * as a hint ("anything here at all?") */
+	uintptr_t span_lo, span_hi;  /* every chunk ever inserted lies in
+	                              * [span_lo, span_hi); span_hi 0: none yet.
+	                              * Only widens, under the lock; read
+	                              * without it (big_chunks_lookup_after) */
 	size_t peak;
 	size_t mapped_bytes;
 	uint64_t lookups, grow_failures;
@@ -65,14 +69,26 @@ static inline int big_chunks_empty(const struct big_chunks *b)
 	return __atomic_load_n(&b->count, __ATOMIC_RELAXED) == 0;
 }
 
+/* Could a chunk of b contain addr?  0 if addr lies outside every chunk
+ * ever inserted: a racy read, safe because the span only widens, so a
+ * chunk live throughout the caller's lookup lies inside what both loads
+ * see.  Big chunks come from mmap, away from the heap's small chunks, so
+ * this lets most lookups that miss skip b's lock and tree. */
+static inline int big_chunks_may_hold(const struct big_chunks *b, uintptr_t addr)
+{
+	uintptr_t lo = __atomic_load_n(&b->span_lo, __ATOMIC_RELAXED);
+	return addr - lo < __atomic_load_n(&b->span_hi, __ATOMIC_RELAXED) - lo;
+}
+
 /* The answer of an index that keeps its big (and uncovered) chunks in b,
  * given small, its own answer among the rest: a big chunk may start
  * between the small predecessor and addr, so INDEX_NONE asks b (when it
- * holds anything); INDEX_FOUND and INDEX_UNKNOWN stand. */
+ * holds anything that may contain addr); INDEX_FOUND and INDEX_UNKNOWN
+ * stand.  A hit loads nothing of b. */
 static inline int big_chunks_lookup_after(struct big_chunks *b, int small, uintptr_t addr,
                                           struct chunk_info *out)
 {
-	if (small != INDEX_NONE || big_chunks_empty(b))
+	if (small != INDEX_NONE || big_chunks_empty(b) || !big_chunks_may_hold(b, addr))
 		return small;
 	return big_chunks_lookup(b, addr, out);
 }

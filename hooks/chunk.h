@@ -66,7 +66,8 @@
  * did not resolve: every paired interval against uninstrumented spans 1.0
  * (noop side 0.945 [0.582..1.537], critnib side 1.075 [0.944..1.224]; the
  * machine's load reached 6.5 on 2 CPUs).  Lookup hits at 10^6 live chunks
- * (`heapindex scale --max-chunks 1000000`, one run each, a loaded machine):
+ * (`heapindex scale --max-chunks 1000000`, one run each, a loaded machine,
+ * before the memtable's near lookup and header prefetch of issue 12):
  * memtable 303.7 ns under header, 431.3 under trailer (a malloc_usable_size
  * per list step); critnib 641.5 and 580.3, the same work (its lookups read
  * only its own nodes and leaves: the gap is noise).  scale does not run
@@ -442,6 +443,22 @@ static inline void chunk_side_removed(size_t size, uintptr_t site)
 		chunk_pending.size = size;
 		chunk_pending.site_word = (uint64_t)site; /* < 2^48: as chunk_read gave it */
 	}
+}
+
+/* A lookup's guess at where the header of the chunk containing addr lies,
+ * fetched before the index is consulted: most chunks are small, so it is
+ * usually in the line of addr's own header-sized step below, or the line
+ * below that (a chunk of up to ~80 bytes).  The header's cache miss then
+ * overlaps the index's own instead of following it: at 10^5..10^6 live
+ * chunks a third of a hit's time (workloads/scale/README.md).  Every index
+ * whose lookup reads the header calls it first, so that the comparison
+ * between them is of the indexes, not of who prefetches.  A prefetch is a
+ * hint, not a read: it never faults or commits memory, whatever addr is,
+ * and a chunk freed meanwhile is not read by it. */
+static inline void chunk_prefetch_header_guess(uintptr_t addr)
+{
+	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES));
+	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES - 64));
 }
 
 /* base <= addr < base + size: a zero-size chunk contains nothing. */

@@ -20,6 +20,16 @@
  *    head becomes the head, any other goes second; removing the head moves
  *    the lowest of the rest to the front (tests/test_memtable.c,
  *    memtable_bins);
+ *  - so the chunk containing addr, if any, starts in the nearest bin at or
+ *    below addr's whose byte counts (nonzero; addr's own only if its slot
+ *    is at most addr's), and is that bin's head unless the bin holds more
+ *    chunks.  Most lookups find that bin among the eight bins ending at
+ *    addr's, one table word read unaligned (near_lookup: one load, the
+ *    head's slot in the byte found, one header read); the rest scan on
+ *    (small_lookup, memtable_last_nonzero_byte): of random interior hits
+ *    on the scale workload's size mix, 9-11% at 10^3..10^6 live chunks,
+ *    those more than 7 bins (448 bytes at the default shift) into a chunk
+ *    (tests: memtable_near);
  *  - small chunks are at most big_threshold = 256 bins long, so a chunk
  *    covering addr starts at most max_small_size bytes below it: the backward
  *    walk over the table is bounded by max_small_size / binsize entries;
@@ -37,14 +47,35 @@
  * list, and of the links of a chunk on it, holds the bin's lock:
  *  - a remove unlinks the chunk under it, before the hooks free the chunk;
  *  - a lookup walks a bin and copies base, size and site out under it.
- * So a lookup never reads a chunk that is being freed.  A lookup reads a
- * bin's byte without the lock first and leaves a zero byte alone (the bin
+ * So a lookup never reads a chunk that is being freed.  A lookup reads
+ * table bytes without the lock first and leaves a zero byte alone (the bin
  * was empty at that moment; locking it would write, and commit, a table
- * page).  The backward scan (memtable_last_nonzero_byte) reads bytes
- * without locks: a bin it returns is then locked and walked, and if it was
- * emptied meanwhile the scan goes on below it.  max_small_size only grows,
- * atomically, before the chunk that raised it is linked.  Two-level leaves
- * are mapped by whichever insert needs one first, lock-free (memtable.c).
+ * page).  The near lookup reads one table word so, takes the nonzero byte
+ * it picks as the head's slot, computes and prefetches that header (a
+ * hint: it never faults and reads nothing), and then tries the bin's lock
+ * once.  It reads the header only after the exchange returned: if the
+ * byte still held that slot, the chunk there is the bin's listed head and
+ * stays unfreed until the unlock; if it held another, that head is walked
+ * instead; if the bin was busy the full lookup takes over, which waits
+ * for the lock, or when it may not (a signal handler, index.h) tries it
+ * and answers INDEX_UNKNOWN.  The near lookup never waits, so it needs no
+ * such test.  The backward scan (memtable_last_nonzero_byte) reads bytes
+ * without locks too: a bin it returns is then locked and walked, and if it
+ * was emptied meanwhile the scan goes on below it.
+ *
+ * Why a lookup takes the lock even of a bin of one chunk: between its read
+ * of the byte and its read of the header, the chunk's remove can lock,
+ * unlink, unlock and return, and the hooks free the chunk, which the
+ * allocator may unmap or hand out again.  Checking the byte again after
+ * copying (a seqlock) would reject a torn answer but not undo a read of
+ * freed memory; a hazard pointer (bitmap.c) costs a lookup four locked
+ * instructions and every remove a check for hazards, where the lock is one
+ * exchange on a line the lookup has just read.  Lookups count their statistics with
+ * relaxed loads and stores (index.h), not read-modify-writes.
+ *
+ * max_small_size only grows, atomically, before the chunk that raised it
+ * is linked.  Two-level leaves are mapped by whichever insert needs one
+ * first, lock-free (memtable.c).
  */
 #include "big_chunks.h"
 #include "index.h"
@@ -414,29 +445,21 @@ void memtable_index_remove_header(struct chunk *c)
  * chunks lie above addr): look further down. */
 #define BIN_BELOW (INDEX_FOUND + 1)
 
-/* Bin's answer for addr: the chunk of its list with the highest user
- * pointer <= addr, copied out if it contains addr (INDEX_FOUND), INDEX_NONE
- * if it does not (then no chunk further down can reach addr either),
- * BIN_BELOW, or INDEX_UNKNOWN.  The backward scan found bin's byte nonzero,
- * so its page of the table was written: its address needs no summary test. */
-static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
+/* The answer of a bin locked by the caller (e held head, not SLOT_NONE;
+ * h is chunk_at(base, head), computed by the caller, which may have had it
+ * before the lock): the chunk of its list with the highest user pointer
+ * <= addr, copied out if it contains addr (INDEX_FOUND), INDEX_NONE if it
+ * does not (then no chunk further down can reach addr either), or
+ * BIN_BELOW if every chunk lies above addr (the head changed since the
+ * caller read the byte).  Unlocks the bin. */
+static inline __attribute__((always_inline)) int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
+                                  uintptr_t addr, struct chunk_info *out)
 {
-	unsigned char *e = memtable_entry_address(&table, bin);
-	if (!e || !__atomic_load_n(e, __ATOMIC_RELAXED))
-		return BIN_BELOW; /* emptied since the scan: never lock an empty bin */
-	unsigned head;
-	if (bin_lock_for_lookup(e, &head))
-		return INDEX_UNKNOWN;
-	if (head == SLOT_NONE) {
-		bin_unlock(e, head);
-		return BIN_BELOW;
-	}
 	/* The head is the bin's lowest chunk: the answer unless a later chunk
 	 * starts at or below addr too.  Most bins hold one chunk, and a
 	 * predicted branch lets the head's header be read before the list's
 	 * next link is (a select measured 5% slower at 10^3 chunks). */
-	uintptr_t base = memtable_bin_base(&table, bin);
-	const struct chunk *best = chunk_at(base, head);
+	const struct chunk *best = h;
 	uint64_t steps = 1;
 	enum chunk_meta meta = chunk_meta;
 	for (unsigned s = next_slot(best, meta); __builtin_expect(s != SLOT_NONE, 0); steps++) {
@@ -452,6 +475,25 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 	INDEX_STAT_ADD(counters.list_steps, steps);
 	INDEX_STAT_MAX(counters.longest_list_walked, steps);
 	return answer;
+}
+
+/* Bin's answer for addr: bin_walk_locked's, or BIN_BELOW if the bin is
+ * empty, or INDEX_UNKNOWN.  The backward scan found bin's byte nonzero, so
+ * its page of the table was written: its address needs no summary test. */
+static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
+{
+	unsigned char *e = memtable_entry_address(&table, bin);
+	if (!e || !__atomic_load_n(e, __ATOMIC_RELAXED))
+		return BIN_BELOW; /* emptied since the scan: never lock an empty bin */
+	unsigned head;
+	if (bin_lock_for_lookup(e, &head))
+		return INDEX_UNKNOWN;
+	if (head == SLOT_NONE) {
+		bin_unlock(e, head);
+		return BIN_BELOW;
+	}
+	uintptr_t base = memtable_bin_base(&table, bin);
+	return bin_walk_locked(e, base, head, chunk_at(base, head), addr, out);
 }
 
 /* The nearest nonzero bins at or below addr's, walked until one answers.
@@ -486,14 +528,84 @@ static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out
 	}
 }
 
-int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
+/* The near lookup: no chunk of the eight bins ending at addr's (the one
+ * table word memtable_scan_near reads) starts at or below addr, or the
+ * fast path could not take them: small_lookup decides. */
+#define LOOK_FURTHER (INDEX_FOUND + 2)
+
+/* The common case of a lookup, on the bins of one table word: addr's bin
+ * and the seven below it (512 bytes of heap at the default shift).  Most
+ * hits find their chunk there: its start is the highest nonzero byte of
+ * the word (addr's own byte counted only if its head starts at or below
+ * addr, as in small_lookup), and that byte, the head's slot, gives the
+ * head's address straight away: the header is prefetched before the bin's
+ * lock is taken and read after it without waiting for the exchange's
+ * result, which only confirms the slot (a different head is walked as
+ * usual).  The lock is tried, never waited for, so this path is safe in a
+ * signal handler without asking (index_lookup_may_wait); a busy bin, a
+ * word with no candidate, a page of the table never written, a word that
+ * would cross into the page below (bins 0..6 of a page) or the head
+ * gone from below addr meanwhile all go to small_lookup: LOOK_FURTHER.
+ * No lowest-bin bound is needed: a chunk found more than max_small_size
+ * below addr simply does not contain it, and then none further down does. */
+static inline int near_lookup(uintptr_t addr, struct chunk_info *out)
 {
-	INDEX_STAT_ADD(counters.lookups, 1);
+	chunk_prefetch_header_guess(addr); /* before the table is read */
+	size_t bin = memtable_bin(&table, addr);
+	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
+	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+		return LOOK_FURTHER;
+	unsigned char *e = memtable_byte_address(&table, bin);
+	if (__builtin_expect(!e, 0))
+		return LOOK_FURTHER;
+	uint64_t word = memtable_scan_near(e, slot_of(addr));
+	if (__builtin_expect(!word, 0))
+		return LOOK_FURTHER;
+	unsigned top_bit = (unsigned)(63 - __builtin_clzll(word)) & ~7u;
+	unsigned seen = (unsigned)(word >> top_bit); /* the bytes above it are zero */
+	if (__builtin_expect(seen == BIN_LOCKED, 0))
+		return LOOK_FURTHER;
+	size_t below = 7 - top_bit / 8; /* the found bin is addr's bin - below */
+	e -= below;
+	uintptr_t base = memtable_bin_base(&table, bin - below);
+	const struct chunk *h = chunk_at(base, seen);
+	__builtin_prefetch(h); /* a hint, not a read: h may be freed before the lock */
+	unsigned head = bin_try_lock(e);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return LOOK_FURTHER;
+	INDEX_STAT_ADD(counters.bins_scanned, below + 1);
+	INDEX_STAT_MAX(counters.longest_backward_scan, below + 1);
+	if (__builtin_expect(head != seen, 0)) { /* changed since the load: the head the lock saw */
+		if (head == SLOT_NONE) {
+			bin_unlock(e, head);
+			return LOOK_FURTHER;
+		}
+		h = chunk_at(base, head);
+	}
+	int answer = bin_walk_locked(e, base, head, h, addr, out);
+	return answer == BIN_BELOW ? LOOK_FURTHER : answer;
+}
+
+/* Everything the near lookup leaves: apart, so that the common path saves
+ * no registers for it. */
+static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk_info *out)
+{
 	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
 	int answer = INDEX_NONE;
 	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
 		answer = small_lookup(addr, max_small, out);
 	return big_chunks_lookup_after(&big, answer, addr, out);
+}
+
+int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	INDEX_STAT_ADD(counters.lookups, 1);
+	if (__builtin_expect(memtable_covers(&table, addr), 1)) {
+		int answer = near_lookup(addr, out);
+		if (__builtin_expect(answer != LOOK_FURTHER, 1))
+			return big_chunks_lookup_after(&big, answer, addr, out);
+	}
+	return lookup_further(addr, out);
 }
 
 void memtable_index_write_stats(struct json_out *out)

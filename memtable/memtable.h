@@ -218,6 +218,25 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 	return e;
 }
 
+/* Eight 1-byte entries from e as one little-endian word (e need not be
+ * aligned).  A plain load, racy by design: other threads write single
+ * entries with atomics, and a stale byte only sends the caller to a bin
+ * that is then empty.  Under ThreadSanitizer the eight bytes are relaxed
+ * atomic loads instead, so that it sees no race at all: a suppression by
+ * function name needs both stacks of a race, and it cannot always restore
+ * the reader's. */
+static inline uint64_t memtable_load_word(const unsigned char *e)
+{
+	uint64_t word = 0;
+#if defined(__SANITIZE_THREAD__)
+	for (unsigned i = 0; i < 8; i++)
+		word |= (uint64_t)__atomic_load_n(e + i, __ATOMIC_RELAXED) << (8 * i);
+#else
+	__builtin_memcpy(&word, e, 8);
+#endif
+	return word;
+}
+
 /* One step of the backward scan over 1-byte entries e, from i down: the
  * highest index in [lo, i) whose byte is not zero among the two aligned
  * words below i, or SIZE_MAX; *next is where the next step starts.  Byte
@@ -226,18 +245,15 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
  * not loaded apart: a lookup's chain of dependent loads stays one long.
  * Bytes of a word outside [lo, i) are read but masked, so the caller must
  * own the whole words (a written page of the table is made of whole
- * words).  The loads are plain: other threads write single entries with
- * atomics, and a stale byte only sends the caller to a bin that is then
- * empty (tsan.supp).  The choice between the two words is a select, not a
+ * words).  The loads are memtable_load_word's.  The choice between the
+ * two words is a select, not a
  * branch: a lookup's bin is as often in the word below addr's as in its
  * own. */
 static inline size_t memtable_scan_step(const unsigned char *e, size_t lo, size_t i, unsigned top_max,
                                         size_t *next)
 {
 	size_t w = (i - 1) & ~(size_t)7, v = w > lo ? w - 8 : w; /* v: the word below, if in range */
-	uint64_t high, low;
-	__builtin_memcpy(&high, e + w, 8);
-	__builtin_memcpy(&low, e + v, 8);
+	uint64_t high = memtable_load_word(e + w), low = memtable_load_word(e + v);
 	unsigned top_bit = 8 * (unsigned)(i - 1 - w);
 	uint64_t top = (high >> top_bit) & 0xff;
 	high &= ~UINT64_C(0) >> (56 - top_bit); /* bytes w .. i-1 (little-endian: low bytes first) */
@@ -254,6 +270,20 @@ static inline size_t memtable_scan_step(const unsigned char *e, size_t lo, size_
 	if (__builtin_expect(!word, 0))
 		return SIZE_MAX;
 	return v + (size_t)((w - v) & in_high) + (size_t)(63 - __builtin_clzll(word)) / 8;
+}
+
+/* The near scan, a lookup's common case in one load: the eight 1-byte
+ * entries ending at the one at e (e - 7 .. e) as a little-endian word, e's
+ * own byte (the top one) cleared unless it is at most top_max or all ones
+ * (memtable_scan_step's rule).  The highest nonzero byte of the result is
+ * the nearest counted entry at or below e's.  The caller makes sure all
+ * eight lie in one written page (e's offset in its page is at least 7);
+ * the load is memtable_load_word's. */
+static inline uint64_t memtable_scan_near(const unsigned char *e, unsigned top_max)
+{
+	uint64_t word = memtable_load_word(e - 7);
+	uint64_t top = word >> 56;
+	return word & ~(((uint64_t)0 - (top > top_max && top != 0xff)) << 56);
 }
 
 /* For 1-byte entries: the highest index in [lo, hi) of e whose byte is not

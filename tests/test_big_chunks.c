@@ -275,3 +275,50 @@ ParameterizedTest(struct index_name *param, big_chunks, replaced_big_chunks_veri
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
 	program_result_free(&r);
 }
+
+/* big_chunks_lookup_after skips b when addr lies outside every chunk ever
+ * inserted (the span), without its lock (b->lookups counts the lookups
+ * that took it), and answers exactly as the tree does everywhere: at the
+ * span's first byte, its last, one past each end; after the chunks at
+ * both ends are removed (the span does not narrow); and for a hit of the
+ * caller's own, which never reads b. */
+Test(big_chunks, lookups_outside_the_span_skip_the_tree)
+{
+	make_arena();
+	static struct big_chunks b;
+	struct chunk_info info;
+	cr_assert_eq(big_chunks_lookup_after(&b, INDEX_NONE, (uintptr_t)arena + 16, &info), INDEX_NONE);
+	size_t first = 1000, last = 1010;
+	for (size_t i = first; i <= last; i += 2)
+		cr_assert_eq(big_chunks_insert(&b, slot_chunk(i)), 0);
+	uintptr_t lo = chunk_user(slot_chunk(first)), hi = chunk_user(slot_chunk(last)) + chunk_size(slot_chunk(last));
+	for (int gone = 0; gone < 2; gone++) {
+		const uintptr_t probes[] = { lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, (uintptr_t)arena + 16,
+			                     chunk_user(slot_chunk(first + 1)), chunk_user(slot_chunk(first + 2)) + 1,
+			                     (uintptr_t)arena + (uintptr_t)SLOTS * SLOT - 8 };
+		for (size_t k = 0; k < sizeof probes / sizeof *probes; k++) {
+			uintptr_t addr = probes[k];
+			uint64_t before = b.lookups;
+			int answer = big_chunks_lookup_after(&b, INDEX_NONE, addr, &info);
+			struct chunk *want = NULL;
+			for (size_t i = first + 2 * (size_t)gone; i <= last - 2 * (size_t)gone; i += 2)
+				if (chunk_contains(slot_chunk(i), addr))
+					want = slot_chunk(i);
+			cr_assert_eq(answer, want ? INDEX_FOUND : INDEX_NONE, "probe %zu (%#lx)", k, (unsigned long)addr);
+			if (want)
+				cr_assert_eq(info.base, chunk_user(want), "probe %zu", k);
+			int inside = addr >= lo && addr < hi;
+			cr_assert_eq(b.lookups - before, (uint64_t)inside, "probe %zu (%#lx): tree taken %d times",
+			             k, (unsigned long)addr, (int)(b.lookups - before));
+			before = b.lookups;
+			cr_assert_eq(big_chunks_lookup_after(&b, INDEX_FOUND, addr, &info), INDEX_FOUND);
+			cr_assert_eq(b.lookups, before, "a hit read the tree");
+		}
+		big_chunks_remove(&b, slot_chunk(first + 2 * (size_t)gone));
+		big_chunks_remove(&b, slot_chunk(last - 2 * (size_t)gone));
+	}
+	for (size_t i = first + 4; i <= last - 4; i += 2)
+		big_chunks_remove(&b, slot_chunk(i));
+	cr_assert_eq(b.count, 0);
+	free(arena);
+}

@@ -5,6 +5,7 @@
 #include <criterion/parameterized.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -442,4 +443,140 @@ Test(memtable_bins, head_stays_the_lowest_chunk, .init = setup_shift7)
 				if (i != gone)
 					d.ops->remove(c[i]);
 		}
+}
+
+/* --- the near lookup ------------------------------------------------------------
+ * Most lookups are answered from one load of the table: the eight bins
+ * ending at the address's own (heap_index.c, near_lookup).  Chunks placed
+ * by hand around its edges, in 64-byte bins, in a region whose start R
+ * begins a table page (2^18 heap bytes per 4 KiB page of bytes): each
+ * answer must be the one the full scan gives, and list_steps shows that a
+ * hit read one header.  An off-by-one in the word's bounds, the own-bin
+ * rule or the found bin's slot fails here. */
+#define NEAR_PAGE_SPAN ((uintptr_t)1 << 18)
+
+static uintptr_t near_region(void)
+{
+	/* Address space for R - span .. R + span, nothing of it written but
+	 * the chunks placed. */
+	size_t len = 4 * NEAR_PAGE_SPAN;
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert_neq(m, MAP_FAILED);
+	return (((uintptr_t)m + NEAR_PAGE_SPAN) & ~(NEAR_PAGE_SPAN - 1)) + NEAR_PAGE_SPAN;
+}
+
+TestSuite(memtable_near, .init = setup_shift6);
+
+Test(memtable_near, chunk_starting_at_the_address_its_last_byte_and_one_past)
+{
+	uintptr_t r = near_region(), u = r + 64 * 100 + 16; /* slot 2 of bin 100 */
+	struct chunk *c = place(u, 32);
+	uint64_t before = list_steps();
+	cr_assert(found((void *)u, (void *)u, 32));
+	cr_assert(found((void *)(u + 31), (void *)u, 32));
+	cr_assert_eq(list_steps() - before, 2, "headers read: %llu", (unsigned long long)(list_steps() - before));
+	cr_assert_not(found((void *)(u + 32), NULL, 0)); /* same bin, past the end */
+	cr_assert_not(found((void *)(u - 1), NULL, 0));  /* same bin, below the head */
+	cr_assert_not(found((void *)(u - 16), NULL, 0)); /* slot 1 */
+	d.ops->remove(c);
+	cr_assert_not(found((void *)u, NULL, 0));
+}
+
+/* addr's bin B: a chunk starting in bin B - 7 (the lowest bin of the word
+ * read) and one starting in B - 8 (just below it: the full scan's) both
+ * reach addr; a chunk of the word's lowest bin that ends short of addr
+ * answers "none" even with a chunk further down. */
+Test(memtable_near, nearest_start_seven_and_eight_bins_below)
+{
+	uintptr_t r = near_region(), bin = r + 64 * 200;
+	for (uintptr_t below = 6; below <= 9; below++) {
+		uintptr_t u = bin - 64 * below, addr = bin + 40;
+		size_t size = (size_t)(addr - u) + 8;
+		struct chunk *c = place(u, size);
+		uint64_t before = list_steps();
+		cr_assert(found((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
+		cr_assert(found((void *)(u + size - 1), (void *)u, size), "chunk %zu bins below", (size_t)below);
+		cr_assert_eq(list_steps() - before, 2, "chunk %zu bins below: headers read %llu", (size_t)below,
+		             (unsigned long long)(list_steps() - before));
+		cr_assert_not(found((void *)(u + size), NULL, 0), "chunk %zu bins below", (size_t)below);
+		d.ops->remove(c);
+	}
+	struct chunk *far = place(bin - 64 * 12, 64 * 4), *near = place(bin - 64 * 7 + 32, 16);
+	cr_assert_not(found((void *)(bin + 8), NULL, 0));
+	cr_assert(found((void *)(bin - 64 * 12 + 100), (void *)(bin - 64 * 12), 64 * 4));
+	cr_assert(found((void *)(bin - 64 * 7 + 40), (void *)(bin - 64 * 7 + 32), 16));
+	d.ops->remove(near);
+	d.ops->remove(far);
+}
+
+/* Two chunks in the found bin: the head (lowest) and one above it that
+ * starts at or below addr, which is the answer; and a chunk in addr's own
+ * bin above addr, which must not hide the one below that reaches addr. */
+Test(memtable_near, second_chunk_in_the_bin_above_or_below)
+{
+	uintptr_t r = near_region(), b = r + 64 * 300;
+	struct chunk *low = place(b + 16, 16), *high = place(b + 48, 16);
+	cr_assert(found((void *)(b + 50), (void *)(b + 48), 16));
+	cr_assert(found((void *)(b + 24), (void *)(b + 16), 16));
+	cr_assert(found((void *)(b + 31), (void *)(b + 16), 16));
+	cr_assert_not(found((void *)(b + 32), NULL, 0));
+	cr_assert_not(found((void *)(b + 64), NULL, 0)); /* the bin above, empty: past high's end */
+	d.ops->remove(low);
+	d.ops->remove(high);
+	struct chunk *reach = place(b - 16, 48), *above = place(b + 48, 16);
+	cr_assert(found((void *)(b + 20), (void *)(b - 16), 48));
+	cr_assert_not(found((void *)(b + 40), NULL, 0));
+	cr_assert(found((void *)(b + 48), (void *)(b + 48), 16));
+	d.ops->remove(above);
+	d.ops->remove(reach);
+}
+
+/* The table's own mapping, found by its size (the index's statistics):
+ * NULL when it is not flat.  The kernel merges it with the written-pages
+ * summary, mapped after it with the same flags and so just below it: the
+ * table is the top of the first mapping at least that large. */
+static unsigned char *flat_table(void)
+{
+	char json[4096];
+	cr_assert_eq(index_stats_json(d.ops, json, sizeof json), 0, "statistics overflow");
+	if (!strstr(json, "\"table_layout\":\"flat\""))
+		return NULL;
+	unsigned long long bytes = index_stat(d.ops, "table_reserved_bytes");
+	FILE *f = fopen("/proc/self/maps", "r");
+	cr_assert_not_null(f);
+	unsigned long long lo, hi;
+	unsigned char *table = NULL;
+	char line[512];
+	while (!table && fgets(line, sizeof line, f))
+		if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && hi - lo >= bytes)
+			table = (unsigned char *)(uintptr_t)(hi - bytes);
+	fclose(f);
+	return table;
+}
+
+/* Bins 0..6 of a table page: the word ending at them would reach into the
+ * page below, never written here, so the full scan answers, and the page
+ * below stays unmapped (a lookup commits no memory, memtable.h).  A chunk
+ * starting at bin 0 is found from bins 0..8. */
+Test(memtable_near, first_bins_of_a_page_read_nothing_below_it)
+{
+#if defined(__SANITIZE_THREAD__)
+	cr_skip_test("a 2 TiB flat table does not fit ThreadSanitizer's address space");
+#endif
+	uintptr_t r = near_region();
+	size_t size = 64 * 9;
+	struct chunk *c = place(r + 16, size - 16);
+	unsigned char *table = flat_table();
+	if (!table)
+		cr_skip_test("the table is not flat here");
+	const unsigned char *below = table + (r >> 6) - 1;
+	cr_assert(page_mapped(below + 1), "the table's page of R is not where it should be");
+	cr_assert_not(page_mapped(below));
+	for (uintptr_t a = r; a < r + size; a += 8) {
+		int hit = a >= r + 16;
+		cr_assert_eq(found((void *)a, hit ? (void *)(r + 16) : NULL, size - 16), hit, "addr R + %zu",
+		             (size_t)(a - r));
+	}
+	cr_assert_not(page_mapped(below), "a lookup read the table page below R's");
+	d.ops->remove(c);
 }

@@ -519,6 +519,8 @@ Test(trace, scale_writes_csv)
 	while (fgets(line, sizeof line, f)) {
 		rows++;
 		cr_expect_not_null(strstr(line, ",1000,"), "row without 1000 chunks: %s", line);
+		size_t len = strlen(line);
+		cr_expect(len >= 2 && strcmp(line + len - 2, ",\n") == 0, "a cache hit rate with the cache off: %s", line);
 	}
 	cr_expect_null(strstr(r.out, "lookup cache"), "a cache hit rate with the cache off: %s", r.out);
 	fclose(f);

@@ -175,7 +175,7 @@ static int trailer; /* meta_is_trailer(), read once in main */
 
 /* A chunk, | 1 if it is big, | 2 if it was freed already; 0: none. */
 static uintptr_t race_slot[RACE_SLOTS];
-static int race_go, race_stop;
+static int race_go, race_stop, race_lookers_ready;
 static unsigned long race_found, race_none;
 
 struct racer {
@@ -217,6 +217,7 @@ static void *race_look(void *arg)
 {
 	uint64_t x = 0x2545f4914f6cdd1du * ((uintptr_t)arg + 7);
 	unsigned long found = 0, none = 0;
+	__atomic_fetch_add(&race_lookers_ready, 1, __ATOMIC_RELEASE);
 	for (unsigned n = 1; !__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE); n++) {
 		if (n % 256 == 0)
 			sched_yield(); /* as in look(), less often: the race wants lookups */
@@ -251,6 +252,7 @@ static void race(long ops)
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	ANNOTATE_BENIGN_RACE_SIZED(race_slot, sizeof race_slot, "published chunks");
 	ANNOTATE_BENIGN_RACE_SIZED(&race_go, sizeof race_go, "start flag");
+	ANNOTATE_BENIGN_RACE_SIZED(&race_lookers_ready, sizeof race_lookers_ready, "lookers started");
 	ANNOTATE_BENIGN_RACE_SIZED(&race_stop, sizeof race_stop, "stop flag");
 	static struct racer racers[RACERS];
 	pthread_t lookers[RACE_LOOKERS];
@@ -262,6 +264,11 @@ static void race(long ops)
 	for (int i = 0; i < RACE_LOOKERS; i++)
 		if (pthread_create(&lookers[i], NULL, race_look, (void *)(uintptr_t)i))
 			die("pthread_create failed", NULL, 0);
+	/* The racers start once every looker runs: on a loaded machine the
+	 * racers' ops could otherwise all be done before a looker was first
+	 * scheduled (once, 2 lookups in all: "no lookup found a live chunk"). */
+	while (__atomic_load_n(&race_lookers_ready, __ATOMIC_ACQUIRE) < RACE_LOOKERS)
+		sched_yield();
 	__atomic_store_n(&race_go, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < RACERS; i++)
 		pthread_join(racers[i].thread, NULL);
