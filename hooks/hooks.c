@@ -320,6 +320,11 @@ static void initialise(void)
 		fatal(err);
 	sites_init(&hooks_config);
 	hooks_header_bytes = CHUNK_HEADER_BYTES + INDEX_OPS.links_bytes;
+#if INDEX_LINKLESS
+	if (INDEX_OPS.links_bytes)
+		fatal("heapindex: this index keeps links in the chunk but index.h declares it "
+		      "INDEX_LINKLESS: rebuild without that declaration");
+#endif
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
 	hooks_meta_after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
 	hooks_meta_bytes = hooks_meta_before + hooks_meta_after;
@@ -518,61 +523,151 @@ static int is_boot(const void *p);
 #define FAST_LEAVE(s) thread_leave(s)
 #endif
 
-HOOK_EXPORT void *malloc(size_t size)
+/* The header's size, and the size_pad bits of a plain chunk, on the fast
+ * path: constants for an index that keeps no links in the chunk (index.h),
+ * whose ops initialise() checks. */
+#if INDEX_LINKLESS
+#define FAST_HEADER_BYTES CHUNK_HEADER_BYTES
+#define FAST_PLAIN_BITS ((uint64_t)pad_encode(CHUNK_HEADER_BYTES) << CHUNK_FIELD_BITS)
+#else
+#define FAST_HEADER_BYTES hooks_header_bytes
+#define FAST_PLAIN_BITS plain_pad_bits
+#endif
+
+/* The rest of a fast-path malloc once the real malloc gave r: the header,
+ * then the index in the fork bracket (no call at all for an index whose
+ * updates are empty, index.h). */
+static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot *s, unsigned char *r,
+                                                             size_t size, uintptr_t site)
 {
-	struct thread_slot *s = thread_self();
-	if (unlikely(thread_flags(s))) {
-		if (thread_flags(s) == HOOKS_META)
-			return malloc_meta(s, size, RETURN_ADDRESS());
-		return malloc_slow(size, RETURN_ADDRESS());
-	}
-	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
-	 * that would not fit the header, but no allocator grants it (user
-	 * space is 2^47 bytes): the real malloc fails first. */
-	size_t total;
-	if (unlikely(__builtin_add_overflow(size, hooks_header_bytes, &total)))
-		return fail(s, ENTRY_malloc);
-	unsigned char *r = real.malloc(total);
-	if (unlikely(!r))
-		return fail(s, ENTRY_malloc);
-	struct chunk *c = (struct chunk *)(r + hooks_header_bytes) - 1;
-	/* Keep c, not r and the pad, across the index call: one register. */
+	struct chunk *c = (struct chunk *)(r + FAST_HEADER_BYTES) - 1;
+	c->size_pad = (uint64_t)size | FAST_PLAIN_BITS;
+	c->site_links = site; /* its top 16 bits, the index's, are 0 in user space */
+#if INDEX_UPDATES_EMPTY
+	(void)s;
+#else
+	/* Keep c, not r nor size, across the index call: one register. */
 	__asm__("" : "+r"(c));
-	c->size_pad = (uint64_t)size | plain_pad_bits;
-	c->site_links = RETURN_ADDRESS();
-	count_fast_malloc(s, size, size, hooks_header_bytes);
 	FAST_ENTER(s);
 	INDEX_HEADER_INSERT(c); /* header only here: no placement test (index.h) */
 	FAST_LEAVE(s);
+#endif
 	return c + 1;
+}
+
+/* The rest of a fast-path free once counted: the index in the fork bracket
+ * (none for empty updates), the lookup cache's mark (none for an index that
+ * never notes a chunk, index.h), and the real free. */
+static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c)
+{
+#if INDEX_UPDATES_EMPTY
+	(void)s;
+#else
+	/* Keep c, not p too, across the index call: one register. */
+	__asm__("" : "+r"(c));
+	FAST_ENTER(s);
+	INDEX_HEADER_REMOVE(c);
+	FAST_LEAVE(s);
+#endif
+#if !INDEX_NEVER_CACHED
+	/* A lookup may have marked c since its pad code was read. */
+	lookup_cache_note_removed_header(c);
+#endif
+	real.free((unsigned char *)(c + 1) - FAST_HEADER_BYTES);
+}
+
+/* malloc's in-budget ran out (every ~30 chunks or 32 KiB, and at every
+ * chunk over 31 KiB): undo the fast path's count, then count as the
+ * general path does, after the real malloc, so that the look, which may
+ * publish the live figures for the peaks (counters.h), never publishes a
+ * chunk whose malloc failed. */
+static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	s->counters.fast_mallocs--;
+	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES); /* malloc tested the carry */
+	if (unlikely(!r))
+		return fail(s, ENTRY_malloc);
+	count_fast_malloc(s, size, size, FAST_HEADER_BYTES);
+	return fast_chunk(s, r, size, site);
+}
+
+/* The real malloc failed after the fast path counted the chunk. */
+static __attribute__((noinline)) void *malloc_failed(size_t size)
+{
+	struct thread_slot *s = thread_self();
+	s->counters.fast_mallocs--;
+	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+	return fail(s, ENTRY_malloc);
+}
+
+/* free's out-budget ran out: the look, then the rest of free. */
+static __attribute__((noinline)) void free_overdraft(struct thread_slot *s, struct chunk *c)
+{
+	counters_check(s);
+	fast_release(s, c);
+}
+
+/* Calls with a flag set in the slot (threads.h): the placement's fast path
+ * or the general path.  Apart, so that malloc and free test the flags word
+ * and keep nothing of it. */
+static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
+{
+	if (thread_flags(s) == HOOKS_META)
+		return malloc_meta(s, size, ret);
+	return malloc_slow(size, ret);
+}
+
+static __attribute__((noinline)) void free_flagged(struct thread_slot *s, void *p)
+{
+	if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
+		return free_meta(s, p);
+	return free_slow(p);
+}
+
+/* The pad code of a header, bytes 6 and 7 of size_pad, read alone: free
+ * compares it with one instruction and adds the whole word to its budget. */
+typedef uint16_t __attribute__((may_alias)) chunk_code_word;
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes 6 and 7 of size_pad");
+
+HOOK_EXPORT void *malloc(size_t size)
+{
+	struct thread_slot *s = thread_self();
+	if (unlikely(thread_flags(s)))
+		return malloc_flagged(s, size, RETURN_ADDRESS());
+	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
+	 * that would not fit the header, but no allocator grants it (user
+	 * space is 2^47 bytes): the real malloc fails first. */
+	if (unlikely(size > SIZE_MAX - FAST_HEADER_BYTES))
+		return fail(s, ENTRY_malloc);
+	/* Counted before the real malloc, so that an index with nothing to
+	 * update keeps only size across that call; undone if it fails. */
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return malloc_overdraft(s, size, RETURN_ADDRESS());
+	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
+	if (unlikely(!r))
+		return malloc_failed(size);
+	return fast_chunk(s, r, size, RETURN_ADDRESS());
 }
 
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s))) {
-		if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
-			return free_meta(s, p);
-		return free_slow(p);
-	}
+	if (unlikely(!p) || unlikely(thread_flags(s)))
+		return free_flagged(s, p);
 	struct chunk *c = chunk_of_user(p);
-	/* From here on c alone: one register across the index call. */
-	__asm__("" : "+r"(c));
-	/* The size is the header word less the plain pad code, which the
-	 * subtraction also tests: any other code (an aligned, boot or foreign
-	 * chunk) leaves bits above the size. */
-	uint64_t size = c->size_pad - plain_pad_bits;
-	if (unlikely(size > CHUNK_SIZE_MAX))
-		return free_slow(c + 1);
-	count_fast_free(s, size);
-	FAST_ENTER(s);
-	INDEX_HEADER_REMOVE(c);
-	FAST_LEAVE(s);
-#if !INDEX_NEVER_CACHED
-	/* A lookup may have marked c since its pad code was read above. */
-	lookup_cache_note_removed(c);
-#endif
-	real.free((unsigned char *)(c + 1) - hooks_header_bytes);
+	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
+	 * or one a lookup cache may hold (chunk.h), has another. */
+	if (unlikely(((const chunk_code_word *)&c->size_pad)[3] != (FAST_PLAIN_BITS >> CHUNK_FIELD_BITS)))
+		return free_slow(p);
+	/* The size is the header word less the code. */
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	if (unlikely((k->budget_out -= (int64_t)(c->size_pad - (FAST_PLAIN_BITS - COUNTER_EVENT_WEIGHT))) < 0))
+		return free_overdraft(s, c);
+	fast_release(s, c);
 }
 
 /* --- the general path ------------------------------------------------------------ */

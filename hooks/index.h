@@ -200,6 +200,22 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_HEADER_BODIES_memtable 1
 #define INDEX_HEADER_BODIES_bitmap 1
 
+/* An index whose insert and remove do nothing at all (noop: it keeps no
+ * state) declares INDEX_UPDATES_EMPTY_<name> (1): the hooks' header fast
+ * path then makes no call into it, and keeps nothing across one. */
+#define INDEX_UPDATES_EMPTY_noop 1
+
+/* An index whose links_bytes is 0 (it keeps nothing of its own in the
+ * chunk) declares INDEX_LINKLESS_<name> (1): the hooks' fast path then
+ * knows the header's size, CHUNK_HEADER_BYTES, when compiled, and needs no
+ * load of it (hooks.c checks at start-up that the ops agree). */
+#define INDEX_LINKLESS_noop 1
+#define INDEX_LINKLESS_memtable 1
+#define INDEX_LINKLESS_bitmap 1
+#define INDEX_LINKLESS_bytemap 1
+#define INDEX_LINKLESS_critnib 1
+#define INDEX_LINKLESS_record 1
+
 /* An index that never notes a chunk for the lookup cache (lookup_cache.h:
  * it answers no lookups) declares INDEX_NEVER_CACHED_<name> (1): its
  * chunks are never marked, so free's fast path skips the mark's test. */
@@ -213,6 +229,8 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
 #define INDEX_NEVER_CACHED INDEX_CAT(INDEX_NEVER_CACHED_, HEAPINDEX_INDEX)
 #define INDEX_HEADER_BODIES INDEX_CAT(INDEX_HEADER_BODIES_, HEAPINDEX_INDEX)
+#define INDEX_UPDATES_EMPTY INDEX_CAT(INDEX_UPDATES_EMPTY_, HEAPINDEX_INDEX)
+#define INDEX_LINKLESS INDEX_CAT(INDEX_LINKLESS_, HEAPINDEX_INDEX)
 #if INDEX_HEADER_BODIES
 void INDEX_FN(insert_header)(struct chunk *);
 void INDEX_FN(remove_header)(struct chunk *);
