@@ -244,19 +244,18 @@ void bitmap_index_remove(struct chunk *c)
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
- * calls these, which read the size without testing the placement (index.h,
- * INDEX_HEADER_BODIES). */
-void bitmap_index_insert_header(struct chunk *c);
-void bitmap_index_remove_header(struct chunk *c);
+ * calls these with the size it has (index.h, INDEX_HEADER_BODIES). */
+void bitmap_index_insert_header(struct chunk *c, size_t size);
+void bitmap_index_remove_header(struct chunk *c, size_t size);
 
-void bitmap_index_insert_header(struct chunk *c)
+void bitmap_index_insert_header(struct chunk *c, size_t size)
 {
-	insert_sized(c, chunk_size_in(c, META_HEADER));
+	insert_sized(c, size);
 }
 
-void bitmap_index_remove_header(struct chunk *c)
+void bitmap_index_remove_header(struct chunk *c, size_t size)
 {
-	remove_sized(c, chunk_size_in(c, META_HEADER));
+	remove_sized(c, size);
 }
 
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a

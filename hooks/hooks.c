@@ -549,7 +549,7 @@ static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot
 	/* Keep c, not r nor size, across the index call: one register. */
 	__asm__("" : "+r"(c));
 	FAST_ENTER(s);
-	INDEX_HEADER_INSERT(c); /* header only here: no placement test (index.h) */
+	INDEX_HEADER_INSERT(c, size); /* header only here: no placement test (index.h) */
 	FAST_LEAVE(s);
 #endif
 	return c + 1;
@@ -558,15 +558,16 @@ static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot
 /* The rest of a fast-path free once counted: the index in the fork bracket
  * (none for empty updates), the lookup cache's mark (none for an index that
  * never notes a chunk, index.h), and the real free. */
-static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c)
+static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c,
+                                                               size_t size)
 {
 #if INDEX_UPDATES_EMPTY
-	(void)s;
+	(void)s, (void)size;
 #else
 	/* Keep c, not p too, across the index call: one register. */
 	__asm__("" : "+r"(c));
 	FAST_ENTER(s);
-	INDEX_HEADER_REMOVE(c);
+	INDEX_HEADER_REMOVE(c, size);
 	FAST_LEAVE(s);
 #endif
 #if !INDEX_NEVER_CACHED
@@ -602,10 +603,10 @@ static __attribute__((noinline)) void *malloc_failed(size_t size)
 }
 
 /* free's out-budget ran out: the look, then the rest of free. */
-static __attribute__((noinline)) void free_overdraft(struct thread_slot *s, struct chunk *c)
+static __attribute__((noinline)) void free_overdraft(struct thread_slot *s, struct chunk *c, size_t size)
 {
 	counters_check(s);
-	fast_release(s, c);
+	fast_release(s, c, size);
 }
 
 /* Calls with a flag set in the slot (threads.h): the placement's fast path
@@ -662,12 +663,14 @@ HOOK_EXPORT void free(void *p)
 	 * or one a lookup cache may hold (chunk.h), has another. */
 	if (unlikely(((const chunk_code_word *)&c->size_pad)[3] != (FAST_PLAIN_BITS >> CHUNK_FIELD_BITS)))
 		return free_slow(p);
-	/* The size is the header word less the code. */
+	/* The header word less the code: from memory, one instruction less
+	 * than the constant's. */
+	size_t size = c->size_pad - plain_pad_bits;
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)(c->size_pad - (FAST_PLAIN_BITS - COUNTER_EVENT_WEIGHT))) < 0))
-		return free_overdraft(s, c);
-	fast_release(s, c);
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return free_overdraft(s, c, size);
+	fast_release(s, c, size);
 }
 
 /* --- the general path ------------------------------------------------------------ */
