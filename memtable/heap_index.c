@@ -109,6 +109,16 @@ CHUNK_INLINE unsigned prev_slot(const struct chunk *c, enum chunk_meta meta)
 	return links_of((struct chunk *)c, meta)[1];
 }
 
+/* Both links of a chunk in one 16-bit store, put together in any
+ * register (a pair of byte stores that gcc merges wants a byte register
+ * with a high half, %bx, which costs insert a callee-saved register). */
+typedef uint16_t __attribute__((may_alias)) links_word;
+
+CHUNK_INLINE void set_links(unsigned char *links, unsigned next, unsigned prev)
+{
+	*(links_word *)links = (uint16_t)(next | prev << 8);
+}
+
 /* --- bin locks ------------------------------------------------------------- */
 
 /* One try to lock a bin by its table byte: the head slot it held, or
@@ -233,7 +243,7 @@ CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, uns
 	unsigned slot = slot_of(chunk_user(c));
 	unsigned char *links = links_of(c, meta);
 	if (head == SLOT_NONE) {
-		links[0] = links[1] = SLOT_NONE;
+		set_links(links, SLOT_NONE, SLOT_NONE);
 		bin_unlock(e, slot);
 		return;
 	}
@@ -241,16 +251,14 @@ CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, uns
 	struct chunk *h = chunk_at(base, head);
 	if (slot < head) {
 		links_of(h, meta)[1] = (unsigned char)slot;
-		links[0] = (unsigned char)head;
-		links[1] = SLOT_NONE;
+		set_links(links, head, SLOT_NONE);
 		bin_unlock(e, slot);
 		return;
 	}
 	unsigned next = next_slot(h, meta);
 	if (next != SLOT_NONE)
 		links_of(chunk_at(base, next), meta)[1] = (unsigned char)slot;
-	links[0] = (unsigned char)next;
-	links[1] = (unsigned char)head;
+	set_links(links, next, head);
 	links_of(h, meta)[0] = (unsigned char)slot;
 	bin_unlock(e, head);
 }
@@ -324,9 +332,11 @@ void memtable_index_insert(struct chunk *c)
 }
 
 /* The head was removed: move the lowest chunk of the rest (first, ...) to
- * the front, so the head is the bin's lowest chunk again; returns its slot.
- * The rest lies in the same bin, a few cache lines. */
-static unsigned lowest_to_front(uintptr_t base, unsigned first, enum chunk_meta meta)
+ * the front, so the head is the bin's lowest chunk again, and unlock the
+ * bin's byte e with it.  The rest lies in the same bin, a few cache lines.
+ * Apart and last, so that remove's common path keeps nothing across a call. */
+static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first,
+                                                      enum chunk_meta meta)
 {
 	unsigned low = first;
 	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
@@ -342,7 +352,7 @@ static unsigned lowest_to_front(uintptr_t base, unsigned first, enum chunk_meta 
 		links_of(chunk_at(base, first), meta)[1] = (unsigned char)low;
 	}
 	links_of(l, meta)[1] = SLOT_NONE;
-	return low;
+	bin_unlock(e, low);
 }
 
 /* Unlink listed chunk c from bin, whose byte e is locked and held head.
@@ -370,10 +380,10 @@ CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, u
 	if (prev != SLOT_NONE) {
 		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
 		links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
+		bin_unlock(e, head);
 	} else {
-		head = lowest_to_front(base, next, meta);
+		lowest_to_front(e, base, next, meta);
 	}
-	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
