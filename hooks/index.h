@@ -201,6 +201,7 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * them and so pays neither the test nor the load and mask of the size. */
 #define INDEX_HEADER_BODIES_memtable 1
 #define INDEX_HEADER_BODIES_bitmap 1
+#define INDEX_HEADER_BODIES_bytemap 1
 
 /* An index whose insert and remove do nothing at all (noop: it keeps no
  * state) declares INDEX_UPDATES_EMPTY_<name> (1): the hooks' header fast
