@@ -60,6 +60,10 @@ int index_wants_serial_hooks;
 /* The size_pad word of a chunk made by the fast path, size bits aside: its
  * pad is hooks_header_bytes.  free's fast path takes only such chunks. */
 static uint64_t plain_pad_bits;
+/* plain_pad_bits less an event's weight (counters.h): free's fast path
+ * subtracts it from the header word, which gives what the event spends of
+ * the budget, size + weight, in one instruction. */
+static uint64_t plain_spend_bits;
 
 /* --- the next allocator ---------------------------------------------------- */
 
@@ -333,6 +337,7 @@ static void initialise(void)
 	if (hooks_config.stats_path)
 		meta_cost_probe(real.malloc, real.free, real.malloc_usable_size);
 	plain_pad_bits = (uint64_t)pad_encode(hooks_header_bytes) << CHUNK_FIELD_BITS;
+	plain_spend_bits = plain_pad_bits - (uint64_t)COUNTER_EVENT_WEIGHT;
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)
 		verify_start(hooks_config.verify_every);
@@ -574,7 +579,7 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
 	/* A lookup may have marked c since its pad code was read. */
 	lookup_cache_note_removed_header(c);
 #endif
-	real.free((unsigned char *)(c + 1) - FAST_HEADER_BYTES);
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
 }
 
 /* malloc's in-budget ran out (every ~30 chunks or 32 KiB, and at every
@@ -603,10 +608,11 @@ static __attribute__((noinline)) void *malloc_failed(size_t size)
 }
 
 /* free's out-budget ran out: the look, then the rest of free. */
-static __attribute__((noinline)) void free_overdraft(struct thread_slot *s, struct chunk *c, size_t size)
+static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot *s)
 {
 	counters_check(s);
-	fast_release(s, c, size);
+	struct chunk *c = chunk_of_user(p);
+	fast_release(s, c, c->size_pad - plain_pad_bits);
 }
 
 /* Calls with a flag set in the slot (threads.h): the placement's fast path
@@ -619,7 +625,7 @@ static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, siz
 	return malloc_slow(size, ret);
 }
 
-static __attribute__((noinline)) void free_flagged(struct thread_slot *s, void *p)
+static __attribute__((noinline)) void free_flagged(void *p, struct thread_slot *s)
 {
 	if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
 		return free_meta(s, p);
@@ -657,19 +663,20 @@ HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
 	if (unlikely(!p) || unlikely(thread_flags(s)))
-		return free_flagged(s, p);
+		return free_flagged(p, s);
 	struct chunk *c = chunk_of_user(p);
 	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
 	 * or one a lookup cache may hold (chunk.h), has another. */
 	if (unlikely(((const chunk_code_word *)&c->size_pad)[3] != (FAST_PLAIN_BITS >> CHUNK_FIELD_BITS)))
 		return free_slow(p);
-	/* The header word less the code: from memory, one instruction less
-	 * than the constant's. */
-	size_t size = c->size_pad - plain_pad_bits;
+	/* The header word less the code and the weight is what the chunk
+	 * spends, its size + the weight: one subtraction from memory. */
+	int64_t spend = (int64_t)(c->size_pad - plain_spend_bits);
+	size_t size = (size_t)(spend - COUNTER_EVENT_WEIGHT);
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return free_overdraft(s, c, size);
+	if (unlikely((k->budget_out -= spend) < 0))
+		return free_overdraft(p, s);
 	fast_release(s, c, size);
 }
 
