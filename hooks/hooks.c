@@ -451,42 +451,50 @@ static inline struct thread_slot *call_slot(void)
  * of a chunk whose pad is just the header: what nearly every call is.
  *
  * malloc: one test of the slot's flags word (not attached, not initialised,
- * an optional feature, a fork under way, the hooks stepped aside: the
- * general path), the real malloc of size + header_bytes (a carry is a
- * failure), the header (two stores: size with the pad code; the return
- * address as site, whose top 16 bits, the index's, are 0 in user space),
- * the thread's own counters (one count that is both the call and the live
+ * an optional feature, a fork under way, the hooks stepped aside: out of
+ * line, malloc_flagged), the size check (size + header must not carry), the
+ * thread's own counters -- one count that is both the call and the live
  * chunk, and the in-budget, spent by size + weight, whose overdraft every
  * ~30 chunks or 32 KiB has the thread look whether its live figures moved
- * enough to publish them for the peaks; the bytes are derived from what
- * the budget spent, counters.h), then the index's insert inside the fork
- * bracket (two plain increments and one test of the slot; compiled out for
- * an index that needs none, index.h).  No lock, no atomic instruction, no
- * store to memory another thread writes.
+ * enough to publish them for the peaks (counters.h) -- counted *before* the
+ * real malloc, so that nothing but size lives across that call, and taken
+ * back if it fails (malloc_failed; an overdraft takes the general order,
+ * malloc_overdraft, so a look never publishes a chunk that failed), then
+ * the real malloc of size + header, the header (two stores: size with the
+ * pad code, a constant for an index without links, index.h; the return
+ * address as site, whose top 16 bits, the index's, are 0 in user space),
+ * and the index's insert, given the size, inside the fork bracket (two
+ * plain increments and one test of the slot).  An index whose updates are
+ * empty (noop) gets no call at all, and needs no bracket.  No lock, no
+ * atomic instruction, no store to memory another thread writes.
  *
- * free: the NULL and flags tests, the header word less the plain pad code
- * (one subtraction gives the size and tests the code: aligned, boot and
- * foreign chunks, and chunks a lookup cache may hold, go to the general
- * path, chunk.h), the counters (count and out-budget), the index's remove
- * in the bracket, one more load and test of the header (a lookup may have
- * marked the chunk since: 3 instructions, lookup_cache.h), and a tail call
- * of the real free.
+ * free: the NULL and flags tests, one 16-bit compare of the pad code with
+ * the plain chunk's (aligned, boot and foreign chunks, and chunks a lookup
+ * cache may hold, go to the general path, chunk.h), the counters (count,
+ * and the out-budget less the header word less plain_spend_bits, which is
+ * size + weight in one subtraction), the index's remove in the bracket, one
+ * more load and test of the header (a lookup may have marked the chunk
+ * since: 3 instructions, lookup_cache.h; none for an index that answers no
+ * lookups), and a tail call of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 200.9 under the noop index: +59.9
- * (was +77; the lookup cache's test of free, which noop needs not, and
- * the placement's fast path, which header never takes, are left out).  malloc is 33 instructions of ours: saving three callee-saved
- * registers (size, slot, chunk) 6, the slot's TLS load 2, the flags test 3,
- * the size check 2, the call of the real malloc and its NULL test 3, the
- * header 7, the counters 4, the call into the index 3 (with its return),
- * keeping size and returning 3.  free is 25: the slot 2, the NULL and flags
- * tests 5, one saved register 2, the header's size and code test 6, the
- * counters 4, the call into the index 3, the real pointer and the tail
- * call 3.  About 2 more per pair are the looks at the counters (one per
- * 32 chunks each way).  With the fork bracket (every index but noop) add
- * 8 per pair; the memtable's insert and remove themselves are 36 + 29.
- * What is left is the price of a header, a site, exact per-thread counts
- * and an index call; the +40 target would need dropping one of them.
+ * glibc alone is 141 instructions, 185.3 under the noop index: +44.3 (was
+ * +59.9).  noop's malloc is 25 instructions of ours: the slot's TLS load 2,
+ * keeping size in a callee-saved register 3, the flags test 3, the size
+ * check 2, the counters 4, the real malloc's argument, call and NULL test
+ * 4, the header 6 (return address, user pointer, code, size, two stores),
+ * the return 1.  noop's free is 17: the slot 2, the NULL and flags tests 5,
+ * the code test 2, the counters 5, the real pointer and the tail call 3.
+ * The looks at the counters (one per ~30 chunks each way) add under 2 per
+ * pair.  An index that is called (memtable 273.5, +88.2 over noop): malloc
+ * 37 (three callee-saved registers, since size, the chunk and the slot
+ * live across calls, 6; the bracket 4; the call with its two arguments 3;
+ * the returned pointer 1), free 33 (two saved registers and the stack's
+ * alignment 6; the bracket 4; the call 2; the cached mark's test 3), and
+ * the memtable's insert and remove themselves 35 + 24 (memtable/heap_index.c).
+ * The +40 target for noop is not met: what is left is a header word and a
+ * site, exact per-thread counts with a budget for the peaks, and the tests
+ * a malloc replacement must make (flags, NULL, carry, foreign pointers).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
