@@ -336,7 +336,9 @@ def site_cost_table(rows, modes):
 # The header `heapindex scale --out` writes (cli/scale.c), one row per index
 # and step; an index without a figure (gcbase: hits only) leaves it empty.
 SCALE_COLUMNS = ["index", "live_chunks", "heap_bytes", "lookup_hit_ns", "lookup_miss_ns", "insert_ns",
-                 "remove_ns", "chase_ns", "hit_ratio_to_chase"]
+                 "remove_ns", "chase_ns", "hit_ratio_to_chase", "lookup_cache_hit_rate"]
+# Files written before the lookup cache's column was added: read alike.
+SCALE_COLUMNS_BEFORE_CACHE = SCALE_COLUMNS[:-1]
 SCALE_METRICS = [("lookup hit", "lookup_hit_ns"), ("lookup miss", "lookup_miss_ns"),
                  ("insert", "insert_ns"), ("remove", "remove_ns")]
 
@@ -347,10 +349,10 @@ def parse_scale(path):
     {'error': ...}, from the CSV of `heapindex scale --out` (SCALE_COLUMNS).
     Repeated rows (several runs appended) give the min..max."""
     columns, rows = read_csv_rows(path)
-    if [c.strip() for c in columns] != SCALE_COLUMNS:
+    if [c.strip() for c in columns] not in (SCALE_COLUMNS, SCALE_COLUMNS_BEFORE_CACHE):
         return {"error": f"scale.csv columns {columns}: expected those of `heapindex scale --out`: "
                          + ",".join(SCALE_COLUMNS)}
-    metrics, floor = {}, {}
+    metrics, floor, cache = {}, {}, {}
     for r in rows:
         x = to_number(r["live_chunks"])
         if not isinstance(x, (int, float)):
@@ -362,6 +364,9 @@ def parse_scale(path):
             y = to_number(r[column])
             if isinstance(y, (int, float)):
                 metrics.setdefault(metric, {}).setdefault(r["index"], {}).setdefault(x, []).append(y)
+        rate = to_number(r.get("lookup_cache_hit_rate"))
+        if isinstance(rate, (int, float)):
+            cache.setdefault(r["index"], {}).setdefault(x, []).append(rate)
     if "lookup hit" not in metrics:
         return {"error": "scale.csv has no lookup_hit_ns figure"}
     out = {"x": "live_chunks", "metrics": {}, "floor": sorted((x, min(v)) for x, v in floor.items())}
@@ -370,6 +375,9 @@ def parse_scale(path):
             name: sorted((x, statistics.median(v), min(v), max(v)) for x, v in pts.items())
             for name, pts in by_index.items()}
     out["series"] = out["metrics"]["lookup hit"]
+    # Only when the cache was on (HEAPINDEX_LOOKUP_CACHE): {index: [(x, median rate)]}.
+    out["cache_hit_rate"] = {name: sorted((x, statistics.median(v)) for x, v in pts.items())
+                             for name, pts in cache.items()}
     return out
 
 
@@ -979,6 +987,12 @@ def scale_tables(scale: dict) -> list:
         if metric == "lookup hit" and floor:
             trows.append(["pointer-chase floor"] + [fmt(floor.get(x), 1) for x in xs])
         md += [f"**{metric}: ns per operation** (columns: live chunks)", "", md_table(xhead, trows), ""]
+    cache = scale.get("cache_hit_rate")
+    if cache:
+        crows = [[label(name)] + [fmt(100 * dict(pts)[x], 1) if x in dict(pts) else "n/a" for x in xs]
+                 for name, pts in sorted(cache.items(), key=lambda kv: index_sort_key(kv[0]))]
+        md += ["**lookup cache: % of hit lookups answered by the cache** (HEAPINDEX_LOOKUP_CACHE on; "
+               "the ns above include it)", "", md_table(xhead, crows), ""]
     if not floor:
         return md + ["(scale.csv has no pointer-chase floor: ratios not computed)", ""]
     rrows = []

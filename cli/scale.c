@@ -474,6 +474,7 @@ static void print_step(FILE *csv, const struct heap *h, const struct subject *ch
 			csv_figure(csv, 3, r->remove_ns);
 			csv_figure(csv, 3, chase_ns);
 			csv_figure(csv, 4, r->hit_ns / chase_ns);
+			csv_figure(csv, 4, r->cache_hit_rate); /* empty: the cache is off */
 			fputc('\n', csv);
 		}
 	}
@@ -629,7 +630,7 @@ int cmd_scale(int argc, char **argv)
 		if (!csv)
 			cli_usage_error("scale: cannot write %s: %s", o.out, strerror(errno));
 		fprintf(csv, "index,live_chunks,heap_bytes,lookup_hit_ns,lookup_miss_ns,insert_ns,"
-		             "remove_ns,chase_ns,hit_ratio_to_chase\n");
+		             "remove_ns,chase_ns,hit_ratio_to_chase,lookup_cache_hit_rate\n");
 	}
 	struct inproc d[MAX_SUBJECTS];
 	size_t links = 0;

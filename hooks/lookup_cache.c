@@ -13,12 +13,17 @@ void lookup_cache_setup(unsigned entries)
 
 /* Mapped, not malloc'd (the hooks must not call malloc); kept with the slot
  * when its thread ends, for the next thread given the slot: the entries are
- * about chunks, not threads, and the epochs say which still hold. */
+ * about chunks, not threads, and the epochs say which still hold.  Refused
+ * once (no memory, a mapping limit), the thread's lookups go without a
+ * cache from then on: asking again would cost every lookup a system call. */
 struct lookup_cache_entry *lookup_cache_map(struct thread_slot *s)
 {
+	if (s->lookup_cache_refused)
+		return NULL;
 	unsigned n = __atomic_load_n(&lookup_cache_entries, __ATOMIC_RELAXED);
 	struct lookup_cache_entry *cache = index_map_pages(n * sizeof *cache);
 	s->lookup_cache = cache;
+	s->lookup_cache_refused = cache == NULL;
 	return cache;
 }
 

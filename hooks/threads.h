@@ -62,6 +62,7 @@ struct thread_slot {
 	/* The lookup cache (lookup_cache.h): its entries, mapped at the
 	 * thread's first cached lookup; the state of the lookup filling it. */
 	struct lookup_cache_entry *lookup_cache;
+	unsigned lookup_cache_refused; /* its memory was refused once: not asked again */
 	unsigned lookup_filling;
 	uintptr_t lookup_fill_base;  /* the chunk the running fill noted */
 	uint64_t lookup_fill_epoch;  /* and its bucket's epoch then */

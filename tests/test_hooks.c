@@ -242,6 +242,22 @@ ParameterizedTest(struct index_name *param, hooks, lookup_cache_forgets_chunks_f
 	program_result_free(&r), program_result_free(&v), program_result_free(&s);
 }
 
+/* A thread whose lookup cache cannot be mapped looks up without it, and
+ * does not ask for the mapping again on every lookup.  Before the fix the
+ * program saw 1,000 refused mappings under every index. */
+ParameterizedTestParameters(hooks, lookup_cache_refused_memory_is_asked_for_once) { return index_params(0); }
+ParameterizedTest(struct index_name *param, hooks, lookup_cache_refused_memory_is_asked_for_once)
+{
+	const char *index = param->name;
+	if (!(index_caps(index) & INDEX_ANSWERS_LOOKUPS))
+		cr_skip_test("%s answers no lookups", index);
+	char *argv[] = { (char *)test_program("cache_map_refused"), NULL };
+	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=16", NULL };
+	struct program_result r = run_program(argv, hook_library(index), env);
+	cr_assert_eq(r.status, 0, "%s: exit %d: %s", index, r.status, r.err);
+	program_result_free(&r);
+}
+
 /* A bad setting stops the program before it runs, with one line naming the
  * variable, the value and the valid range. */
 Test(hooks, reject_bad_settings_before_the_program_runs)
