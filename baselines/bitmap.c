@@ -117,8 +117,10 @@ static inline uint64_t *span_bitmap(uintptr_t span)
 	return i < SLOTS ? __atomic_load_n(&slot_bits[i], __ATOMIC_RELAXED) : NULL;
 }
 
-/* The region of a span, made under region_lock; SLOTS if it cannot be. */
-static size_t make_region(uintptr_t span)
+/* The region of a span, made under region_lock; SLOTS if it cannot be.
+ * Out of line: once per span, and inlined it made every insert save five
+ * registers. */
+static __attribute__((noinline)) size_t make_region(uintptr_t span)
 {
 	spin_lock(&region_lock);
 	size_t i = slot_hash(span);
@@ -146,13 +148,6 @@ static size_t make_region(uintptr_t span)
 out:
 	spin_unlock(&region_lock);
 	return i;
-}
-
-/* As span_slot, making the region if need be; SLOTS if it cannot. */
-static size_t span_slot_or_create(uintptr_t span)
-{
-	size_t i = span_slot(span);
-	return i < SLOTS ? i : make_region(span);
 }
 
 static inline void note_dirty_page(size_t slot, size_t word)
@@ -196,20 +191,10 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 	return 0;
 }
 
-/* size: c's, read once by the caller (one atomic load, chunk.h). */
-static inline void insert_sized(struct chunk *c, size_t size)
+/* Small chunk c joins the bitmap of region slot. */
+static inline void insert_in_region(struct chunk *c, size_t size, size_t slot)
 {
 	uintptr_t user = chunk_user(c);
-	size_t slot = SLOTS;
-	if (size <= BIG_THRESHOLD) {
-		slot = span_slot_or_create(user >> REGION_SHIFT);
-		if (slot == SLOTS)
-			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
-	}
-	if (slot == SLOTS) {
-		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
-		return;
-	}
 	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
 	while (size > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, size, 1,
 	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
@@ -220,6 +205,33 @@ static inline void insert_sized(struct chunk *c, size_t size)
 	/* Release: a lookup that sees the bit sees the header written before. */
 	LOCK_ANNOTATE_HAPPENS_BEFORE(c);
 	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);
+}
+
+/* The first small chunk of a span (once per span), or a span without a
+ * region to be had: apart, so that insert's common path keeps nothing in
+ * callee-saved registers. */
+static __attribute__((noinline)) void insert_new_span(struct chunk *c, size_t size)
+{
+	size_t slot = make_region(chunk_user(c) >> REGION_SHIFT);
+	if (slot == SLOTS) {
+		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
+		return;
+	}
+	insert_in_region(c, size, slot);
+}
+
+/* size: c's, read once by the caller (one atomic load, chunk.h). */
+static inline void insert_sized(struct chunk *c, size_t size)
+{
+	if (size > BIG_THRESHOLD) {
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
+		return;
+	}
+	size_t slot = span_slot(chunk_user(c) >> REGION_SHIFT);
+	if (__builtin_expect(slot == SLOTS, 0))
+		return insert_new_span(c, size);
+	insert_in_region(c, size, slot);
 }
 
 static inline void remove_sized(struct chunk *c, size_t size)
@@ -244,19 +256,18 @@ void bitmap_index_remove(struct chunk *c)
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
- * calls these, which read the size without testing the placement (index.h,
- * INDEX_HEADER_BODIES). */
-void bitmap_index_insert_header(struct chunk *c);
-void bitmap_index_remove_header(struct chunk *c);
+ * calls these with the size it has (index.h, INDEX_HEADER_BODIES). */
+void bitmap_index_insert_header(struct chunk *c, size_t size);
+void bitmap_index_remove_header(struct chunk *c, size_t size);
 
-void bitmap_index_insert_header(struct chunk *c)
+void bitmap_index_insert_header(struct chunk *c, size_t size)
 {
-	insert_sized(c, chunk_size_in(c, META_HEADER));
+	insert_sized(c, size);
 }
 
-void bitmap_index_remove_header(struct chunk *c)
+void bitmap_index_remove_header(struct chunk *c, size_t size)
 {
-	remove_sized(c, chunk_size_in(c, META_HEADER));
+	remove_sized(c, size);
 }
 
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a

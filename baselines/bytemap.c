@@ -165,9 +165,8 @@ int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t err
 	return 0;
 }
 
-void bytemap_index_insert(struct chunk *c)
+static inline void insert_sized(struct chunk *c, size_t size)
 {
-	size_t size = chunk_size(c);
 	if (size == 0)
 		return; /* contains nothing, and remove writes nothing either */
 	unsigned char *b = NULL;
@@ -191,9 +190,8 @@ void bytemap_index_insert(struct chunk *c)
 	__atomic_fetch_add(&counters.small_inserts, 1, __ATOMIC_RELAXED);
 }
 
-void bytemap_index_remove(struct chunk *c)
+static inline void remove_sized(struct chunk *c, size_t size)
 {
-	size_t size = chunk_size(c);
 	if (size == 0)
 		return;
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
@@ -208,6 +206,31 @@ void bytemap_index_remove(struct chunk *c)
 	}
 	if (!in)
 		big_chunks_remove(&big, c);
+}
+
+void bytemap_index_insert(struct chunk *c)
+{
+	insert_sized(c, chunk_size(c));
+}
+
+void bytemap_index_remove(struct chunk *c)
+{
+	remove_sized(c, chunk_size(c));
+}
+
+/* The hooks' header fast path runs under the header placement alone, so it
+ * calls these with the size it has (index.h, INDEX_HEADER_BODIES). */
+void bytemap_index_insert_header(struct chunk *c, size_t size);
+void bytemap_index_remove_header(struct chunk *c, size_t size);
+
+void bytemap_index_insert_header(struct chunk *c, size_t size)
+{
+	insert_sized(c, size);
+}
+
+void bytemap_index_remove_header(struct chunk *c, size_t size)
+{
+	remove_sized(c, size);
 }
 
 /* Granule of the nearest start at or below g, whose byte is covered: every

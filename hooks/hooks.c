@@ -60,6 +60,10 @@ int index_wants_serial_hooks;
 /* The size_pad word of a chunk made by the fast path, size bits aside: its
  * pad is hooks_header_bytes.  free's fast path takes only such chunks. */
 static uint64_t plain_pad_bits;
+/* plain_pad_bits less an event's weight (counters.h): free's fast path
+ * subtracts it from the header word, which gives what the event spends of
+ * the budget, size + weight, in one instruction. */
+static uint64_t plain_spend_bits;
 
 /* --- the next allocator ---------------------------------------------------- */
 
@@ -320,6 +324,11 @@ static void initialise(void)
 		fatal(err);
 	sites_init(&hooks_config);
 	hooks_header_bytes = CHUNK_HEADER_BYTES + INDEX_OPS.links_bytes;
+#if INDEX_LINKLESS
+	if (INDEX_OPS.links_bytes)
+		fatal("heapindex: this index keeps links in the chunk but index.h declares it "
+		      "INDEX_LINKLESS: rebuild without that declaration");
+#endif
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
 	hooks_meta_after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
 	hooks_meta_bytes = hooks_meta_before + hooks_meta_after;
@@ -328,6 +337,7 @@ static void initialise(void)
 	if (hooks_config.stats_path)
 		meta_cost_probe(real.malloc, real.free, real.malloc_usable_size);
 	plain_pad_bits = (uint64_t)pad_encode(hooks_header_bytes) << CHUNK_FIELD_BITS;
+	plain_spend_bits = plain_pad_bits - (uint64_t)COUNTER_EVENT_WEIGHT;
 	hooks_start_seconds = monotonic_seconds();
 	if (hooks_config.verify_every)
 		verify_start(hooks_config.verify_every);
@@ -441,42 +451,50 @@ static inline struct thread_slot *call_slot(void)
  * of a chunk whose pad is just the header: what nearly every call is.
  *
  * malloc: one test of the slot's flags word (not attached, not initialised,
- * an optional feature, a fork under way, the hooks stepped aside: the
- * general path), the real malloc of size + header_bytes (a carry is a
- * failure), the header (two stores: size with the pad code; the return
- * address as site, whose top 16 bits, the index's, are 0 in user space),
- * the thread's own counters (one count that is both the call and the live
+ * an optional feature, a fork under way, the hooks stepped aside: out of
+ * line, malloc_flagged), the size check (size + header must not carry), the
+ * thread's own counters -- one count that is both the call and the live
  * chunk, and the in-budget, spent by size + weight, whose overdraft every
  * ~30 chunks or 32 KiB has the thread look whether its live figures moved
- * enough to publish them for the peaks; the bytes are derived from what
- * the budget spent, counters.h), then the index's insert inside the fork
- * bracket (two plain increments and one test of the slot; compiled out for
- * an index that needs none, index.h).  No lock, no atomic instruction, no
- * store to memory another thread writes.
+ * enough to publish them for the peaks (counters.h) -- counted *before* the
+ * real malloc, so that nothing but size lives across that call, and taken
+ * back if it fails (malloc_failed; an overdraft takes the general order,
+ * malloc_overdraft, so a look never publishes a chunk that failed), then
+ * the real malloc of size + header, the header (two stores: size with the
+ * pad code, a constant for an index without links, index.h; the return
+ * address as site, whose top 16 bits, the index's, are 0 in user space),
+ * and the index's insert, given the size, inside the fork bracket (two
+ * plain increments and one test of the slot).  An index whose updates are
+ * empty (noop) gets no call at all, and needs no bracket.  No lock, no
+ * atomic instruction, no store to memory another thread writes.
  *
- * free: the NULL and flags tests, the header word less the plain pad code
- * (one subtraction gives the size and tests the code: aligned, boot and
- * foreign chunks, and chunks a lookup cache may hold, go to the general
- * path, chunk.h), the counters (count and out-budget), the index's remove
- * in the bracket, one more load and test of the header (a lookup may have
- * marked the chunk since: 3 instructions, lookup_cache.h), and a tail call
- * of the real free.
+ * free: the NULL and flags tests, one 16-bit compare of the pad code with
+ * the plain chunk's (aligned, boot and foreign chunks, and chunks a lookup
+ * cache may hold, go to the general path, chunk.h), the counters (count,
+ * and the out-budget less the header word less plain_spend_bits, which is
+ * size + weight in one subtraction), the index's remove in the bracket, one
+ * more load and test of the header (a lookup may have marked the chunk
+ * since: 3 instructions, lookup_cache.h; none for an index that answers no
+ * lookups), and a tail call of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 200.9 under the noop index: +59.9
- * (was +77; the lookup cache's test of free, which noop needs not, and
- * the placement's fast path, which header never takes, are left out).  malloc is 33 instructions of ours: saving three callee-saved
- * registers (size, slot, chunk) 6, the slot's TLS load 2, the flags test 3,
- * the size check 2, the call of the real malloc and its NULL test 3, the
- * header 7, the counters 4, the call into the index 3 (with its return),
- * keeping size and returning 3.  free is 25: the slot 2, the NULL and flags
- * tests 5, one saved register 2, the header's size and code test 6, the
- * counters 4, the call into the index 3, the real pointer and the tail
- * call 3.  About 2 more per pair are the looks at the counters (one per
- * 32 chunks each way).  With the fork bracket (every index but noop) add
- * 8 per pair; the memtable's insert and remove themselves are 36 + 29.
- * What is left is the price of a header, a site, exact per-thread counts
- * and an index call; the +40 target would need dropping one of them.
+ * glibc alone is 141 instructions, 184.3 under the noop index: +43.3 (was
+ * +59.9).  noop's malloc is 25 instructions of ours: the slot's TLS load 2,
+ * keeping size in a callee-saved register 3, the flags test 3, the size
+ * check 2, the counters 4, the real malloc's argument, call and NULL test
+ * 4, the header 6 (return address, user pointer, code, size, two stores),
+ * the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
+ * the code test 2, the counters 5, the real pointer and the tail call 2.
+ * The looks at the counters (one per ~30 chunks each way) add under 2 per
+ * pair.  An index that is called (memtable 273.5, +89.2 over noop): malloc
+ * 37 (three callee-saved registers, since size, the chunk and the slot
+ * live across calls, 6; the bracket 4; the call with its two arguments 3;
+ * the returned pointer 1), free 33 (two saved registers and the stack's
+ * alignment 6; the bracket 4; the call 2; the cached mark's test 3), and
+ * the memtable's insert and remove themselves 35 + 24 (memtable/heap_index.c).
+ * The +40 target for noop is not met: what is left is a header word and a
+ * site, exact per-thread counts with a budget for the peaks, and the tests
+ * a malloc replacement must make (flags, NULL, carry, foreign pointers).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
@@ -518,61 +536,161 @@ static int is_boot(const void *p);
 #define FAST_LEAVE(s) thread_leave(s)
 #endif
 
+/* The header's size, and the size_pad bits of a plain chunk, on the fast
+ * path: constants for an index that keeps no links in the chunk (index.h),
+ * whose ops initialise() checks. */
+#if INDEX_LINKLESS
+#define FAST_HEADER_BYTES CHUNK_HEADER_BYTES
+#define FAST_PLAIN_BITS ((uint64_t)pad_encode(CHUNK_HEADER_BYTES) << CHUNK_FIELD_BITS)
+#else
+#define FAST_HEADER_BYTES hooks_header_bytes
+#define FAST_PLAIN_BITS plain_pad_bits
+#endif
+
+/* The rest of a fast-path malloc once the real malloc gave r: the header,
+ * then the index in the fork bracket (no call at all for an index whose
+ * updates are empty, index.h). */
+static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot *s, unsigned char *r,
+                                                             size_t size, uintptr_t site)
+{
+	struct chunk *c = (struct chunk *)(r + FAST_HEADER_BYTES) - 1;
+	c->size_pad = (uint64_t)size | FAST_PLAIN_BITS;
+	c->site_links = site; /* its top 16 bits, the index's, are 0 in user space */
+#if INDEX_UPDATES_EMPTY
+	(void)s;
+#else
+	/* Keep c, not r nor size, across the index call: one register. */
+	__asm__("" : "+r"(c));
+	FAST_ENTER(s);
+	INDEX_HEADER_INSERT(c, size); /* header only here: no placement test (index.h) */
+	FAST_LEAVE(s);
+#endif
+	return c + 1;
+}
+
+/* The rest of a fast-path free once counted: the index in the fork bracket
+ * (none for empty updates), the lookup cache's mark (none for an index that
+ * never notes a chunk, index.h), and the real free. */
+static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c,
+                                                               size_t size)
+{
+#if INDEX_UPDATES_EMPTY
+	(void)s, (void)size;
+#else
+	/* Keep c, not p too, across the index call: one register. */
+	__asm__("" : "+r"(c));
+	FAST_ENTER(s);
+	INDEX_HEADER_REMOVE(c, size);
+	FAST_LEAVE(s);
+#endif
+#if !INDEX_NEVER_CACHED
+	/* A lookup may have marked c since its pad code was read. */
+	lookup_cache_note_removed_header(c);
+#endif
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+}
+
+/* malloc's in-budget ran out (every ~30 chunks or 32 KiB, and at every
+ * chunk over 31 KiB): undo the fast path's count, then count as the
+ * general path does, after the real malloc, so that the look, which may
+ * publish the live figures for the peaks (counters.h), never publishes a
+ * chunk whose malloc failed. */
+static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	s->counters.fast_mallocs--;
+	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES); /* malloc tested the carry */
+	if (unlikely(!r))
+		return fail(s, ENTRY_malloc);
+	count_fast_malloc(s, size, size, FAST_HEADER_BYTES);
+	return fast_chunk(s, r, size, site);
+}
+
+/* The real malloc failed after the fast path counted the chunk. */
+static __attribute__((noinline)) void *malloc_failed(size_t size)
+{
+	struct thread_slot *s = thread_self();
+	s->counters.fast_mallocs--;
+	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+	return fail(s, ENTRY_malloc);
+}
+
+/* free's out-budget ran out: the look, then the rest of free. */
+static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot *s)
+{
+	counters_check(s);
+	struct chunk *c = chunk_of_user(p);
+	fast_release(s, c, c->size_pad - plain_pad_bits);
+}
+
+/* Calls with a flag set in the slot (threads.h): the placement's fast path
+ * or the general path.  Apart, so that malloc and free test the flags word
+ * and keep nothing of it. */
+static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
+{
+	if (thread_flags(s) == HOOKS_META)
+		return malloc_meta(s, size, ret);
+	return malloc_slow(size, ret);
+}
+
+static __attribute__((noinline)) void free_flagged(void *p, struct thread_slot *s)
+{
+	if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
+		return free_meta(s, p);
+	return free_slow(p);
+}
+
+/* The pad code of a header, bytes 6 and 7 of size_pad, read alone: free
+ * compares it with one instruction and adds the whole word to its budget. */
+typedef uint16_t __attribute__((may_alias)) chunk_code_word;
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes 6 and 7 of size_pad");
+
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(thread_flags(s))) {
-		if (thread_flags(s) == HOOKS_META)
-			return malloc_meta(s, size, RETURN_ADDRESS());
-		return malloc_slow(size, RETURN_ADDRESS());
-	}
+	if (unlikely(thread_flags(s)))
+		return malloc_flagged(s, size, RETURN_ADDRESS());
 	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
 	 * that would not fit the header, but no allocator grants it (user
 	 * space is 2^47 bytes): the real malloc fails first. */
-	size_t total;
-	if (unlikely(__builtin_add_overflow(size, hooks_header_bytes, &total)))
+	if (unlikely(size > SIZE_MAX - FAST_HEADER_BYTES))
 		return fail(s, ENTRY_malloc);
-	unsigned char *r = real.malloc(total);
+	/* Counted before the real malloc, so that an index with nothing to
+	 * update keeps only size across that call; undone if it fails. */
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return malloc_overdraft(s, size, RETURN_ADDRESS());
+	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
 	if (unlikely(!r))
-		return fail(s, ENTRY_malloc);
-	struct chunk *c = (struct chunk *)(r + hooks_header_bytes) - 1;
-	/* Keep c, not r and the pad, across the index call: one register. */
-	__asm__("" : "+r"(c));
-	c->size_pad = (uint64_t)size | plain_pad_bits;
-	c->site_links = RETURN_ADDRESS();
-	count_fast_malloc(s, size, size, hooks_header_bytes);
-	FAST_ENTER(s);
-	INDEX_HEADER_INSERT(c); /* header only here: no placement test (index.h) */
-	FAST_LEAVE(s);
-	return c + 1;
+		return malloc_failed(size);
+	return fast_chunk(s, r, size, RETURN_ADDRESS());
 }
 
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s))) {
-		if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
-			return free_meta(s, p);
-		return free_slow(p);
-	}
+	if (unlikely(!p) || unlikely(thread_flags(s)))
+		return free_flagged(p, s);
 	struct chunk *c = chunk_of_user(p);
-	/* From here on c alone: one register across the index call. */
-	__asm__("" : "+r"(c));
-	/* The size is the header word less the plain pad code, which the
-	 * subtraction also tests: any other code (an aligned, boot or foreign
-	 * chunk) leaves bits above the size. */
-	uint64_t size = c->size_pad - plain_pad_bits;
-	if (unlikely(size > CHUNK_SIZE_MAX))
-		return free_slow(c + 1);
-	count_fast_free(s, size);
-	FAST_ENTER(s);
-	INDEX_HEADER_REMOVE(c);
-	FAST_LEAVE(s);
-#if !INDEX_NEVER_CACHED
-	/* A lookup may have marked c since its pad code was read above. */
-	lookup_cache_note_removed(c);
+	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
+	 * or one a lookup cache may hold (chunk.h), has another. */
+	if (unlikely(((const chunk_code_word *)&c->size_pad)[3] != (FAST_PLAIN_BITS >> CHUNK_FIELD_BITS)))
+		return free_slow(p);
+	/* The header word less the code and the weight is what the chunk
+	 * spends, its size + the weight: one subtraction from memory. */
+	int64_t spend = (int64_t)(c->size_pad - plain_spend_bits);
+	size_t size = (size_t)(spend - COUNTER_EVENT_WEIGHT);
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	if (unlikely((k->budget_out -= spend) < 0))
+		return free_overdraft(p, s);
+#if INDEX_UPDATES_EMPTY
+	/* p, not c, to the end: gcc would compute c early and move it. */
+	__asm__("" : "+r"(p));
+	c = chunk_of_user(p);
 #endif
-	real.free((unsigned char *)(c + 1) - hooks_header_bytes);
+	fast_release(s, c, size);
 }
 
 /* --- the general path ------------------------------------------------------------ */

@@ -209,12 +209,31 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_UNBRACKETED_noop 1
 
 /* An index whose insert and remove test the placement (chunk.h) on every
- * call may also export <name>_index_insert_header and _remove_header,
- * bodies for the header placement alone, and declare
+ * call may also export <name>_index_insert_header(c, size) and
+ * _remove_header(c, size), bodies for the header placement alone that are
+ * given c's size (the requested size, as chunk_size(c) says), and declare
  * INDEX_HEADER_BODIES_<name> here (1): the hooks' header fast path, which
- * runs only under that placement, calls them and so pays no test. */
+ * runs only under that placement and has the size in a register, calls
+ * them and so pays neither the test nor the load and mask of the size. */
 #define INDEX_HEADER_BODIES_memtable 1
 #define INDEX_HEADER_BODIES_bitmap 1
+#define INDEX_HEADER_BODIES_bytemap 1
+
+/* An index whose insert and remove do nothing at all (noop: it keeps no
+ * state) declares INDEX_UPDATES_EMPTY_<name> (1): the hooks' header fast
+ * path then makes no call into it, and keeps nothing across one. */
+#define INDEX_UPDATES_EMPTY_noop 1
+
+/* An index whose links_bytes is 0 (it keeps nothing of its own in the
+ * chunk) declares INDEX_LINKLESS_<name> (1): the hooks' fast path then
+ * knows the header's size, CHUNK_HEADER_BYTES, when compiled, and needs no
+ * load of it (hooks.c checks at start-up that the ops agree). */
+#define INDEX_LINKLESS_noop 1
+#define INDEX_LINKLESS_memtable 1
+#define INDEX_LINKLESS_bitmap 1
+#define INDEX_LINKLESS_bytemap 1
+#define INDEX_LINKLESS_critnib 1
+#define INDEX_LINKLESS_record 1
 
 /* An index that never notes a chunk for the lookup cache (lookup_cache.h:
  * it answers no lookups) declares INDEX_NEVER_CACHED_<name> (1): its
@@ -229,14 +248,16 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
 #define INDEX_NEVER_CACHED INDEX_CAT(INDEX_NEVER_CACHED_, HEAPINDEX_INDEX)
 #define INDEX_HEADER_BODIES INDEX_CAT(INDEX_HEADER_BODIES_, HEAPINDEX_INDEX)
+#define INDEX_UPDATES_EMPTY INDEX_CAT(INDEX_UPDATES_EMPTY_, HEAPINDEX_INDEX)
+#define INDEX_LINKLESS INDEX_CAT(INDEX_LINKLESS_, HEAPINDEX_INDEX)
 #if INDEX_HEADER_BODIES
-void INDEX_FN(insert_header)(struct chunk *);
-void INDEX_FN(remove_header)(struct chunk *);
-#define INDEX_HEADER_INSERT INDEX_FN(insert_header)
-#define INDEX_HEADER_REMOVE INDEX_FN(remove_header)
+void INDEX_FN(insert_header)(struct chunk *, size_t);
+void INDEX_FN(remove_header)(struct chunk *, size_t);
+#define INDEX_HEADER_INSERT(c, size) INDEX_FN(insert_header)(c, size)
+#define INDEX_HEADER_REMOVE(c, size) INDEX_FN(remove_header)(c, size)
 #else
-#define INDEX_HEADER_INSERT INDEX_FN(insert)
-#define INDEX_HEADER_REMOVE INDEX_FN(remove)
+#define INDEX_HEADER_INSERT(c, size) ((void)(size), INDEX_FN(insert)(c))
+#define INDEX_HEADER_REMOVE(c, size) ((void)(size), INDEX_FN(remove)(c))
 #endif
 /* 1 if this index declared INDEX_UNBRACKETED_<name>, else 0 (in #if). */
 #define INDEX_UNBRACKETED INDEX_CAT(INDEX_UNBRACKETED_, HEAPINDEX_INDEX)

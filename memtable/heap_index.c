@@ -140,6 +140,16 @@ CHUNK_INLINE unsigned prev_slot(const struct chunk *c, enum chunk_meta meta)
 	return links_of((struct chunk *)c, meta)[1];
 }
 
+/* Both links of a chunk in one 16-bit store, put together in any
+ * register (a pair of byte stores that gcc merges wants a byte register
+ * with a high half, %bx, which costs insert a callee-saved register). */
+typedef uint16_t __attribute__((may_alias)) links_word;
+
+CHUNK_INLINE void set_links(unsigned char *links, unsigned next, unsigned prev)
+{
+	*(links_word *)links = (uint16_t)(next | prev << 8);
+}
+
 /* --- bin locks ------------------------------------------------------------- */
 
 /* One try to lock a bin by its table byte: the head slot it held, or
@@ -251,29 +261,35 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 	return 0;
 }
 
-/* Link small chunk c, whose user pointer lies in bin and whose links are
- * still 0 (chunk_init), into the bin's list; e is the bin's byte, locked,
- * which held head.  The head stays the lowest chunk of the bin (see the
- * invariants): c goes in front if it is lower, else just after the head.
- * Either way only c, the head and at most the head's successor are written. */
+/* Link small chunk c, whose user pointer lies in bin, into the bin's list;
+ * e is the bin's byte, locked, which held head.  The head stays the lowest
+ * chunk of the bin (see the invariants): c goes in front if it is lower,
+ * else just after the head.  Either way only c, the head and at most the
+ * head's successor are written.  Most bins hold one chunk at most, so an
+ * empty bin is tested first, and costs the store of c's links (both bytes
+ * at once: a chunk re-inserted after a failed realloc has old ones). */
 CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
                               enum chunk_meta meta)
 {
 	unsigned slot = slot_of(chunk_user(c));
-	uintptr_t base = memtable_bin_base(&table, bin);
-	if (head == SLOT_NONE || slot < head) {
-		if (head != SLOT_NONE)
-			links_of(chunk_at(base, head), meta)[1] = (unsigned char)slot;
-		links_of(c, meta)[0] = (unsigned char)head;
+	unsigned char *links = links_of(c, meta);
+	if (head == SLOT_NONE) {
+		set_links(links, SLOT_NONE, SLOT_NONE);
 		bin_unlock(e, slot);
 		return;
 	}
+	uintptr_t base = memtable_bin_base(&table, bin);
 	struct chunk *h = chunk_at(base, head);
+	if (slot < head) {
+		links_of(h, meta)[1] = (unsigned char)slot;
+		set_links(links, head, SLOT_NONE);
+		bin_unlock(e, slot);
+		return;
+	}
 	unsigned next = next_slot(h, meta);
 	if (next != SLOT_NONE)
 		links_of(chunk_at(base, next), meta)[1] = (unsigned char)slot;
-	links_of(c, meta)[0] = (unsigned char)next;
-	links_of(c, meta)[1] = (unsigned char)head;
+	set_links(links, next, head);
 	links_of(h, meta)[0] = (unsigned char)slot;
 	bin_unlock(e, head);
 }
@@ -318,10 +334,10 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 /* The common insert: a covered chunk no bigger than any small one so far
  * (max_small_size <= big_threshold, so this one test also keeps big chunks
  * out), in a bin whose page was written. */
-CHUNK_INLINE void insert_in(struct chunk *c, enum chunk_meta meta)
+CHUNK_INLINE void insert_in(struct chunk *c, size_t size, enum chunk_meta meta)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(chunk_size_in(c, meta) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
+	if (__builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
 	    __builtin_expect(!memtable_covers(&table, user), 0))
 		return insert_slow(c);
 	size_t bin = memtable_bin(&table, user);
@@ -336,20 +352,22 @@ CHUNK_INLINE void insert_in(struct chunk *c, enum chunk_meta meta)
  * no register. */
 static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 {
-	insert_in(c, META_TRAILER);
+	insert_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER);
 }
 
 void memtable_index_insert(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return insert_trailer(c);
-	insert_in(c, META_HEADER);
+	insert_in(c, chunk_size_in(c, META_HEADER), META_HEADER);
 }
 
 /* The head was removed: move the lowest chunk of the rest (first, ...) to
- * the front, so the head is the bin's lowest chunk again; returns its slot.
- * The rest lies in the same bin, a few cache lines. */
-static unsigned lowest_to_front(uintptr_t base, unsigned first, enum chunk_meta meta)
+ * the front, so the head is the bin's lowest chunk again, and unlock the
+ * bin's byte e with it.  The rest lies in the same bin, a few cache lines.
+ * Apart and last, so that remove's common path keeps nothing across a call. */
+static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first,
+                                                      enum chunk_meta meta)
 {
 	unsigned low = first;
 	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
@@ -365,14 +383,25 @@ static unsigned lowest_to_front(uintptr_t base, unsigned first, enum chunk_meta 
 		links_of(chunk_at(base, first), meta)[1] = (unsigned char)low;
 	}
 	links_of(l, meta)[1] = SLOT_NONE;
-	return low;
+	bin_unlock(e, low);
 }
 
-/* Unlink listed chunk c from bin, whose byte e is locked and held head. */
+/* Unlink listed chunk c from bin, whose byte e is locked and held head.
+ * The last chunk of its list (next none), and most often the only one, is
+ * tested first: its leaf-failure mark (next SLOT_OVERFLOW) is then tested
+ * only on the way to a list with more. */
 CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
                                 enum chunk_meta meta)
 {
 	unsigned next = next_slot(c, meta), prev = prev_slot(c, meta);
+	if (next == SLOT_NONE) {
+		if (prev == SLOT_NONE)
+			head = SLOT_NONE; /* c was alone */
+		else
+			links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
+		bin_unlock(e, head);
+		return;
+	}
 	if (__builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
 		bin_unlock(e, head);
 		big_chunks_remove(&big, c);
@@ -381,12 +410,11 @@ CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, u
 	uintptr_t base = memtable_bin_base(&table, bin);
 	if (prev != SLOT_NONE) {
 		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
-		if (next != SLOT_NONE)
-			links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
+		links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
+		bin_unlock(e, head);
 	} else {
-		head = next != SLOT_NONE ? lowest_to_front(base, next, meta) : SLOT_NONE;
+		lowest_to_front(e, base, next, meta);
 	}
-	bin_unlock(e, head);
 }
 
 static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
@@ -400,9 +428,9 @@ static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t b
  * then says so itself (SLOT_OVERFLOW, under the bin's lock); only there
  * does the lock write a page that may not be marked written, which costs
  * a page no lookup reads. */
-CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
+CHUNK_INLINE void remove_in(struct chunk *c, size_t size, enum chunk_meta meta)
 {
-	if (is_big(c, chunk_size_in(c, meta)))
+	if (is_big(c, size))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = memtable_byte_address(&table, bin);
@@ -416,29 +444,30 @@ CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
 
 static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 {
-	remove_in(c, META_TRAILER);
+	remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER);
 }
 
 void memtable_index_remove(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
-	remove_in(c, META_HEADER);
+	remove_in(c, chunk_size_in(c, META_HEADER), META_HEADER);
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
- * calls these and skips the test above (index.h, INDEX_HEADER_BODIES). */
-void memtable_index_insert_header(struct chunk *c);
-void memtable_index_remove_header(struct chunk *c);
+ * calls these with the size it has, and skips the test above and the
+ * header's load (index.h, INDEX_HEADER_BODIES). */
+void memtable_index_insert_header(struct chunk *c, size_t size);
+void memtable_index_remove_header(struct chunk *c, size_t size);
 
-void memtable_index_insert_header(struct chunk *c)
+void memtable_index_insert_header(struct chunk *c, size_t size)
 {
-	insert_in(c, META_HEADER);
+	insert_in(c, size, META_HEADER);
 }
 
-void memtable_index_remove_header(struct chunk *c)
+void memtable_index_remove_header(struct chunk *c, size_t size)
 {
-	remove_in(c, META_HEADER);
+	remove_in(c, size, META_HEADER);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its

@@ -240,6 +240,45 @@ static void check_peak(const char *mode, long long own_chunks, long long own_byt
 	program_result_free(&s);
 }
 
+/* A malloc the real allocator refuses is counted as a failure and nothing
+ * else: the fast path counts the chunk before the real malloc and takes the
+ * count back (hooks.c), so after every chunk is freed none is live, and
+ * the peak never counted the refused ones. */
+ParameterizedTestParameters(threads, refused_mallocs_leave_no_live_count) { return index_params(1); }
+ParameterizedTest(struct index_name *param, threads, refused_mallocs_leave_no_live_count, .timeout = 120)
+{
+	char stats[64], stats_env[128], cmd[4200];
+	snprintf(stats, sizeof stats, "/tmp/heapindex-exhaust-%d.jsonl", (int)getpid());
+	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	unlink(stats);
+	/* 400 MB of address space: the memtable takes its two-level table. */
+	snprintf(cmd, sizeof cmd, "ulimit -v 400000; exec %s 1000", test_program("malloc_exhaust"));
+	char *argv[] = { "sh", "-c", cmd, NULL };
+	const char *env[] = { stats_env, NULL };
+	struct program_result r = run_program(argv, hook_library(param->name), env);
+	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
+	long long chunks = 0, failed = 0;
+	cr_assert_eq(sscanf(r.out, "malloc_exhaust: %lld chunks, %lld failed", &chunks, &failed), 2, "%s", r.out);
+	cr_assert_eq(failed, 1000, "%s", r.out);
+	char *cat[] = { "cat", stats, NULL };
+	struct program_result s = run_program(cat, NULL, NULL);
+	unlink(stats);
+	/* The program's line (sh exec'd it, and wrote none of its own). */
+	const char *own = strstr(s.out, "\"exe\":\"malloc_exhaust\"");
+	cr_assert_not_null(own, "%s: no statistics of malloc_exhaust: %s", param->name, s.out);
+	const char *line = own;
+	while (line > s.out && line[-1] != '\n')
+		line--;
+	cr_expect_eq(stat_of(line, "failed_allocs"), failed, "%s: %s", param->name, line);
+	cr_expect_eq(stat_of(line, "live_chunks"), 0, "%s: %s", param->name, line);
+	cr_expect_eq(stat_of(line, "live_bytes"), 0, "%s: %s", param->name, line);
+	/* One thread: within 64 chunks of the true peak (counters.h). */
+	cr_expect_geq(stat_of(line, "peak_live_chunks"), chunks - 64, "%s: %s", param->name, line);
+	cr_expect_leq(stat_of(line, "peak_live_chunks"), chunks + 64, "%s: %s", param->name, line);
+	program_result_free(&r);
+	program_result_free(&s);
+}
+
 Test(threads, peaks_are_within_the_documented_bound, .timeout = 120)
 {
 	/* 4 threads hold 5000 chunks of 100 bytes each at once. */
