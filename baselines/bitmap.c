@@ -245,30 +245,9 @@ static inline void remove_sized(struct chunk *c, size_t size)
 		big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
 }
 
-void bitmap_index_insert(struct chunk *c)
-{
-	insert_sized(c, chunk_size(c));
-}
-
-void bitmap_index_remove(struct chunk *c)
-{
-	remove_sized(c, chunk_size(c));
-}
-
-/* The hooks' header fast path runs under the header placement alone, so it
- * calls these with the size it has (index.h, INDEX_HEADER_BODIES). */
-void bitmap_index_insert_header(struct chunk *c, size_t size);
-void bitmap_index_remove_header(struct chunk *c, size_t size);
-
-void bitmap_index_insert_header(struct chunk *c, size_t size)
-{
-	insert_sized(c, size);
-}
-
-void bitmap_index_remove_header(struct chunk *c, size_t size)
-{
-	remove_sized(c, size);
-}
+/* insert, remove, and the header bodies the hooks' header fast path calls
+ * with the size it has (index.h, INDEX_HEADER_BODIES). */
+INDEX_DEFINE_SIZED_UPDATES(bitmap)
 
 /* The highest set bit's address in [low, addr] of one span's bitmap, as a
  * user pointer, or 0.  low and addr are in the same span, low <= addr; bits

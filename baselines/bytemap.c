@@ -208,30 +208,9 @@ static inline void remove_sized(struct chunk *c, size_t size)
 		big_chunks_remove(&big, c);
 }
 
-void bytemap_index_insert(struct chunk *c)
-{
-	insert_sized(c, chunk_size(c));
-}
-
-void bytemap_index_remove(struct chunk *c)
-{
-	remove_sized(c, chunk_size(c));
-}
-
-/* The hooks' header fast path runs under the header placement alone, so it
- * calls these with the size it has (index.h, INDEX_HEADER_BODIES). */
-void bytemap_index_insert_header(struct chunk *c, size_t size);
-void bytemap_index_remove_header(struct chunk *c, size_t size);
-
-void bytemap_index_insert_header(struct chunk *c, size_t size)
-{
-	insert_sized(c, size);
-}
-
-void bytemap_index_remove_header(struct chunk *c, size_t size)
-{
-	remove_sized(c, size);
-}
+/* insert, remove, and the header bodies the hooks' header fast path calls
+ * with the size it has (index.h, INDEX_HEADER_BODIES). */
+INDEX_DEFINE_SIZED_UPDATES(bytemap)
 
 /* Granule of the nearest start at or below g, whose byte is covered: every
  * byte from there to g is non-zero, so the page of each was written. */

@@ -219,6 +219,18 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_HEADER_BODIES_bitmap 1
 #define INDEX_HEADER_BODIES_bytemap 1
 
+/* An index whose updates need only the chunk and its size, written as
+ * static insert_sized(c, size) and remove_sized(c, size), gets its four
+ * entry points from this: insert and remove read the size through the
+ * placement's accessor, the header bodies are given it. */
+#define INDEX_DEFINE_SIZED_UPDATES(name)                                            \
+	void name##_index_insert_header(struct chunk *c, size_t size);              \
+	void name##_index_remove_header(struct chunk *c, size_t size);              \
+	void name##_index_insert(struct chunk *c) { insert_sized(c, chunk_size(c)); } \
+	void name##_index_remove(struct chunk *c) { remove_sized(c, chunk_size(c)); } \
+	void name##_index_insert_header(struct chunk *c, size_t size) { insert_sized(c, size); } \
+	void name##_index_remove_header(struct chunk *c, size_t size) { remove_sized(c, size); }
+
 /* An index whose insert and remove do nothing at all (noop: it keeps no
  * state) declares INDEX_UPDATES_EMPTY_<name> (1): the hooks' header fast
  * path then makes no call into it, and keeps nothing across one. */
