@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "inproc.h"
 #include "json.h"
@@ -94,9 +95,42 @@ unsigned long long index_stat(const struct index_ops *ops, const char *name)
 {
 	static char buf[16384];
 	cr_assert_not(index_stats_json(ops, buf, sizeof buf), "%s: statistics overflow", ops->name);
+	return (unsigned long long)json_stat(buf, name);
+}
+
+long long json_stat(const char *json, const char *name)
+{
 	char key[64];
 	snprintf(key, sizeof key, "\"%s\":", name);
-	const char *at = strstr(buf, key);
-	cr_assert_not_null(at, "no %s in %s", name, buf);
-	return strtoull(at + strlen(key), NULL, 10);
+	const char *at = strstr(json, key);
+	cr_assert_not_null(at, "no %s in %s", name, json);
+	return strtoll(at + strlen(key), NULL, 10);
+}
+
+void stats_file_open(struct stats_file *f, const char *tag)
+{
+	snprintf(f->path, sizeof f->path, "/tmp/heapindex-test-%d-%s.jsonl", (int)getpid(), tag);
+	snprintf(f->setting, sizeof f->setting, "HEAPINDEX_STATS=%s", f->path);
+	unlink(f->path); /* the hooks append: no lines of an earlier run */
+}
+
+char *stats_file_read(struct stats_file *f)
+{
+	FILE *in = fopen(f->path, "r");
+	char *text = NULL;
+	size_t len = 0;
+	if (in) {
+		FILE *out = open_memstream(&text, &len);
+		cr_assert_not_null(out);
+		char buf[4096];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+			fwrite(buf, 1, n, out);
+		fclose(out);
+		fclose(in);
+	} else {
+		text = strdup("");
+	}
+	unlink(f->path);
+	return text;
 }

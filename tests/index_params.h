@@ -50,6 +50,21 @@ int index_stats_json(const struct index_ops *ops, char *buf, size_t size);
  * none. */
 unsigned long long index_stat(const struct index_ops *ops, const char *name);
 
+/* The integer after "name": in a JSON text of statistics; the test fails
+ * if there is none. */
+long long json_stat(const char *json, const char *name);
+
+/* A HEAPINDEX_STATS file (hooks/config.h) for the programs a test runs
+ * under the hooks: pass setting in their env; read takes what the hooks
+ * wrote (malloc'd, NUL-terminated, "" if nothing) and removes the file.
+ * tag tells the files of one test process apart. */
+struct stats_file {
+	char path[64];
+	char setting[96]; /* "HEAPINDEX_STATS=<path>" */
+};
+void stats_file_open(struct stats_file *f, const char *tag);
+char *stats_file_read(struct stats_file *f);
+
 /* "<root>/build/tests/progs/<name>" in a static buffer. */
 const char *test_program(const char *name);
 

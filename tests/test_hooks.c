@@ -101,16 +101,15 @@ ParameterizedTestParameters(hooks, leave_gcc_objects_identical) { return index_m
 ParameterizedTest(struct index_meta *param, hooks, leave_gcc_objects_identical, .timeout = 120)
 {
 	const char *index = param->name;
-	char src[4096], plain_obj[64], hooked_obj[64], stats[64], stats_env[128];
+	char src[4096], plain_obj[64], hooked_obj[64];
 	snprintf(src, sizeof src, "%s/tests/progs/alloc_semantics.c", repo_root());
 	snprintf(plain_obj, sizeof plain_obj, "/tmp/heapindex-test-%d-plain.o", (int)getpid());
 	snprintf(hooked_obj, sizeof hooked_obj, "/tmp/heapindex-test-%d-hooked.o", (int)getpid());
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "gcc");
 	char *plain_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", plain_obj, NULL };
 	char *hooked_argv[] = { "gcc", "-O2", "-g", "-c", src, "-o", hooked_obj, NULL };
-	const char *env[] = { stats_env, param->setting, NULL };
+	const char *env[] = { stats.setting, param->setting, NULL };
 	struct program_result a = run_program(plain_argv, NULL, NULL);
 	struct program_result b = run_program(hooked_argv, hook_library(index), env);
 	cr_assert_eq(a.status, 0, "gcc: %s", a.err);
@@ -119,20 +118,19 @@ ParameterizedTest(struct index_meta *param, hooks, leave_gcc_objects_identical, 
 	struct program_result c = run_program(cmp_argv, NULL, NULL);
 	cr_assert_eq(c.status, 0, "object files differ under %s: %s", index, c.out);
 
-	char *cat_argv[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat_argv, NULL, NULL);
-	cr_assert(strstr(s.out, "\"exe\":\"cc1\""), "no statistics from cc1 under %s", index);
+	char *lines = stats_file_read(&stats);
+	cr_assert(strstr(lines, "\"exe\":\"cc1\""), "no statistics from cc1 under %s", index);
 	/* as may be installed as x86_64-linux-gnu-as: match the name's end. */
-	cr_assert(strstr(s.out, "as\",\"index\""), "no statistics from as under %s", index);
+	cr_assert(strstr(lines, "as\",\"index\""), "no statistics from as under %s", index);
 	char want_index[64];
 	snprintf(want_index, sizeof want_index, "\"index\":\"%s\"", index);
-	cr_assert(strstr(s.out, want_index), "statistics name another index: %s", s.out);
+	cr_assert(strstr(lines, want_index), "statistics name another index: %s", lines);
 	char want_meta[64];
 	snprintf(want_meta, sizeof want_meta, "\"meta\":\"%s\"", param->meta);
-	cr_assert(strstr(s.out, want_meta), "statistics name another placement than %s: %s", param->meta, s.out);
-	unlink(plain_obj), unlink(hooked_obj), unlink(stats);
+	cr_assert(strstr(lines, want_meta), "statistics name another placement than %s: %s", param->meta, lines);
+	unlink(plain_obj), unlink(hooked_obj);
 	program_result_free(&a), program_result_free(&b), program_result_free(&c);
-	program_result_free(&s);
+	free(lines);
 }
 
 /* The statistics line of `true` run under the library of index (with the
@@ -141,19 +139,16 @@ ParameterizedTest(struct index_meta *param, hooks, leave_gcc_objects_identical, 
  * here: the trace recorder is not). */
 static void check_common_stats(const char *index, const char *env_extra)
 {
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-common.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "common");
 	/* (Not sh: dash leaves with _exit, and no statistics are written.) */
 	char *argv[] = { "true", NULL };
-	const char *env[] = { stats_env, env_extra, NULL };
+	const char *env[] = { stats.setting, env_extra, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
-	char *cat_argv[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat_argv, NULL, NULL);
-	const char *own = strstr(s.out, "\"index_stats\":{");
-	cr_assert_not_null(own, "%s wrote no index statistics: '%s'", index, s.out);
+	char *lines = stats_file_read(&stats);
+	const char *own = strstr(lines, "\"index_stats\":{");
+	cr_assert_not_null(own, "%s wrote no index statistics: '%s'", index, lines);
 	static const char *const keys[] = { INDEX_COMMON_STATS };
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
 		char key[64];
@@ -167,8 +162,8 @@ static void check_common_stats(const char *index, const char *env_extra)
 		cr_expect_not_null(strstr(own, links), "%s: links_bytes is not %zu: %s", index,
 		                   ops->links_bytes, own);
 	}
-	unlink(stats);
-	program_result_free(&r), program_result_free(&s);
+	program_result_free(&r);
+	free(lines);
 }
 
 ParameterizedTestParameters(hooks, every_index_writes_the_common_statistics) { return index_params(1); }
@@ -191,19 +186,16 @@ Test(hooks, the_trace_recorder_writes_the_common_statistics)
  * settings, nothing was written. */
 Test(hooks, settings_survive_a_rewritten_environment)
 {
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-env.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "env");
 	char *argv[] = { (char *)test_program("clobber_env"), NULL };
-	const char *env[] = { stats_env, NULL };
+	const char *env[] = { stats.setting, NULL };
 	struct program_result r = run_program(argv, hook_library("memtable"), env);
 	cr_assert_eq(r.status, 0, "clobber_env: %s", r.err);
-	char *cat_argv[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat_argv, NULL, NULL);
-	cr_assert(strstr(s.out, "\"exe\":\"clobber_env\""), "no statistics written: '%s'", s.out);
-	unlink(stats);
-	program_result_free(&r), program_result_free(&s);
+	char *lines = stats_file_read(&stats);
+	cr_assert(strstr(lines, "\"exe\":\"clobber_env\""), "no statistics written: '%s'", lines);
+	program_result_free(&r);
+	free(lines);
 }
 
 /* The lookup cache (hooks/lookup_cache.h) under every index: chunks one
@@ -219,27 +211,22 @@ ParameterizedTest(struct index_name *param, hooks, lookup_cache_forgets_chunks_f
                   .timeout = 120)
 {
 	const char *index = param->name;
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-cache.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "cache");
 	char *argv[] = { (char *)test_program("cache_invalidation"), NULL };
-	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=16", stats_env, NULL };
+	const char *env[] = { "HEAPINDEX_LOOKUP_CACHE=16", stats.setting, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", index, r.status, r.err);
 	const char *verify_env[] = { "HEAPINDEX_LOOKUP_CACHE=16", "HEAPINDEX_VERIFY=7", NULL };
 	struct program_result v = run_program(argv, hook_library(index), verify_env);
 	cr_assert_eq(v.status, 0, "%s under HEAPINDEX_VERIFY: exit %d: %s", index, v.status, v.err);
 
-	char *cat_argv[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat_argv, NULL, NULL);
-	const char *hits = strstr(s.out, "\"lookup_cache_hits\":");
-	cr_assert_not_null(hits, "%s: no lookup_cache_hits in the statistics: %s", index, s.out);
-	unsigned long n = strtoul(hits + strlen("\"lookup_cache_hits\":"), NULL, 10);
+	char *lines = stats_file_read(&stats);
+	long long n = json_stat(lines, "lookup_cache_hits");
 	if (!(index_caps(index) & INDEX_ANSWERS_FROM_INDEX))
 		cr_assert_gt(n, 0, "%s: the cache never answered", index);
-	unlink(stats);
-	program_result_free(&r), program_result_free(&v), program_result_free(&s);
+	program_result_free(&r), program_result_free(&v);
+	free(lines);
 }
 
 /* A thread whose lookup cache cannot be mapped looks up without it, and
@@ -389,28 +376,25 @@ ParameterizedTest(struct index_name *param, hooks, refuse_placements_the_index_c
 ParameterizedTestParameters(hooks, statistics_give_the_bytes_each_placement_adds) { return index_meta_params(1); }
 ParameterizedTest(struct index_meta *param, hooks, statistics_give_the_bytes_each_placement_adds)
 {
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-meta.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "meta");
 	char *argv[] = { (char *)test_program("malloc_pairs"), "200000", NULL };
-	const char *env[] = { stats_env, param->setting, NULL };
+	const char *env[] = { stats.setting, param->setting, NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 0, "%s, %s: %s", param->name, param->meta, r.err);
-	char *cat_argv[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat_argv, NULL, NULL);
+	char *lines = stats_file_read(&stats);
 	char want[64];
 	snprintf(want, sizeof want, "\"meta\":\"%s\"", param->meta);
-	cr_assert(strstr(s.out, want), "%s: %s", want, s.out);
-	const char *field = strstr(s.out, "\"meta_bytes_per_chunk\":");
-	cr_assert(field, "no meta_bytes_per_chunk: %s", s.out);
+	cr_assert(strstr(lines, want), "%s: %s", want, lines);
+	const char *field = strstr(lines, "\"meta_bytes_per_chunk\":");
+	cr_assert(field, "no meta_bytes_per_chunk: %s", lines);
 	double added = strtod(field + strlen("\"meta_bytes_per_chunk\":"), NULL);
 	const struct index_ops *ops = index_by_name(param->name);
 	double expect = strcmp(param->meta, "header") == 0 ? 16.0 + (double)ops->links_bytes : 0.0;
 	cr_assert(added > expect - 0.01 && added < expect + 0.01, "%s, %s: %g bytes per chunk, want %g",
 	          param->name, param->meta, added, expect);
-	unlink(stats);
-	program_result_free(&r), program_result_free(&s);
+	program_result_free(&r);
+	free(lines);
 }
 
 /* --- side with records (index.h, INDEX_SIDE_RECORDS) --------------------------------- */
@@ -440,35 +424,22 @@ static struct criterion_test_params side_indexes(void)
 }
 
 /* The signed integer field key of the first JSON line in the file at path. */
-static long long stats_field(const char *path, const char *key)
-{
-	char *cat[] = { "cat", (char *)path, NULL };
-	struct program_result s = run_program(cat, NULL, NULL);
-	char quoted[64];
-	snprintf(quoted, sizeof quoted, "\"%s\":", key);
-	const char *at = strstr(s.out, quoted);
-	cr_assert_not_null(at, "no %s in %s", key, s.out);
-	long long v = strtoll(at + strlen(quoted), NULL, 10);
-	program_result_free(&s);
-	return v;
-}
-
 /* side_counts under the placement meta: its live chunks and bytes at exit. */
 static void side_counts_live(const char *index, const char *meta, long long *chunks, long long *bytes)
 {
-	char stats[64], stats_env[128], meta_env[48];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-%s.jsonl", (int)getpid(), meta);
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
+	char meta_env[48];
+	struct stats_file stats;
+	stats_file_open(&stats, meta);
 	snprintf(meta_env, sizeof meta_env, "HEAPINDEX_META=%s", meta);
-	unlink(stats);
 	char *argv[] = { (char *)test_program("side_counts"), NULL };
-	const char *env[] = { stats_env, meta_env, NULL };
+	const char *env[] = { stats.setting, meta_env, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "side_counts under %s, %s: %s", index, meta, r.err);
-	*chunks = stats_field(stats, "live_chunks");
-	*bytes = stats_field(stats, "live_bytes");
-	unlink(stats);
+	char *lines = stats_file_read(&stats);
+	*chunks = json_stat(lines, "live_chunks");
+	*bytes = json_stat(lines, "live_bytes");
 	program_result_free(&r);
+	free(lines);
 }
 
 /* Under side an index with records hands each chunk's size back at free,
@@ -533,22 +504,19 @@ ParameterizedTest(struct index_name *param, hooks, side_with_records_calls_no_ma
 /* The placement the statistics name for index under env (no HEAPINDEX_META). */
 static void expect_default_meta(const char *index, const char *setting, const char *want)
 {
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-test-%d-default.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	struct stats_file stats;
+	stats_file_open(&stats, "default");
 	char *argv[] = { "/bin/true", NULL };
-	const char *env[] = { stats_env, setting, NULL };
+	const char *env[] = { stats.setting, setting, NULL };
 	struct program_result r = run_program(argv, hook_library(index), env);
 	cr_assert_eq(r.status, 0, "%s: %s", index, r.err);
-	char *cat[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat, NULL, NULL);
+	char *lines = stats_file_read(&stats);
 	char quoted[48];
 	snprintf(quoted, sizeof quoted, "\"meta\":\"%s\"", want);
-	cr_assert(strstr(s.out, quoted), "%s with %s: want %s: %s", index, setting ? setting : "nothing",
-	          quoted, s.out);
-	unlink(stats);
-	program_result_free(&r), program_result_free(&s);
+	cr_assert(strstr(lines, quoted), "%s with %s: want %s: %s", index, setting ? setting : "nothing",
+	          quoted, lines);
+	program_result_free(&r);
+	free(lines);
 }
 
 /* HEAPINDEX_META unset: side for an index with records (hooks/config.h),

@@ -195,39 +195,25 @@ ParameterizedTest(struct index_meta *param, threads, sigprof_lookups_never_deadl
 	program_result_free(&r);
 }
 
-/* The value of "key": in a JSON line of process statistics. */
-static long long stat_of(const char *json, const char *key)
-{
-	char quoted[64];
-	snprintf(quoted, sizeof quoted, "\"%s\":", key);
-	const char *at = strstr(json, quoted);
-	cr_assert_not_null(at, "no %s in %s", key, json);
-	return strtoll(at + strlen(quoted), NULL, 10);
-}
-
 /* hooks/counters.h: with N threads' slots holding unflushed counts, the
  * reported peaks are within N * 64 chunks and N * 64 KiB of the true ones.
  * threads: the program's threads besides main. */
 static void check_peak(const char *mode, long long own_chunks, long long own_bytes, int threads,
                        int own_is_exact)
 {
-	char stats[64], stats_env[128];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-peak-%d.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
-	const char *env[] = { stats_env, NULL };
+	struct stats_file stats;
+	stats_file_open(&stats, "peak");
+	const char *env[] = { stats.setting, NULL };
 	struct program_result r =
 		run_bounded("memtable", "100", (char *)test_program("peak_bound"), (char *)mode, NULL, env);
 	cr_assert_eq(r.status, 0, "peak_bound %s: exit %d: %s", mode, r.status, r.err);
-	char *cat[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat, NULL, NULL);
-	unlink(stats);
+	char *lines = stats_file_read(&stats);
 	/* What else the process has live: the C library's own chunks (stdio,
 	 * a few per thread while it runs). */
-	long long end_chunks = stat_of(s.out, "live_chunks"), end_bytes = stat_of(s.out, "live_bytes");
+	long long end_chunks = json_stat(lines, "live_chunks"), end_bytes = json_stat(lines, "live_bytes");
 	long long slack_chunks = 4 * (threads + 1), slack_bytes = 16 << 10;
 	long long bound_chunks = 64LL * (threads + 1), bound_bytes = (64LL << 10) * (threads + 1);
-	long long peak = stat_of(s.out, "peak_live_chunks"), peak_bytes = stat_of(s.out, "peak_live_bytes");
+	long long peak = json_stat(lines, "peak_live_chunks"), peak_bytes = json_stat(lines, "peak_live_bytes");
 	cr_expect_leq(peak, own_chunks + end_chunks + slack_chunks + bound_chunks, "%s: peak %lld chunks",
 	              mode, peak);
 	cr_expect_leq(peak_bytes, own_bytes + end_bytes + slack_bytes + bound_bytes,
@@ -237,7 +223,7 @@ static void check_peak(const char *mode, long long own_chunks, long long own_byt
 		cr_expect_geq(peak_bytes, own_bytes - bound_bytes, "%s: peak %lld bytes", mode, peak_bytes);
 	}
 	program_result_free(&r);
-	program_result_free(&s);
+	free(lines);
 }
 
 /* A malloc the real allocator refuses is counted as a failure and nothing
@@ -247,36 +233,33 @@ static void check_peak(const char *mode, long long own_chunks, long long own_byt
 ParameterizedTestParameters(threads, refused_mallocs_leave_no_live_count) { return index_params(1); }
 ParameterizedTest(struct index_name *param, threads, refused_mallocs_leave_no_live_count, .timeout = 120)
 {
-	char stats[64], stats_env[128], cmd[4200];
-	snprintf(stats, sizeof stats, "/tmp/heapindex-exhaust-%d.jsonl", (int)getpid());
-	snprintf(stats_env, sizeof stats_env, "HEAPINDEX_STATS=%s", stats);
-	unlink(stats);
+	char cmd[4200];
+	struct stats_file stats;
+	stats_file_open(&stats, "exhaust");
 	/* 400 MB of address space: the memtable takes its two-level table. */
 	snprintf(cmd, sizeof cmd, "ulimit -v 400000; exec %s 1000", test_program("malloc_exhaust"));
 	char *argv[] = { "sh", "-c", cmd, NULL };
-	const char *env[] = { stats_env, NULL };
+	const char *env[] = { stats.setting, NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
 	long long chunks = 0, failed = 0;
 	cr_assert_eq(sscanf(r.out, "malloc_exhaust: %lld chunks, %lld failed", &chunks, &failed), 2, "%s", r.out);
 	cr_assert_eq(failed, 1000, "%s", r.out);
-	char *cat[] = { "cat", stats, NULL };
-	struct program_result s = run_program(cat, NULL, NULL);
-	unlink(stats);
+	char *lines = stats_file_read(&stats);
 	/* The program's line (sh exec'd it, and wrote none of its own). */
-	const char *own = strstr(s.out, "\"exe\":\"malloc_exhaust\"");
-	cr_assert_not_null(own, "%s: no statistics of malloc_exhaust: %s", param->name, s.out);
+	const char *own = strstr(lines, "\"exe\":\"malloc_exhaust\"");
+	cr_assert_not_null(own, "%s: no statistics of malloc_exhaust: %s", param->name, lines);
 	const char *line = own;
-	while (line > s.out && line[-1] != '\n')
+	while (line > lines && line[-1] != '\n')
 		line--;
-	cr_expect_eq(stat_of(line, "failed_allocs"), failed, "%s: %s", param->name, line);
-	cr_expect_eq(stat_of(line, "live_chunks"), 0, "%s: %s", param->name, line);
-	cr_expect_eq(stat_of(line, "live_bytes"), 0, "%s: %s", param->name, line);
+	cr_expect_eq(json_stat(line, "failed_allocs"), failed, "%s: %s", param->name, line);
+	cr_expect_eq(json_stat(line, "live_chunks"), 0, "%s: %s", param->name, line);
+	cr_expect_eq(json_stat(line, "live_bytes"), 0, "%s: %s", param->name, line);
 	/* One thread: within 64 chunks of the true peak (counters.h). */
-	cr_expect_geq(stat_of(line, "peak_live_chunks"), chunks - 64, "%s: %s", param->name, line);
-	cr_expect_leq(stat_of(line, "peak_live_chunks"), chunks + 64, "%s: %s", param->name, line);
+	cr_expect_geq(json_stat(line, "peak_live_chunks"), chunks - 64, "%s: %s", param->name, line);
+	cr_expect_leq(json_stat(line, "peak_live_chunks"), chunks + 64, "%s: %s", param->name, line);
 	program_result_free(&r);
-	program_result_free(&s);
+	free(lines);
 }
 
 Test(threads, peaks_are_within_the_documented_bound, .timeout = 120)
