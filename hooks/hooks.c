@@ -595,10 +595,16 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
  * general path does, after the real malloc, so that the look, which may
  * publish the live figures for the peaks (counters.h), never publishes a
  * chunk whose malloc failed. */
-static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
+/* Take back the count malloc's fast path made before the real malloc. */
+static inline void uncount_fast_malloc(struct thread_slot *s, size_t size)
 {
 	s->counters.fast_mallocs--;
 	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+}
+
+static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	uncount_fast_malloc(s, size);
 	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES); /* malloc tested the carry */
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
@@ -610,8 +616,7 @@ static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, s
 static __attribute__((noinline)) void *malloc_failed(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	s->counters.fast_mallocs--;
-	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
+	uncount_fast_malloc(s, size);
 	return fail(s, ENTRY_malloc);
 }
 
