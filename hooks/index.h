@@ -96,6 +96,19 @@ static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
 	return INDEX_FOUND;
 }
 
+/* chunk_info_copy in a body compiled for the header placement (chunk.h's
+ * _in forms) whose caller found no lookup cache fill running on this
+ * thread (thread_self()->lookup_filling 0: only this thread sets it, and a
+ * signal handler's lookup puts it back): no note to make, so no call on
+ * its way. */
+static inline int chunk_info_copy_header_unnoted(const struct chunk *c, struct chunk_info *out)
+{
+	out->base = chunk_user(c);
+	out->size = chunk_size_in(c, META_HEADER);
+	out->site = (uintptr_t)(c->site_links & CHUNK_FIELD_MASK);
+	return INDEX_FOUND;
+}
+
 /* Statistics an index counts in lookups, which run on any thread without a
  * lock: relaxed loads and stores, no atomic read-modify-write on the lookup
  * path.  Concurrent lookups may lose a count (figures are approximate while

@@ -490,8 +490,8 @@ void memtable_index_remove_header(struct chunk *c, size_t size)
  * does not (then no chunk further down can reach addr either), or
  * BIN_BELOW if every chunk lies above addr (the head changed since the
  * caller read the byte).  Unlocks the bin. */
-static inline __attribute__((always_inline)) int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
-                                  uintptr_t addr, struct chunk_info *out)
+CHUNK_INLINE int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
+                                 uintptr_t addr, struct chunk_info *out, int header_unnoted)
 {
 	/* The head is the bin's lowest chunk: the answer unless a later chunk
 	 * starts at or below addr too.  Most bins hold one chunk, and a
@@ -499,7 +499,7 @@ static inline __attribute__((always_inline)) int bin_walk_locked(unsigned char *
 	 * next link is (a select measured 5% slower at 10^3 chunks). */
 	const struct chunk *best = h;
 	uint64_t steps = 1;
-	enum chunk_meta meta = chunk_meta;
+	enum chunk_meta meta = header_unnoted ? META_HEADER : chunk_meta;
 	for (unsigned s = next_slot(best, meta); __builtin_expect(s != SLOT_NONE, 0); steps++) {
 		const struct chunk *c = chunk_at(base, s);
 		if (chunk_user(c) <= addr && chunk_user(c) > chunk_user(best))
@@ -510,9 +510,15 @@ static inline __attribute__((always_inline)) int bin_walk_locked(unsigned char *
 		INDEX_STAT_ADD(counters.list_steps, steps - 1);
 		INDEX_STAT_MAX(counters.longest_list_walked, steps);
 	}
-	int answer = chunk_user(best) > addr       ? BIN_BELOW /* all above addr: the head changed */
-	             : chunk_contains(best, addr) ? chunk_info_copy(best, out)
-	                                          : INDEX_NONE;
+	int answer;
+	if (chunk_user(best) > addr)
+		answer = BIN_BELOW; /* all above addr: the head changed */
+	else if (header_unnoted)
+		answer = addr - chunk_user(best) < chunk_size_in(best, META_HEADER)
+		                 ? chunk_info_copy_header_unnoted(best, out)
+		                 : INDEX_NONE;
+	else
+		answer = chunk_contains(best, addr) ? chunk_info_copy(best, out) : INDEX_NONE;
 	bin_unlock(e, head);
 	return answer;
 }
@@ -534,7 +540,7 @@ static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 	}
 	uintptr_t base = memtable_bin_base(&table, bin);
 	INDEX_STAT_ADD(counters.list_steps, 1);
-	return bin_walk_locked(e, base, head, chunk_at(base, head), addr, out);
+	return bin_walk_locked(e, base, head, chunk_at(base, head), addr, out, 0);
 }
 
 /* The nearest nonzero bins at or below addr's, walked until one answers.
@@ -589,7 +595,7 @@ static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out
  * gone from below addr meanwhile all go to small_lookup: LOOK_FURTHER.
  * No lowest-bin bound is needed: a chunk found more than max_small_size
  * below addr simply does not contain it, and then none further down does. */
-static inline int near_lookup(uintptr_t addr, struct chunk_info *out)
+CHUNK_INLINE int near_lookup(uintptr_t addr, struct chunk_info *out, int header_unnoted)
 {
 	chunk_prefetch_header_guess(addr); /* before the table is read */
 	size_t bin = memtable_bin(&table, addr);
@@ -621,7 +627,7 @@ static inline int near_lookup(uintptr_t addr, struct chunk_info *out)
 		}
 		h = chunk_at(base, head);
 	}
-	int answer = bin_walk_locked(e, base, head, h, addr, out);
+	int answer = bin_walk_locked(e, base, head, h, addr, out, header_unnoted);
 	if (__builtin_expect(answer == BIN_BELOW, 0)) { /* counted apart: near[] counts answers */
 		INDEX_STAT_ADD(counters.bins_scanned, below + 1);
 		INDEX_STAT_MAX(counters.longest_backward_scan, below + 1);
@@ -644,13 +650,32 @@ static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk
 	return big_chunks_lookup_after(&big, answer, addr, out);
 }
 
-int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
+/* Every lookup the common one below does not take: another placement
+ * than header, or a lookup cache fill running on this thread (which the
+ * answer must note, index.h), or addr not covered. */
+static __attribute__((noinline)) int lookup_general(uintptr_t addr, struct chunk_info *out)
 {
-	if (__builtin_expect(memtable_covers(&table, addr), 1)) {
-		int answer = near_lookup(addr, out);
-		if (__builtin_expect(answer != LOOK_FURTHER, 1))
+	if (memtable_covers(&table, addr)) {
+		int answer = near_lookup(addr, out, 0);
+		if (answer != LOOK_FURTHER)
 			return big_chunks_lookup_after(&big, answer, addr, out);
 	}
+	return lookup_further(addr, out);
+}
+
+/* The common lookup: the near lookup compiled for the header placement,
+ * with no lookup cache fill to note, and no call but tail calls, so that
+ * it saves no register: the same body with a call of malloc_usable_size
+ * (trailer) and one of lookup_cache_note_fill on its rare paths pushed and
+ * popped six registers on every lookup. */
+int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	if (__builtin_expect(!chunk_likely_header() || thread_self()->lookup_filling != 0 ||
+	                     !memtable_covers(&table, addr), 0))
+		return lookup_general(addr, out);
+	int answer = near_lookup(addr, out, 1);
+	if (__builtin_expect(answer != LOOK_FURTHER, 1))
+		return big_chunks_lookup_after(&big, answer, addr, out);
 	return lookup_further(addr, out);
 }
 
