@@ -721,6 +721,7 @@ void memtable_index_write_stats(struct json_out *out)
 	if (steps && longest_list < 1)
 		longest_list = 1; /* only lists longer than one count themselves */
 	json_u64(out, "lookups", near + counters.further_lookups);
+	json_u64(out, "near_lookups", near); /* answered from one table word */
 	json_u64(out, "list_steps", steps);
 	json_u64(out, "longest_list_walked", longest_list);
 	json_u64(out, "bins_scanned", near_bins + counters.bins_scanned);

@@ -534,26 +534,28 @@ Test(memtable_near, second_chunk_in_the_bin_above_or_below)
 /* The statistics a near lookup counts with one counter (near[b]) and the
  * rest counted where they happen add up to what the lookups did: a hit on
  * a chunk starting b bins below the address's scanned b + 1 bins and read
- * one header, by the near path (b <= 7) or the full scan (b = 8, 9); a bin
+ * one header, by the near path (b <= 7: near_lookups) or the full scan
+ * (b = 8, 9); a bin
  * of two chunks below the address read two headers. */
 Test(memtable_near, statistics_count_the_bins_and_headers_read)
 {
 	uintptr_t r = near_region(), bin = r + 64 * 400;
-	static const char *const names[] = { "lookups", "bins_scanned", "list_steps" };
+	static const char *const names[] = { "lookups", "bins_scanned", "list_steps", "near_lookups" };
 	for (uintptr_t below = 0; below <= 9; below++) {
 		uintptr_t u = bin - 64 * below, addr = bin + 40;
 		size_t size = (size_t)(addr - u) + 8;
 		struct chunk *c = place(u, size);
-		uint64_t before[3], after[3];
-		for (int i = 0; i < 3; i++)
+		uint64_t before[4], after[4];
+		for (int i = 0; i < 4; i++)
 			before[i] = index_stat(d.ops, names[i]);
 		cr_assert(found((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			after[i] = index_stat(d.ops, names[i]);
 		cr_assert_eq(after[0] - before[0], 1, "chunk %zu bins below: lookups", (size_t)below);
 		cr_assert_eq(after[1] - before[1], below + 1, "chunk %zu bins below: bins scanned %llu",
 		             (size_t)below, (unsigned long long)(after[1] - before[1]));
 		cr_assert_eq(after[2] - before[2], 1, "chunk %zu bins below: headers read", (size_t)below);
+		cr_assert_eq(after[3] - before[3], below <= 7, "chunk %zu bins below: near lookups", (size_t)below);
 		cr_assert_geq(index_stat(d.ops, "longest_backward_scan"), below + 1, "chunk %zu bins below",
 		              (size_t)below);
 		d.ops->remove(c);
