@@ -83,7 +83,7 @@
  * not read-modify-writes, and a near lookup that answers with one of them
  * (counters.near).  The common lookup, header placement with no lookup
  * cache fill running, is compiled apart from the rest (lookup_general) so
- * that it makes no call but tail calls and saves few registers.
+ * that it makes no call but tail calls and saves three registers, not six.
  *
  * max_small_size only grows, atomically, before the chunk that raised it
  * is linked.  Two-level leaves are mapped by whichever insert needs one
@@ -677,9 +677,10 @@ static __attribute__((noinline)) int lookup_general(uintptr_t addr, struct chunk
 
 /* The common lookup: the near lookup compiled for the header placement,
  * with no lookup cache fill to note, and no call but tail calls, so that
- * it saves no register: the same body with a call of malloc_usable_size
- * (trailer) and one of lookup_cache_note_fill on its rare paths pushed and
- * popped six registers on every lookup. */
+ * gcc pushes three registers, and only past the table's summary tests: the
+ * same body with a call of malloc_usable_size (trailer) and one of
+ * lookup_cache_note_fill on its rare paths pushed six and made a frame on
+ * every lookup (callgrind: 167 instructions per hit before, 140 after). */
 int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	if (__builtin_expect(!chunk_likely_header() || thread_self()->lookup_filling != 0 ||
