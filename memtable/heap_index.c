@@ -704,7 +704,6 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
 	json_u64(out, "leaf_failures", counters.leaf_failures);
 	json_u64(out, "table_resident_bytes", resident);
-	json_u64(out, "table_huge_regions", memtable_huge_regions(&table));
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);

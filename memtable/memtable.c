@@ -13,8 +13,7 @@ const unsigned char memtable_zero_entry[16];
 
 /* An anonymous, lazily committed mapping, NULL if refused.  No transparent
  * huge pages: one written entry would commit 2 MiB of table instead of
- * 4 KiB (until half of a 2 MiB region of the flat table is written:
- * maybe_huge).  The flag this sets also keeps the kernel from merging the table
+ * 4 KiB.  The flag this sets also keeps the kernel from merging the table
  * with a neighbouring anonymous mapping (jemalloc maps beside it), so smaps
  * still shows the table alone. */
 static void *reserve(size_t bytes)
@@ -27,22 +26,6 @@ static void *reserve(size_t bytes)
 	madvise(p, bytes, MADV_NOHUGEPAGE);
 	errno = saved;
 	return p;
-}
-
-/* reserve(), aligned to a huge page: the flat table, whose mostly written
- * 2 MiB regions become huge pages (memtable_note_written_slow).  The
- * slack around the aligned part is given back. */
-static void *reserve_huge_aligned(size_t bytes)
-{
-	size_t huge = (size_t)1 << MEMTABLE_HUGE_SHIFT;
-	unsigned char *p = reserve(bytes + huge);
-	if (!p)
-		return NULL;
-	unsigned char *a = (unsigned char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
-	if (a > p)
-		munmap(p, (size_t)(a - p));
-	munmap(a + bytes, (size_t)(p + huge - a));
-	return a;
 }
 
 /* Leaves of 2^20 entries or more, and a directory of at most 2^20 of them
@@ -98,64 +81,6 @@ static int set_bit(uint64_t *bits, size_t i)
 	return !(__atomic_fetch_or(&bits[i >> 6], mask, __ATOMIC_RELEASE) & mask);
 }
 
-/* Written pages of the flat table's 2 MiB region: 512 bits, eight words
- * of the first summary level, on a page of it that was written. */
-static size_t region_written_pages(const struct memtable *t, size_t region)
-{
-	const uint64_t *bits = t->written.pages[0] + region * (MEMTABLE_HUGE_PAGES / 64);
-	size_t n = 0;
-	for (size_t i = 0; i < MEMTABLE_HUGE_PAGES / 64; i++)
-		n += (size_t)__builtin_popcountll(__atomic_load_n(&bits[i], __ATOMIC_RELAXED));
-	return n;
-}
-
-static int huge_listed(const struct memtable *t, size_t region)
-{
-	size_t n = __atomic_load_n(&t->huge_count, __ATOMIC_ACQUIRE);
-	for (size_t i = 0; i < n && i < MEMTABLE_HUGE_MAX; i++)
-		if (__atomic_load_n(&t->huge[i], __ATOMIC_RELAXED) == region + 1)
-			return 1;
-	return 0;
-}
-
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE 25 /* Linux 6.1 */
-#endif
-
-/* The region of the flat table holding page was just written one more
- * page of: once half its pages are, make it one huge page.  Lookups of a
- * large heap read the table at random, and in 4 KiB pages it needs a TLB
- * entry per 256 KiB of heap: 1,350 at 10^6 chunks, against the bitmap's
- * 675 (workloads/scale/README.md).  Half written bounds what the huge page
- * commits at twice what the region's written pages did.  The kernel may
- * refuse (no huge page to be had, THP disabled): the region then stays in
- * 4 KiB pages, unlisted.  Rare (once per table page, the first write),
- * lock-free: two threads may both make a region, which the kernel does
- * twice harmlessly and memtable_resident_bytes counts once.  Inside malloc,
- * so errno is kept. */
-static void maybe_huge(struct memtable *t, size_t page)
-{
-	size_t region = page >> (MEMTABLE_HUGE_SHIFT - MEMTABLE_PAGE_SHIFT);
-	if (region_written_pages(t, region) < MEMTABLE_HUGE_AT || huge_listed(t, region) ||
-	    __atomic_load_n(&t->huge_count, __ATOMIC_RELAXED) >= MEMTABLE_HUGE_MAX)
-		return;
-	__atomic_fetch_add(&t->huge_tries, 1, __ATOMIC_RELAXED);
-	size_t huge = (size_t)1 << MEMTABLE_HUGE_SHIFT;
-	unsigned char *a = t->entries + (region << MEMTABLE_HUGE_SHIFT);
-	int saved = errno;
-	int made = madvise(a, huge, MADV_HUGEPAGE) == 0 && madvise(a, huge, MADV_COLLAPSE) == 0;
-	if (!made) {
-		__atomic_store_n(&t->huge_refused, errno, __ATOMIC_RELAXED);
-		madvise(a, huge, MADV_NOHUGEPAGE); /* no huge page behind our back either */
-	}
-	errno = saved;
-	if (!made)
-		return;
-	size_t i = __atomic_fetch_add(&t->huge_count, 1, __ATOMIC_ACQ_REL);
-	if (i < MEMTABLE_HUGE_MAX)
-		__atomic_store_n(&t->huge[i], region + 1, __ATOMIC_RELEASE);
-}
-
 void memtable_note_written_slow(struct memtable *t, size_t page)
 {
 	struct memtable_written *w = &t->written;
@@ -165,11 +90,8 @@ void memtable_note_written_slow(struct memtable *t, size_t page)
 		__atomic_fetch_add(&w->count[2], 1, __ATOMIC_RELAXED);
 	if (set_bit(w->pages[1], in_pages0))
 		__atomic_fetch_add(&w->count[1], 1, __ATOMIC_RELAXED);
-	if (set_bit(w->pages[0], page)) {
+	if (set_bit(w->pages[0], page))
 		__atomic_fetch_add(&w->count[0], 1, __ATOMIC_RELAXED);
-		if (t->entries)
-			maybe_huge(t, page);
-	}
 }
 
 /* --- the table ------------------------------------------------------------------- */
@@ -188,7 +110,7 @@ int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
 	t->limit = (uintptr_t)1 << addr_bits;
 	size_t table_bytes = memtable_reserved_bytes(addr_bits, shift, entry_size);
 	if (layout != MEMTABLE_TWO_LEVEL) {
-		t->entries = reserve_huge_aligned(table_bytes);
+		t->entries = reserve(table_bytes);
 		if (t->entries)
 			t->reserved_bytes = table_bytes;
 		else if (layout == MEMTABLE_FLAT)
@@ -320,25 +242,6 @@ static size_t resident_of(const void *p, size_t bytes)
 	return total;
 }
 
-/* Entry i of the huge list, region + 1, or 0 if it repeats an earlier
- * one or is not stored yet. */
-static size_t huge_region_at(const struct memtable *t, size_t i)
-{
-	size_t r = __atomic_load_n(&t->huge[i], __ATOMIC_ACQUIRE);
-	for (size_t j = 0; j < i && r; j++)
-		if (__atomic_load_n(&t->huge[j], __ATOMIC_RELAXED) == r)
-			r = 0;
-	return r;
-}
-
-size_t memtable_huge_regions(const struct memtable *t)
-{
-	size_t n = __atomic_load_n(&t->huge_count, __ATOMIC_ACQUIRE), made = 0;
-	for (size_t i = 0; i < n && i < MEMTABLE_HUGE_MAX; i++)
-		made += huge_region_at(t, i) != 0;
-	return made;
-}
-
 size_t memtable_resident_bytes(const struct memtable *t)
 {
 	const struct memtable_written *w = &t->written;
@@ -346,14 +249,6 @@ size_t memtable_resident_bytes(const struct memtable *t)
 	               __atomic_load_n(&w->count[1], __ATOMIC_RELAXED) +
 	               __atomic_load_n(&w->count[2], __ATOMIC_RELAXED);
 	size_t total = pages * MEMTABLE_PAGE_BYTES;
-	/* A huge region is resident whole, written pages or not. */
-	size_t n = __atomic_load_n(&t->huge_count, __ATOMIC_ACQUIRE);
-	for (size_t i = 0; i < n && i < MEMTABLE_HUGE_MAX; i++) {
-		size_t r = huge_region_at(t, i);
-		if (r)
-			total += ((size_t)1 << MEMTABLE_HUGE_SHIFT) -
-			         region_written_pages(t, r - 1) * MEMTABLE_PAGE_BYTES;
-	}
 	if (t->leaves) /* the directory: written only where a leaf was mapped */
 		total += resident_of(t->leaves, directory_bytes(t));
 	return total;

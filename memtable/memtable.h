@@ -61,13 +61,6 @@ enum memtable_layout { MEMTABLE_AUTO, MEMTABLE_FLAT, MEMTABLE_TWO_LEVEL };
 #define MEMTABLE_PAGE_BYTES ((size_t)1 << MEMTABLE_PAGE_SHIFT)
 #define MEMTABLE_BITS_SHIFT (MEMTABLE_PAGE_SHIFT + 3) /* bits in a page of bits */
 #define MEMTABLE_TOP_WORDS ((size_t)32)
-/* Huge pages: a 2 MiB region of a flat table becomes one once half its
- * 4 KiB pages are written (memtable.c); at most this many regions (8 GiB
- * of heap span at shift 6). */
-#define MEMTABLE_HUGE_SHIFT 21
-#define MEMTABLE_HUGE_PAGES ((size_t)1 << (MEMTABLE_HUGE_SHIFT - MEMTABLE_PAGE_SHIFT))
-#define MEMTABLE_HUGE_AT (MEMTABLE_HUGE_PAGES / 2)
-#define MEMTABLE_HUGE_MAX ((size_t)64)
 
 struct memtable_written {
 	uint64_t *pages[2];
@@ -86,12 +79,6 @@ struct memtable {
 	                          * and its leaves (atomic) */
 	size_t leaves_mapped;    /* atomic: leaves are mapped by any writer, lock-free */
 	struct memtable_written written;
-	/* Flat table: its 2 MiB regions made one huge page (memtable.c),
-	 * region number + 1 each, in the order made (a region may appear
-	 * twice); the number of tries. */
-	size_t huge[MEMTABLE_HUGE_MAX];
-	size_t huge_count, huge_tries; /* atomic */
-	int huge_refused;              /* the errno of the last refusal, or 0 (atomic) */
 };
 
 /* Bytes a flat table would reserve (for reports, and the seed's size rule). */
@@ -351,10 +338,8 @@ static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t
 /* Bytes the table has committed: the pages of entries, of the summary and
  * of the two-level directory that were ever written.  Counted, not asked of
  * the kernel: since no read touches an unwritten page, a page is resident
- * iff it was written, with or without a shared zero page; a region of the
- * flat table made a huge page counts 2 MiB.  Does not allocate. */
+ * iff it was written, with or without a shared zero page (and the table is
+ * never backed by huge pages).  Does not allocate. */
 size_t memtable_resident_bytes(const struct memtable *t);
-/* Regions of the flat table made huge pages (maybe_huge, memtable.c). */
-size_t memtable_huge_regions(const struct memtable *t);
 
 #endif /* HEAPINDEX_MEMTABLE_H */

@@ -3,7 +3,6 @@
  * chunks, frees, and addresses that are not heap at all. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,56 +88,6 @@ static void check_reads_commit_nothing(enum memtable_layout layout)
 
 Test(memtable, reads_commit_nothing_flat) { check_reads_commit_nothing(MEMTABLE_FLAT); }
 Test(memtable, reads_commit_nothing_two_level) { check_reads_commit_nothing(MEMTABLE_TWO_LEVEL); }
-
-/* Is transparent huge page support off ("[never]")? */
-static int thp_never(void)
-{
-	char line[256] = "";
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	if (!f)
-		return 1;
-	if (!fgets(line, sizeof line, f))
-		line[0] = 0;
-	fclose(f);
-	return strstr(line, "[never]") != NULL || !line[0];
-}
-
-/* A 2 MiB region of the flat table becomes one huge page when half its
- * pages (256 of 512) are written, not one page before; written every
- * other page here.  Its resident bytes are then the whole 2 MiB; its
- * entries read as written; more writes in it ask the kernel nothing more.
- * The kernel may refuse a huge page for want of memory, never for our
- * arguments (EINVAL: a region not aligned, say). */
-Test(memtable, half_written_region_becomes_a_huge_page)
-{
-#if defined(__SANITIZE_THREAD__)
-	cr_skip_test("the flat table under ThreadSanitizer");
-#endif
-	struct memtable t;
-	cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_FLAT), 0);
-	size_t first = 1000 * MEMTABLE_HUGE_PAGES; /* the first table page of region 1000 */
-	size_t bins = MEMTABLE_PAGE_BYTES;         /* bins per table page: 1-byte entries */
-	for (size_t p = 0; p < MEMTABLE_HUGE_AT; p++) {
-		cr_assert_eq(t.huge_tries, 0, "asked after %zu pages", p);
-		*(unsigned char *)memtable_entry_for_write(&t, (first + 2 * p) * bins + p) = (unsigned char)(p | 1);
-	}
-	cr_assert_eq(t.huge_tries, 1);
-	size_t page = MEMTABLE_PAGE_BYTES, summary = 2 * page;
-	if (memtable_huge_regions(&t) == 1) {
-		cr_assert_eq(memtable_resident_bytes(&t), ((size_t)1 << MEMTABLE_HUGE_SHIFT) + summary,
-		             "%zu bytes", memtable_resident_bytes(&t));
-	} else {
-		cr_assert(thp_never() || t.huge_refused == ENOMEM || t.huge_refused == EAGAIN,
-		          "huge page refused: %s", strerror(t.huge_refused));
-		cr_assert_eq(memtable_resident_bytes(&t), MEMTABLE_HUGE_AT * page + summary);
-	}
-	for (size_t p = 0; p < MEMTABLE_HUGE_AT; p++)
-		cr_assert_eq(*(const unsigned char *)memtable_entry(&t, (first + 2 * p) * bins + p), p | 1);
-	*(unsigned char *)memtable_entry_for_write(&t, (first + 1) * bins) = 1;
-	if (memtable_huge_regions(&t) == 1)
-		cr_assert_eq(t.huge_tries, 1, "a huge region asked again");
-	memtable_destroy(&t);
-}
 
 /* The backward scan over a wide range of never-written table: finds nothing,
  * maps nothing, and skips whole unwritten summary pages rather than walking
