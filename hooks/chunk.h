@@ -430,15 +430,15 @@ static inline void chunk_init(struct chunk *c, size_t size, size_t pad,
 /* Under side, before the remove of the chunk at c: what remove (and after
  * it verify) reads.  An index with records (records 1) answers with its
  * record's size and site (chunk_side_removed), or leaves CHUNK_SIZE_NONE:
- * then c is no chunk of ours.  One without (noop) keeps nothing: the
- * allocator's usable size stands in for the size, which is then what the
- * statistics count for the chunk, at malloc as at free. */
+ * then c is no chunk of ours.  One without (noop) keeps nothing: size and
+ * site 0, and the statistics count no bytes for its chunks (hooks.c, the
+ * side fast path). */
 static inline void chunk_side_before_remove(struct chunk *c, int records)
 {
 	if (records) {
 		chunk_pending.size = CHUNK_SIZE_NONE; /* the site is read only if replaced */
 	} else {
-		chunk_init(c, chunk_usable_size((void *)chunk_user(c)), 0, 0);
+		chunk_init(c, 0, 0, 0);
 	}
 }
 
