@@ -173,15 +173,16 @@ static inline int injected_failure(const struct thread_slot *s)
 	return n && (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
 }
 
-/* Under side: does this index keep records (index.h)?  A constant of the
- * index's ops: one compare with memory; 0 when compiled for an index with
- * empty updates, which keeps none (initialise() checks). */
+/* Under side: does this index keep records (index.h)?  Every index with
+ * updates that takes side must (initialise() checks), and one whose
+ * updates are empty (noop) keeps none: a constant, so the side fast path
+ * has no test of it. */
 static inline int side_records(void)
 {
 #if INDEX_UPDATES_EMPTY
 	return 0;
 #else
-	return (INDEX_OPS.caps & INDEX_SIDE_RECORDS) != 0;
+	return 1;
 #endif
 }
 
@@ -346,6 +347,10 @@ static void initialise(void)
 	if (INDEX_OPS.caps & INDEX_SIDE_RECORDS)
 		fatal("heapindex: this index keeps records but index.h declares its updates "
 		      "INDEX_UPDATES_EMPTY: rebuild without that declaration");
+#else
+	if (chunk_meta == META_SIDE && !(INDEX_OPS.caps & INDEX_SIDE_RECORDS))
+		fatal("heapindex: this index takes HEAPINDEX_META=side but keeps no records "
+		      "(index.h, INDEX_SIDE_RECORDS): expected HEAPINDEX_META=header");
 #endif
 	hooks_counts_bytes = chunk_meta != META_SIDE || side_records();
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
@@ -742,12 +747,13 @@ static inline __attribute__((always_inline)) void free_side(struct thread_slot *
 {
 	size_t size = 0;
 #if !INDEX_UPDATES_EMPTY
-	struct chunk *c = chunk_of_user(p);
-	chunk_side_before_remove(c, side_records());
+	chunk_side_before_remove(chunk_of_user(p), side_records());
+	/* Keep p, not the chunk handle too, across the index call: one register. */
+	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
-	INDEX_FN(remove)(c);
+	INDEX_FN(remove)(chunk_of_user(p));
 	FAST_LEAVE(s);
-	if (side_records() && unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
+	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
 		return free_side_foreign(s, p);
 #endif
 	struct thread_counters *k = &s->counters;
