@@ -4,8 +4,9 @@
  * it is preloaded after us) for the program's bytes plus the metadata of the
  * placement (chunk.h: a header in front, a trailer behind, or nothing),
  * fills it in, and tells the index.  The fast path below is the header's;
- * trailer and side have their own (malloc_meta, free_meta).  Only the index differs between
- * libheapindex-<name>.so files: this file is compiled once per index with
+ * side and trailer have their own (malloc_side and free_side, malloc_trailer
+ * and free_trailer), reached through malloc_flagged and free_flagged.  Only
+ * the index differs between libheapindex-<name>.so files: this file is compiled once per index with
  * HEAPINDEX_INDEX=<name>, so the index calls are direct.
  *
  * There is no process-wide lock on the way: statistics are counted per

@@ -612,19 +612,20 @@ static void expect_default_meta(const char *index, const char *setting, const ch
 	free(lines);
 }
 
-/* HEAPINDEX_META unset: side for an index with records (hooks/config.h),
- * header for every other; header with the lookup cache, whose mark lives
- * in the header; side still with the census, whose freed sites the
- * records hand back. */
+/* HEAPINDEX_META unset: side for every index that takes it (noop,
+ * critnib; hooks/config.h), header for the others; header with the lookup
+ * cache, whose mark lives in the header; with the census, side still for
+ * an index with records, whose freed sites they hand back, header for
+ * one without (noop). */
 ParameterizedTestParameters(hooks, default_placement_by_index) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, default_placement_by_index)
 {
 	unsigned caps = index_caps(param->name);
-	int side = (caps & INDEX_SIDE_RECORDS) && (caps & INDEX_META_SIDE);
+	int side = (caps & INDEX_META_SIDE) != 0, records = (caps & INDEX_SIDE_RECORDS) != 0;
 	expect_default_meta(param->name, NULL, side ? "side" : "header");
 	expect_default_meta(param->name, "HEAPINDEX_LOOKUP_CACHE=16", "header");
 	char census[96];
 	snprintf(census, sizeof census, "HEAPINDEX_CENSUS=/tmp/heapindex-test-%d-census", (int)getpid());
-	expect_default_meta(param->name, census, side ? "side" : "header");
+	expect_default_meta(param->name, census, side && records ? "side" : "header");
 	unlink(census + strlen("HEAPINDEX_CENSUS="));
 }
