@@ -84,9 +84,11 @@
  * Then side got a fast path of its own (hooks.c, malloc_side and
  * free_side), and noop under side stopped counting bytes.  make hook-cost,
  * header / side: noop 184.3 / 191.0 (side was 280.9), critnib 320.5 /
- * 359.3 (was 383.9); noop's 6.7 are the way through malloc_flagged and
- * free_flagged, which the header's stores and pad-code test that side
- * leaves out do not quite pay for.  cc1 under callgrind with noop, header
+ * 365.3 (was 383.9; 359.3 with its side path inlined into malloc_flagged
+ * and free_flagged, which then cost the trailer 16 more per pair for
+ * every index with updates); noop's 6.7 are the way through
+ * malloc_flagged and free_flagged, which the header's stores and pad-code
+ * test that side leaves out do not quite pay for.  cc1 under callgrind with noop, header
  * / side: shell.c 3,911.7 / 3,910.4 M instructions (-0.03%), the whole
  * sqlite3.c 19,718.3 / 19,714.2 M (-0.02%): glibc does a little less with
  * chunks 16 bytes smaller, which outweighs the 6.7 per pair.  `bench
@@ -103,11 +105,11 @@
  * small objects near the uninstrumented one (noop pychurn: +1.3% against
  * +19.4% under header); under critnib it costs nothing that header kept:
  * the exact size, the site (the census runs), foreign pointers told apart
- * (by the remove), and no malloc_usable_size.  What it costs is 38.8
- * instructions per pair over header (359.3 against 320.5: the way out of
+ * (by the remove), and no malloc_usable_size.  What it costs is 44.8
+ * instructions per pair over header (365.3 against 320.5: the way out of
  * the header fast path through malloc_flagged and free_flagged, and size
  * and site passed through the thread's pending record instead of a
- * register), and +0.23% of cc1's instructions on shell.c (4,096.8 M
+ * register), and +0.27% of cc1's instructions on shell.c (4,098.6 M
  * against 4,087.5 M; +0.46% before side's fast path), which breaks the
  * rule that gcc may not get slower than under header; its memory gain
  * (15.6 bytes per chunk, RSS -1.6 points on gcc, -30 on pychurn) is what
