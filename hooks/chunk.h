@@ -275,8 +275,8 @@ enum chunk_meta { META_HEADER, META_TRAILER, META_SIDE, META_COUNT };
  * chunk exists; read everywhere.  Hidden: one RIP-relative compare. */
 #define CHUNK_HIDDEN __attribute__((visibility("hidden")))
 extern CHUNK_HIDDEN enum chunk_meta chunk_meta;
-/* The allocator's malloc_usable_size, for trailer and side (never the
- * hooks' own, which would call back into us). */
+/* The allocator's malloc_usable_size, for trailer (never the hooks' own,
+ * which would call back into us). */
 extern CHUNK_HIDDEN size_t (*chunk_usable_size)(void *);
 /* Under side: size and site of the chunk being inserted, for the index to
  * copy during that insert; and of the chunk being removed, which an index

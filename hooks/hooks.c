@@ -6,8 +6,9 @@
  * fills it in, and tells the index.  The fast path below is the header's;
  * side and trailer have their own (malloc_side and free_side, malloc_trailer
  * and free_trailer), reached through malloc_flagged and free_flagged.  Only
- * the index differs between libheapindex-<name>.so files: this file is compiled once per index with
- * HEAPINDEX_INDEX=<name>, so the index calls are direct.
+ * the index differs between libheapindex-<name>.so files: this file is
+ * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
+ * are direct.
  *
  * There is no process-wide lock on the way: statistics are counted per
  * thread (counters.h, in the thread's slot, threads.h), the indexes
@@ -307,7 +308,8 @@ static unsigned features(void)
 	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
 	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
 	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0) | (aside ? HOOKS_ASIDE : 0) |
-	       (chunk_meta == META_TRAILER ? HOOKS_TRAILER : 0) | (chunk_meta == META_SIDE ? HOOKS_SIDE : 0);
+	       (chunk_meta == META_TRAILER ? HOOKS_TRAILER : 0) |
+	       (chunk_meta == META_SIDE ? HOOKS_SIDE : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
