@@ -201,7 +201,13 @@ static inline void insert_in_region(struct chunk *c, size_t size, size_t slot)
 	}
 	size_t w = word_of(user);
 	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
-	note_dirty_page(slot, w); /* before the bit: lookups read only dirty pages */
+	/* Before the bit: lookups read only dirty pages.  Invariant: a nonzero
+	 * word lies on a page noted dirty, for the insert that set its first
+	 * bit found it zero and noted the page first (and notes are never
+	 * cleared); so only a zero word asks.  The load may commit the page:
+	 * an insert, unlike a lookup, is about to write it anyway. */
+	if (!__atomic_load_n(&bits[w], __ATOMIC_RELAXED))
+		note_dirty_page(slot, w);
 	/* Release: a lookup that sees the bit sees the header written before. */
 	LOCK_ANNOTATE_HAPPENS_BEFORE(c);
 	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);

@@ -153,7 +153,17 @@ static inline int index_lookup_may_wait(void)
  * the lookup's re-check sees the chunk gone. */
 int hazard_protect(struct thread_slot *s, uintptr_t addr);
 void hazard_release(struct thread_slot *s, int h);
-void hazard_wait(uintptr_t addr);
+void hazard_wait_readers(uintptr_t addr);
+
+/* Lookups between hazard_protect and hazard_release, process-wide: while
+ * it is 0 a remover need not scan the slots, and makes no call. */
+extern THREADS_HIDDEN unsigned hazard_readers;
+
+static inline void hazard_wait(uintptr_t addr)
+{
+	if (__builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0))
+		hazard_wait_readers(addr);
+}
 
 /* --- the registry --------------------------------------------------------- */
 
