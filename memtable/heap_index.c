@@ -366,8 +366,8 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
-	    __builtin_expect(user >= flat_limit, 0))
+	if (__builtin_expect(user >= flat_limit, 0) ||
+	    __builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
 	unsigned char *e = table.entries + bin;
@@ -440,12 +440,16 @@ static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_
 CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
                                     enum chunk_meta meta, int flat)
 {
-	unsigned next = next_slot(c, meta), prev = prev_slot(c, meta);
+	/* Both links in one load: a chunk alone in its bin, the most common,
+	 * is one test. */
+	unsigned links = *(const links_word *)links_of(c, meta);
+	if (links == 0) { /* next and prev none: c was alone, the head */
+		bin_unlock(e, SLOT_NONE);
+		return SLOT_NONE;
+	}
+	unsigned next = links & 0xffu, prev = links >> 8;
 	if (next == SLOT_NONE) {
-		if (prev == SLOT_NONE)
-			head = SLOT_NONE; /* c was alone */
-		else
-			links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
+		links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
 		bin_unlock(e, head);
 		return SLOT_NONE;
 	}
@@ -493,7 +497,7 @@ CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta,
                              uintptr_t *base, unsigned *first)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(size > big_threshold, 0) || __builtin_expect(user >= flat_limit, 0))
+	if (__builtin_expect(user >= flat_limit, 0) || __builtin_expect(size > big_threshold, 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
 	*e = table.entries + bin;
