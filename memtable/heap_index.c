@@ -359,49 +359,54 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 
 /* The common insert, tried once: a chunk no bigger than any small one so
  * far (max_small_size <= big_threshold, so this one test also keeps big
- * chunks out), covered by a flat table (flat_limit: one compare for both),
- * whose bin's lock is free.  1 if linked; 0 with nothing changed (the lock
- * tried and found busy, or a page to mark), when insert_slow or link_chunk
- * must do it. */
-CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta)
+ * chunks out), whose bin's lock is free, in a flat table (flat 1: the user
+ * pointer below flat_limit, one compare for "covered and flat") or a
+ * two-level one (flat 0: covered, and its leaf mapped).  1 if linked; 0
+ * with nothing changed (the lock tried and found busy, or a page to mark),
+ * when insert_slow must do it. */
+CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(user >= flat_limit, 0) ||
+	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
 	    __builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
-	unsigned char *e = table.entries + bin;
+	unsigned char *e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
+	if (!flat && !e)
+		return 0;
 	unsigned head = bin_try_lock(e);
 	if (__builtin_expect(head == BIN_LOCKED, 0)) /* it exchanged 0xff for 0xff */
 		return 0;
 	return link_locked(c, bin, e, head, meta);
 }
 
-/* Every insert that insert_fast leaves. */
-static __attribute__((noinline)) void insert_general(struct chunk *c)
+/* Every header insert that the flat table's insert_fast leaves: the
+ * form for either layout (a two-level table's common case), then
+ * insert_slow (apart from the trailer's, which would make it save
+ * registers). */
+static __attribute__((noinline)) void insert_other(struct chunk *c, size_t size)
 {
-	uintptr_t user = chunk_user(c);
-	if (chunk_size(c) > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED) || user >= flat_limit)
-		return insert_slow(c);
-	size_t bin = memtable_bin(&table, user);
-	link_chunk(c, bin, table.entries + bin);
+	if (!insert_fast(c, size, META_HEADER, 0))
+		insert_slow(c);
 }
 
 /* One test of the placement, then a body compiled for it (chunk.h); the
  * trailer's, which calls malloc_usable_size, apart, so the header's saves
- * no register. */
+ * no register, and in the form for either layout. */
 static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 {
-	if (!insert_fast(c, chunk_size_in(c, META_TRAILER), META_TRAILER))
-		insert_general(c);
+	size_t size = chunk_size_in(c, META_TRAILER);
+	if (!insert_fast(c, size, META_TRAILER, 0))
+		insert_slow(c);
 }
 
 void memtable_index_insert(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return insert_trailer(c);
-	if (!insert_fast(c, chunk_size_in(c, META_HEADER), META_HEADER))
-		insert_general(c);
+	size_t size = chunk_size_in(c, META_HEADER);
+	if (!insert_fast(c, size, META_HEADER, 1))
+		insert_other(c, size);
 }
 
 /* The head was removed: move the lowest chunk of the rest (first, ...) to
@@ -488,51 +493,78 @@ static __attribute__((noinline)) void remove_general(struct chunk *c)
 		lowest_to_front(e, memtable_bin_base(&table, bin), first);
 }
 
-/* The common remove, tried once: a small chunk of a flat table (one
- * compare, as in insert_fast) whose bin's lock is free.  Returns 0 if it
- * did nothing (remove_general must), else 1, or 2 with the bin still
- * locked when c was the head of more: then *e, *base and *first are
- * lowest_to_front's arguments. */
-CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta, unsigned char **e,
+/* The common remove, tried once: a small chunk whose bin's lock is free,
+ * of a flat table (flat 1: one compare, as in insert_fast) or a two-level
+ * one (flat 0).  Returns 0 if it did nothing (remove_general must), else 1,
+ * or 2 with the bin still locked when c was the head of more: then *e,
+ * *base and *first are lowest_to_front's arguments. */
+CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat, unsigned char **e,
                              uintptr_t *base, unsigned *first)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(user >= flat_limit, 0) || __builtin_expect(size > big_threshold, 0))
+	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
+	    __builtin_expect(size > big_threshold, 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
-	*e = table.entries + bin;
+	*e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
+	if (!flat && !*e) /* small, but its leaf could not be mapped */
+		return 0;
 	unsigned head = bin_try_lock(*e);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return 0;
-	*first = unlink_locked(c, bin, *e, head, meta, 1);
+	*first = unlink_locked(c, bin, *e, head, meta, flat);
 	if (__builtin_expect(*first == SLOT_NONE, 1))
 		return 1;
 	*base = memtable_bin_base(&table, bin);
 	return 2;
 }
 
-CHUNK_INLINE void remove_in(struct chunk *c, enum chunk_meta meta)
+/* remove_fast, then what it leaves; flat is 0 only for a two-level table
+ * (flat_limit 0), where remove_fast's flat form does nothing. */
+CHUNK_INLINE void remove_in(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
 {
 	unsigned char *e;
 	uintptr_t base;
 	unsigned first;
-	int done = remove_fast(c, chunk_size_in(c, meta), meta, &e, &base, &first);
-	if (done == 2)
-		lowest_to_front(e, base, first);
-	else if (!done)
+	int done = remove_fast(c, size, meta, flat, &e, &base, &first);
+	if (__builtin_expect(done == 2, 0))
+		return lowest_to_front(e, base, first);
+	if (__builtin_expect(!done, 0))
 		remove_general(c);
 }
 
+/* Every header remove that the flat table's remove_fast leaves: the form
+ * for either layout (a two-level table's common case), then
+ * remove_general. */
+static __attribute__((noinline)) void remove_other(struct chunk *c, size_t size)
+{
+	remove_in(c, size, META_HEADER, 0);
+}
+
+/* The flat table's remove_fast of a header chunk, then remove_other. */
+CHUNK_INLINE void remove_header_flat(struct chunk *c, size_t size)
+{
+	unsigned char *e;
+	uintptr_t base;
+	unsigned first;
+	int done = remove_fast(c, size, META_HEADER, 1, &e, &base, &first);
+	if (__builtin_expect(done == 2, 0))
+		return lowest_to_front(e, base, first);
+	if (__builtin_expect(!done, 0))
+		remove_other(c, size);
+}
+
+/* The trailer's, apart (insert_trailer), in the form for either layout. */
 static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 {
-	remove_in(c, META_TRAILER);
+	remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER, 0);
 }
 
 void memtable_index_remove(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
-	remove_in(c, META_HEADER);
+	remove_header_flat(c, chunk_size_in(c, META_HEADER));
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
@@ -545,20 +577,13 @@ void memtable_index_remove_header(struct chunk *c, size_t size);
 
 void memtable_index_insert_header(struct chunk *c, size_t size)
 {
-	if (__builtin_expect(!insert_fast(c, size, META_HEADER), 0))
-		insert_general(c);
+	if (__builtin_expect(!insert_fast(c, size, META_HEADER, 1), 0))
+		insert_other(c, size);
 }
 
 void memtable_index_remove_header(struct chunk *c, size_t size)
 {
-	unsigned char *e;
-	uintptr_t base;
-	unsigned first;
-	int done = remove_fast(c, size, META_HEADER, &e, &base, &first);
-	if (__builtin_expect(done == 2, 0))
-		return lowest_to_front(e, base, first);
-	if (__builtin_expect(!done, 0))
-		remove_general(c);
+	remove_header_flat(c, size);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its
