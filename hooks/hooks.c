@@ -530,9 +530,11 @@ static int is_boot(const void *p);
  * an index that does not need it (index.h). */
 #if INDEX_UNBRACKETED
 #define FAST_ENTER(s) ((void)(s))
+#define FAST_ENTER_BEGIN(s) ((void)(s), 0)
 #define FAST_LEAVE(s) ((void)(s))
 #else
 #define FAST_ENTER(s) thread_enter(s)
+#define FAST_ENTER_BEGIN(s) thread_enter_begin(s) /* 1: call thread_wait_fork */
 #define FAST_LEAVE(s) thread_leave(s)
 #endif
 
@@ -568,26 +570,56 @@ static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot
 	return c + 1;
 }
 
+/* A fast-path free once the index let go of c: the lookup cache's mark
+ * (none for an index that never notes a chunk, index.h), and the real
+ * free.  A marked chunk's way is apart, as a tail call, so that free keeps
+ * nothing across a call of its own. */
+#if !INDEX_NEVER_CACHED
+static __attribute__((noinline)) void free_marked(struct chunk *c)
+{
+	lookup_cache_bump(chunk_user(c));
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+}
+#endif
+
+static inline __attribute__((always_inline)) void fast_released(struct chunk *c)
+{
+#if !INDEX_NEVER_CACHED
+	/* A lookup may have marked c since its pad code was read. */
+	if (lookup_cache_marked_header(c))
+		return free_marked(c);
+#endif
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+}
+
+#if !INDEX_UPDATES_EMPTY
+/* A fork is under way: wait in the bracket's way, apart, so that free
+ * makes no call before the index's and keeps nothing but its slot across
+ * that one. */
+static __attribute__((noinline)) void release_forking(struct thread_slot *s, struct chunk *c, size_t size)
+{
+	thread_wait_fork(s);
+	c = INDEX_HEADER_REMOVE(c, size);
+	FAST_LEAVE(s);
+	fast_released(c);
+}
+#endif
+
 /* The rest of a fast-path free once counted: the index in the fork bracket
- * (none for empty updates), the lookup cache's mark (none for an index that
- * never notes a chunk, index.h), and the real free. */
+ * (none for empty updates), then fast_released.  The header body returns
+ * c (index.h), which is then not kept across its call. */
 static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c,
                                                                size_t size)
 {
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size;
 #else
-	/* Keep c, not p too, across the index call: one register. */
-	__asm__("" : "+r"(c));
-	FAST_ENTER(s);
-	INDEX_HEADER_REMOVE(c, size);
+	if (unlikely(FAST_ENTER_BEGIN(s)))
+		return release_forking(s, c, size);
+	c = INDEX_HEADER_REMOVE(c, size);
 	FAST_LEAVE(s);
 #endif
-#if !INDEX_NEVER_CACHED
-	/* A lookup may have marked c since its pad code was read. */
-	lookup_cache_note_removed_header(c);
-#endif
-	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+	fast_released(c);
 }
 
 /* malloc's in-budget ran out (every ~30 chunks or 32 KiB, and at every

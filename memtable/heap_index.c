@@ -535,23 +535,33 @@ CHUNK_INLINE void remove_in(struct chunk *c, size_t size, enum chunk_meta meta, 
 
 /* Every header remove that the flat table's remove_fast leaves: the form
  * for either layout (a two-level table's common case), then
- * remove_general. */
-static __attribute__((noinline)) void remove_other(struct chunk *c, size_t size)
+ * remove_general.  Returns c, as the header body does (index.h), so that
+ * the body's calls of it and of lowest_to_front_of are tail calls. */
+static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, size_t size)
 {
 	remove_in(c, size, META_HEADER, 0);
+	return c;
+}
+
+static __attribute__((noinline)) struct chunk *lowest_to_front_of(struct chunk *c, unsigned char *e,
+                                                                  uintptr_t base, unsigned first)
+{
+	lowest_to_front(e, base, first);
+	return c;
 }
 
 /* The flat table's remove_fast of a header chunk, then remove_other. */
-CHUNK_INLINE void remove_header_flat(struct chunk *c, size_t size)
+CHUNK_INLINE struct chunk *remove_header_flat(struct chunk *c, size_t size)
 {
 	unsigned char *e;
 	uintptr_t base;
 	unsigned first;
 	int done = remove_fast(c, size, META_HEADER, 1, &e, &base, &first);
 	if (__builtin_expect(done == 2, 0))
-		return lowest_to_front(e, base, first);
+		return lowest_to_front_of(c, e, base, first);
 	if (__builtin_expect(!done, 0))
-		remove_other(c, size);
+		return remove_other(c, size);
+	return c;
 }
 
 /* The trailer's, apart (insert_trailer), in the form for either layout. */
@@ -564,7 +574,7 @@ void memtable_index_remove(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
-	remove_header_flat(c, chunk_size_in(c, META_HEADER));
+	(void)remove_header_flat(c, chunk_size_in(c, META_HEADER));
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
@@ -573,7 +583,7 @@ void memtable_index_remove(struct chunk *c)
  * goes out of line as a tail call, so that the common path saves no
  * register. */
 void memtable_index_insert_header(struct chunk *c, size_t size);
-void memtable_index_remove_header(struct chunk *c, size_t size);
+struct chunk *memtable_index_remove_header(struct chunk *c, size_t size);
 
 void memtable_index_insert_header(struct chunk *c, size_t size)
 {
@@ -581,9 +591,9 @@ void memtable_index_insert_header(struct chunk *c, size_t size)
 		insert_other(c, size);
 }
 
-void memtable_index_remove_header(struct chunk *c, size_t size)
+struct chunk *memtable_index_remove_header(struct chunk *c, size_t size)
 {
-	remove_header_flat(c, size);
+	return remove_header_flat(c, size);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its
