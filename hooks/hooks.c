@@ -616,6 +616,11 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
 #else
 	if (unlikely(FAST_ENTER_BEGIN(s)))
 		return release_forking(s, c, size);
+#if !INDEX_HEADER_BODIES
+	/* Keep c, not p too, across the index call, whose remove does not
+	 * give c back: one register. */
+	__asm__("" : "+r"(c));
+#endif
 	c = INDEX_HEADER_REMOVE(c, size);
 	FAST_LEAVE(s);
 #endif
