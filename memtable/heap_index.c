@@ -85,8 +85,8 @@
  * and its test (a chunk alone in its bin), the unlock, and c handed back
  * (index.h).  A two-level table (valgrind refuses the flat reservation;
  * strict overcommit) and the trailer placement take the same code in the
- * form for either layout, out of line: +6 per pair over the inline
- * two-level code before (310.5 against 304.5, HEAPINDEX_ADDR_BITS=47
+ * form for either layout, out of line: +8 per pair over the inline
+ * two-level code before (312.5 against 304.5, HEAPINDEX_ADDR_BITS=47
  * under callgrind), where the flat table gained 10.
  *
  * max_small_size only grows, atomically, before the chunk that raised it
