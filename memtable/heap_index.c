@@ -85,8 +85,8 @@
  * and its test (a chunk alone in its bin), the unlock, and c handed back
  * (index.h).  A two-level table (valgrind refuses the flat reservation;
  * strict overcommit) and the trailer placement take the same code in the
- * form for either layout, out of line: +8 per pair over the inline
- * two-level code before (312.5 against 304.5, HEAPINDEX_ADDR_BITS=47
+ * form for either layout, out of line: +4 per pair over the inline
+ * two-level code before (308.5 against 304.5, HEAPINDEX_ADDR_BITS=47
  * under callgrind), where the flat table gained 10.
  *
  * max_small_size only grows, atomically, before the chunk that raised it
@@ -453,7 +453,8 @@ static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_
  * and unlock it; or, when c is the head of more, return the slot of its
  * successor with the bin still locked: the caller then calls
  * lowest_to_front (so that a caller with work after it can make that call
- * out of line).  Otherwise SLOT_NONE.  The last chunk of its list (next
+ * out of line).  Otherwise SLOT_NONE, or SLOT_OVERFLOW (the bin unlocked)
+ * for a chunk the caller must take out of the big tree instead.  The last chunk of its list (next
  * none), and most often the only one, is tested first.  A chunk of a flat
  * table (flat 1) is never one kept in the big tree because its two-level
  * leaf could not be mapped (next SLOT_OVERFLOW): only other tables test
@@ -476,8 +477,7 @@ CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *
 	}
 	if (!flat && __builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
 		bin_unlock(e, head);
-		big_chunks_remove(&big, c);
-		return SLOT_NONE;
+		return SLOT_OVERFLOW; /* the caller takes it out of the big tree */
 	}
 	if (prev == SLOT_NONE)
 		return next;
@@ -505,7 +505,9 @@ static __attribute__((noinline)) void remove_general(struct chunk *c)
 	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
 	unsigned first = unlink_locked(c, bin, e, bin_lock(e), chunk_meta, 0);
-	if (first != SLOT_NONE)
+	if (first == SLOT_OVERFLOW)
+		big_chunks_remove(&big, c);
+	else if (first != SLOT_NONE)
 		lowest_to_front(e, memtable_bin_base(&table, bin), first);
 }
 
@@ -513,7 +515,8 @@ static __attribute__((noinline)) void remove_general(struct chunk *c)
  * of a flat table (flat 1: one compare, as in insert_fast) or a two-level
  * one (flat 0).  Returns 0 if it did nothing (remove_general must), else 1,
  * or 2 with the bin still locked when c was the head of more: then *e,
- * *base and *first are lowest_to_front's arguments. */
+ * *base and *first are lowest_to_front's arguments; or 3 (two-level only)
+ * when c was kept in the big tree instead (SLOT_OVERFLOW). */
 CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat, unsigned char **e,
                              uintptr_t *base, unsigned *first)
 {
@@ -531,32 +534,10 @@ CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta,
 	*first = unlink_locked(c, bin, *e, head, meta, flat);
 	if (__builtin_expect(*first == SLOT_NONE, 1))
 		return 1;
+	if (!flat && __builtin_expect(*first == SLOT_OVERFLOW, 0))
+		return 3;
 	*base = memtable_bin_base(&table, bin);
 	return 2;
-}
-
-/* remove_fast, then what it leaves; flat is 0 only for a two-level table
- * (flat_limit 0), where remove_fast's flat form does nothing. */
-CHUNK_INLINE void remove_in(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
-{
-	unsigned char *e;
-	uintptr_t base;
-	unsigned first;
-	int done = remove_fast(c, size, meta, flat, &e, &base, &first);
-	if (__builtin_expect(done == 2, 0))
-		return lowest_to_front(e, base, first);
-	if (__builtin_expect(!done, 0))
-		remove_general(c);
-}
-
-/* Every header remove that the flat table's remove_fast leaves: the form
- * for either layout (a two-level table's common case), then
- * remove_general.  Returns c, as the header body does (index.h), so that
- * the body's calls of it and of lowest_to_front_of are tail calls. */
-static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, size_t size)
-{
-	remove_in(c, size, META_HEADER, 0);
-	return c;
 }
 
 static __attribute__((noinline)) struct chunk *lowest_to_front_of(struct chunk *c, unsigned char *e,
@@ -564,6 +545,43 @@ static __attribute__((noinline)) struct chunk *lowest_to_front_of(struct chunk *
 {
 	lowest_to_front(e, base, first);
 	return c;
+}
+
+static __attribute__((noinline)) struct chunk *remove_general_of(struct chunk *c)
+{
+	remove_general(c);
+	return c;
+}
+
+static __attribute__((noinline)) struct chunk *remove_big_of(struct chunk *c)
+{
+	big_chunks_remove(&big, c);
+	return c;
+}
+
+/* remove_fast, then what it leaves, as tail calls returning c (as the
+ * header body does, index.h), so that it saves no register. */
+CHUNK_INLINE struct chunk *remove_in(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
+{
+	unsigned char *e;
+	uintptr_t base;
+	unsigned first;
+	int done = remove_fast(c, size, meta, flat, &e, &base, &first);
+	if (__builtin_expect(done == 1, 1))
+		return c;
+	if (done == 2)
+		return lowest_to_front_of(c, e, base, first);
+	if (done == 3)
+		return remove_big_of(c);
+	return remove_general_of(c);
+}
+
+/* Every header remove that the flat table's remove_fast leaves: the form
+ * for either layout (a two-level table's common case), then
+ * remove_general. */
+static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, size_t size)
+{
+	return remove_in(c, size, META_HEADER, 0);
 }
 
 /* The flat table's remove_fast of a header chunk, then remove_other. */
@@ -583,7 +601,7 @@ CHUNK_INLINE struct chunk *remove_header_flat(struct chunk *c, size_t size)
 /* The trailer's, apart (insert_trailer), in the form for either layout. */
 static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 {
-	remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER, 0);
+	(void)remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER, 0);
 }
 
 void memtable_index_remove(struct chunk *c)
