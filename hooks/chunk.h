@@ -35,14 +35,14 @@
  *   to insert through this thread's pending record (chunk_pending, below),
  *   valid during that insert only.  An index with records hands them back
  *   at remove (chunk_side_removed; index.h, INDEX_SIDE_RECORDS): free counts
- *   the size asked for, as header does, and calls no malloc_usable_size.
- *   noop has nothing to hand back: its statistics count the allocator's
- *   usable size, asked at malloc and again at free (two malloc_usable_size
- *   calls per pair).
+ *   the size asked for, as header does.  noop has nothing to hand back: its
+ *   statistics count calls and chunks but no bytes (hooks.c, the side fast
+ *   path).  Neither calls malloc_usable_size.
  *
- * Default (HEAPINDEX_META unset; config.h): side for an index with records
- * (critnib), header for every other index (noop included), and header for
- * all when the lookup cache is on.  Measured on this machine (issue 15;
+ * Default (HEAPINDEX_META unset; config.h): side for every index that takes
+ * it (noop, critnib), header for the others, and header for all when the
+ * lookup cache is on (for noop with the census too: its freed chunks' sites
+ * are in no record).  Measured on this machine (issue 15;
  * glibc; `./heapindex bench --meta header,trailer,side --workloads
  * gcc,pychurn,pycompile --callgrind gcc`, small: max RSS of the tree over
  * uninstrumented, median of 3 interleaved rounds; bytes per chunk from the
@@ -63,8 +63,8 @@
  * (Before issue 11's fast path was merged.  After it, `make hook-cost`:
  * header noop 184.3, memtable 273.5, critnib 320.5; trailer 281.9, 481.9,
  * 442.9; side noop 280.9, critnib 383.9 -- side now 63.4 over header for
- * critnib, the way to malloc_meta and free_meta passing through
- * malloc_flagged and free_flagged; cc1 on shell.c: noop header 3,911.9 M,
+ * critnib, the way to the placements' common path of then (malloc_meta,
+ * free_meta) passing through malloc_flagged and free_flagged; cc1 on shell.c: noop header 3,911.9 M,
  * side 3,946.7 M (+0.89%); critnib header 4,080.3 M, side 4,099.1 M
  * (+0.46%).)
  *
@@ -81,25 +81,49 @@
  * only its own nodes and leaves: the gap is noise).  scale does not run
  * under side (cli/scale.c): critnib's lookups there are that same work.
  *
+ * Then side got a fast path of its own (hooks.c, malloc_side and
+ * free_side), and noop under side stopped counting bytes.  make hook-cost,
+ * header / side: noop 184.3 / 191.0 (side was 280.9), critnib 320.5 /
+ * 365.3 (was 383.9; 359.3 with its side path inlined into malloc_flagged
+ * and free_flagged, which then cost the trailer 16 more per pair for
+ * every index with updates); noop's 6.7 are the way through
+ * malloc_flagged and free_flagged, which the header's stores and pad-code
+ * test that side leaves out do not quite pay for.  cc1 under callgrind with noop, header
+ * / side: shell.c 3,911.7 / 3,910.4 M instructions (-0.03%), the whole
+ * sqlite3.c 19,718.3 / 19,714.2 M (-0.02%): glibc does a little less with
+ * chunks 16 bytes smaller, which outweighs the 6.7 per pair.  `bench
+ * --workloads pychurn,pycompile,gcc --indexes none,noop --meta header,side
+ * --runs 5` (small), max RSS of the tree over none, header / side: gcc
+ * +1.1% / +0.7%, pychurn +19.4% / +1.0%, pycompile +7.2% / +1.1%; wall,
+ * side / header paired per round: gcc 1.037 [0.861..1.250], pychurn 0.949
+ * [0.743..1.211], pycompile 0.988 [0.772..1.263], none resolved (load 4
+ * on 2 CPUs).  gcc -O0 -c of the whole sqlite3.c, 7 rounds (`--size
+ * full`): RSS +0.6% / +0.3%; wall side / header 0.963 [0.848..1.094],
+ * CPU user+sys 0.986 [0.957..1.015]: no slower, not resolved either.
+ *
  * Why this default.  Side is the placement that brings a Python heap of
  * small objects near the uninstrumented one (noop pychurn: +1.3% against
  * +19.4% under header); under critnib it costs nothing that header kept:
  * the exact size, the site (the census runs), foreign pointers told apart
- * (by the remove), and no malloc_usable_size.  What it costs is 51
- * instructions per pair over header (376.9 against 325.9: the way out of
- * the header fast path into malloc_meta and free_meta, and the record
- * handed back), +0.37% of cc1's instructions, which breaks the rule that
- * gcc may not get slower than under header by that much; its memory gain
+ * (by the remove), and no malloc_usable_size.  What it costs is 44.8
+ * instructions per pair over header (365.3 against 320.5: the way out of
+ * the header fast path through malloc_flagged and free_flagged, and size
+ * and site passed through the thread's pending record instead of a
+ * register), and +0.27% of cc1's instructions on shell.c (4,098.6 M
+ * against 4,087.5 M; +0.46% before side's fast path), which breaks the
+ * rule that gcc may not get slower than under header; its memory gain
  * (15.6 bytes per chunk, RSS -1.6 points on gcc, -30 on pychurn) is what
  * the rule is traded for, and the index's records make header's copy of
- * size and site a duplicate.  noop stays on header: it is the cost of the
- * hooks the header indexes run (the seed table's no-op row, set against
- * the memtable), side would cost it +0.78% of cc1's instructions (82 per
- * pair), and without records a bad pointer given to free reaches glibc's
- * malloc_usable_size, which may crash on it, before glibc's own check.  So
- * for noop the issue's two targets conflict: header misses "pychurn at
- * most +5%" by 14.4 points (+19.4%), side would miss "gcc instructions not
- * worse than header" by 0.78%; HEAPINDEX_META=side gives the first.
+ * size and site a duplicate.  noop takes side too, since its fast path:
+ * both of the issue's targets then hold (pychurn +1.0%, at most +5%; cc1
+ * no more instructions than under header), where header missed the first
+ * by 14.4 points.  What noop gives up under side is the statistics' bytes
+ * (live and peak bytes are left out: with no record there is no size at
+ * free, and asking the allocator at malloc and free cost two
+ * malloc_usable_size calls, ~30 instructions, per pair) and the telling of
+ * foreign pointers (below).  The cost of the hooks the header indexes run
+ * -- the seed table's no-op row set against the memtable -- is now noop
+ * under HEAPINDEX_META=header (bench --meta header).
  * Trailer is nobody's default: it halves the bytes but makes lookups
  * answer the usable size and makes every index step ask the allocator
  * where the trailer is (the memtable: +185 instructions per pair, cc1
@@ -121,8 +145,8 @@
  * the pointer to the allocator untouched and realloc moves its bytes into
  * a chunk of ours (hooks.c, track).  Under noop nothing tells: glibc's
  * chunks still reach glibc untouched (the statistics count them as ours),
- * but a wild pointer goes to malloc_usable_size first, which may crash
- * where glibc's free would abort with its own message.  Under critnib, a
+ * and a wild pointer goes straight to glibc's free, which aborts with its
+ * own message (tests/test_reliability.c).  Under critnib, a
  * chunk whose insert was dropped (no memory for a leaf: its statistics'
  * dropped_inserts) is taken for a foreign one at free: freed all the
  * same, but left in the live counts.  Trailer is not checked: it must not
@@ -130,10 +154,10 @@
  * follow its link bits), and 8 bytes leave no room for a check byte beside
  * a 48-bit site and 16 link bits, so its check would be a lookup of the
  * exact base before each remove: measured (make hook-cost with that lookup
- * in free_meta), +346 instructions per pair for the memtable (484.9 ->
+ * in the trailer's free), +346 instructions per pair for the memtable (484.9 ->
  * 831.3, +72%), +68 for critnib.  Not cheap: not done.  (critnib could use side's
  * hand-back under trailer too, but free asks malloc_usable_size for the
- * trailer first, with noop's crash.)
+ * trailer first, which a wild pointer may crash.)
  *
  * Invariants:
  *  - the user pointer is 16-byte aligned (alignof(max_align_t));
@@ -251,8 +275,8 @@ enum chunk_meta { META_HEADER, META_TRAILER, META_SIDE, META_COUNT };
  * chunk exists; read everywhere.  Hidden: one RIP-relative compare. */
 #define CHUNK_HIDDEN __attribute__((visibility("hidden")))
 extern CHUNK_HIDDEN enum chunk_meta chunk_meta;
-/* The allocator's malloc_usable_size, for trailer and side (never the
- * hooks' own, which would call back into us). */
+/* The allocator's malloc_usable_size, for trailer (never the hooks' own,
+ * which would call back into us). */
 extern CHUNK_HIDDEN size_t (*chunk_usable_size)(void *);
 /* Under side: size and site of the chunk being inserted, for the index to
  * copy during that insert; and of the chunk being removed, which an index
@@ -430,15 +454,15 @@ static inline void chunk_init(struct chunk *c, size_t size, size_t pad,
 /* Under side, before the remove of the chunk at c: what remove (and after
  * it verify) reads.  An index with records (records 1) answers with its
  * record's size and site (chunk_side_removed), or leaves CHUNK_SIZE_NONE:
- * then c is no chunk of ours.  One without (noop) keeps nothing: the
- * allocator's usable size stands in for the size, which is then what the
- * statistics count for the chunk, at malloc as at free. */
+ * then c is no chunk of ours.  One without (noop) keeps nothing: size and
+ * site 0, and the statistics count no bytes for its chunks (hooks.c, the
+ * side fast path). */
 static inline void chunk_side_before_remove(struct chunk *c, int records)
 {
 	if (records) {
 		chunk_pending.size = CHUNK_SIZE_NONE; /* the site is read only if replaced */
 	} else {
-		chunk_init(c, chunk_usable_size((void *)chunk_user(c)), 0, 0);
+		chunk_init(c, 0, 0, 0);
 	}
 }
 

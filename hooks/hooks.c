@@ -4,9 +4,11 @@
  * it is preloaded after us) for the program's bytes plus the metadata of the
  * placement (chunk.h: a header in front, a trailer behind, or nothing),
  * fills it in, and tells the index.  The fast path below is the header's;
- * trailer and side have their own (malloc_meta, free_meta).  Only the index differs between
- * libheapindex-<name>.so files: this file is compiled once per index with
- * HEAPINDEX_INDEX=<name>, so the index calls are direct.
+ * side and trailer have their own (malloc_side and free_side, malloc_trailer
+ * and free_trailer), reached through malloc_flagged and free_flagged.  Only
+ * the index differs between libheapindex-<name>.so files: this file is
+ * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
+ * are direct.
  *
  * There is no process-wide lock on the way: statistics are counted per
  * thread (counters.h, in the thread's slot, threads.h), the indexes
@@ -51,6 +53,7 @@ spinlock_t hooks_lock;
 struct heapindex_config hooks_config;
 size_t hooks_header_bytes;
 size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
+int hooks_counts_bytes = 1;
 const char *hooks_allocator = "unknown";
 double hooks_start_seconds;
 uint64_t hooks_serial_calls[ENTRY_COUNT];
@@ -121,8 +124,8 @@ static size_t boot_used;
 
 static int is_boot(const void *p)
 {
-	return (const unsigned char *)p >= boot_arena &&
-	       (const unsigned char *)p < boot_arena + BOOT_ARENA_BYTES;
+	/* One unsigned compare: below the arena wraps around to a large value. */
+	return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_ARENA_BYTES;
 }
 
 /* A boot chunk's user pointer is aligned to align (a power of two, at
@@ -170,6 +173,19 @@ static inline int injected_failure(const struct thread_slot *s)
 		return 0;
 	unsigned n = __atomic_load_n(&fail_every, __ATOMIC_RELAXED);
 	return n && (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
+}
+
+/* Under side: does this index keep records (index.h)?  Every index with
+ * updates that takes side must (initialise() checks), and one whose
+ * updates are empty (noop) keeps none: a constant, so the side fast path
+ * has no test of it. */
+static inline int side_records(void)
+{
+#if INDEX_UPDATES_EMPTY
+	return 0;
+#else
+	return 1;
+#endif
 }
 
 /* --- initialisation ---------------------------------------------------------- */
@@ -292,7 +308,8 @@ static unsigned features(void)
 	       (hooks_config.verify_every ? HOOKS_VERIFY : 0) |
 	       (hooks_config.fail_every ? HOOKS_FAIL : 0) |
 	       (index_wants_serial_hooks ? HOOKS_SERIAL : 0) | (aside ? HOOKS_ASIDE : 0) |
-	       (chunk_meta != META_HEADER ? HOOKS_META : 0);
+	       (chunk_meta == META_TRAILER ? HOOKS_TRAILER : 0) |
+	       (chunk_meta == META_SIDE ? HOOKS_SIDE : 0);
 }
 
 /* Runs once, at the first allocation or the constructor, whichever is first.
@@ -329,6 +346,16 @@ static void initialise(void)
 		fatal("heapindex: this index keeps links in the chunk but index.h declares it "
 		      "INDEX_LINKLESS: rebuild without that declaration");
 #endif
+#if INDEX_UPDATES_EMPTY
+	if (INDEX_OPS.caps & INDEX_SIDE_RECORDS)
+		fatal("heapindex: this index keeps records but index.h declares its updates "
+		      "INDEX_UPDATES_EMPTY: rebuild without that declaration");
+#else
+	if (chunk_meta == META_SIDE && !(INDEX_OPS.caps & INDEX_SIDE_RECORDS))
+		fatal("heapindex: this index takes HEAPINDEX_META=side but keeps no records "
+		      "(index.h, INDEX_SIDE_RECORDS): expected HEAPINDEX_META=header");
+#endif
+	hooks_counts_bytes = chunk_meta != META_SIDE || side_records();
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;
 	hooks_meta_after = chunk_meta == META_TRAILER ? META_TRAILER_BYTES : 0;
 	hooks_meta_bytes = hooks_meta_before + hooks_meta_after;
@@ -536,8 +563,8 @@ static inline __attribute__((always_inline)) void count_fast_free(struct thread_
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
 static __attribute__((noinline)) void free_slow(void *p);
-static void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site);
-static void free_meta(struct thread_slot *s, void *p);
+static void *malloc_trailer(struct thread_slot *s, size_t size, uintptr_t site);
+static void free_trailer(struct thread_slot *s, void *p);
 static int is_boot(const void *p);
 
 /* The fork bracket of a fast-path index call (threads.h), compiled out for
@@ -679,20 +706,150 @@ static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot
 	fast_release(s, c, c->size_pad - plain_pad_bits);
 }
 
-/* Calls with a flag set in the slot (threads.h): the placement's fast path
- * or the general path.  Apart, so that malloc and free test the flags word
- * and keep nothing of it. */
+/* --- the side fast path ---------------------------------------------------------
+ * Under side the chunk carries nothing (chunk.h): the user pointer is the
+ * allocator's own.  malloc is the header's fast path without the header:
+ * the count (before the real malloc, taken back if that fails, as there),
+ * the real malloc of size itself, and, for an index that keeps records,
+ * its insert, which copies size and site from this thread's pending
+ * record.  free: the index's remove, which hands the record's size back
+ * or says the pointer was never ours (it then goes to the allocator
+ * untouched, counted as a call only), the count, and the real free.
+ *
+ * An index whose updates are empty (noop, index.h) keeps no records and so
+ * has no size to count at free: under side the hooks count its calls and
+ * chunks but no bytes (hooks_counts_bytes; its statistics leave the live
+ * bytes out), and its malloc and free are the count and the real call,
+ * nothing else.  Counting the allocator's usable size instead took a
+ * malloc_usable_size at malloc and another at free (97 instructions per
+ * pair over header, with the way here through malloc_meta); and a wild
+ * pointer now reaches glibc's free, with its own check, not glibc's
+ * malloc_usable_size, which has none.
+ *
+ * No size check: nothing is added to size, and a size beyond
+ * CHUNK_SIZE_MAX (2^48), which a record could not hold, is refused by the
+ * allocator first (user space is 2^47 bytes). */
+
+/* The bytes a side chunk of size bytes counts: the size asked for, which
+ * an index with records hands back at free; none without records. */
+static inline __attribute__((always_inline)) size_t side_counted(size_t size)
+{
+	return side_records() ? size : 0;
+}
+
+/* The rest of a side malloc once the real malloc gave r: the index's
+ * insert in the fork bracket (none for empty updates). */
+static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot *s, void *r, size_t size,
+                                                             uintptr_t site)
+{
+#if INDEX_UPDATES_EMPTY
+	(void)s, (void)size, (void)site;
+#else
+	chunk_pending.size = size;
+	chunk_pending.site_word = (uint64_t)site; /* top 16 bits 0 in user space, as in a header */
+	FAST_ENTER(s);
+	INDEX_FN(insert)(chunk_of_user(r));
+	FAST_LEAVE(s);
+#endif
+	return r;
+}
+
+/* A side malloc whose in-budget ran out: the general order, as
+ * malloc_overdraft for header. */
+static __attribute__((noinline)) void *malloc_side_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	size_t counted = side_counted(size);
+	uncount_fast_malloc(s, counted);
+	void *r = real.malloc(size);
+	if (unlikely(!r))
+		return fail(s, ENTRY_malloc);
+	count_fast_malloc(s, counted, size, 0);
+	return side_chunk(s, r, size, site);
+}
+
+/* malloc_side and free_side: inlined into malloc_flagged and free_flagged
+ * for an index with empty updates, which need no frame; apart for the
+ * others, whose frame (the registers kept across the index call) would
+ * otherwise be set up for the trailer's and the general path's calls too
+ * (+16 instructions per pair under trailer, make hook-cost). */
+#if INDEX_UPDATES_EMPTY
+#define SIDE_PATH static inline __attribute__((always_inline))
+#else
+#define SIDE_PATH static __attribute__((noinline))
+#endif
+
+SIDE_PATH void *malloc_side(struct thread_slot *s, size_t size, uintptr_t site)
+{
+	struct thread_counters *k = &s->counters;
+	size_t counted = side_counted(size);
+	k->fast_mallocs++;
+	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0))
+		return malloc_side_overdraft(s, size, site);
+	void *r = real.malloc(size);
+	if (unlikely(!r))
+		return malloc_failed(counted);
+	return side_chunk(s, r, size, site);
+}
+
+#if !INDEX_UPDATES_EMPTY
+/* p, freed under side, was never in the index: the allocator's own
+ * pointer (or a bad one, which the allocator then judges). */
+static __attribute__((noinline)) void free_side_foreign(struct thread_slot *s, void *p)
+{
+	count_call(s, ENTRY_free);
+	real.free(p);
+}
+#endif
+
+/* A side free whose out-budget ran out: the look, then the real free. */
+static __attribute__((noinline)) void free_side_overdraft(struct thread_slot *s, void *p)
+{
+	counters_check(s);
+	real.free(p);
+}
+
+SIDE_PATH void free_side(struct thread_slot *s, void *p)
+{
+	size_t size = 0;
+#if !INDEX_UPDATES_EMPTY
+	chunk_side_before_remove(chunk_of_user(p), side_records());
+	/* Keep p, not the chunk handle too, across the index call: one register. */
+	__asm__("" : "+r"(p));
+	FAST_ENTER(s);
+	INDEX_FN(remove)(chunk_of_user(p));
+	FAST_LEAVE(s);
+	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
+		return free_side_foreign(s, p);
+#endif
+	struct thread_counters *k = &s->counters;
+	k->fast_frees++;
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return free_side_overdraft(s, p); /* a tail call, as the real free's */
+	real.free(p);
+}
+
+/* Calls with a flag set in the slot (threads.h): a placement's fast path
+ * (side's first: the default of the indexes that take it) or the general
+ * path.  Apart, so that malloc and free test the flags word and keep
+ * nothing of it. */
 static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
 {
-	if (thread_flags(s) == HOOKS_META)
-		return malloc_meta(s, size, ret);
+	unsigned flags = thread_flags(s);
+	if (likely(flags == HOOKS_SIDE))
+		return malloc_side(s, size, ret);
+	if (flags == HOOKS_TRAILER)
+		return malloc_trailer(s, size, ret);
 	return malloc_slow(size, ret);
 }
 
+/* NULL and boot chunks take the general path in every placement. */
 static __attribute__((noinline)) void free_flagged(void *p, struct thread_slot *s)
 {
-	if (p && thread_flags(s) == HOOKS_META && likely(!is_boot(p)))
-		return free_meta(s, p);
+	unsigned flags = thread_flags(s);
+	if (likely(flags == HOOKS_SIDE) && likely(p != NULL) && likely(!is_boot(p)))
+		return free_side(s, p);
+	if (flags == HOOKS_TRAILER && p && !is_boot(p))
+		return free_trailer(s, p);
 	return free_slow(p);
 }
 
@@ -761,7 +918,8 @@ HOOK_EXPORT void free(void *p)
  * index hears of the chunk, which the trace recorder relies on.
  *
  * Under side a leaving chunk's size is what its remove left in
- * chunk_pending (side_before_remove), not the size passed; and when an
+ * chunk_pending (side_before_remove: 0 for an index without records,
+ * which counts no bytes), not the size passed; and when an
  * index with records had none of it (CHUNK_SIZE_NONE), p was never ours:
  * only the call is counted, and track returns 0.  Otherwise 1. */
 static int track(struct thread_slot *s, struct chunk *c, int dir, size_t size, size_t pad,
@@ -805,13 +963,6 @@ static int track(struct thread_slot *s, struct chunk *c, int dir, size_t size, s
 	return ours;
 }
 
-/* Under side: does this index keep records (index.h)?  A constant of the
- * index's ops: one compare with memory. */
-static inline int side_records(void)
-{
-	return (INDEX_OPS.caps & INDEX_SIDE_RECORDS) != 0;
-}
-
 /* Under side, before c's remove (chunk.h): the remove then leaves c's size
  * in chunk_pending, or CHUNK_SIZE_NONE if c is no chunk of ours. */
 static inline void side_before_remove(struct chunk *c)
@@ -822,14 +973,14 @@ static inline void side_before_remove(struct chunk *c)
 /* The size the statistics count for a new chunk c of size bytes, as free
  * can learn it again: the size asked for (header: in the header; side with
  * records: from the record remove hands back), but under trailer the bytes
- * before the trailer, and under side without records (noop) the allocator's
- * usable size. */
+ * before the trailer, and under side without records (noop) none (the side
+ * fast path, above). */
 static inline size_t counted_size(struct chunk *c, size_t size)
 {
-	if (chunk_likely_header() || (chunk_meta == META_SIDE && side_records()))
+	if (chunk_likely_header())
 		return size;
 	if (chunk_meta == META_SIDE)
-		return chunk_usable_size((void *)chunk_user(c));
+		return side_counted(size);
 	return chunk_size(c);
 }
 
@@ -970,63 +1121,37 @@ void free_chunk(void *p, enum hook_entry entry)
 	real.free((unsigned char *)p - pad);
 }
 
-/* --- the fast path of trailer and side -------------------------------------------
- * malloc and free of a thread whose only flag is HOOKS_META: the header fast
- * path's steps (the same counters), with the placement's own metadata.  The
- * size counted is counted_size's, which free learns again: under trailer
- * from the allocator (the bytes before the trailer), under side from the
- * index's record (the size asked for), or, for an index without records
- * (noop), from the allocator (the usable size: two malloc_usable_size
- * calls per malloc+free pair). */
+/* --- the fast path of trailer ------------------------------------------------------
+ * malloc and free of a thread whose only flag is HOOKS_TRAILER: the header
+ * fast path's steps (the same counters), with the trailer for metadata.
+ * The size counted is the bytes before the trailer, which free learns
+ * again from the allocator (one malloc_usable_size each way). */
 
-static __attribute__((noinline)) void *malloc_meta(struct thread_slot *s, size_t size, uintptr_t site)
+static __attribute__((noinline)) void *malloc_trailer(struct thread_slot *s, size_t size, uintptr_t site)
 {
-	size_t total = size + hooks_meta_after;
-	if (unlikely(size > CHUNK_SIZE_MAX - hooks_meta_after))
+	if (unlikely(size > CHUNK_SIZE_MAX - META_TRAILER_BYTES))
 		return fail(s, ENTRY_malloc);
-	unsigned char *r = real.malloc(total);
+	unsigned char *r = real.malloc(size + META_TRAILER_BYTES);
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
 	/* The site is this malloc's return address, whose top 16 bits (the
 	 * index's) are 0 in user space: no mask, as on the header's path. */
-	size_t counted;
-	if (chunk_meta == META_TRAILER) {
-		counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
-		*(uint64_t *)(r + counted) = (uint64_t)site;
-	} else {
-		counted = side_records() ? size : real.malloc_usable_size(r);
-		chunk_pending.size = size;
-		chunk_pending.site_word = (uint64_t)site;
-	}
-	count_fast_malloc(s, counted, size, hooks_meta_after);
+	size_t counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
+	*(uint64_t *)(r + counted) = (uint64_t)site;
+	count_fast_malloc(s, counted, size, META_TRAILER_BYTES);
 	FAST_ENTER(s);
 	INDEX_FN(insert)(chunk_of_user(r));
 	FAST_LEAVE(s);
 	return r;
 }
 
-static __attribute__((noinline)) void free_meta(struct thread_slot *s, void *p)
+static __attribute__((noinline)) void free_trailer(struct thread_slot *s, void *p)
 {
 	struct chunk *c = chunk_of_user(p);
-	size_t size;
-	if (chunk_meta == META_SIDE && side_records()) {
-		side_before_remove(c);
-		FAST_ENTER(s);
-		INDEX_FN(remove)(c);
-		FAST_LEAVE(s);
-		if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE)) {
-			count_call(s, ENTRY_free); /* not ours: the allocator's own pointer */
-			real.free(p);
-			return;
-		}
-	} else {
-		/* The remove of an index without records reads nothing under
-		 * side (nor does anything else on this path): no pending record. */
-		size = chunk_meta == META_SIDE ? chunk_usable_size(p) : chunk_size(c);
-		FAST_ENTER(s);
-		INDEX_FN(remove)(c);
-		FAST_LEAVE(s);
-	}
+	size_t size = chunk_size(c);
+	FAST_ENTER(s);
+	INDEX_FN(remove)(c);
+	FAST_LEAVE(s);
 	count_fast_free(s, size);
 	real.free(p);
 }

@@ -22,7 +22,8 @@
 #define HOOKS_SERIAL 0x10u /* the index asked for serial calls (index.h)     */
 #define HOOKS_SHARED 0x20u /* hooks_fallback_slot: threads without a slot    */
 #define HOOKS_ASIDE 0x40u  /* the program brought its own malloc (hooks.c)   */
-#define HOOKS_META 0x80u   /* a placement other than header (chunk.h)        */
+#define HOOKS_TRAILER 0x80u /* the trailer placement (chunk.h): its fast path  */
+#define HOOKS_SIDE 0x100u   /* the side placement (chunk.h): its fast path     */
 /* With these, every index call is made under hooks_lock, together with the
  * state that must change with the index (census, verify's shadow, a shared
  * slot's live counts). */
@@ -37,6 +38,10 @@ extern size_t hooks_header_bytes;      /* struct chunk + the index's links */
  * hooks_header_bytes, else 0), behind the program's bytes (trailer: 8),
  * and their sum, the metadata the statistics count per chunk. */
 extern size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
+/* 0 when the statistics count no bytes: side under an index without
+ * records (noop), which has no size to count at free (hooks.c, the side
+ * fast path); calls and chunks are counted all the same. */
+extern int hooks_counts_bytes;
 extern const char *hooks_allocator;    /* file name of the library behind us */
 extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
 /* With HOOKS_SERIAL: calls per entry point, counted under hooks_lock just

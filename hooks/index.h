@@ -137,11 +137,11 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            the allocator's malloc_usable_size, and forward
  *                            a pointer the index does not know to the next
  *                            allocator untouched (hooks.c).  Every index
- *                            that answers lookups under side has records
- *                            and must say so; noop, which keeps nothing,
- *                            does not (its statistics count usable bytes
- *                            under side, and it cannot tell a pointer it
- *                            never saw). */
+ *                            with updates that takes side has records and
+ *                            must say so (the hooks check at start-up);
+ *                            noop, whose updates are empty, keeps none
+ *                            (its statistics count no bytes under side,
+ *                            and it cannot tell a pointer it never saw). */
 #define INDEX_SIDE_RECORDS 4u
 /* The metadata placements (chunk.h) the index works with; the hooks refuse
  * any other at start-up.  An index that keeps links_bytes in the chunk

@@ -107,10 +107,14 @@ void process_stats_write(void)
 	         k.lookup_cache_hits + k.lookup_cache_misses
 	                 ? (double)k.lookup_cache_hits / (double)(k.lookup_cache_hits + k.lookup_cache_misses)
 	                 : 0.0);
+	/* Bytes only where counted (hooks_counts_bytes): a 0 would read as a
+	 * figure. */
 	json_u64(&j, "live_chunks", (uint64_t)k.live_chunks);
-	json_u64(&j, "live_bytes", (uint64_t)k.live_bytes);
+	if (hooks_counts_bytes)
+		json_u64(&j, "live_bytes", (uint64_t)k.live_bytes);
 	json_u64(&j, "peak_live_chunks", (uint64_t)k.peak_live_chunks);
-	json_u64(&j, "peak_live_bytes", (uint64_t)k.peak_live_bytes);
+	if (hooks_counts_bytes)
+		json_u64(&j, "peak_live_bytes", (uint64_t)k.peak_live_bytes);
 	json_u64(&j, "header_bytes", hooks_header_bytes);
 	json_str(&j, "meta", chunk_meta_name(chunk_meta));
 	json_f64(&j, "meta_bytes_per_chunk", k.meta_weight ? (double)k.meta_added / (double)k.meta_weight : 0.0);
