@@ -201,7 +201,13 @@ static inline void insert_in_region(struct chunk *c, size_t size, size_t slot)
 	}
 	size_t w = word_of(user);
 	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
-	note_dirty_page(slot, w); /* before the bit: lookups read only dirty pages */
+	/* Before the bit: lookups read only dirty pages.  Invariant: a nonzero
+	 * word lies on a page noted dirty, for the insert that set its first
+	 * bit found it zero and noted the page first (and notes are never
+	 * cleared); so only a zero word asks.  The load may commit the page:
+	 * an insert, unlike a lookup, is about to write it anyway. */
+	if (!__atomic_load_n(&bits[w], __ATOMIC_RELAXED))
+		note_dirty_page(slot, w);
 	/* Release: a lookup that sees the bit sees the header written before. */
 	LOCK_ANNOTATE_HAPPENS_BEFORE(c);
 	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);
@@ -234,15 +240,32 @@ static inline void insert_sized(struct chunk *c, size_t size)
 	insert_in_region(c, size, slot);
 }
 
-static inline void remove_sized(struct chunk *c, size_t size)
+/* remove_sized's calls, apart and returning c, so that it makes them as
+ * tail calls and keeps nothing across them. */
+static __attribute__((noinline)) struct chunk *remove_big(struct chunk *c)
+{
+	big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
+	return c;
+}
+
+static __attribute__((noinline)) struct chunk *remove_waiting(struct chunk *c)
+{
+	hazard_wait_readers(chunk_user(c));
+	return c;
+}
+
+static inline struct chunk *remove_sized(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
 	uint64_t *bits = size <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
 	/* Only this chunk sets or clears its own bit while it is live. */
-	if (bits && (__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
-		hazard_wait(user); /* lookups reading c's header finish before the hooks free it */
-	else
-		big_chunks_remove(&big, c); /* big, or small but uncovered when inserted */
+	if (!bits || !(__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
+		return remove_big(c);
+	/* Lookups reading c's header finish before the hooks free it
+	 * (hazard_wait's test, then its wait apart). */
+	if (__builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0))
+		return remove_waiting(c);
+	return c;
 }
 
 /* insert, remove, and the header bodies the hooks' header fast path calls

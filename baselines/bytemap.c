@@ -190,7 +190,7 @@ static inline void insert_sized(struct chunk *c, size_t size)
 	__atomic_fetch_add(&counters.small_inserts, 1, __ATOMIC_RELAXED);
 }
 
-static inline void remove_sized(struct chunk *c, size_t size)
+static inline void remove_in_map(struct chunk *c, size_t size)
 {
 	if (size == 0)
 		return;
@@ -206,6 +206,12 @@ static inline void remove_sized(struct chunk *c, size_t size)
 	}
 	if (!in)
 		big_chunks_remove(&big, c);
+}
+
+static inline struct chunk *remove_sized(struct chunk *c, size_t size)
+{
+	remove_in_map(c, size);
+	return c;
 }
 
 /* insert, remove, and the header bodies the hooks' header fast path calls

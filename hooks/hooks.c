@@ -499,10 +499,13 @@ static inline struct thread_slot *call_slot(void)
  * the plain chunk's (aligned, boot and foreign chunks, and chunks a lookup
  * cache may hold, go to the general path, chunk.h), the counters (count,
  * and the out-budget less the header word less plain_spend_bits, which is
- * size + weight in one subtraction), the index's remove in the bracket, one
+ * size + weight in one subtraction), the index's remove in the bracket
+ * (a header body gives c back, index.h, so that only the slot is kept
+ * across the call; a fork under way takes release_forking, apart), one
  * more load and test of the header (a lookup may have marked the chunk
- * since: 3 instructions, lookup_cache.h; none for an index that answers no
- * lookups), and a tail call of the real free.
+ * since: 3 instructions, lookup_cache.h, and a marked chunk's bump is
+ * apart too, free_marked; none for an index that answers no lookups), and
+ * a tail call of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
  * glibc alone is 141 instructions, 184.3 under the noop index: +43.3 (was
@@ -513,15 +516,26 @@ static inline struct thread_slot *call_slot(void)
  * the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
  * the code test 2, the counters 5, the real pointer and the tail call 2.
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
- * pair.  An index that is called (memtable 273.5, +89.2 over noop): malloc
- * 37 (three callee-saved registers, since size, the chunk and the slot
- * live across calls, 6; the bracket 4; the call with its two arguments 3;
- * the returned pointer 1), free 33 (two saved registers and the stack's
- * alignment 6; the bracket 4; the call 2; the cached mark's test 3), and
- * the memtable's insert and remove themselves 35 + 24 (memtable/heap_index.c).
+ * pair.  An index that is called (memtable 263.5, +79.2 over noop; was
+ * 273.5, +89.2): malloc 37 (three callee-saved registers, since size, the
+ * chunk and the slot live across calls, 6; the bracket 4; the call with
+ * its two arguments 3; the returned pointer 1), free 29 (one saved
+ * register, the slot, 2; the bracket 4; the call and c's return 3; the
+ * cached mark's test 3), and the memtable's insert and remove themselves
+ * 34 + 20 (memtable/heap_index.c).  Tried and dropped (no fewer
+ * instructions, gcc 12): the size check as the carry of size + weight or
+ * size + header (gcc copies size first), insert returning the user pointer
+ * with the slot read again after the real malloc (gcc then keeps size and
+ * the slot in two registers, which with the stack's alignment costs what
+ * three did), the bracket's end inside the index (its extra argument cost
+ * the index register moves), and the index inlined into malloc and free
+ * (its rare calls then make both save four registers).
  * The +40 target for noop is not met: what is left is a header word and a
  * site, exact per-thread counts with a budget for the peaks, and the tests
- * a malloc replacement must make (flags, NULL, carry, foreign pointers).
+ * a malloc replacement must make (flags, NULL, carry, foreign pointers);
+ * gcc tests the flags word with a load and a test, where a compare with
+ * memory would save one instruction in each of malloc and free (the same
+ * micro-operations).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
@@ -557,9 +571,11 @@ static int is_boot(const void *p);
  * an index that does not need it (index.h). */
 #if INDEX_UNBRACKETED
 #define FAST_ENTER(s) ((void)(s))
+#define FAST_ENTER_BEGIN(s) ((void)(s), 0)
 #define FAST_LEAVE(s) ((void)(s))
 #else
 #define FAST_ENTER(s) thread_enter(s)
+#define FAST_ENTER_BEGIN(s) thread_enter_begin(s) /* 1: call thread_wait_fork */
 #define FAST_LEAVE(s) thread_leave(s)
 #endif
 
@@ -595,26 +611,61 @@ static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot
 	return c + 1;
 }
 
+/* A fast-path free once the index let go of c: the lookup cache's mark
+ * (none for an index that never notes a chunk, index.h), and the real
+ * free.  A marked chunk's way is apart, as a tail call, so that free keeps
+ * nothing across a call of its own. */
+#if !INDEX_NEVER_CACHED
+static __attribute__((noinline)) void free_marked(struct chunk *c)
+{
+	lookup_cache_bump(chunk_user(c));
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+}
+#endif
+
+static inline __attribute__((always_inline)) void fast_released(struct chunk *c)
+{
+#if !INDEX_NEVER_CACHED
+	/* A lookup may have marked c since its pad code was read. */
+	if (lookup_cache_marked_header(c))
+		return free_marked(c);
+#endif
+	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+}
+
+#if !INDEX_UPDATES_EMPTY
+/* A fork is under way: wait in the bracket's way, apart, so that free
+ * makes no call before the index's and keeps nothing but its slot across
+ * that one. */
+static __attribute__((noinline)) void release_forking(struct thread_slot *s, struct chunk *c, size_t size)
+{
+	thread_wait_fork(s);
+	c = INDEX_HEADER_REMOVE(c, size);
+	FAST_LEAVE(s);
+	fast_released(c);
+}
+#endif
+
 /* The rest of a fast-path free once counted: the index in the fork bracket
- * (none for empty updates), the lookup cache's mark (none for an index that
- * never notes a chunk, index.h), and the real free. */
+ * (none for empty updates), then fast_released.  The header body returns
+ * c (index.h), which is then not kept across its call. */
 static inline __attribute__((always_inline)) void fast_release(struct thread_slot *s, struct chunk *c,
                                                                size_t size)
 {
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size;
 #else
-	/* Keep c, not p too, across the index call: one register. */
+	if (unlikely(FAST_ENTER_BEGIN(s)))
+		return release_forking(s, c, size);
+#if !INDEX_HEADER_BODIES
+	/* Keep c, not p too, across the index call, whose remove does not
+	 * give c back: one register. */
 	__asm__("" : "+r"(c));
-	FAST_ENTER(s);
-	INDEX_HEADER_REMOVE(c, size);
+#endif
+	c = INDEX_HEADER_REMOVE(c, size);
 	FAST_LEAVE(s);
 #endif
-#if !INDEX_NEVER_CACHED
-	/* A lookup may have marked c since its pad code was read. */
-	lookup_cache_note_removed_header(c);
-#endif
-	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
+	fast_released(c);
 }
 
 /* malloc's in-budget ran out (every ~30 chunks or 32 KiB, and at every

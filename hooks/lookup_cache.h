@@ -98,12 +98,13 @@ static inline void lookup_cache_note_removed(const struct chunk *c)
 		lookup_cache_bump(chunk_user(c));
 }
 
-/* The same for a chunk known to have a header (the hooks' header fast
- * path): no test of the placement. */
-static inline void lookup_cache_note_removed_header(const struct chunk *c)
+/* Its test for a chunk known to have a header (the hooks' header fast
+ * path): no test of the placement.  The caller bumps (lookup_cache_bump)
+ * when it says 1, out of line, so that its own path keeps nothing across
+ * a call. */
+static inline int lookup_cache_marked_header(const struct chunk *c)
 {
-	if (__builtin_expect((__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT) != 0, 0))
-		lookup_cache_bump(chunk_user(c));
+	return __builtin_expect((__atomic_load_n(&c->size_pad, __ATOMIC_RELAXED) & CHUNK_CACHED_BIT) != 0, 0);
 }
 
 /* The answer for addr: from s's cache, or from lookup (the index), filling

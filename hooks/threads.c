@@ -35,9 +35,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
 static int key_made;
 
-/* Lookups between hazard_protect and hazard_release, process-wide: while
- * it is 0 a remover need not scan the slots. */
-static unsigned hazard_readers;
+unsigned hazard_readers; /* threads.h */
 
 struct thread_slot *threads_first(void)
 {
@@ -262,10 +260,8 @@ void hazard_release(struct thread_slot *s, int h)
 	s->hazards_used = (unsigned)h;
 }
 
-void hazard_wait(uintptr_t addr)
+void hazard_wait_readers(uintptr_t addr)
 {
-	if (!__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST))
-		return;
 	/* Our own hazards belong to a lookup this free interrupted (a signal
 	 * handler that frees): waiting for them would never end. */
 	struct thread_slot *self = thread_self();

@@ -119,14 +119,21 @@ static inline unsigned thread_flags(const struct thread_slot *s)
 	return s->flags;
 }
 
-/* The brackets of an index operation made by the hooks (s attached). */
-static inline void thread_enter(struct thread_slot *s)
+/* The brackets of an index operation made by the hooks (s attached).
+ * thread_enter_begin is the first half, for a caller that makes the call
+ * of thread_wait_fork itself, out of line: 1 if it must. */
+static inline int thread_enter_begin(struct thread_slot *s)
 {
 	s->depth++;
 	/* Program order is enough: fork's membarrier orders it with the load
 	 * below, and a signal handler runs on this thread. */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (__builtin_expect(thread_flags(s) & THREAD_FORKING, 0))
+	return __builtin_expect((thread_flags(s) & THREAD_FORKING) != 0, 0);
+}
+
+static inline void thread_enter(struct thread_slot *s)
+{
+	if (thread_enter_begin(s))
 		thread_wait_fork(s);
 }
 
@@ -153,7 +160,17 @@ static inline int index_lookup_may_wait(void)
  * the lookup's re-check sees the chunk gone. */
 int hazard_protect(struct thread_slot *s, uintptr_t addr);
 void hazard_release(struct thread_slot *s, int h);
-void hazard_wait(uintptr_t addr);
+void hazard_wait_readers(uintptr_t addr);
+
+/* Lookups between hazard_protect and hazard_release, process-wide: while
+ * it is 0 a remover need not scan the slots, and makes no call. */
+extern THREADS_HIDDEN unsigned hazard_readers;
+
+static inline void hazard_wait(uintptr_t addr)
+{
+	if (__builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0))
+		hazard_wait_readers(addr);
+}
 
 /* --- the registry --------------------------------------------------------- */
 

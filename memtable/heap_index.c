@@ -85,6 +85,22 @@
  * cache fill running, is compiled apart from the rest (lookup_general) so
  * that it makes no call but tail calls and saves three registers, not six.
  *
+ * Cost of the updates (make hook-cost: callgrind, 10^6 malloc+free pairs of
+ * 16-128 bytes, each chunk alone in its bin; the hooks' part is in
+ * hooks/hooks.c): the header bodies' insert is 34 instructions and remove
+ * 20 (were 35 and 24).  Insert: one compare of the user pointer with
+ * flat_limit ("covered and flat"), one of the size with max_small_size,
+ * the bin and its byte's address (4), the lock's exchange and its test,
+ * the slot (3), the empty-bin test, the written-pages summary test (7,
+ * only for an empty bin: link_locked), the links' store and the unlock.
+ * Remove: the same two compares, address and lock, one load of both links
+ * and its test (a chunk alone in its bin), the unlock, and c handed back
+ * (index.h).  A two-level table (valgrind refuses the flat reservation;
+ * strict overcommit) and the trailer placement take the same code in the
+ * form for either layout, out of line: +4 per pair over the inline
+ * two-level code before (308.5 against 304.5, HEAPINDEX_ADDR_BITS=47
+ * under callgrind), where the flat table gained 10.
+ *
  * max_small_size only grows, atomically, before the chunk that raised it
  * is linked.  Two-level leaves are mapped by whichever insert needs one
  * first, lock-free (memtable.c).
@@ -103,6 +119,12 @@ static struct memtable table;
 static size_t bin_bytes, big_threshold;
 static unsigned slot_mask; /* slots in a bin - 1: (bin_bytes >> 4) - 1 */
 static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
+/* table.limit if the table is flat, else 0: the updates' common paths test
+ * "covered and flat" with one compare of the user pointer against it, and
+ * leave the two-level layout (never used on x86-64 with the default 47
+ * address bits, unless the kernel refuses the flat reservation) and
+ * uncovered chunks to their slow paths. */
+static uintptr_t flat_limit;
 
 /* Big chunks (and chunks above the covered range). */
 static struct big_chunks big;
@@ -275,6 +297,7 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 		         cfg->addr_bits, cfg->bin_shift, strerror(e));
 		return -1;
 	}
+	flat_limit = memtable_is_flat(&table) ? table.limit : 0;
 	bin_bytes = (size_t)1 << cfg->bin_shift;
 	slot_mask = (unsigned)(bin_bytes >> 4) - 1;
 	big_threshold = bin_bytes * 256;
@@ -288,16 +311,30 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
  * else just after the head.  Either way only c, the head and at most the
  * head's successor are written.  Most bins hold one chunk at most, so an
  * empty bin is tested first, and costs the store of c's links (both bytes
- * at once: a chunk re-inserted after a failed realloc has old ones). */
-CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
-                              enum chunk_meta meta)
+ * at once: a chunk re-inserted after a failed realloc has old ones).
+ *
+ * The written-pages summary (memtable.h) is tested only for an empty bin:
+ * invariant, a table byte that is neither 0 nor BIN_LOCKED lies on a page
+ * marked written, because the insert that made it nonzero found it 0 and
+ * tested (or marked) the page first, and marks are never cleared.  Until
+ * the unlock makes c's slot visible the page, which the lock's exchange
+ * may just have committed, reads as empty to lookups, which read only
+ * marked pages.  Returns 1, or 0 when c would be the first chunk of a page
+ * never marked: then the bin is unlocked unchanged (still 0), and the
+ * caller marks the page (link_marking) and links again. */
+CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                             enum chunk_meta meta)
 {
 	unsigned slot = slot_of(chunk_user(c));
 	unsigned char *links = links_of(c, meta);
 	if (head == SLOT_NONE) {
+		if (__builtin_expect(!memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 0)) {
+			bin_unlock(e, SLOT_NONE);
+			return 0;
+		}
 		set_links(links, SLOT_NONE, SLOT_NONE);
 		bin_unlock(e, slot);
-		return;
+		return 1;
 	}
 	uintptr_t base = memtable_bin_base(&table, bin);
 	struct chunk *h = chunk_at(base, head);
@@ -305,7 +342,7 @@ CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, uns
 		links_of(h, meta)[1] = (unsigned char)slot;
 		set_links(links, head, SLOT_NONE);
 		bin_unlock(e, slot);
-		return;
+		return 1;
 	}
 	unsigned next = next_slot(h, meta);
 	if (next != SLOT_NONE)
@@ -313,23 +350,28 @@ CHUNK_INLINE void link_locked(struct chunk *c, size_t bin, unsigned char *e, uns
 	set_links(links, next, head);
 	links_of(h, meta)[0] = (unsigned char)slot;
 	bin_unlock(e, head);
+	return 1;
 }
 
-static __attribute__((noinline)) void link_contended(struct chunk *c, size_t bin, unsigned char *e)
+static void link_chunk(struct chunk *c, size_t bin, unsigned char *e);
+
+/* link_locked found c's page never marked: mark it, and link again. */
+static __attribute__((noinline)) void link_marking(struct chunk *c, size_t bin, unsigned char *e)
 {
-	link_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
+	memtable_note_written_slow(&table, bin >> MEMTABLE_PAGE_SHIFT);
+	link_chunk(c, bin, e);
 }
 
-CHUNK_INLINE void link_chunk(struct chunk *c, size_t bin, unsigned char *e, enum chunk_meta meta)
+/* Link c into bin, whose byte is e: the general path's (any placement),
+ * waiting for the bin's lock. */
+static void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
 {
-	unsigned head = bin_try_lock(e);
-	if (__builtin_expect(head == BIN_LOCKED, 0))
-		return link_contended(c, bin, e);
-	link_locked(c, bin, e, head, meta);
+	if (!link_locked(c, bin, e, bin_lock(e), chunk_meta))
+		link_marking(c, bin, e);
 }
 
-/* Insert's uncommon cases: big or uncovered chunks, a bin whose two-level
- * leaf is not mapped yet, a chunk bigger than any small one so far. */
+/* Insert's uncommon cases: big or uncovered chunks, a two-level table, a
+ * chunk bigger than any small one so far. */
 static __attribute__((noinline)) void insert_slow(struct chunk *c)
 {
 	enum chunk_meta meta = chunk_meta;
@@ -349,47 +391,68 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 	}
 	/* Before c can be found: a lookup reaching back for c reads it first. */
 	raise_max_small_size(chunk_size(c));
-	link_chunk(c, bin, e, meta);
+	link_chunk(c, bin, e);
 }
 
-/* The common insert: a covered chunk no bigger than any small one so far
- * (max_small_size <= big_threshold, so this one test also keeps big chunks
- * out), in a bin whose page was written. */
-CHUNK_INLINE void insert_in(struct chunk *c, size_t size, enum chunk_meta meta)
+/* The common insert, tried once: a chunk no bigger than any small one so
+ * far (max_small_size <= big_threshold, so this one test also keeps big
+ * chunks out), whose bin's lock is free, in a flat table (flat 1: the user
+ * pointer below flat_limit, one compare for "covered and flat") or a
+ * two-level one (flat 0: covered, and its leaf mapped).  1 if linked; 0
+ * with nothing changed (the lock tried and found busy, or a page to mark),
+ * when insert_slow must do it. */
+CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0) ||
-	    __builtin_expect(!memtable_covers(&table, user), 0))
-		return insert_slow(c);
+	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
+	    __builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+		return 0;
 	size_t bin = memtable_bin(&table, user);
-	unsigned char *e = written_entry_of(bin);
-	if (__builtin_expect(!e, 0))
-		return insert_slow(c);
-	link_chunk(c, bin, e, meta);
+	unsigned char *e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
+	if (!flat && !e)
+		return 0;
+	unsigned head = bin_try_lock(e);
+	if (__builtin_expect(head == BIN_LOCKED, 0)) /* it exchanged 0xff for 0xff */
+		return 0;
+	return link_locked(c, bin, e, head, meta);
+}
+
+/* Every header insert that the flat table's insert_fast leaves: the
+ * form for either layout (a two-level table's common case), then
+ * insert_slow (apart from the trailer's, which would make it save
+ * registers). */
+static __attribute__((noinline)) void insert_other(struct chunk *c, size_t size)
+{
+	if (!insert_fast(c, size, META_HEADER, 0))
+		insert_slow(c);
 }
 
 /* One test of the placement, then a body compiled for it (chunk.h); the
  * trailer's, which calls malloc_usable_size, apart, so the header's saves
- * no register. */
+ * no register, and in the form for either layout. */
 static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 {
-	insert_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER);
+	size_t size = chunk_size_in(c, META_TRAILER);
+	if (!insert_fast(c, size, META_TRAILER, 0))
+		insert_slow(c);
 }
 
 void memtable_index_insert(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return insert_trailer(c);
-	insert_in(c, chunk_size_in(c, META_HEADER), META_HEADER);
+	size_t size = chunk_size_in(c, META_HEADER);
+	if (!insert_fast(c, size, META_HEADER, 1))
+		insert_other(c, size);
 }
 
 /* The head was removed: move the lowest chunk of the rest (first, ...) to
  * the front, so the head is the bin's lowest chunk again, and unlock the
  * bin's byte e with it.  The rest lies in the same bin, a few cache lines.
- * Apart and last, so that remove's common path keeps nothing across a call. */
-static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first,
-                                                      enum chunk_meta meta)
+ * Apart, so that remove's common path keeps nothing across a call. */
+static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first)
 {
+	enum chunk_meta meta = chunk_meta;
 	unsigned low = first;
 	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
 		if (s < low)
@@ -407,88 +470,185 @@ static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_
 	bin_unlock(e, low);
 }
 
-/* Unlink listed chunk c from bin, whose byte e is locked and held head.
- * The last chunk of its list (next none), and most often the only one, is
- * tested first: its leaf-failure mark (next SLOT_OVERFLOW) is then tested
- * only on the way to a list with more. */
-CHUNK_INLINE void unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
-                                enum chunk_meta meta)
+/* Unlink listed chunk c from bin, whose byte e is locked and held head,
+ * and unlock it; or, when c is the head of more, return the slot of its
+ * successor with the bin still locked: the caller then calls
+ * lowest_to_front (so that a caller with work after it can make that call
+ * out of line).  Otherwise SLOT_NONE, or SLOT_OVERFLOW (the bin unlocked)
+ * for a chunk the caller must take out of the big tree instead.  The last chunk of its list (next
+ * none), and most often the only one, is tested first.  A chunk of a flat
+ * table (flat 1) is never one kept in the big tree because its two-level
+ * leaf could not be mapped (next SLOT_OVERFLOW): only other tables test
+ * that mark, and only on the way to a list with more. */
+CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+                                    enum chunk_meta meta, int flat)
 {
-	unsigned next = next_slot(c, meta), prev = prev_slot(c, meta);
+	/* Both links in one load: a chunk alone in its bin, the most common,
+	 * is one test. */
+	unsigned links = *(const links_word *)links_of(c, meta);
+	if (links == 0) { /* next and prev none: c was alone, the head */
+		bin_unlock(e, SLOT_NONE);
+		return SLOT_NONE;
+	}
+	unsigned next = links & 0xffu, prev = links >> 8;
 	if (next == SLOT_NONE) {
-		if (prev == SLOT_NONE)
-			head = SLOT_NONE; /* c was alone */
-		else
-			links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
+		links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
 		bin_unlock(e, head);
-		return;
+		return SLOT_NONE;
 	}
-	if (__builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
+	if (!flat && __builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
 		bin_unlock(e, head);
-		big_chunks_remove(&big, c);
-		return;
+		return SLOT_OVERFLOW; /* the caller takes it out of the big tree */
 	}
+	if (prev == SLOT_NONE)
+		return next;
 	uintptr_t base = memtable_bin_base(&table, bin);
-	if (prev != SLOT_NONE) {
-		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
-		links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
-		bin_unlock(e, head);
-	} else {
-		lowest_to_front(e, base, next, meta);
-	}
+	links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
+	links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
+	bin_unlock(e, head);
+	return SLOT_NONE;
 }
 
-static __attribute__((noinline)) void unlink_contended(struct chunk *c, size_t bin, unsigned char *e)
+/* Every remove that remove_fast leaves: big, uncovered and two-level
+ * chunks, and a bin another thread holds.  No written-pages test: the
+ * insert of a listed chunk wrote its bin's byte.  A small chunk kept in
+ * the big tree because its two-level leaf could not be mapped finds the
+ * leaf absent (NULL), or mapped since, and then says so itself
+ * (SLOT_OVERFLOW, under the bin's lock); only there does the lock write a
+ * page that may not be marked written, which costs a page no lookup
+ * reads. */
+static __attribute__((noinline)) void remove_general(struct chunk *c)
 {
-	unlink_locked(c, bin, e, bin_lock_contended(e), chunk_meta);
-}
-
-/* No written-pages test: the insert of a listed chunk wrote its bin's
- * byte.  A small chunk kept in the big tree because its two-level leaf
- * could not be mapped finds the leaf absent (NULL), or mapped since, and
- * then says so itself (SLOT_OVERFLOW, under the bin's lock); only there
- * does the lock write a page that may not be marked written, which costs
- * a page no lookup reads. */
-CHUNK_INLINE void remove_in(struct chunk *c, size_t size, enum chunk_meta meta)
-{
-	if (is_big(c, size))
+	if (is_big(c, chunk_size(c)))
 		return big_chunks_remove(&big, c);
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = memtable_byte_address(&table, bin);
 	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
-	unsigned head = bin_try_lock(e);
-	if (__builtin_expect(head == BIN_LOCKED, 0))
-		return unlink_contended(c, bin, e);
-	unlink_locked(c, bin, e, head, meta);
+	unsigned first = unlink_locked(c, bin, e, bin_lock(e), chunk_meta, 0);
+	if (first == SLOT_OVERFLOW)
+		big_chunks_remove(&big, c);
+	else if (first != SLOT_NONE)
+		lowest_to_front(e, memtable_bin_base(&table, bin), first);
 }
 
+/* The common remove, tried once: a small chunk whose bin's lock is free,
+ * of a flat table (flat 1: one compare, as in insert_fast) or a two-level
+ * one (flat 0).  Returns 0 if it did nothing (remove_general must), else 1,
+ * or 2 with the bin still locked when c was the head of more: then *e,
+ * *base and *first are lowest_to_front's arguments; or 3 (two-level only)
+ * when c was kept in the big tree instead (SLOT_OVERFLOW). */
+CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat, unsigned char **e,
+                             uintptr_t *base, unsigned *first)
+{
+	uintptr_t user = chunk_user(c);
+	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
+	    __builtin_expect(size > big_threshold, 0))
+		return 0;
+	size_t bin = memtable_bin(&table, user);
+	*e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
+	if (!flat && !*e) /* small, but its leaf could not be mapped */
+		return 0;
+	unsigned head = bin_try_lock(*e);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return 0;
+	*first = unlink_locked(c, bin, *e, head, meta, flat);
+	if (__builtin_expect(*first == SLOT_NONE, 1))
+		return 1;
+	if (!flat && __builtin_expect(*first == SLOT_OVERFLOW, 0))
+		return 3;
+	*base = memtable_bin_base(&table, bin);
+	return 2;
+}
+
+static __attribute__((noinline)) struct chunk *lowest_to_front_of(struct chunk *c, unsigned char *e,
+                                                                  uintptr_t base, unsigned first)
+{
+	lowest_to_front(e, base, first);
+	return c;
+}
+
+static __attribute__((noinline)) struct chunk *remove_general_of(struct chunk *c)
+{
+	remove_general(c);
+	return c;
+}
+
+static __attribute__((noinline)) struct chunk *remove_big_of(struct chunk *c)
+{
+	big_chunks_remove(&big, c);
+	return c;
+}
+
+/* remove_fast, then what it leaves, as tail calls returning c (as the
+ * header body does, index.h), so that it saves no register. */
+CHUNK_INLINE struct chunk *remove_in(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
+{
+	unsigned char *e;
+	uintptr_t base;
+	unsigned first;
+	int done = remove_fast(c, size, meta, flat, &e, &base, &first);
+	if (__builtin_expect(done == 1, 1))
+		return c;
+	if (done == 2)
+		return lowest_to_front_of(c, e, base, first);
+	if (done == 3)
+		return remove_big_of(c);
+	return remove_general_of(c);
+}
+
+/* Every header remove that the flat table's remove_fast leaves: the form
+ * for either layout (a two-level table's common case), then
+ * remove_general. */
+static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, size_t size)
+{
+	return remove_in(c, size, META_HEADER, 0);
+}
+
+/* The flat table's remove_fast of a header chunk, then remove_other. */
+CHUNK_INLINE struct chunk *remove_header_flat(struct chunk *c, size_t size)
+{
+	unsigned char *e;
+	uintptr_t base;
+	unsigned first;
+	int done = remove_fast(c, size, META_HEADER, 1, &e, &base, &first);
+	if (__builtin_expect(done == 2, 0))
+		return lowest_to_front_of(c, e, base, first);
+	if (__builtin_expect(!done, 0))
+		return remove_other(c, size);
+	return c;
+}
+
+/* The trailer's, apart (insert_trailer), in the form for either layout. */
 static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 {
-	remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER);
+	(void)remove_in(c, chunk_size_in(c, META_TRAILER), META_TRAILER, 0);
 }
 
 void memtable_index_remove(struct chunk *c)
 {
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
-	remove_in(c, chunk_size_in(c, META_HEADER), META_HEADER);
+	(void)remove_header_flat(c, chunk_size_in(c, META_HEADER));
 }
 
 /* The hooks' header fast path runs under the header placement alone, so it
  * calls these with the size it has, and skips the test above and the
- * header's load (index.h, INDEX_HEADER_BODIES). */
+ * header's load (index.h, INDEX_HEADER_BODIES).  Whatever needs a call
+ * goes out of line as a tail call, so that the common path saves no
+ * register. */
 void memtable_index_insert_header(struct chunk *c, size_t size);
-void memtable_index_remove_header(struct chunk *c, size_t size);
+struct chunk *memtable_index_remove_header(struct chunk *c, size_t size);
 
 void memtable_index_insert_header(struct chunk *c, size_t size)
 {
-	insert_in(c, size, META_HEADER);
+	if (__builtin_expect(!insert_fast(c, size, META_HEADER, 1), 0))
+		insert_other(c, size);
 }
 
-void memtable_index_remove_header(struct chunk *c, size_t size)
+struct chunk *memtable_index_remove_header(struct chunk *c, size_t size)
 {
-	remove_in(c, size, META_HEADER);
+	return remove_header_flat(c, size);
 }
 
 /* No chunk of the bin starts at or below addr (the bin is empty, or all its

@@ -412,6 +412,49 @@ Test(memtable_bins, own_bin_above_the_address_is_skipped_unread, .init = setup_s
 	d.ops->remove(c);
 }
 
+/* An insert tests the written-pages summary only when it finds its bin
+ * empty (heap_index.c, link_locked): the first chunk of a table page never
+ * written marks that page before it can be found, a second chunk in the
+ * same bin skips the test, and a bin emptied and filled again finds its
+ * page marked.  Every one of them is found by lookups, which read only
+ * marked pages, and a lookup in the next page, never written, marks (and
+ * reads) nothing.  At shift 6 a table page covers 256 KiB of heap: fresh is
+ * one such stretch that no other chunk of this process's index lies in. */
+static _Alignas(1 << 18) unsigned char fresh[1 << 18];
+
+static uint64_t marked_bytes(void)
+{
+	return index_stat(d.ops, "table_resident_bytes");
+}
+
+Test(memtable_bins, first_chunk_of_an_unwritten_page_marks_it_before_it_is_found, .init = setup_shift6)
+{
+	/* A chunk elsewhere first, so that the summary's upper levels are
+	 * marked and the insert below marks one page: fresh's. */
+	struct chunk *warm = place((uintptr_t)placed + 1024, 16);
+	uintptr_t b = (uintptr_t)fresh + 4096;
+	uint64_t before = marked_bytes();
+	cr_assert_not(found((void *)(b + 16), NULL, 0));
+	cr_assert_eq(marked_bytes(), before, "a lookup marked a page");
+	struct chunk *a = place(b + 16, 16);
+	cr_assert_eq(marked_bytes(), before + MEMTABLE_PAGE_BYTES, "the first insert marked %llu bytes",
+	             (unsigned long long)(marked_bytes() - before));
+	cr_assert(found((void *)(b + 20), (void *)(b + 16), 16));
+	struct chunk *c = place(b + 48, 8); /* the same bin, not empty: no summary test */
+	cr_assert(found((void *)(b + 50), (void *)(b + 48), 8));
+	cr_assert(found((void *)(b + 16), (void *)(b + 16), 16));
+	d.ops->remove(a);
+	d.ops->remove(c);
+	cr_assert_not(found((void *)(b + 50), NULL, 0));
+	a = place(b, 32); /* empty again, its page marked */
+	cr_assert(found((void *)(b + 31), (void *)b, 32));
+	cr_assert_eq(marked_bytes(), before + MEMTABLE_PAGE_BYTES);
+	cr_assert_not(found((void *)(b + sizeof fresh), NULL, 0));
+	cr_assert_eq(marked_bytes(), before + MEMTABLE_PAGE_BYTES, "a lookup marked a page");
+	d.ops->remove(a);
+	d.ops->remove(warm);
+}
+
 /* Any order of inserts and removes keeps the lowest chunk at the head:
  * four 16-byte chunks in one 128-byte bin (slots 1, 3, 5, 7), inserted in
  * several orders, one of them removed; every other one is found from its
