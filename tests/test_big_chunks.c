@@ -250,7 +250,9 @@ Test(big_chunks, lookup_that_may_not_wait_answers_unknown)
 /* At HEAPINDEX_ADDR_BITS=32 every chunk of a PIE heap is above the
  * memtable's range and goes to the big chunks: 3*10^5 malloc(16) then free
  * took 4.7 s with the sorted array (O(n) per insert and remove), 0.1 s with
- * the tree.  Under every index, so none has such a cliff; lookups checked. */
+ * the tree.  Under every index, so none has such a cliff; lookups checked.
+ * The bound is on CPU time: the wall time passed it (1.12 s) in a run on
+ * a machine loaded 11 deep on its 2 cores. */
 ParameterizedTestParameters(big_chunks, many_uncovered_chunks_are_fast) { return index_params(1); }
 ParameterizedTest(struct index_name *param, big_chunks, many_uncovered_chunks_are_fast, .timeout = 60)
 {
@@ -258,10 +260,10 @@ ParameterizedTest(struct index_name *param, big_chunks, many_uncovered_chunks_ar
 	const char *env[] = { expect_lookup_setting(param->name), "HEAPINDEX_ADDR_BITS=32", NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 0, "%s: exit %d: %s", param->name, r.status, r.err);
-	double seconds = -1;
-	cr_assert_eq(sscanf(r.out, "small %lf", &seconds), 1, "%s: %s", param->name, r.out);
-	cr_assert_lt(seconds, 1.0, "%s: 3*10^5 malloc+free took %.2f s at 32 address bits", param->name,
-	             seconds);
+	double wall = -1, cpu = -1;
+	cr_assert_eq(sscanf(r.out, "small %lf %lf", &wall, &cpu), 2, "%s: %s", param->name, r.out);
+	cr_assert_lt(cpu, 1.0, "%s: 3*10^5 malloc+free took %.2f s of CPU at 32 address bits", param->name,
+	             cpu);
 	program_result_free(&r);
 }
 
