@@ -32,7 +32,8 @@
  * array, as for the memtable and bitmap indexes.
  *
  * Costs: insert and remove write size / 16 bytes (a memset); a lookup of a
- * chunk's first granule is one load of index memory.
+ * chunk's first granule is one load of index memory, and one of its header
+ * if the caller wants the site (struct chunk_info's no_site is 0).
  *
  * Threads: the map is cut into stripes of 2^16 granules (1 MiB of heap),
  * each with a lock (64 locks, a stripe's lock at stripe number % 64).  A
@@ -257,7 +258,9 @@ static size_t size_from(size_t g)
 }
 
 /* The small chunk containing addr, base and size from the map, site from
- * its header; under the locks of the stripes the reads may reach. */
+ * its header unless out->no_site (then no heap memory is read, and the
+ * chunk is not noted: the lookup cache fills only with a site it got);
+ * under the locks of the stripes the reads may reach. */
 static int small_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	if (!memtable_covers(&map, addr))
@@ -272,9 +275,12 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 		size_t start = start_at_or_below(g);
 		out->base = (uintptr_t)start << GRANULE_SHIFT;
 		out->size = size_from(start);
-		const struct chunk *c = chunk_of_user((void *)out->base);
-		chunk_info_noted(c); /* under the stripe locks: c cannot be freed yet */
-		out->site = chunk_site(c);
+		out->site = 0;
+		if (!out->no_site) { /* asked for: the one heap access */
+			const struct chunk *c = chunk_of_user((void *)out->base);
+			chunk_info_noted(c); /* under the stripe locks: c cannot be freed yet */
+			out->site = chunk_site(c);
+		}
 		answer = INDEX_FOUND;
 	}
 	unlock_range(first, last);

@@ -23,10 +23,12 @@ __attribute__((noinline)) void timed_remove_batch(const struct index_ops *ops, s
 }
 
 __attribute__((noinline)) void timed_lookup_batch(const struct index_ops *ops, const uintptr_t *addr,
-                                                  struct chunk_info *out, size_t n, uintptr_t zero)
+                                                  struct chunk_info *out, size_t n, uintptr_t zero,
+                                                  int no_site)
 {
 	uintptr_t dep = 0;
 	for (size_t i = 0; i < n; i++) {
+		out[i].no_site = no_site; /* an input: an index may overwrite it */
 		int found = ops->lookup(addr[i] + dep, &out[i]) == INDEX_FOUND;
 		if (!found)
 			out[i].base = 0;
@@ -41,10 +43,11 @@ __attribute__((noinline)) void timed_lookup_batch(const struct index_ops *ops, c
 /* The same, through the shared lookup cache (HEAPINDEX_LOOKUP_CACHE). */
 __attribute__((noinline)) void timed_cached_lookup_batch(const struct index_ops *ops, struct thread_slot *self,
                                                          const uintptr_t *addr, struct chunk_info *out,
-                                                         size_t n, uintptr_t zero)
+                                                         size_t n, uintptr_t zero, int no_site)
 {
 	uintptr_t dep = 0;
 	for (size_t i = 0; i < n; i++) {
+		out[i].no_site = no_site;
 		int found = lookup_cached(self, addr[i] + dep, ops->lookup, &out[i]) == INDEX_FOUND;
 		if (!found)
 			out[i].base = 0;

@@ -20,12 +20,15 @@ void timed_remove_batch(const struct index_ops *ops, struct chunk *const *c, siz
 /* n lookups, out[i].base 0 where nothing was found.  zero must be
  * runtime_zero: 0 at run time, unknown to the compiler, so that each address
  * depends on the previous answer and the lookups cannot overlap (the figure
- * is latency, like a pointer chase's). */
+ * is latency, like a pointer chase's).  no_site: the lookups ask for base
+ * and size only (struct chunk_info, index.h), as scale's do. */
 void timed_lookup_batch(const struct index_ops *ops, const uintptr_t *addr, struct chunk_info *out,
-                        size_t n, uintptr_t zero);
-/* The same through self's lookup cache (lookup_cache.h). */
+                        size_t n, uintptr_t zero, int no_site);
+/* The same through self's lookup cache (lookup_cache.h), which fills only
+ * from answers whose index read the site: with no_site, never for bytemap. */
 void timed_cached_lookup_batch(const struct index_ops *ops, struct thread_slot *self,
-                               const uintptr_t *addr, struct chunk_info *out, size_t n, uintptr_t zero);
+                               const uintptr_t *addr, struct chunk_info *out, size_t n, uintptr_t zero,
+                               int no_site);
 
 extern volatile uintptr_t runtime_zero;
 

@@ -179,7 +179,7 @@ static void lookups(struct replay *p, const struct inproc *d, uint64_t n, uint64
 			p->look_expect[k] = size ? c : NULL;
 		}
 		uint64_t start = cli_cpu_ns();
-		timed_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero);
+		timed_lookup_batch(d->ops, p->look_addr, p->look_got, m, runtime_zero, 0);
 		*ns += cli_cpu_ns() - start;
 		for (size_t k = 0; k < m; k++) {
 			const struct chunk *want = p->look_expect[k];

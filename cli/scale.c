@@ -23,7 +23,10 @@
  * Anchors: the critnib baseline is an index like the others; gcbase
  * (scale_gcbase.c) is Boehm GC's GC_base on a GC heap of the same sizes,
  * probed at the same (chunk, offset) pairs: what an allocator that knows its
- * own layout pays, hits only, base only.
+ * own layout pays, hits only, base only.  The indexes' lookups ask for base
+ * and size but no site (struct chunk_info's no_site), as heapindex_lookup
+ * with a NULL site does: an index that can answer those from its own memory
+ * (bytemap) then reads no header, the nearest match to GC_base's question.
  */
 #include "cli.h"
 
@@ -59,7 +62,8 @@ static const char scale_usage[] =
 	"  --index LIST      all (default: every index and the gcbase anchor) or a\n"
 	"                    comma-separated list of: %s, gcbase\n"
 	"                    (gcbase: Boehm GC's GC_base on a GC heap of the same\n"
-	"                    sizes, same probes; it answers hits and the base only)\n"
+	"                    sizes, same probes; it answers hits and the base only;\n"
+	"                    the indexes are asked for base and size, not the site)\n"
 	"  --max-chunks N    largest step, 1000 to 10000000 (default 1000000); a value\n"
 	"                    that is not a power of ten is a last step of its own\n"
 	"  --lookups N       hit and miss lookups per index and step (default 1000000)\n"
@@ -302,9 +306,9 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 		struct thread_slot *self = lookup_cache_entries ? thread_slot() : NULL;
 		uint64_t start = cli_cpu_ns();
 		if (s->ops && self)
-			timed_cached_lookup_batch(s->ops, self, b->addr, b->got, m, runtime_zero);
+			timed_cached_lookup_batch(s->ops, self, b->addr, b->got, m, runtime_zero, 1);
 		else if (s->ops)
-			timed_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero);
+			timed_lookup_batch(s->ops, b->addr, b->got, m, runtime_zero, 1);
 		else
 			scale_gcbase_batch(b->addr, b->got_base, m, runtime_zero);
 		uint64_t took = cli_cpu_ns() - start;
@@ -417,12 +421,14 @@ struct row {
 	uint64_t hits_done, misses_done;
 };
 
-/* What a hit tells: gcbase knows no requested size and no site. */
+/* What a hit is asked: gcbase knows no requested size and no site, and
+ * the indexes are asked for base and size only (no_site, index.h), as
+ * heapindex_lookup with a NULL site asks: bytemap then reads no header. */
 static const char *subject_answers(const struct subject *s)
 {
 	if (!s->ops)
 		return "base only";
-	return (s->ops->caps & INDEX_ANSWERS_LOOKUPS) ? "base,size,site" : "nothing";
+	return (s->ops->caps & INDEX_ANSWERS_LOOKUPS) ? "base,size" : "nothing";
 }
 
 /* A figure in a table column of width w, "n/a" if the subject has none. */

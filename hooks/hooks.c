@@ -1073,7 +1073,7 @@ static int foreign_pointer(const void *p)
 	                         chunk_size(c) == 0)))
 		return 0;
 	struct thread_slot *s;
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = 0 };
 	int answer = INDEX_UNKNOWN;
 	if ((INDEX_OPS.caps & INDEX_ANSWERS_LOOKUPS) && (s = thread_slot()))
 		answer = lookup_bracketed(s, p, &info);
@@ -1453,7 +1453,7 @@ HOOK_EXPORT int heapindex_lookup(const void *addr, void **base, size_t *size,
 	struct thread_slot *s = thread_slot();
 	if (!s)
 		return 0; /* a signal handler interrupted this thread's attach */
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = site == NULL };
 	thread_enter(s);
 	int answer = lookup_cached(s, (uintptr_t)addr, INDEX_FN(lookup), &info);
 	thread_leave(s);

@@ -20,6 +20,8 @@
  *    pointer into a chunk another thread may free.  A chunk inserted or
  *    removed while the lookup runs may or may not be found; any other chunk
  *    containing addr is;
+ *  - with out->no_site set, site may be 0 (the lookup need answer only
+ *    base and size); an index that leaves it so must not note the chunk;
  *  - a lookup never reads the header of a chunk whose remove has finished:
  *    the hooks free a chunk right after remove returns;
  *  - when index_lookup_may_wait() is false (threads.h: a signal handler
@@ -65,7 +67,16 @@
 struct chunk_info {
 	uintptr_t base; /* the user pointer */
 	size_t size;    /* the size the program asked for */
-	uintptr_t site; /* the allocation site (sites.h) */
+	uintptr_t site; /* the allocation site (sites.h); 0 if no_site */
+	/* In, set by the caller before every lookup (an index may overwrite
+	 * the whole struct): nonzero if it will not read site
+	 * (heapindex_lookup with a NULL site, scale's timed lookups).  An
+	 * index may then answer site 0 and skip what only the site needs:
+	 * bytemap, whose base and size come from its own memory, then reads
+	 * no header at all.  An index that skips the header this way does
+	 * not note the chunk (chunk_info_noted), so the lookup cache, which
+	 * fills only from noted answers, never keeps a site it did not get. */
+	int no_site;
 };
 
 enum index_answer {

@@ -91,7 +91,7 @@ void inproc_free(struct inproc *d, void *user)
 int inproc_lookup(struct inproc *d, const void *addr, void **base, size_t *size,
                   const void **site)
 {
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = site == NULL };
 	/* The cache lives in the thread's slot: attach one only to use it. */
 	struct thread_slot *s = lookup_cache_entries ? thread_slot() : NULL;
 	int answer = s ? lookup_cached(s, (uintptr_t)addr, d->ops->lookup, &info)

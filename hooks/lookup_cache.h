@@ -122,7 +122,7 @@ static inline int lookup_cached(struct thread_slot *s, uintptr_t addr,
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	struct lookup_cache_entry *e = &cache[(addr >> LOOKUP_CACHE_LINE_SHIFT) & (n - 1)];
 	if (addr - e->base < e->size && lookup_cache_entry_valid(e)) {
-		*out = (struct chunk_info){ .base = e->base, .size = e->size, .site = e->site };
+		out->base = e->base, out->size = e->size, out->site = e->site;
 		s->counters.lookup_cache_hits++;
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		s->lookup_filling = 0;
@@ -131,6 +131,9 @@ static inline int lookup_cached(struct thread_slot *s, uintptr_t addr,
 	s->counters.lookup_cache_misses++;
 	int answer = lookup(addr, out);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	/* Only a noted answer fills: its index read the header under its
+	 * protection, site included (a no_site lookup that skipped the header
+	 * notes nothing, index.h), so no entry holds a site it did not get. */
 	if (answer == INDEX_FOUND && s->lookup_filling == LOOKUP_FILL_MARKED && out->base == s->lookup_fill_base)
 		*e = (struct lookup_cache_entry){ .base = out->base, .size = out->size, .site = out->site,
 		                                   .epoch = s->lookup_fill_epoch };

@@ -68,7 +68,7 @@ void verify_remove(struct chunk *c)
 
 static void check_byte(const char *when, uintptr_t user, size_t size, size_t offset)
 {
-	struct chunk_info got;
+	struct chunk_info got = { .no_site = 0 };
 	int found = INDEX_FN(lookup)(user + offset, &got) == INDEX_FOUND;
 	if (found && got.base == user && got.size == size)
 		return;

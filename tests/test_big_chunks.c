@@ -19,7 +19,7 @@
  * chunks, the lookup copies base, size and site out (index.h). */
 static struct chunk *lookup_chunk(struct big_chunks *b, uintptr_t addr)
 {
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = 0 };
 	if (big_chunks_lookup(b, addr, &info) != INDEX_FOUND)
 		return NULL;
 	struct chunk *c = chunk_of_user((void *)info.base);
@@ -226,7 +226,7 @@ Test(big_chunks, lookup_that_may_not_wait_answers_unknown)
 	make_arena();
 	static struct big_chunks b;
 	struct chunk *c = slot_chunk(10);
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = 0 };
 	struct thread_slot *s = thread_attach();
 	cr_assert_not_null(s);
 	thread_enter(s);
@@ -288,7 +288,7 @@ Test(big_chunks, lookups_outside_the_span_skip_the_tree)
 {
 	make_arena();
 	static struct big_chunks b;
-	struct chunk_info info;
+	struct chunk_info info = { .no_site = 0 };
 	cr_assert_eq(big_chunks_lookup_after(&b, INDEX_NONE, (uintptr_t)arena + 16, &info), INDEX_NONE);
 	size_t first = 1000, last = 1010;
 	for (size_t i = first; i <= last; i += 2)

@@ -71,7 +71,7 @@ static void *reader(void *arg)
 			uintptr_t base = (uintptr_t)staying[i];
 			uintptr_t addr = base + test_random(&rng) % staying_size[i];
 			/* No lock: the writer is inserting and removing right now. */
-			struct chunk_info info;
+			struct chunk_info info = { .no_site = 0 };
 			int found = critnib.ops->lookup(addr, &info) == INDEX_FOUND;
 			wrong += !found || info.base != base || info.size != staying_size[i];
 			/* Addresses of churned chunks: whatever the answer, no fault. */
@@ -128,7 +128,7 @@ Test(critnib, lookups_without_lock_during_writes, .timeout = 120)
 	cr_assert_eq(stat_field("leaves"), STAYING);
 	cr_assert_geq(stat_field("removes"), WRITER_OPS / 3);
 	for (size_t i = 0; i < STAYING; i++) {
-		struct chunk_info info;
+		struct chunk_info info = { .no_site = 0 };
 		cr_assert_eq(ops->lookup((uintptr_t)staying[i] + staying_size[i] - 1, &info), INDEX_FOUND);
 		cr_assert_eq(info.base, (uintptr_t)staying[i]);
 		inproc_free(&critnib, staying[i]);

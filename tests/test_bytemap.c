@@ -1,0 +1,115 @@
+/* test_bytemap.c - the bytemap index answers base and size from its own
+ * map: a lookup that does not want the site (struct chunk_info's no_site,
+ * heapindex_lookup with a NULL site) reads no chunk header, and the shared
+ * lookup cache never keeps the site such a lookup did not read.
+ *
+ * The header is made unreadable (PROT_NONE on the page below a page-aligned
+ * chunk), so a lookup that reads it faults and the test crashes. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "index_params.h"
+#include "inproc.h"
+#include "lookup_cache.h"
+
+#define SITE ((uintptr_t)0x5eed)
+
+static struct inproc d;
+
+static void init_bytemap(unsigned lookup_cache)
+{
+	struct heapindex_config cfg = { .addr_bits = config_default_addr_bits(), .bin_shift = 6,
+	                                .lookup_cache = lookup_cache };
+	char err[256];
+	const struct index_ops *ops = index_by_name("bytemap");
+	cr_assert_not_null(ops);
+	cr_assert_eq(inproc_init(&d, ops, &cfg, err, sizeof err), 0, "%s", err);
+}
+
+static void setup(void) { init_bytemap(0); }
+static void setup_cached(void) { init_bytemap(4); }
+
+/* A chunk of size bytes at the start of the second of three fresh pages:
+ * its header is the last 16 bytes of the first. */
+static struct chunk *place_on_page(size_t size, unsigned char **pages)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	*pages = mmap(NULL, 3 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(*pages, MAP_FAILED);
+	struct chunk *c = chunk_of_user(*pages + page);
+	chunk_init(c, size, CHUNK_HEADER_BYTES, SITE);
+	d.ops->insert(c);
+	return c;
+}
+
+static void set_header_readable(unsigned char *pages, int readable)
+{
+	cr_assert_eq(mprotect(pages, (size_t)sysconf(_SC_PAGESIZE), readable ? PROT_READ | PROT_WRITE : PROT_NONE),
+	             0);
+}
+
+TestSuite(bytemap_site, .init = setup);
+
+Test(bytemap_site, lookup_without_site_reads_no_header)
+{
+	unsigned char *pages;
+	struct chunk *c = place_on_page(100, &pages);
+	uintptr_t user = chunk_user(c);
+	set_header_readable(pages, 0);
+	for (size_t off = 0; off < 100; off += 33) {
+		void *base = NULL;
+		size_t size = 0;
+		cr_assert(inproc_lookup(&d, (const void *)(user + off), &base, &size, NULL), "offset %zu", off);
+		cr_assert_eq((uintptr_t)base, user);
+		cr_assert_eq(size, 100);
+	}
+	struct chunk_info info = { .no_site = 1 };
+	cr_assert_eq(d.ops->lookup(user + 99, &info), INDEX_FOUND);
+	cr_assert_eq(info.base, user);
+	cr_assert_eq(info.size, 100);
+	cr_assert_eq(info.site, 0, "a site it did not read: %#lx", (unsigned long)info.site);
+	cr_assert_not(inproc_lookup(&d, (const void *)(user + 100), NULL, NULL, NULL));
+	set_header_readable(pages, 1);
+	const void *site = NULL;
+	cr_assert(inproc_lookup(&d, (const void *)(user + 7), NULL, NULL, &site));
+	cr_assert_eq((uintptr_t)site, SITE);
+	d.ops->remove(c);
+	munmap(pages, 3 * (size_t)sysconf(_SC_PAGESIZE));
+}
+
+TestSuite(bytemap_site_cached, .init = setup_cached);
+
+/* A lookup without the site fills no cache entry (its answer has none), so
+ * a later lookup in the same 64-byte line that wants the site misses the
+ * cache and gets it from the header; once filled, both kinds hit. */
+Test(bytemap_site_cached, siteless_answer_is_never_cached)
+{
+	unsigned char *pages;
+	struct chunk *c = place_on_page(48, &pages);
+	uintptr_t user = chunk_user(c);
+	struct thread_slot *s = thread_slot();
+	cr_assert_not_null(s);
+	set_header_readable(pages, 0);
+	uint64_t hits = s->counters.lookup_cache_hits, misses = s->counters.lookup_cache_misses;
+	void *base = NULL;
+	cr_assert(inproc_lookup(&d, (const void *)(user + 1), &base, NULL, NULL));
+	cr_assert(inproc_lookup(&d, (const void *)(user + 2), &base, NULL, NULL));
+	cr_assert_eq((uintptr_t)base, user);
+	cr_assert_eq(s->counters.lookup_cache_hits, hits, "a site-less answer was cached");
+	cr_assert_eq(s->counters.lookup_cache_misses, misses + 2);
+	set_header_readable(pages, 1);
+	const void *site = NULL;
+	cr_assert(inproc_lookup(&d, (const void *)(user + 3), NULL, NULL, &site));
+	cr_assert_eq((uintptr_t)site, SITE, "site %p", site);
+	cr_assert_eq(s->counters.lookup_cache_misses, misses + 3);
+	site = NULL;
+	cr_assert(inproc_lookup(&d, (const void *)(user + 4), NULL, NULL, &site));
+	cr_assert_eq((uintptr_t)site, SITE, "site %p from the cache", site);
+	cr_assert(inproc_lookup(&d, (const void *)(user + 5), &base, NULL, NULL));
+	cr_assert_eq(s->counters.lookup_cache_hits, hits + 2);
+	d.ops->remove(c);
+	lookup_cache_note_removed(c);
+	munmap(pages, 3 * (size_t)sysconf(_SC_PAGESIZE));
+}
