@@ -25,7 +25,7 @@
  *                          same chunk, so nothing else can start there);
  *   its size          =    16 * (granules to the last covered one) + the
  *                          last granule's count, found scanning forward to
- *                          the first byte that is 0 or starts a chunk.
+ *                          the first byte after the start that is not 16.
  * Both scans read eight bytes per load; a chunk in this map is at most
  * SMALL_MAX bytes, so a scan reads at most SMALL_MAX / 128 words.  Bigger
  * chunks (and any whose table page cannot be had) live in the shared big
@@ -242,18 +242,37 @@ static size_t start_at_or_below(size_t g)
 	}
 }
 
-/* The size of the chunk whose first granule is g: granule by granule to
- * its last, the first whose count is under 16 or whose successor is not a
- * continuation (0: the next header's granule; or a start byte).  The byte
- * after a chunk may be on a page never written: memtable_entry reads that
- * as 0 without touching it. */
+/* The size of the chunk whose first granule is g.  Every granule of a
+ * chunk but its last holds exactly 16 (no start bit: only the first has
+ * it), and the byte after a full last granule is 0 or a start; so past g
+ * the chunk ends at the first byte e that is not 16: e itself is its last
+ * granule if it holds a count (1..15), else e - 1 is.  Eight bytes a load,
+ * as start_at_or_below: every byte up to e is covered, so its page was
+ * written; only the word at a page boundary may lie on a page never
+ * written, which holds only zeros (and must not be read: it may commit). */
+#define CONTINUATION_WORD UINT64_C(0x1010101010101010)
 static size_t size_from(size_t g)
 {
-	for (size_t n = 0;; n++) {
-		unsigned count = *(const unsigned char *)memtable_entry(&map, g + n) & COUNT_MASK;
-		unsigned next = *(const unsigned char *)memtable_entry(&map, g + n + 1);
-		if (count < 16 || next == 0 || (next & START_BIT))
-			return n * GRANULE + count;
+	unsigned first = *memtable_entry_address(&map, g) & COUNT_MASK;
+	if (first < 16)
+		return first;
+	size_t w = (g + 1) & ~(size_t)7;
+	/* Bytes w .. g of the first word are the chunk's start and whatever is
+	 * below it: not scanned. */
+	uint64_t skip = UINT64_MAX << (8 * (g + 1 - w));
+	for (;; w += 8, skip = UINT64_MAX) {
+		if (w > g && memtable_page_of_bin(&map, w) != memtable_page_of_bin(&map, w - 1) &&
+		    !memtable_page_written(&map, memtable_page_of_bin(&map, w)))
+			return (w - g) << GRANULE_SHIFT; /* e = w, a 0 */
+		uint64_t word;
+		memcpy(&word, memtable_entry_address(&map, w), 8);
+		uint64_t other = (word ^ CONTINUATION_WORD) & skip;
+		if (other) {
+			unsigned at = (unsigned)__builtin_ctzll(other) / 8;
+			unsigned last = (unsigned)(word >> (8 * at)) & 0xffu;
+			size_t e = w + at;
+			return ((e - g) << GRANULE_SHIFT) + ((last & START_BIT) ? 0 : (last & COUNT_MASK));
+		}
 	}
 }
 

@@ -113,3 +113,34 @@ Test(bytemap_site_cached, siteless_answer_is_never_cached)
 	lookup_cache_note_removed(c);
 	munmap(pages, 3 * (size_t)sysconf(_SC_PAGESIZE));
 }
+
+/* Sizes 1..300, each chunk ending at the last granule of a page of the map
+ * (4,096 granules: 64 KiB of heap) whose next page no insert wrote, and
+ * again in the middle of a page: the word-wise scan of size_from stops at
+ * the page it may not read, and at a partial or full last granule. */
+Test(bytemap_site, sizes_up_to_a_page_of_the_map_never_written)
+{
+	size_t span = (size_t)1 << 20, map_page = (size_t)16 << 12;
+	unsigned char *mem = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	uintptr_t boundary = ((uintptr_t)mem + span / 2) & ~(uintptr_t)(map_page - 1);
+	for (size_t size = 1; size <= 300; size++) {
+		uintptr_t ends[2] = { boundary, boundary - map_page / 2 };
+		for (int k = 0; k < 2; k++) {
+			uintptr_t user = (ends[k] - size) & ~(uintptr_t)15;
+			struct chunk *c = chunk_of_user((void *)user);
+			chunk_init(c, size, CHUNK_HEADER_BYTES, SITE);
+			d.ops->insert(c);
+			for (size_t off = 0; off < size; off += 1 + size / 7) {
+				struct chunk_info info = { .no_site = 1 };
+				cr_assert_eq(d.ops->lookup(user + off, &info), INDEX_FOUND, "size %zu offset %zu", size, off);
+				cr_assert_eq(info.base, user, "size %zu offset %zu", size, off);
+				cr_assert_eq(info.size, size, "size %zu offset %zu: %zu", size, off, info.size);
+			}
+			struct chunk_info info = { .no_site = 1 };
+			cr_assert_neq(d.ops->lookup(user + size, &info), INDEX_FOUND, "size %zu: one past the end", size);
+			d.ops->remove(c);
+		}
+	}
+	munmap(mem, span);
+}
