@@ -46,7 +46,9 @@ extern "C" {
  * that allocated the chunk; with HEAPINDEX_SITE=unwind:N it is a key for an
  * interned stack instead (the address of a record in memory heapindex
  * reserved for them: never a code address, see sites/sites.h), which
- * heapindex_describe resolves.  Never crashes,
+ * heapindex_describe resolves.  A NULL site may be cheaper: an index that
+ * keeps base and size in its own memory (bytemap) then reads no heap
+ * memory at all.  Never crashes,
  * whatever addr is (NULL, freed, unmapped, stack, kernel-half). A zero-byte chunk contains no address. */
 int heapindex_lookup(const void *addr, void **base, size_t *size,
                      const void **site);
