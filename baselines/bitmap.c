@@ -262,8 +262,8 @@ static inline struct chunk *remove_sized(struct chunk *c, size_t size)
 	if (!bits || !(__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
 		return remove_big(c);
 	/* Lookups reading c's header finish before the hooks free it
-	 * (hazard_wait's test, then its wait apart). */
-	if (__builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0))
+	 * (threads.h; the wait apart). */
+	if (hazard_readers_present())
 		return remove_waiting(c);
 	return c;
 }

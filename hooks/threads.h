@@ -155,9 +155,13 @@ static inline int index_lookup_may_wait(void)
  * hazard index, or -1 if none is free (nested too deep: answer "not known").
  * After it, the lookup must re-check that the chunk is still indexed; if so,
  * the header stays readable until hazard_release.  A remover, after taking
- * the chunk out of its index and before the chunk is freed, calls
- * hazard_wait(addr).  All seq_cst: either the remover sees the hazard, or
- * the lookup's re-check sees the chunk gone. */
+ * the chunk out of its index and before the chunk is freed, waits:
+ *
+ *	if (hazard_readers_present())
+ *		hazard_wait_readers(addr);
+ *
+ * (bitmap.c makes the call apart, as a tail call).  All seq_cst: either the
+ * remover sees the hazard, or the lookup's re-check sees the chunk gone. */
 int hazard_protect(struct thread_slot *s, uintptr_t addr);
 void hazard_release(struct thread_slot *s, int h);
 void hazard_wait_readers(uintptr_t addr);
@@ -166,10 +170,11 @@ void hazard_wait_readers(uintptr_t addr);
  * it is 0 a remover need not scan the slots, and makes no call. */
 extern THREADS_HIDDEN unsigned hazard_readers;
 
-static inline void hazard_wait(uintptr_t addr)
+/* 1 if a remover must call hazard_wait_readers: some lookup is between
+ * hazard_protect and hazard_release. */
+static inline int hazard_readers_present(void)
 {
-	if (__builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0))
-		hazard_wait_readers(addr);
+	return __builtin_expect(__atomic_load_n(&hazard_readers, __ATOMIC_SEQ_CST) != 0, 0);
 }
 
 /* --- the registry --------------------------------------------------------- */
