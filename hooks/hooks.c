@@ -188,6 +188,13 @@ static inline int side_records(void)
 #endif
 }
 
+/* Under side, before c's remove (chunk.h): the remove then leaves c's size
+ * in chunk_pending, or CHUNK_SIZE_NONE if c is no chunk of ours. */
+static inline void side_before_remove(struct chunk *c)
+{
+	chunk_side_before_remove(c, side_records());
+}
+
 /* --- initialisation ---------------------------------------------------------- */
 
 enum { UNINITIALISED, INITIALISING, READY };
@@ -812,7 +819,7 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 {
 	size_t size = 0;
 #if !INDEX_UPDATES_EMPTY
-	chunk_side_before_remove(chunk_of_user(p), side_records());
+	side_before_remove(chunk_of_user(p));
 	/* Keep p, not the chunk handle too, across the index call: one register. */
 	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
@@ -961,13 +968,6 @@ static int track(struct thread_slot *s, struct chunk *c, int dir, size_t size, s
 		thread_leave(s);
 	*err = saved;
 	return ours;
-}
-
-/* Under side, before c's remove (chunk.h): the remove then leaves c's size
- * in chunk_pending, or CHUNK_SIZE_NONE if c is no chunk of ours. */
-static inline void side_before_remove(struct chunk *c)
-{
-	chunk_side_before_remove(c, side_records());
 }
 
 /* The size the statistics count for a new chunk c of size bytes, as free
