@@ -580,21 +580,26 @@ static __attribute__((noinline)) struct chunk *remove_big_of(struct chunk *c)
 	return c;
 }
 
+static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, size_t size);
+
 /* remove_fast, then what it leaves, as tail calls returning c (as the
- * header body does, index.h), so that it saves no register. */
+ * header body does, index.h), so that it saves no register.  What the
+ * flat table's leaves goes to remove_other (a header chunk: flat is only
+ * ever 1 for the header fast path), what the other form's leaves to
+ * remove_general. */
 CHUNK_INLINE struct chunk *remove_in(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
 {
 	unsigned char *e;
 	uintptr_t base;
 	unsigned first;
 	int done = remove_fast(c, size, meta, flat, &e, &base, &first);
-	if (__builtin_expect(done == 1, 1))
-		return c;
-	if (done == 2)
+	if (__builtin_expect(done == 2, 0))
 		return lowest_to_front_of(c, e, base, first);
-	if (done == 3)
+	if (__builtin_expect(!done, 0))
+		return flat ? remove_other(c, size) : remove_general_of(c);
+	if (!flat && __builtin_expect(done == 3, 0))
 		return remove_big_of(c);
-	return remove_general_of(c);
+	return c;
 }
 
 /* Every header remove that the flat table's remove_fast leaves: the form
@@ -605,18 +610,10 @@ static __attribute__((noinline)) struct chunk *remove_other(struct chunk *c, siz
 	return remove_in(c, size, META_HEADER, 0);
 }
 
-/* The flat table's remove_fast of a header chunk, then remove_other. */
+/* The flat table's remove of a header chunk. */
 CHUNK_INLINE struct chunk *remove_header_flat(struct chunk *c, size_t size)
 {
-	unsigned char *e;
-	uintptr_t base;
-	unsigned first;
-	int done = remove_fast(c, size, META_HEADER, 1, &e, &base, &first);
-	if (__builtin_expect(done == 2, 0))
-		return lowest_to_front_of(c, e, base, first);
-	if (__builtin_expect(!done, 0))
-		return remove_other(c, size);
-	return c;
+	return remove_in(c, size, META_HEADER, 1);
 }
 
 /* The trailer's, apart (insert_trailer), in the form for either layout. */
