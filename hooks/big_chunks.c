@@ -360,17 +360,18 @@ static void rebalance(struct big_chunks *b, struct step *path, int d, struct big
 	}
 }
 
-static void tree_remove(struct big_chunks *b, struct chunk *c)
+/* 1 if c was in the tree (and is no more), else 0. */
+static int tree_remove(struct big_chunks *b, struct chunk *c)
 {
 	uintptr_t key = chunk_user(c);
 	if (!b->root)
-		return;
+		return 0;
 	struct step path[MAX_HEIGHT];
 	int depth;
 	struct big_node *leaf = descend(b, key, path, &depth, 1);
 	unsigned r = leaf ? rank(leaf, key) : 0;
 	if (!r || leaf->user[r - 1] != key)
-		return; /* never inserted: no node could be had for it */
+		return 0; /* never inserted (no node could be had for it), or not ours */
 	erase(leaf, r - 1);
 	__atomic_store_n(&b->count, b->count - 1, __ATOMIC_RELAXED);
 	if (depth == 0) {
@@ -379,12 +380,13 @@ static void tree_remove(struct big_chunks *b, struct chunk *c)
 			b->root = NULL;
 			b->height = 0;
 		}
-		return;
+		return 1;
 	}
 	/* A non-root leaf keeps a quarter of its capacity minus this one. */
 	if (r - 1 == 0)
 		set_min(path, depth, leaf_key(leaf, 0));
 	rebalance(b, path, depth, leaf);
+	return 1;
 }
 
 static struct chunk *tree_lookup(const struct big_chunks *b, uintptr_t addr)
@@ -398,7 +400,7 @@ static struct chunk *tree_lookup(const struct big_chunks *b, uintptr_t addr)
 	if (!r)
 		return NULL;
 	struct chunk *c = chunk_of_user((const void *)leaf->user[r - 1]);
-	return chunk_contains(c, addr) ? c : NULL;
+	return addr - chunk_user(c) < chunk_held_size(c) ? c : NULL; /* under the lock: live */
 }
 
 /* Chunks under n, or -1 if an invariant of the header comment is broken;
@@ -449,7 +451,7 @@ int big_chunks_insert(struct big_chunks *b, struct chunk *c)
 	int ok = reserve_nodes(b, b->height + 1) == 0;
 	if (ok) {
 		/* Widened before c can be found, never narrowed (big_chunks.h). */
-		uintptr_t user = chunk_user(c), end = user + chunk_size(c);
+		uintptr_t user = chunk_user(c), end = user + chunk_held_size(c);
 		if (!b->span_hi || user < b->span_lo)
 			__atomic_store_n(&b->span_lo, user, __ATOMIC_RELAXED);
 		if (end > b->span_hi)
@@ -465,11 +467,12 @@ int big_chunks_insert(struct big_chunks *b, struct chunk *c)
 	return ok ? 0 : -1;
 }
 
-void big_chunks_remove(struct big_chunks *b, struct chunk *c)
+int big_chunks_remove(struct big_chunks *b, struct chunk *c)
 {
 	lock(b);
-	tree_remove(b, c);
+	int had = tree_remove(b, c);
 	spin_unlock(&b->lock);
+	return had;
 }
 
 int big_chunks_lookup(struct big_chunks *b, uintptr_t addr, struct chunk_info *out)
@@ -483,7 +486,7 @@ int big_chunks_lookup(struct big_chunks *b, uintptr_t addr, struct chunk_info *o
 	const struct chunk *c = tree_lookup(b, addr);
 	/* Copied under the lock: the hooks free a chunk only after its remove,
 	 * which takes this lock. */
-	int answer = c ? chunk_info_copy(c, out) : INDEX_NONE;
+	int answer = c ? chunk_info_copy_held(c, out) : INDEX_NONE;
 	spin_unlock(&b->lock);
 	return answer;
 }

@@ -53,10 +53,11 @@ struct big_chunks {
 /* 0, or -1 if no memory could be mapped for a node: the chunk is then not
  * indexed (a later remove of it is a no-op), never a corrupt tree. */
 int big_chunks_insert(struct big_chunks *b, struct chunk *c);
-/* A no-op if c is not in b. */
-void big_chunks_remove(struct big_chunks *b, struct chunk *c);
+/* 1 if c was in b, 0 (a no-op) if not: under side the memtable learns
+ * so whether a pointer it has no start bit for is a chunk of its own. */
+int big_chunks_remove(struct big_chunks *b, struct chunk *c);
 /* enum index_answer: the chunk containing addr, copied into *out under b's
- * lock.  A lookup that may not wait (index_lookup_may_wait: a signal
+ * lock (chunk_info_copy_held: under side, the usable size and no site).  A lookup that may not wait (index_lookup_may_wait: a signal
  * handler that may have interrupted this very thread inside insert or
  * remove, which holds the lock) only tries the lock, and answers
  * INDEX_UNKNOWN if it is held. */

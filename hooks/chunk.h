@@ -452,14 +452,16 @@ static inline void chunk_init(struct chunk *c, size_t size, size_t pad,
 }
 
 /* Under side, before the remove of the chunk at c: what remove (and after
- * it verify) reads.  An index with records (records 1) answers with its
- * record's size and site (chunk_side_removed), or leaves CHUNK_SIZE_NONE:
- * then c is no chunk of ours.  One without (noop) keeps nothing: size and
- * site 0, and the statistics count no bytes for its chunks (hooks.c, the
- * side fast path). */
-static inline void chunk_side_before_remove(struct chunk *c, int records)
+ * it verify) reads.  An index that tells its chunks (tells 1: records, or
+ * the memtable's start masks; index.h) answers with its record's size and
+ * site, or 0 and 0 without records (chunk_side_removed), or leaves
+ * CHUNK_SIZE_NONE: then c is no chunk of ours.  One that cannot tell
+ * (noop) keeps nothing: size and site 0.  The statistics count no bytes
+ * for the chunks of an index without records (hooks.c, the side fast
+ * path). */
+static inline void chunk_side_before_remove(struct chunk *c, int tells)
 {
-	if (records) {
+	if (tells) {
 		chunk_pending.size = CHUNK_SIZE_NONE; /* the site is read only if replaced */
 	} else {
 		chunk_init(c, 0, 0, 0);
@@ -491,6 +493,20 @@ static inline void chunk_prefetch_header_guess(uintptr_t addr)
 {
 	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES));
 	__builtin_prefetch((const void *)(addr - CHUNK_HEADER_BYTES - 64));
+}
+
+/* The size a lookup answers for c, which its index keeps from being freed
+ * meanwhile (a bin lock, a tree lock, a hazard): the chunk's size, but
+ * under side, where an index without records has none, the allocator's
+ * usable size of it (its own malloc_usable_size, chunk_usable_size: the
+ * user pointer is the allocator's under side).  At least what was asked
+ * for; the bytes past that are the allocator's slack, which no other
+ * chunk overlaps. */
+static inline size_t chunk_held_size(const struct chunk *c)
+{
+	if (__builtin_expect(chunk_meta == META_SIDE, 0))
+		return chunk_usable_size((void *)chunk_user(c));
+	return chunk_size(c);
 }
 
 /* base <= addr < base + size: a zero-size chunk contains nothing. */

@@ -22,6 +22,11 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 	 * index with records knows that site (it hands it back at remove). */
 	if (cfg->census_path && !(caps & INDEX_SIDE_RECORDS))
 		caps &= ~META_CAP(META_SIDE);
+	/* A start mask and a lock bit per table byte: bins of at most 64 bytes
+	 * (index.h, INDEX_SIDE_SMALL_BINS). */
+	int bins_too_big = (caps & INDEX_SIDE_SMALL_BINS) && cfg->bin_shift > CONFIG_SIDE_BIN_SHIFT_MAX;
+	if (bins_too_big)
+		caps &= ~META_CAP(META_SIDE);
 	if (cfg->meta < 0) {
 		/* The default (config.h): side for every index that takes it,
 		 * unless the lookup cache, whose mark lives in the header, is on. */
@@ -35,6 +40,13 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 	}
 	if (caps & META_CAP(cfg->meta))
 		return cfg->meta;
+	if (bins_too_big && cfg->meta == META_SIDE) {
+		snprintf(err, errlen, "heapindex: HEAPINDEX_META=side takes HEAPINDEX_BIN_SHIFT from %u to %u "
+		         "with the %s index (a bin's start mask and lock bit fill one table byte), not %u: "
+		         "expected a smaller shift or HEAPINDEX_META=header",
+		         CONFIG_BIN_SHIFT_MIN, CONFIG_SIDE_BIN_SHIFT_MAX, index, cfg->bin_shift);
+		return -1;
+	}
 	char can[64] = "";
 	for (int m = 0; m < META_COUNT; m++)
 		if (caps & META_CAP(m))

@@ -64,6 +64,10 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
  * lookup at shift 6 against 5.25 at 9 (liballocs' 512-byte bins), for
  * lookups 3.7x faster and ~0.4 MiB more committed table on a Python heap. */
 #define CONFIG_BIN_SHIFT_DEFAULT 6u
+/* The memtable under side keeps a bin's chunk starts as a mask of its
+ * 16-byte slots, and a lock bit, in the bin's table byte: at most 4 slots
+ * (64-byte bins) leave room for the lock (memtable/heap_index.c). */
+#define CONFIG_SIDE_BIN_SHIFT_MAX 6u
 /* unwind:N keeps at most 32 frames: deeper stacks cost more to capture and
  * intern than they tell (sites/sites.h). */
 #define CONFIG_SITE_DEPTH_MAX 32u

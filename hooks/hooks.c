@@ -175,24 +175,31 @@ static inline int injected_failure(const struct thread_slot *s)
 	return n && (__atomic_add_fetch(&fail_calls, 1, __ATOMIC_RELAXED) % n) == 0;
 }
 
-/* Under side: does this index keep records (index.h)?  Every index with
- * updates that takes side must (initialise() checks), and one whose
- * updates are empty (noop) keeps none: a constant, so the side fast path
- * has no test of it. */
+/* Under side: does this index keep records with sizes (index.h)?  Every
+ * index with updates that takes side has records or at least tells its
+ * chunks at remove (initialise() checks); one whose updates are empty
+ * (noop) keeps nothing, and one that only tells (the memtable's start
+ * masks, INDEX_SIDE_SIZELESS) keeps no size: constants, so the side fast
+ * path has no test of them. */
 static inline int side_records(void)
 {
-#if INDEX_UPDATES_EMPTY
+#if INDEX_UPDATES_EMPTY || INDEX_SIDE_SIZELESS
 	return 0;
 #else
 	return 1;
 #endif
 }
 
-/* Under side, before c's remove (chunk.h): the remove then leaves c's size
- * in chunk_pending, or CHUNK_SIZE_NONE if c is no chunk of ours. */
+/* Under side, before c's remove (chunk.h): the remove of an index with
+ * updates then leaves c's size in chunk_pending (0 if it keeps none), or
+ * CHUNK_SIZE_NONE if c is no chunk of ours. */
 static inline void side_before_remove(struct chunk *c)
 {
-	chunk_side_before_remove(c, side_records());
+#if INDEX_UPDATES_EMPTY
+	chunk_side_before_remove(c, 0);
+#else
+	chunk_side_before_remove(c, 1);
+#endif
 }
 
 /* --- initialisation ---------------------------------------------------------- */
@@ -358,9 +365,17 @@ static void initialise(void)
 		fatal("heapindex: this index keeps records but index.h declares its updates "
 		      "INDEX_UPDATES_EMPTY: rebuild without that declaration");
 #else
-	if (chunk_meta == META_SIDE && !(INDEX_OPS.caps & INDEX_SIDE_RECORDS))
+	if (chunk_meta == META_SIDE && !(INDEX_OPS.caps & (INDEX_SIDE_RECORDS | INDEX_SIDE_TELLS)))
 		fatal("heapindex: this index takes HEAPINDEX_META=side but keeps no records "
 		      "(index.h, INDEX_SIDE_RECORDS): expected HEAPINDEX_META=header");
+#if INDEX_SIDE_SIZELESS
+	const int sizeless = 1;
+#else
+	const int sizeless = 0;
+#endif
+	if (sizeless != ((INDEX_OPS.caps & (INDEX_SIDE_RECORDS | INDEX_SIDE_TELLS)) == INDEX_SIDE_TELLS))
+		fatal("heapindex: index.h's INDEX_SIDE_SIZELESS and this index's caps (INDEX_SIDE_TELLS "
+		      "without records) disagree: rebuild with them matching");
 #endif
 	hooks_counts_bytes = chunk_meta != META_SIDE || side_records();
 	hooks_meta_before = chunk_meta == META_HEADER ? hooks_header_bytes : 0;

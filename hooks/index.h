@@ -22,6 +22,9 @@
  *    containing addr is;
  *  - with out->no_site set, site may be 0 (the lookup need answer only
  *    base and size); an index that leaves it so must not note the chunk;
+ *  - under side an index without records (INDEX_SIDE_TELLS) answers site 0
+ *    always and, as size, the allocator's usable size of the chunk
+ *    (chunk_held_size, chunk.h), read while the index keeps it live;
  *  - a lookup never reads the header of a chunk whose remove has finished:
  *    the hooks free a chunk right after remove returns;
  *  - when index_lookup_may_wait() is false (threads.h: a signal handler
@@ -66,8 +69,10 @@
 /* A lookup's answer, copied out of the chunk's header. */
 struct chunk_info {
 	uintptr_t base; /* the user pointer */
-	size_t size;    /* the size the program asked for */
-	uintptr_t site; /* the allocation site (sites.h); 0 if no_site */
+	size_t size;    /* the size the program asked for (under side without
+	                 * records: the allocator's usable size, chunk_held_size) */
+	uintptr_t site; /* the allocation site (sites.h); 0 if no_site, and
+	                 * always 0 under side without records */
 	/* In, set by the caller before every lookup (an index may overwrite
 	 * the whole struct): nonzero if it will not read site
 	 * (heapindex_lookup with a NULL site, scale's timed lookups).  An
@@ -104,6 +109,19 @@ static inline int chunk_info_copy(const struct chunk *c, struct chunk_info *out)
 	chunk_info_noted(c);
 	out->base = chunk_user(c);
 	chunk_read(c, &out->size, &out->site);
+	return INDEX_FOUND;
+}
+
+/* chunk_info_copy for an index without records under side too: there
+ * the size is the allocator's usable size (chunk_held_size) and the site
+ * 0 (index.h's contract); c is held live by the caller. */
+static inline int chunk_info_copy_held(const struct chunk *c, struct chunk_info *out)
+{
+	if (__builtin_expect(chunk_meta != META_SIDE, 1))
+		return chunk_info_copy(c, out);
+	out->base = chunk_user(c);
+	out->size = chunk_held_size(c);
+	out->site = 0;
 	return INDEX_FOUND;
 }
 
@@ -167,13 +185,36 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            (its statistics count no bytes under side,
  *                            and it cannot tell a pointer it never saw). */
 #define INDEX_SIDE_RECORDS 4u
+/*  INDEX_SIDE_TELLS          under side, no records but a mark per chunk:
+ *                            remove tells a chunk of its own from a foreign
+ *                            pointer (chunk_side_removed(0, 0) for its own,
+ *                            CHUNK_SIZE_NONE left for the rest, as above)
+ *                            but hands back no size, and a lookup answers
+ *                            the allocator's usable size and no site
+ *                            (chunk_held_size, chunk.h).  The hooks then
+ *                            count no bytes, as for noop, but forward
+ *                            foreign pointers as for an index with records.
+ *                            Such an index also declares
+ *                            INDEX_SIDE_SIZELESS_<name> below (the hooks'
+ *                            side path is compiled for it; initialise()
+ *                            checks the two agree).  The memtable's start
+ *                            masks (memtable/heap_index.c). */
+#define INDEX_SIDE_TELLS 8u
+/*  INDEX_SIDE_SMALL_BINS     takes side only with HEAPINDEX_BIN_SHIFT at
+ *                            most CONFIG_SIDE_BIN_SHIFT_MAX (config.h): a
+ *                            bin's start mask and lock bit fill one table
+ *                            byte (the memtable).  config_meta_for refuses
+ *                            side for a larger shift, and the default then
+ *                            falls back to header. */
+#define INDEX_SIDE_SMALL_BINS 16u
 /* The metadata placements (chunk.h) the index works with; the hooks refuse
  * any other at start-up.  An index that keeps links_bytes in the chunk
  * needs header; one that threads the 16 link bits or reads size and site
  * from the chunk can take trailer; side needs records of its own that keep
  * size and site (copied from chunk_size/chunk_site during insert, the only
  * time they are readable under side, and handed back by remove:
- * INDEX_SIDE_RECORDS). */
+ * INDEX_SIDE_RECORDS), or at least a mark that tells its chunks at remove
+ * (INDEX_SIDE_TELLS: its lookups then answer no site). */
 #define INDEX_META_HEADER META_CAP(META_HEADER)
 #define INDEX_META_TRAILER META_CAP(META_TRAILER)
 #define INDEX_META_SIDE META_CAP(META_SIDE)
@@ -279,6 +320,11 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * chunks are never marked, so free's fast path skips the mark's test. */
 #define INDEX_NEVER_CACHED_noop 1
 
+/* An index that under side tells its chunks at remove but keeps no size
+ * (INDEX_SIDE_TELLS above) declares INDEX_SIDE_SIZELESS_<name> (1): the
+ * hooks' side path then counts no bytes for it, with no test. */
+#define INDEX_SIDE_SIZELESS_memtable 1
+
 /* Inside the hooks: the functions of the index this library is built with. */
 #ifdef HEAPINDEX_INDEX
 #define INDEX_FN(fn) INDEX_CAT(HEAPINDEX_INDEX, INDEX_CAT(_index_, fn))
@@ -289,6 +335,7 @@ INDEX_DECLARE_EXPANDED(HEAPINDEX_INDEX)
 #define INDEX_HEADER_BODIES INDEX_CAT(INDEX_HEADER_BODIES_, HEAPINDEX_INDEX)
 #define INDEX_UPDATES_EMPTY INDEX_CAT(INDEX_UPDATES_EMPTY_, HEAPINDEX_INDEX)
 #define INDEX_LINKLESS INDEX_CAT(INDEX_LINKLESS_, HEAPINDEX_INDEX)
+#define INDEX_SIDE_SIZELESS INDEX_CAT(INDEX_SIDE_SIZELESS_, HEAPINDEX_INDEX)
 #if INDEX_HEADER_BODIES
 void INDEX_FN(insert_header)(struct chunk *, size_t);
 struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);

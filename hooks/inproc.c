@@ -82,7 +82,7 @@ void inproc_free(struct inproc *d, void *user)
 		return;
 	struct chunk *c = chunk_of_user(user);
 	if (chunk_meta == META_SIDE)
-		chunk_side_before_remove(c, (d->ops->caps & INDEX_SIDE_RECORDS) != 0);
+		chunk_side_before_remove(c, (d->ops->caps & (INDEX_SIDE_RECORDS | INDEX_SIDE_TELLS)) != 0);
 	d->ops->remove(c);
 	lookup_cache_note_removed(c);
 	inproc_free_chunk(c);

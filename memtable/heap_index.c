@@ -297,6 +297,14 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 		         cfg->addr_bits, cfg->bin_shift, strerror(e));
 		return -1;
 	}
+	if (chunk_meta == META_SIDE && cfg->bin_shift > CONFIG_SIDE_BIN_SHIFT_MAX) {
+		/* config_meta_for refuses it first; inproc users set the placement themselves */
+		snprintf(err, errlen, "heapindex: the memtable takes HEAPINDEX_META=side only with "
+		         "HEAPINDEX_BIN_SHIFT from %u to %u, not %u", CONFIG_BIN_SHIFT_MIN,
+		         CONFIG_SIDE_BIN_SHIFT_MAX, cfg->bin_shift);
+		memtable_destroy(&table);
+		return -1;
+	}
 	flat_limit = memtable_is_flat(&table) ? table.limit : 0;
 	bin_bytes = (size_t)1 << cfg->bin_shift;
 	slot_mask = (unsigned)(bin_bytes >> 4) - 1;
@@ -437,8 +445,15 @@ static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 		insert_slow(c);
 }
 
+static void mask_insert(struct chunk *c);
+static void mask_remove(struct chunk *c);
+
+/* Under side (the start masks, below) this is the hooks' fast path's call;
+ * under header theirs is memtable_index_insert_header. */
 void memtable_index_insert(struct chunk *c)
 {
+	if (chunk_meta == META_SIDE)
+		return mask_insert(c);
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return insert_trailer(c);
 	size_t size = chunk_size_in(c, META_HEADER);
@@ -519,12 +534,16 @@ CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *
  * reads. */
 static __attribute__((noinline)) void remove_general(struct chunk *c)
 {
-	if (is_big(c, chunk_size(c)))
-		return big_chunks_remove(&big, c);
+	if (is_big(c, chunk_size(c))) {
+		(void)big_chunks_remove(&big, c);
+		return;
+	}
 	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = memtable_byte_address(&table, bin);
-	if (!e) /* small, but its leaf could not be mapped */
-		return big_chunks_remove(&big, c);
+	if (!e) { /* small, but its leaf could not be mapped */
+		(void)big_chunks_remove(&big, c);
+		return;
+	}
 	unsigned first = unlink_locked(c, bin, e, bin_lock(e), chunk_meta, 0);
 	if (first == SLOT_OVERFLOW)
 		big_chunks_remove(&big, c);
@@ -624,6 +643,8 @@ static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 
 void memtable_index_remove(struct chunk *c)
 {
+	if (chunk_meta == META_SIDE)
+		return mask_remove(c);
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
 	(void)remove_header_flat(c, chunk_size_in(c, META_HEADER));
@@ -822,8 +843,12 @@ static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk
 /* Every lookup the common one below does not take: another placement
  * than header, or a lookup cache fill running on this thread (which the
  * answer must note, index.h), or addr not covered. */
+static int mask_lookup(uintptr_t addr, struct chunk_info *out);
+
 static __attribute__((noinline)) int lookup_general(uintptr_t addr, struct chunk_info *out)
 {
+	if (chunk_meta == META_SIDE)
+		return mask_lookup(addr, out);
 	if (memtable_covers(&table, addr)) {
 		int answer = near_lookup(addr, out, 0);
 		if (answer != LOOK_FURTHER)
@@ -847,6 +872,282 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 	if (__builtin_expect(answer != LOOK_FURTHER, 1))
 		return big_chunks_lookup_after(&big, answer, addr, out);
 	return lookup_further(addr, out);
+}
+
+/* --- the start masks: the side placement -------------------------------------
+ * Under side the chunk carries nothing (hooks/chunk.h), so there is no room
+ * for list links, nor a header to read a size from.  But at a shift of at
+ * most 6 a bin has at most 4 slots (user pointers are 16-byte aligned), so
+ * its list degenerates to a set of at most 4 starts: the bin's table byte
+ * holds them as a mask, bit i set iff a live chunk's user pointer is the
+ * bin's base + 16 i (MASK_STARTS), and one lock bit (MASK_LOCK).  No
+ * links, no bytes in the chunk: the table is the whole index of small
+ * chunks.  Big and uncovered chunks, and chunks whose two-level leaf could
+ * not be mapped, go to the big-chunk tree as in the list form.
+ *
+ *  - insert: one atomic OR of the start bit, never waiting: a lookup in
+ *    progress is not harmed by a new chunk appearing.  The written-pages
+ *    summary is marked before the bit is set, as in the list form, so a
+ *    lookup reads only pages that were written;
+ *  - remove: a compare-and-swap clearing the bit, waiting while the lock
+ *    bit is set, so that a lookup holding the bin never sees its chunk
+ *    freed under it.  A bit already clear (and no entry in the big tree)
+ *    means the pointer was never a chunk of ours: remove leaves
+ *    CHUNK_SIZE_NONE, and the hooks forward it untouched (index.h,
+ *    INDEX_SIDE_TELLS);
+ *  - lookup: the nearest start bit at or below addr, in addr's own bin
+ *    (slots up to addr's) and the bins below: most lookups find it among
+ *    the eight bins of one table word (the list form's near lookup; the
+ *    highest set bit of the word's start bits is bin and slot at once),
+ *    the rest scan on, bounded by max_small_size.  Then the bin's lock
+ *    (an atomic OR of the lock bit: the old byte says whether it was free,
+ *    and which starts are live now), the nearest start taken from that
+ *    byte, its size asked of the allocator (chunk_held_size: the real
+ *    malloc_usable_size, on a chunk the lock keeps live), the containment
+ *    test, and the unlock, an atomic AND so that inserts' ORs meanwhile
+ *    survive.  A live chunk that starts at or below addr and does not
+ *    contain it means no chunk further down does either (their usable
+ *    bytes end before its start).  No site: the answer is base, the
+ *    usable size, and site 0 (index.h).
+ *
+ * max_small_size under side is the largest *usable* size of a small chunk
+ * (asked of the allocator on insert's slow path, where a chunk larger than
+ * any so far goes), since that is the size lookups answer: a byte of a
+ * chunk's slack lies at most that far above its start.  The fast path's
+ * test compares the requested size with it, which holds because usable
+ * sizes grow with the request (size classes) and usable(usable(n)) =
+ * usable(n) in glibc and jemalloc: a request at most max_small_size gets a
+ * usable size at most max_small_size.
+ *
+ * The lookup pays a malloc_usable_size (glibc: ~20 instructions, one read
+ * of the allocator's chunk header, no lock); the list form reads the
+ * header it keeps itself. */
+#define MASK_STARTS 0x0fu /* bits 0..3: slots 0..3 (fewer at shifts 4 and 5) */
+#define MASK_LOCK 0x80u
+#define WORD_STARTS UINT64_C(0x0f0f0f0f0f0f0f0f)
+
+_Static_assert(CONFIG_SIDE_BIN_SHIFT_MAX - 4 <= 2, "4 start bits at most: the slots of a 64-byte bin");
+
+static inline unsigned start_bit(uintptr_t user)
+{
+	return 1u << ((unsigned)(user >> 4) & slot_mask);
+}
+
+/* The start bits of addr's own bin that count for it: slots up to addr's. */
+static inline unsigned starts_upto(uintptr_t addr)
+{
+	return (start_bit(addr) << 1) - 1;
+}
+
+/* Clear bit of e, waiting while a lookup holds the bin: 1, or 0 if bit was
+ * clear (not a chunk of this bin).  Acquire: the free that follows comes
+ * after the unlock of any lookup that held the bin. */
+static __attribute__((noinline)) int mask_clear_waiting(unsigned char *e, unsigned bit)
+{
+	unsigned spins = 0;
+	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
+	while (seen & bit) {
+		if (seen & MASK_LOCK) {
+			spin_wait(&spins);
+			seen = __atomic_load_n(e, __ATOMIC_RELAXED);
+		} else if (__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 1,
+		                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+			LOCK_ANNOTATE_HAPPENS_AFTER(e);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
+{
+	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
+	if (__builtin_expect((seen & (bit | MASK_LOCK)) == bit, 1) &&
+	    __builtin_expect(__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 0,
+	                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) {
+		LOCK_ANNOTATE_HAPPENS_AFTER(e);
+		return 1;
+	}
+	return mask_clear_waiting(e, bit);
+}
+
+static inline void mask_set(unsigned char *e, unsigned bit)
+{
+	LOCK_ANNOTATE_HAPPENS_BEFORE(e); /* the allocator's writes, before a lookup reads them */
+	__atomic_fetch_or(e, (unsigned char)bit, __ATOMIC_RELEASE);
+}
+
+/* Insert's uncommon cases: big or uncovered chunks, a page of the table
+ * not yet marked written, a two-level table, a chunk larger than any
+ * small one so far. */
+static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t size)
+{
+	uintptr_t user = chunk_user(c);
+	if (is_big(c, size)) {
+		if (!memtable_covers(&table, user))
+			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
+		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
+		return;
+	}
+	size_t bin = memtable_bin(&table, user);
+	unsigned char *e = entry_for_write(bin); /* marks the page written */
+	if (!e) { /* no memory for a two-level leaf */
+		__atomic_fetch_add(&counters.leaf_failures, 1, __ATOMIC_RELAXED);
+		big_chunks_insert(&big, c);
+		return;
+	}
+	/* Before c can be found: a lookup reaching back for c reads it first. */
+	if (size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED))
+		raise_max_small_size(chunk_held_size(c));
+	mask_set(e, start_bit(user));
+}
+
+static void mask_insert(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	size_t size = chunk_pending.size; /* under side, during insert (chunk.h) */
+	size_t bin = memtable_bin(&table, user);
+	if (__builtin_expect(user < flat_limit && size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
+	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1))
+		return mask_set(table.entries + bin, start_bit(user));
+	mask_insert_slow(c, size);
+}
+
+/* Every remove the flat table's test leaves: a two-level table, a page
+ * never marked (a foreign pointer), a bit not set (big, foreign). */
+static __attribute__((noinline)) void mask_remove_slow(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	size_t bin = memtable_bin(&table, user);
+	unsigned char *e;
+	if ((memtable_covers(&table, user) && memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT) &&
+	     (e = memtable_byte_address(&table, bin)) && mask_clear(e, start_bit(user))) ||
+	    big_chunks_remove(&big, c))
+		chunk_side_removed(0, 0);
+	/* else CHUNK_SIZE_NONE stays: no chunk of ours (index.h) */
+}
+
+/* One bit test of the written-pages summary: a chunk of ours lies on a
+ * marked page.  A foreign pointer far from the heap may read (and so
+ * commit) a page of the summary never written, at most one page of 4 KiB
+ * per 8 GiB of address space it lands in; removes are not lookups. */
+static void mask_remove(struct chunk *c)
+{
+	uintptr_t user = chunk_user(c);
+	size_t bin = memtable_bin(&table, user);
+	if (__builtin_expect(user < flat_limit, 1) &&
+	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1) &&
+	    __builtin_expect(mask_clear(table.entries + bin, start_bit(user)), 1))
+		return chunk_side_removed(0, 0);
+	mask_remove_slow(c);
+}
+
+/* The answer of bin, whose byte is e, for addr, counting the starts in
+ * counted only: its highest live start's chunk if it contains addr
+ * (INDEX_FOUND), INDEX_NONE if it does not, BIN_BELOW if no counted start
+ * is live; INDEX_UNKNOWN, or LOOK_FURTHER when near, if the bin is locked
+ * and this lookup may not wait (the near lookup never waits). */
+static int mask_bin_answer(unsigned char *e, size_t bin, uintptr_t addr, unsigned counted, int near,
+                           struct chunk_info *out)
+{
+	unsigned spins = 0, old;
+	while ((old = __atomic_fetch_or(e, (unsigned char)MASK_LOCK, __ATOMIC_ACQUIRE)) & MASK_LOCK) {
+		if (near)
+			return LOOK_FURTHER;
+		if (!index_lookup_may_wait())
+			return INDEX_UNKNOWN;
+		while (__atomic_load_n(e, __ATOMIC_RELAXED) & MASK_LOCK)
+			spin_wait(&spins);
+	}
+	LOCK_ANNOTATE_HAPPENS_AFTER(e);
+	unsigned starts = old & counted, answer = BIN_BELOW;
+	if (starts) {
+		uintptr_t start = memtable_bin_base(&table, bin) + ((uintptr_t)(31 - __builtin_clz(starts)) << 4);
+		const struct chunk *c = chunk_of_user((void *)start);
+		size_t size = chunk_held_size(c); /* live: its remove waits for the unlock */
+		answer = INDEX_NONE;
+		if (addr - start < size) {
+			out->base = start;
+			out->size = size;
+			out->site = 0;
+			answer = INDEX_FOUND;
+		}
+	}
+	LOCK_ANNOTATE_HAPPENS_BEFORE(e); /* the lookup's reads, before the remove's free */
+	__atomic_fetch_and(e, (unsigned char)~MASK_LOCK, __ATOMIC_RELEASE);
+	return (int)answer;
+}
+
+/* The scan below addr's near word, bounded by max_small: addr's own bin
+ * first (if covered), then the nearest nonzero bytes below, until one
+ * answers (a byte may be nonzero with no start: a lookup's lock bit). */
+static int mask_small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
+{
+	size_t lowest = memtable_bin(&table, addr > max_small ? addr - max_small : 0), top;
+	if (memtable_covers(&table, addr)) {
+		top = memtable_bin(&table, addr);
+		const unsigned char *own = memtable_entry(&table, top); /* never commits */
+		if (__atomic_load_n(own, __ATOMIC_RELAXED) & starts_upto(addr)) {
+			int answer = mask_bin_answer(memtable_byte_address(&table, top), top, addr,
+			                             starts_upto(addr), 0, out);
+			if (answer != BIN_BELOW)
+				return answer;
+		}
+	} else {
+		top = memtable_bin(&table, table.limit - 1) + 1;
+	}
+	size_t found = memtable_last_nonzero_byte(&table, top, lowest);
+	INDEX_STAT_ADD(counters.bins_scanned, top + 1 - (found == SIZE_MAX ? lowest : found));
+	while (found != SIZE_MAX) {
+		INDEX_STAT_ADD(counters.list_steps, 1);
+		int answer = mask_bin_answer(memtable_byte_address(&table, found), found, addr, MASK_STARTS, 0, out);
+		if (answer != BIN_BELOW)
+			return answer;
+		size_t next = memtable_last_nonzero_byte(&table, found, lowest);
+		INDEX_STAT_ADD(counters.bins_scanned, found - (next == SIZE_MAX ? lowest : next));
+		found = next;
+	}
+	return INDEX_NONE;
+}
+
+/* The near lookup of the start masks: the eight bins ending at addr's in
+ * one table word, as near_lookup for the lists; LOOK_FURTHER for what it
+ * leaves (no start there, a page edge or a page never written, a busy
+ * bin, a start gone meanwhile). */
+static int mask_near_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	size_t bin = memtable_bin(&table, addr);
+	if (!memtable_covers(&table, addr) || (bin & (MEMTABLE_PAGE_BYTES - 1)) < 7 ||
+	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+		return LOOK_FURTHER;
+	unsigned char *e = memtable_byte_address(&table, bin);
+	if (!e)
+		return LOOK_FURTHER;
+	uint64_t word = memtable_load_word(e - 7) & WORD_STARTS;
+	word &= ~((uint64_t)(MASK_STARTS & ~starts_upto(addr)) << 56); /* own bin: slots up to addr's */
+	if (!word)
+		return LOOK_FURTHER;
+	unsigned below = 7 - (unsigned)(63 - __builtin_clzll(word)) / 8;
+	int answer = mask_bin_answer(e - below, bin - below, addr, below ? MASK_STARTS : starts_upto(addr), 1,
+	                             out);
+	if (answer == BIN_BELOW)
+		return LOOK_FURTHER;
+	if (answer != LOOK_FURTHER)
+		INDEX_STAT_ADD(counters.near[below], 1);
+	return answer;
+}
+
+static __attribute__((noinline)) int mask_lookup(uintptr_t addr, struct chunk_info *out)
+{
+	int answer = mask_near_lookup(addr, out);
+	if (answer == LOOK_FURTHER) {
+		INDEX_STAT_ADD(counters.further_lookups, 1);
+		size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+		answer = INDEX_NONE;
+		if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
+			answer = mask_small_lookup(addr, max_small, out);
+	}
+	return big_chunks_lookup_after(&big, answer, addr, out);
 }
 
 void memtable_index_write_stats(struct json_out *out)
@@ -887,4 +1188,5 @@ void memtable_index_write_stats(struct json_out *out)
 	         near_longest > counters.longest_backward_scan ? near_longest : counters.longest_backward_scan);
 }
 
-INDEX_DEFINE_OPS(memtable, 0, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER | INDEX_META_TRAILER)
+INDEX_DEFINE_OPS(memtable, 0, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER | INDEX_META_TRAILER |
+                                  INDEX_META_SIDE | INDEX_SIDE_TELLS | INDEX_SIDE_SMALL_BINS)
