@@ -479,6 +479,14 @@ static inline void chunk_side_removed(size_t size, uintptr_t site)
 	}
 }
 
+/* An index that tells its chunks but keeps no records (index.h,
+ * INDEX_SIDE_TELLS), in its remove of a chunk it had, under side: size 0
+ * (no bytes counted); the site is left as it was, since it keeps none. */
+static inline void chunk_side_told(void)
+{
+	chunk_pending.size = 0;
+}
+
 /* A lookup's guess at where the header of the chunk containing addr lies,
  * fetched before the index is consulted: most chunks are small, so it is
  * usually in the line of addr's own header-sized step below, or the line

@@ -767,10 +767,14 @@ static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size, (void)site;
 #else
+#if INDEX_SIDE_BODIES
+	(void)site; /* given the size, it keeps no site (index.h) */
+#else
 	chunk_pending.size = size;
 	chunk_pending.site_word = (uint64_t)site; /* top 16 bits 0 in user space, as in a header */
+#endif
 	FAST_ENTER(s);
-	INDEX_FN(insert)(chunk_of_user(r));
+	INDEX_SIDE_INSERT(chunk_of_user(r), size);
 	FAST_LEAVE(s);
 #endif
 	return r;
@@ -838,7 +842,7 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 	/* Keep p, not the chunk handle too, across the index call: one register. */
 	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
-	INDEX_FN(remove)(chunk_of_user(p));
+	INDEX_SIDE_REMOVE(chunk_of_user(p));
 	FAST_LEAVE(s);
 	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
 		return free_side_foreign(s, p);

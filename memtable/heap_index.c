@@ -446,7 +446,7 @@ static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 }
 
 static void mask_insert(struct chunk *c);
-static void mask_remove(struct chunk *c);
+void memtable_index_remove_side(struct chunk *c);
 
 /* Under side (the start masks, below) this is the hooks' fast path's call;
  * under header theirs is memtable_index_insert_header. */
@@ -644,7 +644,7 @@ static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 void memtable_index_remove(struct chunk *c)
 {
 	if (chunk_meta == META_SIDE)
-		return mask_remove(c);
+		return memtable_index_remove_side(c);
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
 	(void)remove_header_flat(c, chunk_size_in(c, META_HEADER));
@@ -883,7 +883,10 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  * bin's base + 16 i (MASK_STARTS), and one lock bit (MASK_LOCK).  No
  * links, no bytes in the chunk: the table is the whole index of small
  * chunks.  Big and uncovered chunks, and chunks whose two-level leaf could
- * not be mapped, go to the big-chunk tree as in the list form.
+ * not be mapped, go to the big-chunk tree as in the list form; so do
+ * chunks whose user pointer is not 16-byte aligned, which under side is
+ * the allocator's own: jemalloc aligns its 8-byte class to 8 only, and two
+ * such chunks would share a slot.
  *
  *  - insert: one atomic OR of the start bit, never waiting: a lookup in
  *    progress is not harmed by a new chunk appearing.  The written-pages
@@ -910,14 +913,9 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  *    bytes end before its start).  No site: the answer is base, the
  *    usable size, and site 0 (index.h).
  *
- * max_small_size under side is the largest *usable* size of a small chunk
- * (asked of the allocator on insert's slow path, where a chunk larger than
- * any so far goes), since that is the size lookups answer: a byte of a
- * chunk's slack lies at most that far above its start.  The fast path's
- * test compares the requested size with it, which holds because usable
- * sizes grow with the request (size classes) and usable(usable(n)) =
- * usable(n) in glibc and jemalloc: a request at most max_small_size gets a
- * usable size at most max_small_size.
+ * The lookups' backward scan is bounded by max_small_reach (below): under
+ * side the size a lookup answers is the usable size, which may pass the
+ * requested one by the allocator's slack.
  *
  * The lookup pays a malloc_usable_size (glibc: ~20 instructions, one read
  * of the allocator's chunk header, no lock); the list form reads the
@@ -977,13 +975,38 @@ static inline void mask_set(unsigned char *e, unsigned bit)
 	__atomic_fetch_or(e, (unsigned char)bit, __ATOMIC_RELEASE);
 }
 
-/* Insert's uncommon cases: big or uncovered chunks, a page of the table
- * not yet marked written, a two-level table, a chunk larger than any
- * small one so far. */
+/* How far above its start a byte of a small chunk may lie under side: the
+ * largest usable size of a small chunk (asked of the allocator whenever a
+ * chunk sets a new largest requested size, and for every chunk of the
+ * hooks' general path: memalign, calloc, realloc, whose usable size may
+ * exceed what its size class gives) plus MASK_REMAINDER_SLACK.  The
+ * lookups' scan is bounded by it, as the list form's by max_small_size. */
+static size_t max_small_reach;
+/* A plain malloc of at most max_small_size bytes gets a usable size within
+ * this of the largest one asked so far: size classes grow with the
+ * request (jemalloc: none more), and glibc hands out a free chunk whole
+ * when what it would split off is below its minimum chunk (32 bytes), so
+ * its usable size exceeds its class by less than 32. */
+#define MASK_REMAINDER_SLACK 32u
+
+static void raise_max_small_reach(size_t reach)
+{
+	size_t seen = __atomic_load_n(&max_small_reach, __ATOMIC_RELAXED);
+	while (reach > seen && !__atomic_compare_exchange_n(&max_small_reach, &seen, reach, 1,
+	                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
+}
+
+/* Every insert but the common one: a page of the table not yet marked
+ * written, a two-level table, a chunk larger than any small one so far,
+ * and every chunk of the hooks' general path (plain 0); big, uncovered
+ * and misaligned chunks, and those whose usable size is big, go to the
+ * big tree. */
 static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
-	if (is_big(c, size)) {
+	size_t usable;
+	if (is_big(c, size) || user % CHUNK_ALIGN || (usable = chunk_held_size(c)) > big_threshold) {
 		if (!memtable_covers(&table, user))
 			__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
@@ -996,21 +1019,33 @@ static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t s
 		big_chunks_insert(&big, c);
 		return;
 	}
-	/* Before c can be found: a lookup reaching back for c reads it first. */
-	if (size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED))
-		raise_max_small_size(chunk_held_size(c));
+	/* Before c can be found: a lookup reaching back for c reads them first. */
+	raise_max_small_reach(usable + MASK_REMAINDER_SLACK);
+	raise_max_small_size(size);
 	mask_set(e, start_bit(user));
 }
 
-static void mask_insert(struct chunk *c)
+/* The hooks' side fast path: a plain malloc of size bytes (index.h,
+ * INDEX_SIDE_BODIES).  One compare for "covered, flat and aligned", one
+ * with max_small_size, one bit test of the written-pages summary, and the
+ * OR. */
+void memtable_index_insert_side(struct chunk *c, size_t size);
+void memtable_index_insert_side(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
-	size_t size = chunk_pending.size; /* under side, during insert (chunk.h) */
 	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(user < flat_limit && size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
+	if (__builtin_expect(user < flat_limit && !(user % CHUNK_ALIGN) &&
+	                     size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
 	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1))
 		return mask_set(table.entries + bin, start_bit(user));
 	mask_insert_slow(c, size);
+}
+
+/* Every other insert under side (the hooks' general path, in-process
+ * drivers): its usable size is asked, whatever the allocation was. */
+static void mask_insert(struct chunk *c)
+{
+	mask_insert_slow(c, chunk_pending.size); /* under side, during insert (chunk.h) */
 }
 
 /* Every remove the flat table's test leaves: a two-level table, a page
@@ -1020,25 +1055,28 @@ static __attribute__((noinline)) void mask_remove_slow(struct chunk *c)
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
 	unsigned char *e;
-	if ((memtable_covers(&table, user) && memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT) &&
+	if ((memtable_covers(&table, user) && !(user % CHUNK_ALIGN) &&
+	     memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT) &&
 	     (e = memtable_byte_address(&table, bin)) && mask_clear(e, start_bit(user))) ||
 	    big_chunks_remove(&big, c))
-		chunk_side_removed(0, 0);
+		chunk_side_told();
 	/* else CHUNK_SIZE_NONE stays: no chunk of ours (index.h) */
 }
 
 /* One bit test of the written-pages summary: a chunk of ours lies on a
  * marked page.  A foreign pointer far from the heap may read (and so
  * commit) a page of the summary never written, at most one page of 4 KiB
- * per 8 GiB of address space it lands in; removes are not lookups. */
-static void mask_remove(struct chunk *c)
+ * per 8 GiB of address space it lands in; removes are not lookups.  The
+ * hooks' side fast path calls this directly (INDEX_SIDE_BODIES). */
+void memtable_index_remove_side(struct chunk *c);
+void memtable_index_remove_side(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(user < flat_limit, 1) &&
+	if (__builtin_expect(user < flat_limit && !(user % CHUNK_ALIGN), 1) &&
 	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1) &&
 	    __builtin_expect(mask_clear(table.entries + bin, start_bit(user)), 1))
-		return chunk_side_removed(0, 0);
+		return chunk_side_told();
 	mask_remove_slow(c);
 }
 
@@ -1078,7 +1116,8 @@ static int mask_bin_answer(unsigned char *e, size_t bin, uintptr_t addr, unsigne
 	return (int)answer;
 }
 
-/* The scan below addr's near word, bounded by max_small: addr's own bin
+/* The scan below addr's near word, bounded by max_small (max_small_reach):
+ * addr's own bin
  * first (if covered), then the nearest nonzero bytes below, until one
  * answers (a byte may be nonzero with no start: a lookup's lock bit). */
 static int mask_small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
@@ -1142,10 +1181,10 @@ static __attribute__((noinline)) int mask_lookup(uintptr_t addr, struct chunk_in
 	int answer = mask_near_lookup(addr, out);
 	if (answer == LOOK_FURTHER) {
 		INDEX_STAT_ADD(counters.further_lookups, 1);
-		size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+		size_t reach = __atomic_load_n(&max_small_reach, __ATOMIC_RELAXED);
 		answer = INDEX_NONE;
-		if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
-			answer = mask_small_lookup(addr, max_small, out);
+		if (memtable_covers(&table, addr) || memtable_covers(&table, addr - reach))
+			answer = mask_small_lookup(addr, reach, out);
 	}
 	return big_chunks_lookup_after(&big, answer, addr, out);
 }

@@ -1,5 +1,7 @@
 /* support.c - see support.h. */
 #include "support.h"
+#include "index_params.h"
+#include "index.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +29,27 @@ const char *hook_library(const char *index)
 	return path;
 }
 
+/* Does the library preloaded (the last libheapindex-<name>.so in preload)
+ * belong to an index without records that takes side (INDEX_SIDE_TELLS,
+ * hooks/index.h)?  Its lookups under side answer the usable size and no
+ * site: the programs learn so from TEST_SIDE_SIZELESS=1
+ * (tests/progs/reported_size.h). */
+static int preload_side_sizeless(const char *preload)
+{
+	const char *lib = preload, *at;
+	while (lib && (at = strstr(lib, "libheapindex-")) != NULL)
+		lib = at + strlen("libheapindex-");
+	if (!lib || lib == preload)
+		return 0;
+	char name[32];
+	size_t len = strcspn(lib, ".");
+	if (len >= sizeof name)
+		return 0;
+	memcpy(name, lib, len);
+	name[len] = '\0';
+	return (index_caps(name) & (INDEX_SIDE_TELLS | INDEX_SIDE_RECORDS)) == INDEX_SIDE_TELLS;
+}
+
 /* The child's environment: ours, minus LD_PRELOAD, plus the settings. */
 static char **child_environment(const char *preload, const char *const env[])
 {
@@ -35,13 +58,15 @@ static char **child_environment(const char *preload, const char *const env[])
 		n++;
 	while (env && env[extra])
 		extra++;
-	char **out = calloc(n + extra + 2, sizeof *out);
+	char **out = calloc(n + extra + 3, sizeof *out);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
 			out[k++] = environ[i];
 	for (size_t i = 0; i < extra; i++)
 		out[k++] = (char *)env[i];
+	if (preload_side_sizeless(preload))
+		out[k++] = (char *)"TEST_SIDE_SIZELESS=1";
 	if (preload) {
 		static char setting[4200];
 		snprintf(setting, sizeof setting, "LD_PRELOAD=%s", preload);

@@ -296,10 +296,18 @@ static void do_alloc(size_t size, size_t align)
 	cr_assert_not_null(p, "index %s, %s, seed %llu, operation %zu: cannot allocate %zu bytes",
 	                   index_name, model->name, (unsigned long long)seed, op, size);
 	cr_assert_eq((uintptr_t)p % align, 0);
-	/* The size lookups answer: under trailer the usable size (chunk.h). */
+	/* The size lookups answer: under trailer the usable size (chunk.h),
+	 * and under side without records the usable size and no site
+	 * (index.h, INDEX_SIDE_TELLS). */
+	uintptr_t site = (uintptr_t)op + 1;
 	if (chunk_meta == META_TRAILER)
 		size = chunk_size(chunk_of_user(p));
-	ref_insert((struct live_chunk){ (uintptr_t)p, size, (uintptr_t)op + 1 });
+	if (chunk_meta == META_SIDE &&
+	    (index_under_test.ops->caps & (INDEX_SIDE_TELLS | INDEX_SIDE_RECORDS)) == INDEX_SIDE_TELLS) {
+		size = chunk_held_size(chunk_of_user(p));
+		site = 0;
+	}
+	ref_insert((struct live_chunk){ (uintptr_t)p, size, site });
 }
 
 static void do_free(size_t at)

@@ -306,7 +306,8 @@ ParameterizedTest(struct index_name *param, reliability, verify_reports_a_corrup
 		cr_skip_test("%s answers sizes from its own memory: a corrupt header does not change them",
 		             param->name);
 	char *argv[] = { (char *)test_program("corrupt_header"), NULL };
-	const char *env[] = { "HEAPINDEX_VERIFY=1", NULL };
+	/* A header to corrupt (an index's default may be side, with none). */
+	const char *env[] = { "HEAPINDEX_VERIFY=1", "HEAPINDEX_META=header", NULL };
 	struct program_result r = run_program(argv, hook_library(param->name), env);
 	cr_assert_eq(r.status, 3, "%s: exit %d: %s", param->name, r.status, r.err);
 	char want[64];

@@ -85,7 +85,7 @@ static void check_plain_and_arrays()
 	// The site is where the program called new, not inside the runtime.
 	const void *site = nullptr;
 	Dl_info at, self;
-	if (lookup && lookup(i, nullptr, nullptr, &site) && dladdr(reinterpret_cast<void *>(&main_marker), &self))
+	if (lookup && reports_sites() && lookup(i, nullptr, nullptr, &site) && dladdr(reinterpret_cast<void *>(&main_marker), &self))
 		CHECK(dladdr(static_cast<const char *>(site) - 1, &at) && at.dli_fbase == self.dli_fbase,
 		      "the site of new int is %p in %s, not in the program", site, at.dli_fname);
 	delete i;

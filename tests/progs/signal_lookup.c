@@ -41,7 +41,8 @@ static int expect_found;
 static unsigned char *kept[KEPT];
 static size_t kept_size[KEPT];
 static size_t kept_reported[KEPT]; /* the size lookups report (reported_size.h) */
-static int trailer; /* meta_is_trailer(), read once in main */
+static size_t kept_usable[KEPT];   /* and the usable size, right too when either is */
+static int trailer; /* reports_usable_size() (1, or -1: either), read once in main */
 
 static __thread uintptr_t last_chunk;   /* the chunk the thread frees now, or 0 */
 static __thread size_t last_size;
@@ -67,7 +68,7 @@ static void on_sigprof(int sig)
 	if (lookup(addr, &base, &size, NULL)) {
 		/* malloc_usable_size is no async-signal-safe call: the handler
 		 * compares with the size noted at allocation. */
-		if (base != kept[k] || size != kept_reported[k])
+		if (base != kept[k] || (size != kept_reported[k] && (trailer >= 0 || size != kept_usable[k])))
 			__atomic_fetch_add(&wrong, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&kept_found, 1, __ATOMIC_RELAXED);
 	} else {
@@ -145,7 +146,7 @@ static void *churn(void *arg)
 int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 300000;
-	trailer = meta_is_trailer();
+	trailer = reports_usable_size();
 	lookup = (lookup_fn *)dlsym(RTLD_DEFAULT, "heapindex_lookup");
 	if (!lookup) {
 		fprintf(stderr, "signal_lookup: no heapindex_lookup (run it with a hook library)\n");
@@ -159,7 +160,8 @@ int main(int argc, char **argv)
 		if (!kept[k])
 			return 1;
 		memset(kept[k], k, kept_size[k]);
-		kept_reported[k] = trailer ? malloc_usable_size(kept[k]) : kept_size[k];
+		kept_usable[k] = malloc_usable_size(kept[k]);
+		kept_reported[k] = trailer == 1 ? kept_usable[k] : kept_size[k];
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);

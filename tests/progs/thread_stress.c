@@ -166,7 +166,7 @@ static void *look(void *arg)
  * a racer's chunk: a lookup must answer nothing, or a chunk of exactly
  * RACE_SMALL or RACE_BIG bytes, 16-byte aligned, containing the address.
  * A torn or stale header would show as any other size. */
-static int trailer; /* meta_is_trailer(), read once in main */
+static int trailer; /* reports_usable_size() != 0 (usable sizes may be reported), read once in main */
 #define RACE_SMALL 200
 #define RACE_BIG 300000
 #define RACERS 3
@@ -233,7 +233,7 @@ static void *race_look(void *arg)
 			continue;
 		}
 		found++;
-		/* Under trailer the size is the usable size: at most one
+		/* Under trailer (and side without records) the size is the usable size: at most one
 		 * allocator step (16 bytes, or a page for big chunks) more. */
 		int small = size >= RACE_SMALL && size < RACE_SMALL + (trailer ? 32 : 1);
 		int big = size >= RACE_BIG && size < RACE_BIG + (trailer ? 8192 : 1);
@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 20000;
 	long race_ops = argc > 2 ? atol(argv[2]) : ops;
-	trailer = meta_is_trailer();
+	trailer = reports_usable_size() != 0;
 	/* Shared through relaxed atomics, which helgrind and drd do not know:
 	 * no race.  (Nothing when not under valgrind.) */
 	ANNOTATE_BENIGN_RACE_SIZED(published, sizeof published, "published pointers");

@@ -25,8 +25,15 @@ int main(void)
 	int expect_found = !want || *want != '0';
 	int on_stack[4] = { 0 };
 	char *live = malloc(100);
-	/* The live chunk's extent as lookups report it (reported_size.h). */
-	size_t reported = meta_is_trailer() ? malloc_usable_size(live) : 100;
+	/* The live chunk's extent as lookups report it (reported_size.h): the
+	 * size asked for, or the usable size where that is what they report. */
+	size_t reported = 100;
+	void *live_base;
+	if (expect_found && lookup(live, &live_base, &reported, NULL) &&
+	    (live_base != live || !reported_size_ok(live, 100, reported))) {
+		fprintf(stderr, "wild_lookup: the live chunk is reported with size %zu\n", reported);
+		return 1;
+	}
 	char *freed = malloc(333);
 	char *freed_big = malloc(1 << 20);
 	free(freed);
