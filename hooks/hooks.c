@@ -837,12 +837,19 @@ static __attribute__((noinline)) void free_side_overdraft(struct thread_slot *s,
 SIDE_PATH void free_side(struct thread_slot *s, void *p)
 {
 	size_t size = 0;
-#if !INDEX_UPDATES_EMPTY
-	side_before_remove(chunk_of_user(p));
+#if INDEX_SIDE_BODIES
 	/* Keep p, not the chunk handle too, across the index call: one register. */
 	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
-	INDEX_SIDE_REMOVE(chunk_of_user(p));
+	int ours = INDEX_FN(remove_side)(chunk_of_user(p)); /* no size (index.h) */
+	FAST_LEAVE(s);
+	if (unlikely(!ours))
+		return free_side_foreign(s, p);
+#elif !INDEX_UPDATES_EMPTY
+	side_before_remove(chunk_of_user(p));
+	__asm__("" : "+r"(p));
+	FAST_ENTER(s);
+	INDEX_FN(remove)(chunk_of_user(p));
 	FAST_LEAVE(s);
 	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
 		return free_side_foreign(s, p);

@@ -291,8 +291,10 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * size) and _remove_side(c): the hooks' side fast path, which runs only
  * under side and only for a plain malloc of size bytes (its user pointer
  * the allocator's own), calls them with no test of the placement and no
- * size passed through chunk_pending.  Otherwise what they do is what
- * insert and remove do under side. */
+ * size passed through chunk_pending; remove_side returns 1 if c was the
+ * index's chunk, 0 if not (a foreign pointer), and touches no
+ * chunk_pending.  Only for an index without records (INDEX_SIDE_TELLS):
+ * otherwise what they do is what insert and remove do under side. */
 #define INDEX_SIDE_BODIES_memtable 1
 
 /* An index whose updates need only the chunk and its size, written as
@@ -358,12 +360,10 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #define INDEX_SIDE_BODIES INDEX_CAT(INDEX_SIDE_BODIES_, HEAPINDEX_INDEX)
 #if INDEX_SIDE_BODIES
 void INDEX_FN(insert_side)(struct chunk *, size_t);
-void INDEX_FN(remove_side)(struct chunk *);
+int INDEX_FN(remove_side)(struct chunk *);
 #define INDEX_SIDE_INSERT(c, size) INDEX_FN(insert_side)(c, size)
-#define INDEX_SIDE_REMOVE(c) INDEX_FN(remove_side)(c)
 #else
 #define INDEX_SIDE_INSERT(c, size) ((void)(size), INDEX_FN(insert)(c))
-#define INDEX_SIDE_REMOVE(c) INDEX_FN(remove)(c)
 #endif
 /* 1 if this index declared INDEX_UNBRACKETED_<name>, else 0 (in #if). */
 #define INDEX_UNBRACKETED INDEX_CAT(INDEX_UNBRACKETED_, HEAPINDEX_INDEX)

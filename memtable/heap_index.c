@@ -446,7 +446,7 @@ static __attribute__((noinline)) void insert_trailer(struct chunk *c)
 }
 
 static void mask_insert(struct chunk *c);
-void memtable_index_remove_side(struct chunk *c);
+int memtable_index_remove_side(struct chunk *c);
 
 /* Under side (the start masks, below) this is the hooks' fast path's call;
  * under header theirs is memtable_index_insert_header. */
@@ -643,8 +643,11 @@ static __attribute__((noinline)) void remove_trailer(struct chunk *c)
 
 void memtable_index_remove(struct chunk *c)
 {
-	if (chunk_meta == META_SIDE)
-		return memtable_index_remove_side(c);
+	if (chunk_meta == META_SIDE) {
+		if (memtable_index_remove_side(c))
+			chunk_side_told(); /* else CHUNK_SIZE_NONE stays: not ours */
+		return;
+	}
 	if (__builtin_expect(!chunk_likely_header(), 0))
 		return remove_trailer(c);
 	(void)remove_header_flat(c, chunk_size_in(c, META_HEADER));
@@ -1049,35 +1052,49 @@ static void mask_insert(struct chunk *c)
 }
 
 /* Every remove the flat table's test leaves: a two-level table, a page
- * never marked (a foreign pointer), a bit not set (big, foreign). */
-static __attribute__((noinline)) void mask_remove_slow(struct chunk *c)
+ * never marked (a foreign pointer), a bit not set (big, foreign): 1 if c
+ * was a chunk of the index, else 0. */
+static __attribute__((noinline)) int mask_remove_slow(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
 	unsigned char *e;
-	if ((memtable_covers(&table, user) && !(user % CHUNK_ALIGN) &&
-	     memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT) &&
-	     (e = memtable_byte_address(&table, bin)) && mask_clear(e, start_bit(user))) ||
-	    big_chunks_remove(&big, c))
-		chunk_side_told();
-	/* else CHUNK_SIZE_NONE stays: no chunk of ours (index.h) */
+	return (memtable_covers(&table, user) && !(user % CHUNK_ALIGN) &&
+	        memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT) &&
+	        (e = memtable_byte_address(&table, bin)) && mask_clear(e, start_bit(user))) ||
+	       big_chunks_remove(&big, c);
 }
 
-/* One bit test of the written-pages summary: a chunk of ours lies on a
- * marked page.  A foreign pointer far from the heap may read (and so
- * commit) a page of the summary never written, at most one page of 4 KiB
- * per 8 GiB of address space it lands in; removes are not lookups.  The
- * hooks' side fast path calls this directly (INDEX_SIDE_BODIES). */
-void memtable_index_remove_side(struct chunk *c);
-void memtable_index_remove_side(struct chunk *c)
+/* The remove's compare-and-swap failed: a lookup holds the bin, another
+ * thread changed its byte, or c's bit is not set. */
+static __attribute__((noinline)) int mask_remove_contended(struct chunk *c, unsigned char *e, unsigned bit)
+{
+	return mask_clear_waiting(e, bit) || mask_remove_slow(c);
+}
+
+/* The remove under side: the hooks' side fast path calls it directly
+ * (INDEX_SIDE_BODIES), memtable_index_remove for the rest.  1 if c was a
+ * chunk of the index, 0 if not (index.h).  One bit test of the
+ * written-pages summary: a chunk of ours lies on a marked page.  A foreign
+ * pointer far from the heap may read (and so commit) a page of the
+ * summary never written, at most one page of 4 KiB per 8 GiB of address
+ * space it lands in; removes are not lookups. */
+int memtable_index_remove_side(struct chunk *c);
+int memtable_index_remove_side(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(user < flat_limit && !(user % CHUNK_ALIGN), 1) &&
-	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1) &&
-	    __builtin_expect(mask_clear(table.entries + bin, start_bit(user)), 1))
-		return chunk_side_told();
-	mask_remove_slow(c);
+	if (__builtin_expect(!(user < flat_limit && !(user % CHUNK_ALIGN)), 0) ||
+	    __builtin_expect(!memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 0))
+		return mask_remove_slow(c);
+	unsigned char *e = table.entries + bin, bit = (unsigned char)start_bit(user);
+	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
+	if (__builtin_expect((seen & (bit | MASK_LOCK)) != bit, 0) ||
+	    __builtin_expect(!__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 0,
+	                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
+		return mask_remove_contended(c, e, bit);
+	LOCK_ANNOTATE_HAPPENS_AFTER(e);
+	return 1;
 }
 
 /* The answer of bin, whose byte is e, for addr, counting the starts in
