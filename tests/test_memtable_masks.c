@@ -136,6 +136,21 @@ Test(memtable_masks, nearest_start_below_skips_the_own_bins_higher_slots)
 	cr_assert(unplace(above));
 }
 
+/* The own bin's starts above the address hide nothing below: A reaches
+ * from bin 0 into bin 1 past slot 1, B starts at slot 2 of bin 1; a byte
+ * of A in bin 1 below B is A's (a lookup that counted B's start would
+ * answer nothing, B lying above the address). */
+Test(memtable_masks, own_bins_start_above_the_address_hides_nothing_below)
+{
+	size_t b = 10240;
+	place(b, 88);
+	place(b + 96, 16);
+	for (size_t off = 64; off < 88; off += 8)
+		cr_assert_eq(answer_at(b + off, NULL), (long)b, "offset %zu of A", off);
+	cr_assert_eq(answer_at(b + 88, NULL), -1, "one past A");
+	expect_chunk(b + 96, 16);
+}
+
 /* A pointer whose start bit is not set is no chunk of the index's: remove
  * says so (CHUNK_SIZE_NONE left) and leaves the bin's other chunks; a
  * second remove of a removed chunk is refused the same way. */
@@ -205,7 +220,7 @@ static void during_lookup(uintptr_t user)
 	pthread_detach(t);
 }
 
-Test(memtable_masks, a_held_bin_makes_removes_wait_and_nested_lookups_unknown)
+Test(memtable_masks, a_held_bin_makes_removes_wait_and_nested_lookups_unknown, .timeout = 20)
 {
 	size_t b = 20480;
 	held = place(b + 32, 48);
