@@ -30,19 +30,26 @@
  *   holding n + 8, which for those n is the class of n itself.
  *
  * side (nothing in the chunk): the index keeps size and site in its own
- *   records, which only indexes with records of their own can do (critnib;
- *   noop, which keeps nothing, takes it too).  The hooks hand size and site
- *   to insert through this thread's pending record (chunk_pending, below),
- *   valid during that insert only.  An index with records hands them back
- *   at remove (chunk_side_removed; index.h, INDEX_SIDE_RECORDS): free counts
- *   the size asked for, as header does.  noop has nothing to hand back: its
- *   statistics count calls and chunks but no bytes (hooks.c, the side fast
- *   path).  Neither calls malloc_usable_size.
+ *   records (critnib), or keeps a mark per chunk and no size at all (the
+ *   memtable: a bin's table byte holds its chunk starts as a mask,
+ *   memtable/heap_index.c; its lookups answer the allocator's usable size,
+ *   chunk_held_size below, and no site: index.h, INDEX_SIDE_TELLS), or
+ *   keeps nothing (noop).  The hooks hand size and site to insert through
+ *   this thread's pending record (chunk_pending, below), valid during that
+ *   insert only (the memtable's side fast path is given the size instead).
+ *   An index with records hands them back at remove (chunk_side_removed;
+ *   index.h, INDEX_SIDE_RECORDS): free counts the size asked for, as header
+ *   does.  The memtable says only whether the chunk was its own; it and
+ *   noop have no size to hand back: their statistics count calls and
+ *   chunks but no bytes (hooks.c, the side fast path).  The hooks call no
+ *   malloc_usable_size under side; the memtable does for its lookups' size
+ *   and for inserts of the general path (calloc, realloc, memalign).
  *
  * Default (HEAPINDEX_META unset; config.h): side for every index that takes
- * it (noop, critnib), header for the others, and header for all when the
- * lookup cache is on (for noop with the census too: its freed chunks' sites
- * are in no record).  Measured on this machine (issue 15;
+ * it (noop, critnib, the memtable at bin shifts up to 6), header for the
+ * others, and header for all when the lookup cache is on (for noop and the
+ * memtable with the census too: their freed chunks' sites are in no
+ * record).  Measured on this machine (issue 15;
  * glibc; `./heapindex bench --meta header,trailer,side --workloads
  * gcc,pychurn,pycompile --callgrind gcc`, small: max RSS of the tree over
  * uninstrumented, median of 3 interleaved rounds; bytes per chunk from the
@@ -101,6 +108,20 @@
  * full`): RSS +0.6% / +0.3%; wall side / header 0.963 [0.848..1.094],
  * CPU user+sys 0.986 [0.957..1.015]: no slower, not resolved either.
  *
+ * The memtable under side (issue 15 continued): start masks, no links, no
+ * bytes in the chunk (memtable/heap_index.c, "the start masks").  `bench
+ * --workloads pychurn,pycompile --indexes none,noop,memtable --meta
+ * header,side --runs 5` (small, load up to 3.4 on 2 CPUs), max RSS of the
+ * tree over none, header / side: memtable pychurn +21.3% / +2.6%,
+ * pycompile +8.5% / +2.9%; noop +19.2% / +1.1%, +6.5% / +1.4%.  Wall, side
+ * over none, not resolved (pychurn 0.967 [0.770..1.215]).  make hook-cost
+ * (header / side): memtable 263.5 / 300.0 instructions per pair, noop
+ * 184.3 / 191.0.  cc1 on shell.c under callgrind (`bench --workloads gcc
+ * --meta header,side --callgrind gcc`, the two-level table): none 3,871.3
+ * M, memtable header 3,947.0 M, side 3,958.3 M (+0.29%); gcc RSS +1.5% /
+ * +1.0%.  Lookups under side cost a malloc_usable_size each (glibc: one
+ * read of its chunk header) and take the bin's lock bit.
+ *
  * Why this default.  Side is the placement that brings a Python heap of
  * small objects near the uninstrumented one (noop pychurn: +1.3% against
  * +19.4% under header); under critnib it costs nothing that header kept:
@@ -121,9 +142,22 @@
  * (live and peak bytes are left out: with no record there is no size at
  * free, and asking the allocator at malloc and free cost two
  * malloc_usable_size calls, ~30 instructions, per pair) and the telling of
- * foreign pointers (below).  The cost of the hooks the header indexes run
- * -- the seed table's no-op row set against the memtable -- is now noop
- * under HEAPINDEX_META=header (bench --meta header).
+ * foreign pointers (below).  The memtable takes side too, since its start
+ * masks: issue 15's target for it (pychurn at most +6%) holds only there
+ * (+2.6% against +21.3%).  What its default gives up: the allocation site
+ * (lookups answer none, and heapindex_describe names "an unknown site"),
+ * the exact requested size (lookups answer the allocator's usable size,
+ * at least what was asked for), the statistics' bytes, and 36.5
+ * instructions per malloc+free pair (300.0 against 263.5: the side path's
+ * way through malloc_flagged and free_flagged, an atomic OR and a
+ * compare-and-swap on the table byte where header's lock exchange and
+ * store were), and +0.29% of cc1's instructions, which breaks the gcc
+ * rule as critnib's side does, traded for the same memory.
+ * HEAPINDEX_META=header gets sites and exact sizes back; the census and
+ * the lookup cache select header by themselves, as does a bin shift above
+ * 6 (tune).  The cost of the hooks the header indexes run -- the seed
+ * table's no-op row set against the memtable -- is now noop and the
+ * memtable under HEAPINDEX_META=header (bench --meta header).
  * Trailer is nobody's default: it halves the bytes but makes lookups
  * answer the usable size and makes every index step ask the allocator
  * where the trailer is (the memtable: +185 instructions per pair, cc1
@@ -160,7 +194,10 @@
  * trailer first, which a wild pointer may crash.)
  *
  * Invariants:
- *  - the user pointer is 16-byte aligned (alignof(max_align_t));
+ *  - the user pointer is 16-byte aligned (alignof(max_align_t)) under
+ *    header and trailer; under side it is the allocator's own, which
+ *    jemalloc aligns to 8 only for its 8-byte class (the memtable keeps
+ *    such chunks in its big tree);
  *  - size < 2^48 and site < 2^48: user-space addresses and sizes on x86-64
  *    and AArch64 fit in 48 bits, which frees 16 bits in each word;
  *  - the 16 high bits of the site word belong to the index (the memtable

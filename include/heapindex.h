@@ -40,8 +40,11 @@ extern "C" {
  * size is the size the caller of malloc/calloc/realloc/memalign asked for;
  * under HEAPINDEX_META=trailer, which keeps no size, it is the chunk's
  * malloc_usable_size instead: the allocator's usable bytes minus the 8-byte
- * trailer, at least what was asked for and all the program may use),
- * filling whichever of base, size and site are non-NULL; 0 otherwise.
+ * trailer, at least what was asked for and all the program may use; and
+ * under the memtable's default placement, side, which keeps neither size
+ * nor site, it is the chunk's malloc_usable_size and site is NULL:
+ * HEAPINDEX_META=header gets both back), filling whichever of base, size
+ * and site are non-NULL; 0 otherwise.
  * site is the allocation site: by default the return address of the call
  * that allocated the chunk; with HEAPINDEX_SITE=unwind:N it is a key for an
  * interned stack instead (the address of a record in memory heapindex

@@ -4,6 +4,10 @@
  * by address (S. Kell, "How to make a virtual machine less virtual").  The
  * address space is cut into 2^shift-byte bins; the memtable has one byte per
  * bin; each bin's chunks form a list threaded through their own headers.
+ * That is the list form, for the header and trailer placements (chunk.h).
+ * Under side, where a chunk carries nothing, a bin of at most 64 bytes
+ * holds at most four chunk starts, and its byte holds them as a mask with a
+ * lock bit instead: "the start masks", below, after the list form.
  *
  * Invariants (checked by tests/test_memtable.c and the differential tests):
  *  - a chunk is on the list of the bin holding its user pointer, and only

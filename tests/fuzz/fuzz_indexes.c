@@ -107,8 +107,13 @@ static void run(struct inproc *d, const uint8_t *data, size_t size)
 				n <<= 2;
 			size_t align = (size_t)16 << ((shape >> 3) & 7); /* to 2 KiB */
 			s->user = inproc_alloc(d, n, align, 0x1000 + op);
-			/* Under trailer lookups answer the usable size (chunk.h). */
+			/* Under trailer lookups answer the usable size (chunk.h), and
+			 * under side an index without records does too (index.h,
+			 * INDEX_SIDE_TELLS). */
 			s->size = s->user && chunk_meta == META_TRAILER ? chunk_size(chunk_of_user(s->user)) : n;
+			if (s->user && chunk_meta == META_SIDE &&
+			    (d->ops->caps & (INDEX_SIDE_TELLS | INDEX_SIDE_RECORDS)) == INDEX_SIDE_TELLS)
+				s->size = chunk_held_size(chunk_of_user(s->user));
 			break;
 		}
 		case 1: { /* a byte in or around a chunk */
