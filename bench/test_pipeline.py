@@ -765,12 +765,14 @@ class MetaPlacementTest(unittest.TestCase):
                                    "HEAPINDEX_META=side is not supported by the memtable index"])
 
     def test_real_refusal_probe(self):
-        """The probe asks the built hooks: the memtable keeps its links in
-        the chunk, so it refuses side; noop takes every placement."""
-        if not os.path.exists(os.path.join(ROOT, "build", "lib", "libheapindex-memtable.so")):
+        """The probe asks the built hooks: the bitmap reads size from the
+        chunk, so it refuses side; noop and the memtable (its start masks)
+        take every placement."""
+        if not os.path.exists(os.path.join(ROOT, "build", "lib", "libheapindex-bitmap.so")):
             self.skipTest("hooks not built")
-        self.assertIn("is not supported by the memtable index", bench.placement_refusal("memtable", "side"))
+        self.assertIn("is not supported by the bitmap index", bench.placement_refusal("bitmap", "side"))
         self.assertIsNone(bench.placement_refusal("noop", "side"))
+        self.assertIsNone(bench.placement_refusal("memtable", "side"))
         self.assertIsNone(bench.placement_refusal("memtable", ""))
 
     def test_until_ci_pairs_each_placement_with_uninstrumented(self):

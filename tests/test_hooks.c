@@ -631,10 +631,12 @@ static void expect_default_meta(const char *index, const char *setting, const ch
 }
 
 /* HEAPINDEX_META unset: side for every index that takes it (noop,
- * critnib; hooks/config.h), header for the others; header with the lookup
- * cache, whose mark lives in the header; with the census, side still for
- * an index with records, whose freed sites they hand back, header for
- * one without (noop). */
+ * critnib, memtable; hooks/config.h), header for the others; header with
+ * the lookup cache, whose mark lives in the header; with the census, side
+ * still for an index with records, whose freed sites they hand back,
+ * header for one without (noop, memtable); and for an index whose side
+ * needs small bins (the memtable's start masks), header with bins over 64
+ * bytes. */
 ParameterizedTestParameters(hooks, default_placement_by_index) { return index_params(1); }
 ParameterizedTest(struct index_name *param, hooks, default_placement_by_index)
 {
@@ -646,4 +648,6 @@ ParameterizedTest(struct index_name *param, hooks, default_placement_by_index)
 	snprintf(census, sizeof census, "HEAPINDEX_CENSUS=/tmp/heapindex-test-%d-census", (int)getpid());
 	expect_default_meta(param->name, census, side && records ? "side" : "header");
 	unlink(census + strlen("HEAPINDEX_CENSUS="));
+	expect_default_meta(param->name, "HEAPINDEX_BIN_SHIFT=7",
+	                    side && !(caps & INDEX_SIDE_SMALL_BINS) ? "side" : "header");
 }

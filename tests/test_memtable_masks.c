@@ -15,6 +15,7 @@
 
 #include "index_params.h"
 #include "inproc.h"
+#include "support.h"
 
 static struct inproc d;
 
@@ -270,4 +271,19 @@ Test(memtable_masks_config, side_refused_with_bins_over_64_bytes)
 	             "the default with 128-byte bins is not header");
 	cfg.bin_shift = 6;
 	cr_assert_eq(config_meta_for(&cfg, ops->name, ops->caps, err, sizeof err), META_SIDE);
+}
+
+/* The hooks stop a program asking for side with 128-byte bins: exit 2,
+ * nothing run, one line naming the shift and its valid range. */
+Test(memtable_masks_config, hooks_refuse_side_with_bins_over_64_bytes)
+{
+	char *argv[] = { "sh", "-c", "echo ran", NULL };
+	const char *env[] = { "HEAPINDEX_META=side", "HEAPINDEX_BIN_SHIFT=7", NULL };
+	struct program_result r = run_program(argv, hook_library("memtable"), env);
+	cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_assert_str_empty(r.out);
+	cr_assert(strstr(r.err, "HEAPINDEX_BIN_SHIFT") && strstr(r.err, "from 4 to 6") && strstr(r.err, "not 7"),
+	          "%s", r.err);
+	cr_assert_eq(strchr(r.err, '\n'), r.err + r.err_len - 1, "not one line: %s", r.err);
+	program_result_free(&r);
 }
