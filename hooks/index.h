@@ -43,7 +43,8 @@
  *    index_map_pages below), so it cannot re-enter the hooks.
  * Rules an index keeps:
  *  - lookup never faults, whatever addr is, and touches only its own memory
- *    and the headers of live chunks;
+ *    and the headers of live chunks (under side, the allocator's own, through
+ *    its malloc_usable_size of a chunk the index holds live: chunk_held_size);
  *  - links_bytes (a multiple of 16) is the space each chunk carries for the
  *    index just below its struct chunk (so such an index takes header only); the 16 index bits of chunk.h are free
  *    too (other threads' inserts and removes may write a chunk's links while
