@@ -214,7 +214,8 @@ def csv_medians(path, index="memtable"):
 
 
 def measure_ns(source, args, shift):
-    env = dict(os.environ, HEAPINDEX_ADDR_BITS=str(args.addr_bits), HEAPINDEX_BIN_SHIFT=str(shift))
+    env = dict(os.environ, HEAPINDEX_ADDR_BITS=str(args.addr_bits), HEAPINDEX_BIN_SHIFT=str(shift),
+               HEAPINDEX_META="header")
     exe = os.path.join(ROOT, "heapindex")
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -345,7 +346,10 @@ def sweep(args, out_dir) -> list:
     (runs.csv fields plus shift, addr_bits and round). KeyboardInterrupt
     passes through."""
     runner = Runner(out_dir)
-    env_base = {"HEAPINDEX_ADDR_BITS": str(args.addr_bits)}
+    # The list form's bins are what the shift tunes: header, since the
+    # memtable's default, side (start masks), takes shifts up to 6 only
+    # (hooks/chunk.h) and would make the sweep compare two forms.
+    env_base = {"HEAPINDEX_ADDR_BITS": str(args.addr_bits), "HEAPINDEX_META": "header"}
     rows = []
     rng = random.Random(args.seed)
     total = args.runs * len(args.shifts)

@@ -77,13 +77,11 @@ def expected_chunk(obj):
     return offset, offset + t.__basicsize__, True
 
 
-# Under the side placement an index without size records (the memtable's
-# start masks, hooks/index.h INDEX_SIDE_TELLS) answers the allocator's
-# usable size, at least the size asked for.  The test suite says when it
-# preloads such an index (TEST_SIDE_SIZELESS=1, tests/support.c); side is
-# then the placement unless HEAPINDEX_META names another.
-USABLE_SIZES = (os.environ.get("TEST_SIDE_SIZELESS") == "1"
-                and os.environ.get("HEAPINDEX_META", "side") == "side")
+# A found chunk without a site comes from an index that keeps no sizes
+# either (the memtable's default placement, side: hooks/index.h,
+# INDEX_SIDE_TELLS), whose lookups answer the allocator's usable size, at
+# least the size asked for; every other index answers the site (the return
+# address, or a stack key) and the size asked for.
 
 
 def usable_size(base):
@@ -94,7 +92,7 @@ def usable_size(base):
     return fn(base)
 
 
-def verify(obj, found, base, size):
+def verify(obj, found, base, size, site):
     """Check one lookup answer for a live heap object; None if it is right,
     else a one-line description of what is wrong."""
     addr = id(obj)
@@ -108,7 +106,7 @@ def verify(obj, found, base, size):
     if addr - base != offset:
         return (f"{name} at {addr:#x}: {addr - base} bytes into chunk {base:#x}, "
                 f"expected {offset} (its pre-header)")
-    if exact and USABLE_SIZES:
+    if exact and not site:
         if size < want or size != usable_size(base):
             return (f"{name} at {addr:#x}: chunk size {size}, expected the usable "
                     f"size {usable_size(base)} of a chunk of {want}")
@@ -242,10 +240,10 @@ def main():
         if due and obj is not None:
             due = False
             answer = index.lookup(id(obj))
-            found, base, size, _ = answer
+            found, base, size, site = answer
             queries += 1
             hits += found == 1
-            problem = verify(obj, found, base, size)
+            problem = verify(obj, found, base, size, site)
             if problem is None:
                 verified += 1
             else:
