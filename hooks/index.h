@@ -208,6 +208,12 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            side for a larger shift, and the default then
  *                            falls back to header. */
 #define INDEX_SIDE_SMALL_BINS 16u
+/*  INDEX_SIDE_NOT_DEFAULT    takes side when asked (HEAPINDEX_META=side)
+ *                            but keeps header as its default: the bitmap,
+ *                            whose side path asks the allocator for every
+ *                            chunk's usable size at insert (chunk.h has the
+ *                            figures). */
+#define INDEX_SIDE_NOT_DEFAULT 32u
 /* The metadata placements (chunk.h) the index works with; the hooks refuse
  * any other at start-up.  An index that keeps links_bytes in the chunk
  * needs header; one that threads the 16 link bits or reads size and site
@@ -336,6 +342,7 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * (INDEX_SIDE_TELLS above) declares INDEX_SIDE_SIZELESS_<name> (1): the
  * hooks' side path then counts no bytes for it, with no test. */
 #define INDEX_SIDE_SIZELESS_memtable 1
+#define INDEX_SIDE_SIZELESS_bitmap 1
 
 /* Inside the hooks: the functions of the index this library is built with. */
 #ifdef HEAPINDEX_INDEX
