@@ -765,12 +765,12 @@ class MetaPlacementTest(unittest.TestCase):
                                    "HEAPINDEX_META=side is not supported by the memtable index"])
 
     def test_real_refusal_probe(self):
-        """The probe asks the built hooks: the bitmap reads size from the
+        """The probe asks the built hooks: vghash keeps its links in the
         chunk, so it refuses side; noop and the memtable (its start masks)
         take every placement."""
-        if not os.path.exists(os.path.join(ROOT, "build", "lib", "libheapindex-bitmap.so")):
+        if not os.path.exists(os.path.join(ROOT, "build", "lib", "libheapindex-vghash.so")):
             self.skipTest("hooks not built")
-        self.assertIn("is not supported by the bitmap index", bench.placement_refusal("bitmap", "side"))
+        self.assertIn("is not supported by the vghash index", bench.placement_refusal("vghash", "side"))
         self.assertIsNone(bench.placement_refusal("noop", "side"))
         self.assertIsNone(bench.placement_refusal("memtable", "side"))
         self.assertIsNone(bench.placement_refusal("memtable", ""))
