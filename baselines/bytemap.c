@@ -99,34 +99,31 @@ static inline void word_store(unsigned char *w, uint64_t v)
 
 static inline size_t granule_of(uintptr_t addr) { return addr >> GRANULE_SHIFT; }
 
-/* The stripes of granules [first, last]: one or two (a range of at most a
- * stripe), lowest first; *second is STRIPES if there is one. */
-static inline unsigned stripes_of(size_t first, size_t last, unsigned *second)
+/* The stripes of granules [first, last] (a range of at most a stripe): lo
+ * and hi, in lock order, equal if the range lies in one. */
+struct stripe_pair {
+	unsigned lo, hi;
+};
+
+/* A writer's stripes, and the odd counts it gave them. */
+struct stripes_held {
+	struct stripe_pair p;
+	unsigned seq_lo, seq_hi;
+};
+
+static inline struct stripe_pair stripes_of(size_t first, size_t last)
 {
 	unsigned a = (unsigned)((first >> STRIPE_SHIFT) % STRIPES);
 	unsigned b = (unsigned)((last >> STRIPE_SHIFT) % STRIPES);
-	if (a > b) { /* the stripe numbers wrapped around STRIPES */
-		unsigned t = a;
-		a = b, b = t;
-	}
-	*second = a == b ? STRIPES : b;
-	return a;
+	/* b < a: the stripe numbers wrapped around STRIPES */
+	return a <= b ? (struct stripe_pair){ a, b } : (struct stripe_pair){ b, a };
 }
 
-static inline void lock_range(size_t first, size_t last)
+static inline void unlock_pair(struct stripe_pair p)
 {
-	unsigned second, lo = stripes_of(first, last, &second);
-	spin_lock(&stripes[lo].lock);
-	if (second != STRIPES)
-		spin_lock(&stripes[second].lock);
-}
-
-static void unlock_range(size_t first, size_t last)
-{
-	unsigned second, lo = stripes_of(first, last, &second);
-	if (second != STRIPES)
-		spin_unlock(&stripes[second].lock);
-	spin_unlock(&stripes[lo].lock);
+	if (p.hi != p.lo)
+		spin_unlock(&stripes[p.hi].lock);
+	spin_unlock(&stripes[p.lo].lock);
 }
 
 /* A writer's bracket around its map stores: the locks, and the counts made
@@ -134,39 +131,42 @@ static void unlock_range(size_t first, size_t last)
  * it are releases, so a lookup that loads one of them (acquire) sees the
  * count odd, or past it, when it reads the count again.  The even store is
  * a release: a lookup that reads it (acquire) sees every word stored
- * before. */
-static inline unsigned seq_next(unsigned s)
+ * before.  Only the lock's holder writes a count, so a load and a store. */
+static inline unsigned seq_make_odd(unsigned s)
 {
-	return __atomic_load_n(&stripes[s].seq, __ATOMIC_RELAXED) + 1;
+	unsigned odd = __atomic_load_n(&stripes[s].seq, __ATOMIC_RELAXED) + 1;
+	__atomic_store_n(&stripes[s].seq, odd, __ATOMIC_RELAXED);
+	return odd;
 }
 
-static inline void write_begin(size_t first, size_t last)
+static inline struct stripes_held write_begin(size_t first, size_t last)
 {
-	lock_range(first, last);
-	unsigned second, lo = stripes_of(first, last, &second);
-	__atomic_store_n(&stripes[lo].seq, seq_next(lo), __ATOMIC_RELAXED);
-	if (second != STRIPES)
-		__atomic_store_n(&stripes[second].seq, seq_next(second), __ATOMIC_RELAXED);
+	struct stripes_held h = { stripes_of(first, last), 0, 0 };
+	spin_lock(&stripes[h.p.lo].lock);
+	h.seq_lo = seq_make_odd(h.p.lo);
+	if (h.p.hi != h.p.lo) {
+		spin_lock(&stripes[h.p.hi].lock);
+		h.seq_hi = seq_make_odd(h.p.hi);
+	}
+	return h;
 }
 
-static inline void write_end(size_t first, size_t last)
+static inline void write_end(struct stripes_held h)
 {
-	unsigned second, lo = stripes_of(first, last, &second);
-	__atomic_store_n(&stripes[lo].seq, seq_next(lo), __ATOMIC_RELEASE);
-	if (second != STRIPES)
-		__atomic_store_n(&stripes[second].seq, seq_next(second), __ATOMIC_RELEASE);
-	unlock_range(first, last);
+	__atomic_store_n(&stripes[h.p.lo].seq, h.seq_lo + 1, __ATOMIC_RELEASE);
+	if (h.p.hi != h.p.lo)
+		__atomic_store_n(&stripes[h.p.hi].seq, h.seq_hi + 1, __ATOMIC_RELEASE);
+	unlock_pair(h.p);
 }
 
-/* As lock_range, for a lookup: 0, or -1 if a lock is busy and the lookup
- * may not wait (index.h). */
-static int lock_range_for_lookup(size_t first, size_t last)
+/* The locks, for a lookup: 0, or -1 if one is busy and the lookup may not
+ * wait (index.h). */
+static int lock_for_lookup(struct stripe_pair p)
 {
-	unsigned second, lo = stripes_of(first, last, &second);
-	if (!index_lookup_lock(&stripes[lo].lock))
+	if (!index_lookup_lock(&stripes[p.lo].lock))
 		return -1;
-	if (second != STRIPES && !index_lookup_lock(&stripes[second].lock)) {
-		spin_unlock(&stripes[lo].lock);
+	if (p.hi != p.lo && !index_lookup_lock(&stripes[p.hi].lock)) {
+		spin_unlock(&stripes[p.lo].lock);
 		return -1;
 	}
 	return 0;
@@ -186,8 +186,13 @@ static unsigned char *byte_for_write(size_t g)
 static unsigned char *bytes_for_write(size_t first, size_t n)
 {
 	unsigned char *lo = byte_for_write(first);
-	unsigned char *hi = byte_for_write(first + n - 1);
-	if (!lo || !hi)
+	size_t last = first + n - 1;
+	/* Most chunks' bytes lie in one page of the map: contiguous, and that
+	 * page is now marked written. */
+	if (!lo || memtable_page_of_bin(&map, last) == memtable_page_of_bin(&map, first))
+		return lo;
+	unsigned char *hi = byte_for_write(last);
+	if (!hi)
 		return NULL;
 	return hi - lo == (ptrdiff_t)(n - 1) ? lo : NULL;
 }
@@ -222,36 +227,34 @@ int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t err
 
 /* Writes the bytes of a chunk of size bytes, n granules from granule first
  * (b: first's byte, the n bytes contiguous), or with size 0 clears them.
- * Whole aligned words, so that a lookup loads each word as stored: those
- * of neighbouring chunks in the same word are kept (the stripe lock keeps
- * their writers out; a word never spans two stripes).  Leaves and the flat
- * table are page-aligned, so b - first % 8 is the aligned word of first. */
+ * Whole aligned words, so that a lookup loads each word as stored: the
+ * bytes of neighbouring chunks in the first and last word are kept (the
+ * stripe lock keeps their writers out; a word never spans two stripes).
+ * Leaves and the flat table are page-aligned, so b - first % 8 is the
+ * aligned word of first.  A chunk's pattern in a word is the continuation
+ * bytes (16) it covers, plus START_BIT in its first byte, less 16 - count
+ * in its last (which borrows from nothing: every byte is at least 16). */
 static inline void put_bytes(unsigned char *b, size_t first, size_t n, size_t size)
 {
 	unsigned char *w = b - (first & 7);
 	size_t lo = first & 7, end = lo + n; /* the chunk's bytes: [lo, end) from w */
-	uint64_t last = size ? size - ((n - 1) << GRANULE_SHIFT) : 0; /* 1..16 */
-	for (size_t at = 0; at < end; at += 8, w += 8) {
-		uint64_t mask = UINT64_MAX, v;
-		if (at == 0)
-			mask <<= 8 * lo;
-		if (end - at < 8)
-			mask &= (UINT64_C(1) << (8 * (end - at))) - 1;
-		if (size) {
-			v = CONTINUATION_WORD & mask;
-			if (end - at <= 8) { /* the word of the last byte: its count */
-				unsigned s = (unsigned)(8 * (end - 1 - at));
-				v = (v & ~(UINT64_C(0xff) << s)) | last << s;
-			}
-			if (at == 0)
-				v |= (uint64_t)START_BIT << (8 * lo);
-		} else {
-			v = 0;
-		}
-		if (mask != UINT64_MAX) /* ours alone: the lock is held */
-			v |= __atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~mask;
-		word_store(w, v);
+	uint64_t head = UINT64_MAX << (8 * lo);         /* its bytes of the first word */
+	uint64_t tail = UINT64_MAX >> (8 * (-end & 7)); /* and of the last */
+	uint64_t fill = size ? CONTINUATION_WORD : 0, start = size ? (uint64_t)START_BIT << (8 * lo) : 0;
+	uint64_t short_by = size ? (uint64_t)((n << GRANULE_SHIFT) - size) << (8 * ((end - 1) & 7)) : 0;
+	/* Relaxed loads of the neighbours' bytes: ours alone, the lock is held. */
+	if (end <= 8) {
+		uint64_t mask = head & tail;
+		word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~mask) |
+		                      ((fill & mask) + start - short_by));
+		return;
 	}
+	word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~head) |
+	                      (fill & head) | start);
+	for (w += 8, end -= 8; end > 8; w += 8, end -= 8)
+		word_store(w, fill);
+	word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~tail) |
+	                      ((fill & tail) - short_by));
 }
 
 static inline void insert_sized(struct chunk *c, size_t size)
@@ -261,11 +264,11 @@ static inline void insert_sized(struct chunk *c, size_t size)
 	unsigned char *b = NULL;
 	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
 	if (in_map(c, size)) {
-		write_begin(first, first + n - 1);
+		struct stripes_held h = write_begin(first, first + n - 1);
 		b = bytes_for_write(first, n);
 		if (b)
 			put_bytes(b, first, n, size);
-		write_end(first, first + n - 1);
+		write_end(h);
 	} else if (size <= SMALL_MAX) {
 		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 	}
@@ -284,11 +287,11 @@ static inline void remove_in_map(struct chunk *c, size_t size)
 	/* In the map iff its first byte says a chunk starts there. */
 	int in = 0;
 	if (in_map(c, size)) {
-		write_begin(first, first + n - 1);
+		struct stripes_held h = write_begin(first, first + n - 1);
 		in = (*(const unsigned char *)memtable_entry(&map, first) & START_BIT) != 0;
 		if (in)
 			put_bytes(memtable_entry_address(&map, first), first, n, 0);
-		write_end(first, first + n - 1);
+		write_end(h);
 	}
 	if (!in)
 		big_chunks_remove(&big, c);
@@ -428,10 +431,9 @@ static int read_map(uintptr_t addr, struct chunk_info *out)
  * the acquire loads of the map words order the second reading of a count
  * after them, and a writer's first word store (release) after its odd
  * count. */
-static int optimistic_lookup(uintptr_t addr, size_t first, size_t last, struct chunk_info *out)
+static int optimistic_lookup(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
 {
-	unsigned second, lo = stripes_of(first, last, &second);
-	const unsigned *a = &stripes[lo].seq, *b = &stripes[second == STRIPES ? lo : second].seq;
+	const unsigned *a = &stripes[p.lo].seq, *b = &stripes[p.hi].seq;
 	for (unsigned tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
 		unsigned sa = __atomic_load_n(a, __ATOMIC_ACQUIRE), sb = __atomic_load_n(b, __ATOMIC_ACQUIRE);
 		if (!((sa | sb) & 1)) {
@@ -450,10 +452,10 @@ static int optimistic_lookup(uintptr_t addr, size_t first, size_t last, struct c
  * wants the site does, for the header read must not race the chunk's free
  * (the hooks free a chunk only after its remove, which waits for the
  * lock), and what an optimistic one falls back to. */
-static int locked_lookup(uintptr_t addr, size_t first, size_t last, struct chunk_info *out)
+static int locked_lookup(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.locked_lookups, 1);
-	if (lock_range_for_lookup(first, last))
+	if (lock_for_lookup(p))
 		return INDEX_UNKNOWN;
 	int answer = INDEX_NONE;
 	switch (read_map(addr, out)) {
@@ -472,7 +474,7 @@ static int locked_lookup(uintptr_t addr, size_t first, size_t last, struct chunk
 	default:
 		break;
 	}
-	unlock_range(first, last);
+	unlock_pair(p);
 	return answer;
 }
 
@@ -484,15 +486,15 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 	if (!memtable_covers(&map, addr))
 		return INDEX_NONE;
 	size_t g = granule_of(addr);
-	size_t first = g > REACH ? g - REACH : 0, last = g + REACH;
+	struct stripe_pair p = stripes_of(g > REACH ? g - REACH : 0, g + REACH);
 	if (OPTIMISTIC && out->no_site) {
-		int r = optimistic_lookup(addr, first, last, out);
+		int r = optimistic_lookup(addr, p, out);
 		if (r != MAP_TORN) {
 			out->site = 0;
 			return r == MAP_FOUND ? INDEX_FOUND : INDEX_NONE;
 		}
 	}
-	return locked_lookup(addr, first, last, out);
+	return locked_lookup(addr, p, out);
 }
 
 int bytemap_index_lookup(uintptr_t addr, struct chunk_info *out)
