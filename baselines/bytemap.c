@@ -341,7 +341,7 @@ static inline const unsigned char *word_at_page_start(size_t g)
  * loaded from granule wg's word: the first byte past the start that is not
  * 16 (a continuation) is the chunk's end e, its last granule if it holds a
  * count (1..15), else (0, or the next chunk's start) e - 1 is. */
-static int size_forward(const unsigned char *w, size_t wg, uint64_t word, unsigned at,
+static __attribute__((noinline)) int size_forward(const unsigned char *w, size_t wg, uint64_t word, unsigned at,
                         struct chunk_info *out)
 {
 	size_t start = wg + at;
@@ -379,23 +379,14 @@ static int size_forward(const unsigned char *w, size_t wg, uint64_t word, unsign
 	return MAP_FOUND;
 }
 
-/* The chunk containing addr, from the map alone (out's base and size). */
-static int read_map(uintptr_t addr, struct chunk_info *out)
+/* read_map past the word of g: the start lies in a word below (w, loaded
+ * from granule wg, holds none at or below g). */
+static __attribute__((noinline)) int start_below(const unsigned char *w, size_t wg,
+                                                 struct chunk_info *out)
 {
-	size_t g = granule_of(addr), wg = g & ~(size_t)7;
-	if (!memtable_page_written(&map, memtable_page_of_bin(&map, g)))
-		return MAP_NONE;
-	const unsigned char *w = memtable_entry_address(&map, wg);
-	if (!w)
-		return MAP_NONE;
-	uint64_t word = word_load(w);
-	unsigned at = (unsigned)(g & 7);
-	if (((word >> (8 * at)) & COUNT_MASK) <= (addr & (GRANULE - 1)))
-		return MAP_NONE;
-	/* The nearest start at or below g: in this word, bytes 0 .. at. */
-	uint64_t starts = word & START_BITS & (at == 7 ? UINT64_MAX : (UINT64_C(1) << (8 * (at + 1))) - 1);
+	uint64_t word, starts;
 	unsigned back = 0;
-	while (!starts) {
+	do {
 		if (++back == SCAN_WORDS || wg == 0)
 			return MAP_TORN;
 		if (wg % MEMTABLE_PAGE_BYTES == 0) {
@@ -408,11 +399,49 @@ static int read_map(uintptr_t addr, struct chunk_info *out)
 		wg -= 8;
 		word = word_load(w);
 		starts = word & START_BITS;
-	}
-	if (back)
-		INDEX_STAT_ADD(counters.words_back, back);
+	} while (!starts);
+	INDEX_STAT_ADD(counters.words_back, back);
 	return size_forward(w, wg, word, (unsigned)(63 - __builtin_clzll(starts)) / 8, out);
 }
+
+/* The chunk containing addr, from the map alone (out's base and size).
+ * Inline for the common case, a chunk whose start and end lie in the word
+ * of addr's byte; the scans across words are calls. */
+static inline __attribute__((always_inline)) int read_map(uintptr_t addr, struct chunk_info *out)
+{
+	size_t g = granule_of(addr), wg = g & ~(size_t)7;
+	/* 1-byte entries: the map page of g is g's 4,096-granule page. */
+	if (!memtable_page_written(&map, g >> MEMTABLE_PAGE_SHIFT))
+		return MAP_NONE;
+	const unsigned char *w = memtable_byte_address(&map, wg);
+	if (__builtin_expect(!w, 0))
+		return MAP_NONE;
+	uint64_t word = word_load(w);
+	unsigned at = (unsigned)(g & 7);
+	if (((word >> (8 * at)) & COUNT_MASK) <= (addr & (GRANULE - 1)))
+		return MAP_NONE;
+	/* The nearest start at or below g: in this word, bytes 0 .. at. */
+	uint64_t starts = word & START_BITS & (UINT64_MAX >> (56 - 8 * at));
+	if (__builtin_expect(!starts, 0))
+		return start_below(w, wg, out);
+	unsigned sb = (unsigned)(63 - __builtin_clzll(starts)) / 8;
+	unsigned first = (unsigned)(word >> (8 * sb)) & COUNT_MASK;
+	/* Past the start, the first byte that is not 16 ends the chunk; two
+	 * shifts, as sb may be 7. */
+	uint64_t other = (word ^ CONTINUATION_WORD) & ((UINT64_MAX << (8 * sb)) << 8);
+	out->base = (uintptr_t)(wg + sb) << GRANULE_SHIFT;
+	if (first < 16) { /* one granule */
+		out->size = first;
+		return MAP_FOUND;
+	}
+	if (__builtin_expect(!other, 0))
+		return size_forward(w, wg, word, sb, out);
+	unsigned e_at = (unsigned)__builtin_ctzll(other) / 8;
+	unsigned last = (unsigned)(word >> (8 * e_at)) & 0xffu;
+	out->size = ((size_t)(e_at - sb) << GRANULE_SHIFT) + ((last & START_BIT) ? 0 : (last & COUNT_MASK));
+	return MAP_FOUND;
+}
+
 /* Under HEAPINDEX_VALGRIND_ANNOTATE (helgrind, drd: lock.h) every lookup
  * takes the locks: the tools take the atomics of the optimistic reads for
  * plain racing accesses, and the map is too large to mark as benign.
@@ -431,28 +460,45 @@ static int read_map(uintptr_t addr, struct chunk_info *out)
  * the acquire loads of the map words order the second reading of a count
  * after them, and a writer's first word store (release) after its odd
  * count. */
-static int optimistic_lookup(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
+static inline int read_under_counts(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
 {
 	const unsigned *a = &stripes[p.lo].seq, *b = &stripes[p.hi].seq;
-	for (unsigned tries = 0; tries < OPTIMISTIC_TRIES; tries++) {
-		unsigned sa = __atomic_load_n(a, __ATOMIC_ACQUIRE), sb = __atomic_load_n(b, __ATOMIC_ACQUIRE);
-		if (!((sa | sb) & 1)) {
-			int r = read_map(addr, out);
-			if (r != MAP_TORN && __atomic_load_n(a, __ATOMIC_RELAXED) == sa &&
-			    __atomic_load_n(b, __ATOMIC_RELAXED) == sb)
-				return r;
-		}
+	unsigned sa = __atomic_load_n(a, __ATOMIC_ACQUIRE), sb = __atomic_load_n(b, __ATOMIC_ACQUIRE);
+	if ((sa | sb) & 1)
+		return MAP_TORN;
+	int r = read_map(addr, out);
+	if (r != MAP_TORN && __atomic_load_n(a, __ATOMIC_RELAXED) == sa && __atomic_load_n(b, __ATOMIC_RELAXED) == sb)
+		return r;
+	return MAP_TORN;
+}
+
+/* The tries after a first that raced a writer. */
+static __attribute__((noinline)) int optimistic_retry(uintptr_t addr, struct stripe_pair p,
+                                                      struct chunk_info *out)
+{
+	for (unsigned tries = 1; tries < OPTIMISTIC_TRIES; tries++) {
 		INDEX_STAT_ADD(counters.torn_reads, 1);
 		cpu_relax();
+		int r = read_under_counts(addr, p, out);
+		if (r != MAP_TORN)
+			return r;
 	}
+	INDEX_STAT_ADD(counters.torn_reads, 1);
 	return MAP_TORN;
+}
+
+static inline int optimistic_lookup(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
+{
+	int r = read_under_counts(addr, p, out);
+	return __builtin_expect(r != MAP_TORN, 1) ? r : optimistic_retry(addr, p, out);
 }
 
 /* Under the stripe locks, where the map is consistent: what a lookup that
  * wants the site does, for the header read must not race the chunk's free
  * (the hooks free a chunk only after its remove, which waits for the
  * lock), and what an optimistic one falls back to. */
-static int locked_lookup(uintptr_t addr, struct stripe_pair p, struct chunk_info *out)
+static __attribute__((noinline)) int locked_lookup(uintptr_t addr, struct stripe_pair p,
+                                                   struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.locked_lookups, 1);
 	if (lock_for_lookup(p))
