@@ -66,13 +66,13 @@ INDEX_DECLARE(bytemap)
 static struct memtable map;
 static struct big_chunks big;
 
-/* A stripe's lock, which writers of its map bytes take (and lookups that
- * want the site), and its sequence count, which only those writers change:
- * odd while one of them is writing the map, even otherwise (atomic).  The
- * two share a line: a writer dirties both, and a lookup reads the count
- * that the same 4 KiB of lines serves for every stripe. */
+/* A stripe's sequence count, which is also its lock: odd while a writer
+ * of its map bytes (or a lookup that wants the site) holds it, even
+ * otherwise (atomic).  A writer makes it odd with a compare-and-swap from
+ * even, and even again when done; a lookup without the site reads it
+ * before and after its reads of the map and keeps its answer if the count
+ * was even and unchanged.  64 lines, 4 KiB, that every lookup shares. */
 static struct stripe {
-	spinlock_t lock;
 	unsigned seq;
 } __attribute__((aligned(64))) stripes[STRIPES];
 
@@ -119,54 +119,78 @@ static inline struct stripe_pair stripes_of(size_t first, size_t last)
 	return a <= b ? (struct stripe_pair){ a, b } : (struct stripe_pair){ b, a };
 }
 
-static inline void unlock_pair(struct stripe_pair p)
+/* Stripe s locked: its count, now odd; 0 if it was held.  Acquire: the
+ * holder's reads and writes stay after it. */
+static inline unsigned stripe_try_lock(unsigned s)
 {
-	if (p.hi != p.lo)
-		spin_unlock(&stripes[p.hi].lock);
-	spin_unlock(&stripes[p.lo].lock);
+	unsigned v = __atomic_load_n(&stripes[s].seq, __ATOMIC_RELAXED);
+	if ((v & 1) || !__atomic_compare_exchange_n(&stripes[s].seq, &v, v + 1, 0, __ATOMIC_ACQUIRE,
+	                                              __ATOMIC_RELAXED))
+		return 0;
+	LOCK_ANNOTATE_ACQUIRED(&stripes[s].seq);
+	return v + 1;
 }
 
-/* A writer's bracket around its map stores: the locks, and the counts made
- * odd then even again.  The odd store may be relaxed: the word stores after
- * it are releases, so a lookup that loads one of them (acquire) sees the
- * count odd, or past it, when it reads the count again.  The even store is
- * a release: a lookup that reads it (acquire) sees every word stored
- * before.  Only the lock's holder writes a count, so a load and a store. */
-static inline unsigned seq_make_odd(unsigned s)
+static inline unsigned stripe_lock(unsigned s)
 {
-	unsigned odd = __atomic_load_n(&stripes[s].seq, __ATOMIC_RELAXED) + 1;
-	__atomic_store_n(&stripes[s].seq, odd, __ATOMIC_RELAXED);
+	unsigned odd, spins = 0;
+	while (__builtin_expect(!(odd = stripe_try_lock(s)), 0))
+		spin_wait(&spins);
 	return odd;
+}
+
+/* Even again.  A release: a lookup that reads the new count (acquire) sees
+ * every map word stored before it.  Under the valgrind tools an exchange,
+ * which they do not take for a plain store racing with waiters' loads. */
+static inline void stripe_unlock(unsigned s, unsigned odd)
+{
+#ifdef HEAPINDEX_VALGRIND_ANNOTATE
+	LOCK_ANNOTATE_RELEASED(&stripes[s].seq);
+	(void)__atomic_exchange_n(&stripes[s].seq, odd + 1, __ATOMIC_RELEASE);
+#else
+	__atomic_store_n(&stripes[s].seq, odd + 1, __ATOMIC_RELEASE);
+#endif
+}
+
+/* A writer's (or a locked lookup's) stripes and the odd counts it gave
+ * them, lowest first.  A lookup that loads a map word a writer stored
+ * (release, after its acquire) then reads the count odd, or past it. */
+static inline struct stripes_held lock_pair(struct stripe_pair p)
+{
+	struct stripes_held h = { p, stripe_lock(p.lo), 0 };
+	if (p.hi != p.lo)
+		h.seq_hi = stripe_lock(p.hi);
+	return h;
+}
+
+static inline void unlock_held(struct stripes_held h)
+{
+	if (h.p.hi != h.p.lo)
+		stripe_unlock(h.p.hi, h.seq_hi);
+	stripe_unlock(h.p.lo, h.seq_lo);
 }
 
 static inline struct stripes_held write_begin(size_t first, size_t last)
 {
-	struct stripes_held h = { stripes_of(first, last), 0, 0 };
-	spin_lock(&stripes[h.p.lo].lock);
-	h.seq_lo = seq_make_odd(h.p.lo);
-	if (h.p.hi != h.p.lo) {
-		spin_lock(&stripes[h.p.hi].lock);
-		h.seq_hi = seq_make_odd(h.p.hi);
+	return lock_pair(stripes_of(first, last));
+}
+
+static inline void write_end(struct stripes_held h) { unlock_held(h); }
+
+/* The stripes, for a lookup that wants the site: 0, or -1 if one is held
+ * and the lookup may not wait (index.h: a signal handler that may have
+ * interrupted their holder). */
+static int lock_for_lookup(struct stripe_pair p, struct stripes_held *h)
+{
+	if (__builtin_expect(index_lookup_may_wait(), 1)) {
+		*h = lock_pair(p);
+		return 0;
 	}
-	return h;
-}
-
-static inline void write_end(struct stripes_held h)
-{
-	__atomic_store_n(&stripes[h.p.lo].seq, h.seq_lo + 1, __ATOMIC_RELEASE);
-	if (h.p.hi != h.p.lo)
-		__atomic_store_n(&stripes[h.p.hi].seq, h.seq_hi + 1, __ATOMIC_RELEASE);
-	unlock_pair(h.p);
-}
-
-/* The locks, for a lookup: 0, or -1 if one is busy and the lookup may not
- * wait (index.h). */
-static int lock_for_lookup(struct stripe_pair p)
-{
-	if (!index_lookup_lock(&stripes[p.lo].lock))
+	*h = (struct stripes_held){ p, stripe_try_lock(p.lo), 0 };
+	if (!h->seq_lo)
 		return -1;
-	if (p.hi != p.lo && !index_lookup_lock(&stripes[p.hi].lock)) {
-		spin_unlock(&stripes[p.lo].lock);
+	if (p.hi != p.lo && !(h->seq_hi = stripe_try_lock(p.hi))) {
+		stripe_unlock(p.lo, h->seq_lo);
 		return -1;
 	}
 	return 0;
@@ -501,7 +525,8 @@ static __attribute__((noinline)) int locked_lookup(uintptr_t addr, struct stripe
                                                    struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.locked_lookups, 1);
-	if (lock_for_lookup(p))
+	struct stripes_held h;
+	if (lock_for_lookup(p, &h))
 		return INDEX_UNKNOWN;
 	int answer = INDEX_NONE;
 	switch (read_map(addr, out)) {
@@ -520,7 +545,7 @@ static __attribute__((noinline)) int locked_lookup(uintptr_t addr, struct stripe
 	default:
 		break;
 	}
-	unlock_pair(p);
+	unlock_held(h);
 	return answer;
 }
 
