@@ -31,18 +31,33 @@
  * chunks (and any whose table page cannot be had) live in the shared big
  * array, as for the memtable and bitmap indexes.
  *
- * Costs: insert and remove write size / 16 bytes (a memset); a lookup of a
- * chunk's first granule is one load of index memory, and one of its header
- * if the caller wants the site (struct chunk_info's no_site is 0).
+ * Costs: insert and remove write size / 16 bytes, whole aligned words (one
+ * or two for most chunks); a lookup of a small chunk whose start and end
+ * share the word of addr's byte is one load of index memory (besides the
+ * written-pages bits and a stripe count, which every lookup shares), and
+ * one of its header if the caller wants the site (struct chunk_info's
+ * no_site is 0).  At 10^6 live chunks the map is ~22 MiB (scale's heap),
+ * so that load is mostly a miss beyond L2, where Boehm's GC_base reads
+ * ~5 MiB of block headers (workloads/scale/README.md).
  *
  * Threads: the map is cut into stripes of 2^16 granules (1 MiB of heap),
- * each with a lock (64 locks, a stripe's lock at stripe number % 64).  A
- * writer locks the stripes its chunk's bytes lie in, a lookup those of the
- * bytes it may read (up to SMALL_GRANULES around addr): at most two each,
- * taken in increasing lock order.  Under them a lookup reads a consistent
- * map, and the chunk it finds cannot be removed, so the site it copies from
- * the header is that chunk's (the hooks free a chunk only after its remove,
- * which waits for the lock).  Base and size come from the map alone.
+ * each with a sequence count that is also its lock (64 counts, one line
+ * each, a stripe's at stripe number % 64).  A writer takes the stripes its
+ * chunk's bytes lie in (a compare-and-swap of the count from even to odd,
+ * at most two, in increasing order), stores its words with release, and
+ * makes the counts even again (a release store).  A lookup without the site
+ * takes nothing: it reads the counts of the stripes its reads may reach (up
+ * to REACH granules around addr), the map words (acquire), and the counts
+ * again, and keeps its answer if they were even and unchanged; else it
+ * tries again, and after OPTIMISTIC_TRIES falls back to taking the stripes
+ * as a writer does (which a signal handler's lookup only tries: index.h).
+ * Racing a writer, its reads may mix old and new bytes: every scan is
+ * bounded and checks each page of the map it steps onto, so a torn read is
+ * only ever retried, never a fault or a read that commits memory.  A lookup
+ * that wants the site takes the stripes, so the chunk it finds cannot be
+ * removed while it reads the header (the hooks free a chunk only after its
+ * remove, which waits for them): the site it copies is that chunk's.
+ * Base and size come from the map alone.
  */
 #include "big_chunks.h"
 #include "index.h"
