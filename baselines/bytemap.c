@@ -112,6 +112,13 @@ static inline void word_store(unsigned char *w, uint64_t v)
 	__atomic_store_n((map_word *)(void *)w, v, __ATOMIC_RELEASE);
 }
 
+/* A word of the map, for its writer, who holds its stripe: no other
+ * thread stores it meanwhile. */
+static inline uint64_t word_load_held(const unsigned char *w)
+{
+	return __atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED);
+}
+
 static inline size_t granule_of(uintptr_t addr) { return addr >> GRANULE_SHIFT; }
 
 /* The stripes of granules [first, last] (a range of at most a stripe): lo
@@ -281,19 +288,15 @@ static inline void put_bytes(unsigned char *b, size_t first, size_t n, size_t si
 	uint64_t tail = UINT64_MAX >> (8 * (-end & 7)); /* and of the last */
 	uint64_t fill = size ? CONTINUATION_WORD : 0, start = size ? (uint64_t)START_BIT << (8 * lo) : 0;
 	uint64_t short_by = size ? (uint64_t)((n << GRANULE_SHIFT) - size) << (8 * ((end - 1) & 7)) : 0;
-	/* Relaxed loads of the neighbours' bytes: ours alone, the lock is held. */
 	if (end <= 8) {
 		uint64_t mask = head & tail;
-		word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~mask) |
-		                      ((fill & mask) + start - short_by));
+		word_store(w, (word_load_held(w) & ~mask) | ((fill & mask) + start - short_by));
 		return;
 	}
-	word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~head) |
-	                      (fill & head) | start);
+	word_store(w, (word_load_held(w) & ~head) | (fill & head) | start);
 	for (w += 8, end -= 8; end > 8; w += 8, end -= 8)
 		word_store(w, fill);
-	word_store(w, (__atomic_load_n((const map_word *)(const void *)w, __ATOMIC_RELAXED) & ~tail) |
-	                      ((fill & tail) - short_by));
+	word_store(w, (word_load_held(w) & ~tail) | ((fill & tail) - short_by));
 }
 
 static inline void insert_sized(struct chunk *c, size_t size)
@@ -380,8 +383,8 @@ static inline const unsigned char *word_at_page_start(size_t g)
  * loaded from granule wg's word: the first byte past the start that is not
  * 16 (a continuation) is the chunk's end e, its last granule if it holds a
  * count (1..15), else (0, or the next chunk's start) e - 1 is. */
-static __attribute__((noinline)) int size_forward(const unsigned char *w, size_t wg, uint64_t word, unsigned at,
-                        struct chunk_info *out)
+static __attribute__((noinline)) int size_forward(const unsigned char *w, size_t wg, uint64_t word,
+                                                  unsigned at, struct chunk_info *out)
 {
 	size_t start = wg + at;
 	out->base = (uintptr_t)start << GRANULE_SHIFT;
@@ -396,7 +399,7 @@ static __attribute__((noinline)) int size_forward(const unsigned char *w, size_t
 		if (words == SCAN_WORDS)
 			return MAP_TORN;
 		wg += 8;
-		if (wg % (MEMTABLE_PAGE_BYTES) == 0) { /* onto the next page of the map */
+		if (wg % MEMTABLE_PAGE_BYTES == 0) { /* onto the next page of the map */
 			if (wg >= granule_of(map.limit))
 				return MAP_TORN;
 			if (!memtable_page_written(&map, memtable_page_of_bin(&map, wg))) {
