@@ -868,8 +868,15 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(thread_flags(s)))
+	unsigned flags = thread_flags(s);
+	if (unlikely(flags)) {
+#if INDEX_UPDATES_EMPTY
+		/* noop's default placement: its side path here, not apart. */
+		if (likely(flags == HOOKS_SIDE))
+			return malloc_side(s, size, RETURN_ADDRESS());
+#endif
 		return malloc_flagged(s, size, RETURN_ADDRESS());
+	}
 	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
 	 * that would not fit the header, but no allocator grants it (user
 	 * space is 2^47 bytes): the real malloc fails first. */
@@ -890,8 +897,17 @@ HOOK_EXPORT void *malloc(size_t size)
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s)))
+	unsigned flags = thread_flags(s);
+	if (unlikely(!p))
 		return free_flagged(p, s);
+	if (unlikely(flags)) {
+#if INDEX_UPDATES_EMPTY
+		/* noop's default placement, as in malloc. */
+		if (likely(flags == HOOKS_SIDE) && likely(!is_boot(p)))
+			return free_side(s, p);
+#endif
+		return free_flagged(p, s);
+	}
 	struct chunk *c = chunk_of_user(p);
 	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
 	 * or one a lookup cache may hold (chunk.h), has another. */
