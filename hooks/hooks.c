@@ -124,8 +124,10 @@ static size_t boot_used;
 
 static int is_boot(const void *p)
 {
-	/* One unsigned compare: below the arena wraps around to a large value. */
-	return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_ARENA_BYTES;
+	/* One unsigned compare: beyond the arena wraps around to a large
+	 * value.  From the arena's last byte down, not from its first up, so
+	 * that p is read, not copied: one instruction fewer on free's way. */
+	return (uintptr_t)(boot_arena + BOOT_ARENA_BYTES - 1) - (uintptr_t)p < BOOT_ARENA_BYTES;
 }
 
 /* A boot chunk's user pointer is aligned to align (a power of two, at
@@ -809,7 +811,7 @@ static __attribute__((noinline)) void free_side_foreign(struct thread_slot *s, v
 #endif
 
 /* A side free whose out-budget ran out: the look, then the real free. */
-static __attribute__((noinline)) void free_side_overdraft(struct thread_slot *s, void *p)
+static __attribute__((noinline)) void free_side_overdraft(void *p, struct thread_slot *s)
 {
 	counters_check(s);
 	real.free(p);
@@ -831,7 +833,7 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 	struct thread_counters *k = &s->counters;
 	k->fast_frees++;
 	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return free_side_overdraft(s, p); /* a tail call, as the real free's */
+		return free_side_overdraft(p, s); /* a tail call, as the real free's */
 	real.free(p);
 }
 
@@ -897,9 +899,9 @@ HOOK_EXPORT void *malloc(size_t size)
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	unsigned flags = thread_flags(s);
 	if (unlikely(!p))
 		return free_flagged(p, s);
+	unsigned flags = thread_flags(s);
 	if (unlikely(flags)) {
 #if INDEX_UPDATES_EMPTY
 		/* noop's default placement, as in malloc. */
