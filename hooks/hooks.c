@@ -381,7 +381,7 @@ static void initialise(void)
 	/* Before any thread attaches: a slot copies its flags at attach. */
 	threads_slot_flags = features();
 	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
-	(void)thread_counters_look(&hooks_fallback_slot.counters);
+	thread_counters_init(&hooks_fallback_slot.counters);
 	threads_retire_hook = counters_flush;
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
@@ -470,7 +470,7 @@ static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size
 		k->extra_meta += dir * ((int64_t)meta - (int64_t)hooks_meta_bytes);
 		counters_flush(s);
 	} else if (unlikely(left < 0)) {
-		counters_check(s);
+		counters_check(s, HOOKS_COUNTS_BYTES);
 	}
 }
 
@@ -550,24 +550,28 @@ static inline struct thread_slot *call_slot(void)
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
  * and meta for the placement's cost samples) and free: one count that is
  * both the call and the live chunk, and the budget whose overdraft has the
- * thread look at its figures (counters.h). */
+ * thread look at its figures (counters.h).  counts_bytes is 0 where the
+ * budget counts the calls, side without records (counters.h): a constant
+ * on each path. */
 static inline __attribute__((always_inline)) void count_fast_malloc(struct thread_slot *s, size_t counted,
-                                                                     size_t size, size_t meta)
+                                                                     size_t size, size_t meta,
+                                                                     int counts_bytes)
 {
 	struct thread_counters *k = &s->counters;
-	k->fast_mallocs++;
+	if (counts_bytes)
+		k->fast_mallocs++;
 	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
 		meta_cost_overdraft(k, size, meta);
-		counters_check(s);
+		counters_check(s, counts_bytes);
 	}
 }
 
 static inline __attribute__((always_inline)) void count_fast_free(struct thread_slot *s, size_t size)
 {
 	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
+	k->fast_frees++; /* trailer's: bytes are counted */
 	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		counters_check(s);
+		counters_check(s, 1);
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
@@ -683,34 +687,35 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
  * publish the live figures for the peaks (counters.h), never publishes a
  * chunk whose malloc failed. */
 /* Take back the count malloc's fast path made before the real malloc. */
-static inline void uncount_fast_malloc(struct thread_slot *s, size_t size)
+static inline void uncount_fast_malloc(struct thread_slot *s, size_t size, int counts_bytes)
 {
-	s->counters.fast_mallocs--;
+	if (counts_bytes)
+		s->counters.fast_mallocs--;
 	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
 }
 
 static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
 {
-	uncount_fast_malloc(s, size);
+	uncount_fast_malloc(s, size, 1);
 	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES); /* malloc tested the carry */
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
-	count_fast_malloc(s, size, size, FAST_HEADER_BYTES);
+	count_fast_malloc(s, size, size, FAST_HEADER_BYTES, 1);
 	return fast_chunk(s, r, size, site);
 }
 
 /* The real malloc failed after the fast path counted the chunk. */
-static __attribute__((noinline)) void *malloc_failed(size_t size)
+static __attribute__((noinline)) void *malloc_failed(size_t size, int counts_bytes)
 {
 	struct thread_slot *s = thread_self();
-	uncount_fast_malloc(s, size);
+	uncount_fast_malloc(s, size, counts_bytes);
 	return fail(s, ENTRY_malloc);
 }
 
 /* free's out-budget ran out: the look, then the rest of free. */
 static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot *s)
 {
-	counters_check(s);
+	counters_check(s, 1);
 	struct chunk *c = chunk_of_user(p);
 	fast_release(s, c, c->size_pad - plain_pad_bits);
 }
@@ -768,11 +773,11 @@ static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot
 static __attribute__((noinline)) void *malloc_side_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
 {
 	size_t counted = side_counted(size);
-	uncount_fast_malloc(s, counted);
+	uncount_fast_malloc(s, counted, side_records());
 	void *r = real.malloc(size);
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
-	count_fast_malloc(s, counted, size, 0);
+	count_fast_malloc(s, counted, size, 0, side_records());
 	return side_chunk(s, r, size, site);
 }
 
@@ -791,12 +796,13 @@ SIDE_PATH void *malloc_side(struct thread_slot *s, size_t size, uintptr_t site)
 {
 	struct thread_counters *k = &s->counters;
 	size_t counted = side_counted(size);
-	k->fast_mallocs++;
+	if (side_records()) /* without records the budget counts the call */
+		k->fast_mallocs++;
 	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0))
 		return malloc_side_overdraft(s, size, site);
 	void *r = real.malloc(size);
 	if (unlikely(!r))
-		return malloc_failed(counted);
+		return malloc_failed(counted, side_records());
 	return side_chunk(s, r, size, site);
 }
 
@@ -813,7 +819,7 @@ static __attribute__((noinline)) void free_side_foreign(struct thread_slot *s, v
 /* A side free whose out-budget ran out: the look, then the real free. */
 static __attribute__((noinline)) void free_side_overdraft(void *p, struct thread_slot *s)
 {
-	counters_check(s);
+	counters_check(s, side_records());
 	real.free(p);
 }
 
@@ -831,7 +837,8 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 		return free_side_foreign(s, p);
 #endif
 	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
+	if (side_records()) /* as in malloc_side */
+		k->fast_frees++;
 	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
 		return free_side_overdraft(p, s); /* a tail call, as the real free's */
 	real.free(p);
@@ -840,8 +847,17 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 /* Calls with a flag set in the slot (threads.h): a placement's fast path
  * (side's first: the default of the indexes that take it) or the general
  * path.  Apart, so that malloc and free test the flags word and keep
- * nothing of it. */
-static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
+ * nothing of it; but for an index whose updates are empty (noop), whose
+ * side path keeps nothing either: inlined there, so that noop's default
+ * path makes no call of its own (-12 instructions per pair, make
+ * hook-cost). */
+#if INDEX_UPDATES_EMPTY
+#define FLAGGED_PATH static inline __attribute__((always_inline))
+#else
+#define FLAGGED_PATH static __attribute__((noinline))
+#endif
+
+FLAGGED_PATH void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
 {
 	unsigned flags = thread_flags(s);
 	if (likely(flags == HOOKS_SIDE))
@@ -852,7 +868,7 @@ static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, siz
 }
 
 /* NULL and boot chunks take the general path in every placement. */
-static __attribute__((noinline)) void free_flagged(void *p, struct thread_slot *s)
+FLAGGED_PATH void free_flagged(void *p, struct thread_slot *s)
 {
 	unsigned flags = thread_flags(s);
 	if (likely(flags == HOOKS_SIDE) && likely(p != NULL) && likely(!is_boot(p)))
@@ -870,15 +886,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	unsigned flags = thread_flags(s);
-	if (unlikely(flags)) {
-#if INDEX_UPDATES_EMPTY
-		/* noop's default placement: its side path here, not apart. */
-		if (likely(flags == HOOKS_SIDE))
-			return malloc_side(s, size, RETURN_ADDRESS());
-#endif
+	if (unlikely(thread_flags(s)))
 		return malloc_flagged(s, size, RETURN_ADDRESS());
-	}
 	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
 	 * that would not fit the header, but no allocator grants it (user
 	 * space is 2^47 bytes): the real malloc fails first. */
@@ -892,24 +901,15 @@ HOOK_EXPORT void *malloc(size_t size)
 		return malloc_overdraft(s, size, RETURN_ADDRESS());
 	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
 	if (unlikely(!r))
-		return malloc_failed(size);
+		return malloc_failed(size, 1);
 	return fast_chunk(s, r, size, RETURN_ADDRESS());
 }
 
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p))
+	if (unlikely(!p) || unlikely(thread_flags(s)))
 		return free_flagged(p, s);
-	unsigned flags = thread_flags(s);
-	if (unlikely(flags)) {
-#if INDEX_UPDATES_EMPTY
-		/* noop's default placement, as in malloc. */
-		if (likely(flags == HOOKS_SIDE) && likely(!is_boot(p)))
-			return free_side(s, p);
-#endif
-		return free_flagged(p, s);
-	}
 	struct chunk *c = chunk_of_user(p);
 	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
 	 * or one a lookup cache may hold (chunk.h), has another. */
@@ -1156,7 +1156,7 @@ static __attribute__((noinline)) void *malloc_trailer(struct thread_slot *s, siz
 	 * index's) are 0 in user space: no mask, as on the header's path. */
 	size_t counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
 	*(uint64_t *)(r + counted) = (uint64_t)site;
-	count_fast_malloc(s, counted, size, META_TRAILER_BYTES);
+	count_fast_malloc(s, counted, size, META_TRAILER_BYTES, 1);
 	FAST_ENTER(s);
 	INDEX_FN(insert)(chunk_of_user(r));
 	FAST_LEAVE(s);

@@ -89,8 +89,10 @@ static struct thread_slot *claim(void)
 	                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (block == MAP_FAILED)
 		return NULL;
-	for (int i = 0; i < SLOTS_PER_BLOCK; i++) /* summed while their threads count */
+	for (int i = 0; i < SLOTS_PER_BLOCK; i++) { /* summed while their threads count */
+		thread_counters_init(&block[i].counters);
 		LOCK_ANNOTATE_BENIGN_RACE(&block[i].counters, sizeof block[i].counters, "per-thread counters");
+	}
 	for (int i = 0; i < SLOTS_PER_BLOCK - 1; i++)
 		block[i].next = &block[i + 1];
 	block[SLOTS_PER_BLOCK - 1].next = registry;
@@ -115,7 +117,9 @@ struct thread_slot *thread_attach(void)
 		s->flags = threads_slot_flags;
 		s->depth = 0;
 		s->hazards_used = 0;
-		(void)thread_counters_look(&s->counters);
+		/* The counters need no look: a new slot's were made as a look
+		 * leaves them, and a retired one's were flushed at its thread's
+		 * end (or stand as fork left them). */
 		set_state(s, SLOT_USED);
 	}
 	spin_unlock(&registry_lock);
