@@ -5,7 +5,9 @@
  * placement (chunk.h: a header in front, a trailer behind, or nothing),
  * fills it in, and tells the index.  The fast path below is the header's;
  * side and trailer have their own (malloc_side and free_side, malloc_trailer
- * and free_trailer), reached through malloc_flagged and free_flagged.  Only
+ * and free_trailer), reached through malloc_flagged and free_flagged (which
+ * noop, whose default placement is side, has inlined into malloc and free;
+ * the cost is given below).  Only
  * the index differs between libheapindex-<name>.so files: this file is
  * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
  * are direct.
@@ -517,8 +519,21 @@ static inline struct thread_slot *call_slot(void)
  * a tail call of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 184.3 under the noop index: +43.3 (was
- * +59.9).  noop's malloc is 25 instructions of ours: the slot's TLS load 2,
+ * glibc alone is 141 instructions.  Under noop's default placement, side
+ * (chunk.h), 177.0: +36.0 (was +50.0, reached through malloc_flagged and
+ * free_flagged, with a count per call besides the budget).  noop's side
+ * malloc is 18 instructions of ours: the slot's TLS load 2, size kept in a
+ * callee-saved register for the header path's sake 4 (push, two moves,
+ * pop), the flags word's load and test 3, the compare with side's flags 2,
+ * the return address, which gcc loads early for the other flagged ways 1,
+ * the budget 2, the real malloc's call and NULL test 3, the return 1.  Its
+ * free is 16: the slot 2, the NULL test 2, the flags 3 and side's compare
+ * 2, the boot arena's test 4 (from the arena's end down: one unsigned
+ * compare, p not copied), the budget 2, the tail call of the real free 1.
+ * The looks at the counters (one per 32 chunks each way) add 2 per pair.
+ *
+ * Under header, noop is 184.3: +43.3.  noop's malloc is 25 instructions
+ * of ours: the slot's TLS load 2,
  * keeping size in a callee-saved register 3, the flags test 3, the size
  * check 2, the counters 4, the real malloc's argument, call and NULL test
  * 4, the header 6 (return address, user pointer, code, size, two stores),
@@ -538,13 +553,19 @@ static inline struct thread_slot *call_slot(void)
  * the slot in two registers, which with the stack's alignment costs what
  * three did), the bracket's end inside the index (its extra argument cost
  * the index register moves), and the index inlined into malloc and free
- * (its rare calls then make both save four registers).
- * The +40 target for noop is not met: what is left is a header word and a
- * site, exact per-thread counts with a budget for the peaks, and the tests
- * a malloc replacement must make (flags, NULL, carry, foreign pointers);
- * gcc tests the flags word with a load and a test, where a compare with
- * memory would save one instruction in each of malloc and free (the same
- * micro-operations).
+ * (its rare calls then make both save four registers); for noop's side
+ * path, trailer's and the general path's calls apart, behind one function,
+ * so that only that way would load the return address (gcc still loads it
+ * before side's compare).  Not possible without giving up a promise: a
+ * tail call of the real malloc (a refused malloc must be taken back out
+ * of the counts, and the fast path counts before the call), and side's
+ * compare ahead of header's test (noop's header path would pay it, +2 per
+ * pair).  What is left of noop's 36 is the tests a malloc replacement
+ * must make (flags, NULL, boot chunks), the budget that counts calls and
+ * chunks exactly per thread and bounds the peaks, and the register
+ * malloc's shared frame keeps; gcc tests the flags word with a load and a
+ * test, where a compare with memory would save one instruction in each of
+ * malloc and free (the same micro-operations).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
@@ -733,8 +754,12 @@ static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot
  * An index whose updates are empty (noop, index.h) keeps no records and so
  * has no size to count at free: under side the hooks count its calls and
  * chunks but no bytes (hooks_counts_bytes; its statistics leave the live
- * bytes out), and its malloc and free are the count and the real call,
- * nothing else.  Counting the allocator's usable size instead took a
+ * bytes out), and its malloc and free are one budget update each -- every
+ * event spends just its weight, so the budget alone counts the calls and
+ * chunks, counters.h -- and the real call, nothing else; no index call, no
+ * fork bracket, no frame of their own (malloc keeps size in a register
+ * across the real malloc only because the header path shares its frame).
+ * Counting the allocator's usable size instead took a
  * malloc_usable_size at malloc and another at free (97 instructions per
  * pair over header, with the way here through malloc_meta); and a wild
  * pointer now reaches glibc's free, with its own check, not glibc's
