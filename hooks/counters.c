@@ -117,7 +117,8 @@ void counters_totals(struct hook_totals *t)
 {
 	*t = (struct hook_totals){ 0 };
 	for (const struct thread_slot *s = threads_first(); s; s = threads_next(s))
-		add_slot(t, s);
+		if (thread_slot_ever_used(s))
+			add_slot(t, s);
 	add_slot(t, &hooks_fallback_slot);
 	/* The published peaks lag the truth by the bound of counters.h; the
 	 * exact live figures just added are a lower bound too. */

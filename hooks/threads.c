@@ -89,10 +89,8 @@ static struct thread_slot *claim(void)
 	                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (block == MAP_FAILED)
 		return NULL;
-	for (int i = 0; i < SLOTS_PER_BLOCK; i++) { /* summed while their threads count */
-		thread_counters_init(&block[i].counters);
+	for (int i = 0; i < SLOTS_PER_BLOCK; i++) /* summed while their threads count */
 		LOCK_ANNOTATE_BENIGN_RACE(&block[i].counters, sizeof block[i].counters, "per-thread counters");
-	}
 	for (int i = 0; i < SLOTS_PER_BLOCK - 1; i++)
 		block[i].next = &block[i + 1];
 	block[SLOTS_PER_BLOCK - 1].next = registry;
@@ -113,13 +111,16 @@ struct thread_slot *thread_attach(void)
 	spin_lock(&registry_lock);
 	s = claim();
 	if (s) {
-		s->tid = current_tid();
+		/* A slot no thread ever had (tid 0, as mmap made it) gets its
+		 * counters as a look leaves them; a retired one's were flushed at
+		 * its thread's end, and one fork freed keeps them as they stand:
+		 * its counts are those of every thread that had it. */
+		if (s->tid == 0)
+			thread_counters_init(&s->counters);
+		__atomic_store_n(&s->tid, current_tid(), __ATOMIC_RELEASE); /* after the counters */
 		s->flags = threads_slot_flags;
 		s->depth = 0;
 		s->hazards_used = 0;
-		/* The counters need no look: a new slot's were made as a look
-		 * leaves them, and a retired one's were flushed at its thread's
-		 * end (or stand as fork left them). */
 		set_state(s, SLOT_USED);
 	}
 	spin_unlock(&registry_lock);
