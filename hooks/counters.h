@@ -47,6 +47,12 @@
  * events since the previous look (at most 33 each way) twice or not at
  * all, for that moment; once the thread has ended, or between its looks,
  * the sum is exact, as with the counts of a fast path that keeps them.
+ * The same goes for the child of a fork made while another thread looked
+ * (that thread's figures, which the child keeps, may be off by as much),
+ * and for a signal handler that allocates -- which POSIX does not allow
+ * -- in the middle of its own thread's look: the look, resumed, writes
+ * figures that may leave the handler's event out.  (The bytes, where
+ * counted, have always had these two limits.)
  */
 #ifndef HEAPINDEX_COUNTERS_H
 #define HEAPINDEX_COUNTERS_H
