@@ -533,14 +533,13 @@ static inline struct thread_slot *call_slot(void)
  * The looks at the counters (one per 32 chunks each way) add 2 per pair.
  *
  * Under header, noop is 184.3: +43.3.  noop's malloc is 25 instructions
- * of ours: the slot's TLS load 2,
- * keeping size in a callee-saved register 3, the flags test 3, the size
- * check 2, the counters 4, the real malloc's argument, call and NULL test
- * 4, the header 6 (return address, user pointer, code, size, two stores),
- * the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
+ * of ours: the slot's TLS load 2, keeping size in a callee-saved register
+ * 3, the flags test 3, the size check 2, the counters 4, the real malloc's
+ * argument, call and NULL test 4, the header 6 (return address, user
+ * pointer, code, size, two stores), the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
  * the code test 2, the counters 5, the real pointer and the tail call 2.
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
- * pair.  An index that is called (memtable 263.5, +79.2 over noop; was
+ * pair.  An index that is called (memtable 263.4, +79.1 over noop; was
  * 273.5, +89.2): malloc 37 (three callee-saved registers, since size, the
  * chunk and the slot live across calls, 6; the bracket 4; the call with
  * its two arguments 3; the returned pointer 1), free 29 (one saved
