@@ -242,6 +242,13 @@ VG_OPS     ?= 50
 VG_INDEXES ?= $(INDEXES)
 VG_FLAGS   := -q --error-exitcode=1 --fair-sched=yes --soname-synonyms=somalloc=nouserintercepts
 .PHONY: helgrind
+ifneq ($(SANITIZE),)
+# valgrind runs the plain build: a sanitized thread_stress or hook library
+# would not run under it (`make SANITIZE=thread test` rebuilt the libraries
+# in build/valgrind/ with -fsanitize=thread when a source had changed).
+helgrind:
+	@$(MAKE) --no-print-directory SANITIZE= helgrind
+else
 helgrind: $(PROGS)
 	@$(MAKE) --no-print-directory B=$(VG_B) CFLAGS="$(CFLAGS) -DHEAPINDEX_VALGRIND_ANNOTATE" \
 	  $(foreach i,$(VG_INDEXES),$(VG_B)/lib/libheapindex-$(i).so)
@@ -260,6 +267,7 @@ helgrind: $(PROGS)
 	    elif grep -q 'is not supported by' $$log.$$tool.log; then break; \
 	    else echo "$$tool $$i ($$meta placement): FAILED (see $$log.$$tool.log)"; fail=1; fi; \
 	  done; done; done; test -z "$$fail"
+endif
 
 test-only:
 	HEAPINDEX_ROOT=$(CURDIR) $(SAN_ENV) $(TESTS) --jobs 2 $(SAN_FILTER)

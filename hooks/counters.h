@@ -37,6 +37,22 @@
  * Metadata (header + links + alignment pad) is header_bytes per chunk on
  * the fast paths; only the pad beyond that (aligned chunks) is counted
  * apart, as extra_meta, on the slow paths, which flush at once.
+ *
+ * Where the hooks count no bytes (hooks_counts_bytes 0: noop and the memtable under side),
+ * every event spends just its weight, so the budgets alone count the fast
+ * path's calls: that path makes one update per call, the budget's, and
+ * fast_mallocs and fast_frees are brought up to date at each look
+ * (thread_figures).  A reader adding up another thread's slot while that
+ * thread looks may then see the look's words half written, and count the
+ * events since the previous look (at most 33 each way) twice or not at
+ * all, for that moment; once the thread has ended, or between its looks,
+ * the sum is exact, as with the counts of a fast path that keeps them.
+ * The same goes for the child of a fork made while another thread looked
+ * (that thread's figures, which the child keeps, may be off by as much),
+ * and for a signal handler that allocates -- which POSIX does not allow
+ * -- in the middle of its own thread's look: the look, resumed, writes
+ * figures that may leave the handler's event out.  (The bytes, where
+ * counted, have always had these two limits.)
  */
 #ifndef HEAPINDEX_COUNTERS_H
 #define HEAPINDEX_COUNTERS_H
@@ -68,10 +84,13 @@ enum hook_entry {
  * size plus COUNTER_EVENT_WEIGHT) and that a look refills to CHECK_BUDGET.
  * The fast path keeps no byte count of its own: its bytes since the last
  * look are what its budget spent less the events' weights, so a fast event
- * is one count and one budget update (thread_live_bytes). */
+ * is one count and one budget update (thread_figures); where no bytes
+ * are counted, the budget update alone.  A new slot's counters are as a
+ * look leaves them (thread_counters_init). */
 struct thread_counters {
 	/* The fast path's: one count per call, which is both the call and the
-	 * chunk it made live (malloc) or ended (free). */
+	 * chunk it made live (malloc) or ended (free); where no bytes are
+	 * counted, the count at the last look. */
 	uint64_t fast_mallocs, fast_frees;
 	int64_t budget_in, budget_out; /* look at the deltas when one falls below 0 */
 	/* The general path's. */
@@ -89,35 +108,61 @@ struct thread_counters {
 	uint64_t meta_overdrafts;
 };
 
-/* The live chunks of a thread's calls, both paths. */
-static inline int64_t thread_live_chunks(const struct thread_counters *k)
+/* A thread's figures as its counters give them now, derived once. */
+struct thread_figures {
+	uint64_t fast_in, fast_out; /* the fast path's calls, each also a chunk */
+	int64_t live_chunks, live_bytes;
+};
+
+/* The fast path's calls: its counts, or where no bytes are counted
+ * (!counts_bytes) those at the last look and the events each budget paid
+ * for since, less the general path's (looked_in and looked_out are the
+ * sums of both at the last look).  The live bytes: those at the last
+ * look, plus what each budget spent since less its events' weights (none
+ * where no bytes are counted: an event spends its weight alone). */
+static inline struct thread_figures thread_figures(const struct thread_counters *k, int counts_bytes)
 {
-	return (int64_t)(k->fast_mallocs + k->slow_in - k->fast_frees - k->slow_out);
+	struct thread_figures f;
+	int64_t spent_in = CHECK_BUDGET - k->budget_in, spent_out = CHECK_BUDGET - k->budget_out;
+	if (counts_bytes) {
+		f.fast_in = k->fast_mallocs;
+		f.fast_out = k->fast_frees;
+	} else {
+		f.fast_in = k->looked_in - k->slow_in + (uint64_t)spent_in / COUNTER_EVENT_WEIGHT;
+		f.fast_out = k->looked_out - k->slow_out + (uint64_t)spent_out / COUNTER_EVENT_WEIGHT;
+	}
+	uint64_t in = f.fast_in + k->slow_in, out = f.fast_out + k->slow_out;
+	f.live_chunks = (int64_t)(in - out);
+	f.live_bytes = k->looked_bytes;
+	if (counts_bytes)
+		f.live_bytes += spent_in - COUNTER_EVENT_WEIGHT * (int64_t)(in - k->looked_in) -
+		                (spent_out - COUNTER_EVENT_WEIGHT * (int64_t)(out - k->looked_out));
+	return f;
 }
 
-/* The live bytes of a thread's calls: those at the last look, plus what
- * each direction's budget spent since, less the weights of its events. */
-static inline int64_t thread_live_bytes(const struct thread_counters *k)
+/* A look, given the figures now (thread_figures with counts_bytes): bring
+ * the fast path's counts up to date, keep the live bytes and the events so
+ * far, and refill the budgets. */
+static inline void thread_counters_look(struct thread_counters *k, const struct thread_figures *f,
+                                        int counts_bytes)
 {
-	int64_t in = CHECK_BUDGET - k->budget_in -
-	             COUNTER_EVENT_WEIGHT * (int64_t)(k->fast_mallocs + k->slow_in - k->looked_in);
-	int64_t out = CHECK_BUDGET - k->budget_out -
-	              COUNTER_EVENT_WEIGHT * (int64_t)(k->fast_frees + k->slow_out - k->looked_out);
-	return k->looked_bytes + in - out;
-}
-
-/* A look: fold what the budgets spent into looked_bytes and refill them.
- * Returns the live bytes.  Also what makes a slot's counters consistent
- * when a thread takes it (all zero, or kept from threads that had it). */
-static inline int64_t thread_counters_look(struct thread_counters *k)
-{
-	int64_t bytes = thread_live_bytes(k);
-	k->looked_bytes = bytes;
-	k->looked_in = k->fast_mallocs + k->slow_in;
-	k->looked_out = k->fast_frees + k->slow_out;
+	if (!counts_bytes) {
+		k->fast_mallocs = f->fast_in;
+		k->fast_frees = f->fast_out;
+	}
+	k->looked_bytes = f->live_bytes;
+	k->looked_in = f->fast_in + k->slow_in;
+	k->looked_out = f->fast_out + k->slow_out;
 	k->budget_in = CHECK_BUDGET;
 	k->budget_out = CHECK_BUDGET;
-	return bytes;
+}
+
+/* The counters of a new slot (all zero): nothing counted, the budgets as a
+ * look leaves them, so that the figures derived from them are 0. */
+static inline void thread_counters_init(struct thread_counters *k)
+{
+	k->budget_in = CHECK_BUDGET;
+	k->budget_out = CHECK_BUDGET;
 }
 
 /* The published process-wide figures (atomics). */

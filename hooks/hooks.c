@@ -5,7 +5,9 @@
  * placement (chunk.h: a header in front, a trailer behind, or nothing),
  * fills it in, and tells the index.  The fast path below is the header's;
  * side and trailer have their own (malloc_side and free_side, malloc_trailer
- * and free_trailer), reached through malloc_flagged and free_flagged.  Only
+ * and free_trailer), reached through malloc_flagged and free_flagged (which
+ * noop, whose default placement is side, has inlined into malloc and free;
+ * the cost is given below).  Only
  * the index differs between libheapindex-<name>.so files: this file is
  * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
  * are direct.
@@ -124,8 +126,10 @@ static size_t boot_used;
 
 static int is_boot(const void *p)
 {
-	/* One unsigned compare: below the arena wraps around to a large value. */
-	return (uintptr_t)p - (uintptr_t)boot_arena < BOOT_ARENA_BYTES;
+	/* One unsigned compare: beyond the arena wraps around to a large
+	 * value.  From the arena's last byte down, not from its first up, so
+	 * that p is read, not copied: one instruction fewer on free's way. */
+	return (uintptr_t)(boot_arena + BOOT_ARENA_BYTES - 1) - (uintptr_t)p < BOOT_ARENA_BYTES;
 }
 
 /* A boot chunk's user pointer is aligned to align (a power of two, at
@@ -394,7 +398,7 @@ static void initialise(void)
 	/* Before any thread attaches: a slot copies its flags at attach. */
 	threads_slot_flags = features();
 	hooks_fallback_slot.flags = threads_slot_flags | HOOKS_SHARED;
-	(void)thread_counters_look(&hooks_fallback_slot.counters);
+	thread_counters_init(&hooks_fallback_slot.counters);
 	threads_retire_hook = counters_flush;
 	__atomic_store_n(&state, READY, __ATOMIC_RELEASE);
 	/* After READY: pthread_atfork may itself allocate. */
@@ -483,7 +487,7 @@ static inline void count_chunk(struct thread_slot *s, int dir, size_t size, size
 		k->extra_meta += dir * ((int64_t)meta - (int64_t)hooks_meta_bytes);
 		counters_flush(s);
 	} else if (unlikely(left < 0)) {
-		counters_check(s);
+		counters_check(s, HOOKS_COUNTS_BYTES);
 	}
 }
 
@@ -530,15 +534,27 @@ static inline struct thread_slot *call_slot(void)
  * a tail call of the real free.
  *
  * Cost (make hook-cost, callgrind, x86-64 gcc 12): a malloc+free pair of
- * glibc alone is 141 instructions, 184.3 under the noop index: +43.3 (was
- * +59.9).  noop's malloc is 25 instructions of ours: the slot's TLS load 2,
- * keeping size in a callee-saved register 3, the flags test 3, the size
- * check 2, the counters 4, the real malloc's argument, call and NULL test
- * 4, the header 6 (return address, user pointer, code, size, two stores),
- * the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
+ * glibc alone is 141 instructions.  Under noop's default placement, side
+ * (chunk.h), 177.0: +36.0 (was +50.0, reached through malloc_flagged and
+ * free_flagged, with a count per call besides the budget).  noop's side
+ * malloc is 18 instructions of ours: the slot's TLS load 2, size kept in a
+ * callee-saved register for the header path's sake 4 (push, two moves,
+ * pop), the flags word's load and test 3, the compare with side's flags 2,
+ * the return address, which gcc loads early for the other flagged ways 1,
+ * the budget 2, the real malloc's call and NULL test 3, the return 1.  Its
+ * free is 16: the slot 2, the NULL test 2, the flags 3 and side's compare
+ * 2, the boot arena's test 4 (from the arena's end down: one unsigned
+ * compare, p not copied), the budget 2, the tail call of the real free 1.
+ * The looks at the counters (one per 32 chunks each way) add 2 per pair.
+ *
+ * Under header, noop is 184.3: +43.3.  noop's malloc is 25 instructions
+ * of ours: the slot's TLS load 2, keeping size in a callee-saved register
+ * 3, the flags test 3, the size check 2, the counters 4, the real malloc's
+ * argument, call and NULL test 4, the header 6 (return address, user
+ * pointer, code, size, two stores), the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
  * the code test 2, the counters 5, the real pointer and the tail call 2.
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
- * pair.  An index that is called (memtable 263.5, +79.2 over noop; was
+ * pair.  An index that is called (memtable 263.4, +79.1 over noop; was
  * 273.5, +89.2): malloc 37 (three callee-saved registers, since size, the
  * chunk and the slot live across calls, 6; the bracket 4; the call with
  * its two arguments 3; the returned pointer 1), free 29 (one saved
@@ -551,36 +567,46 @@ static inline struct thread_slot *call_slot(void)
  * the slot in two registers, which with the stack's alignment costs what
  * three did), the bracket's end inside the index (its extra argument cost
  * the index register moves), and the index inlined into malloc and free
- * (its rare calls then make both save four registers).
- * The +40 target for noop is not met: what is left is a header word and a
- * site, exact per-thread counts with a budget for the peaks, and the tests
- * a malloc replacement must make (flags, NULL, carry, foreign pointers);
- * gcc tests the flags word with a load and a test, where a compare with
- * memory would save one instruction in each of malloc and free (the same
- * micro-operations).
+ * (its rare calls then make both save four registers); for noop's side
+ * path, trailer's and the general path's calls apart, behind one function,
+ * so that only that way would load the return address (gcc still loads it
+ * before side's compare).  Not possible without giving up a promise: a
+ * tail call of the real malloc (a refused malloc must be taken back out
+ * of the counts, and the fast path counts before the call), and side's
+ * compare ahead of header's test (noop's header path would pay it, +2 per
+ * pair).  What is left of noop's 36 is the tests a malloc replacement
+ * must make (flags, NULL, boot chunks), the budget that counts calls and
+ * chunks exactly per thread and bounds the peaks, and the register
+ * malloc's shared frame keeps; gcc tests the flags word with a load and a
+ * test, where a compare with memory would save one instruction in each of
+ * malloc and free (the same micro-operations).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
  * and meta for the placement's cost samples) and free: one count that is
  * both the call and the live chunk, and the budget whose overdraft has the
- * thread look at its figures (counters.h). */
+ * thread look at its figures (counters.h).  counts_bytes is 0 where the
+ * budget counts the calls, side without records (counters.h): a constant
+ * on each path. */
 static inline __attribute__((always_inline)) void count_fast_malloc(struct thread_slot *s, size_t counted,
-                                                                     size_t size, size_t meta)
+                                                                     size_t size, size_t meta,
+                                                                     int counts_bytes)
 {
 	struct thread_counters *k = &s->counters;
-	k->fast_mallocs++;
+	if (counts_bytes)
+		k->fast_mallocs++;
 	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0)) {
 		meta_cost_overdraft(k, size, meta);
-		counters_check(s);
+		counters_check(s, counts_bytes);
 	}
 }
 
 static inline __attribute__((always_inline)) void count_fast_free(struct thread_slot *s, size_t size)
 {
 	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
+	k->fast_frees++; /* trailer's: bytes are counted */
 	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		counters_check(s);
+		counters_check(s, 1);
 }
 
 static __attribute__((noinline)) void *malloc_slow(size_t size, uintptr_t ret);
@@ -696,34 +722,35 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
  * publish the live figures for the peaks (counters.h), never publishes a
  * chunk whose malloc failed. */
 /* Take back the count malloc's fast path made before the real malloc. */
-static inline void uncount_fast_malloc(struct thread_slot *s, size_t size)
+static inline void uncount_fast_malloc(struct thread_slot *s, size_t size, int counts_bytes)
 {
-	s->counters.fast_mallocs--;
+	if (counts_bytes)
+		s->counters.fast_mallocs--;
 	s->counters.budget_in += (int64_t)size + COUNTER_EVENT_WEIGHT;
 }
 
 static __attribute__((noinline)) void *malloc_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
 {
-	uncount_fast_malloc(s, size);
+	uncount_fast_malloc(s, size, 1);
 	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES); /* malloc tested the carry */
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
-	count_fast_malloc(s, size, size, FAST_HEADER_BYTES);
+	count_fast_malloc(s, size, size, FAST_HEADER_BYTES, 1);
 	return fast_chunk(s, r, size, site);
 }
 
 /* The real malloc failed after the fast path counted the chunk. */
-static __attribute__((noinline)) void *malloc_failed(size_t size)
+static __attribute__((noinline)) void *malloc_failed(size_t size, int counts_bytes)
 {
 	struct thread_slot *s = thread_self();
-	uncount_fast_malloc(s, size);
+	uncount_fast_malloc(s, size, counts_bytes);
 	return fail(s, ENTRY_malloc);
 }
 
 /* free's out-budget ran out: the look, then the rest of free. */
 static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot *s)
 {
-	counters_check(s);
+	counters_check(s, 1);
 	struct chunk *c = chunk_of_user(p);
 	fast_release(s, c, c->size_pad - plain_pad_bits);
 }
@@ -741,8 +768,12 @@ static __attribute__((noinline)) void free_overdraft(void *p, struct thread_slot
  * An index whose updates are empty (noop, index.h) keeps no records and so
  * has no size to count at free: under side the hooks count its calls and
  * chunks but no bytes (hooks_counts_bytes; its statistics leave the live
- * bytes out), and its malloc and free are the count and the real call,
- * nothing else.  Counting the allocator's usable size instead took a
+ * bytes out), and its malloc and free are one budget update each -- every
+ * event spends just its weight, so the budget alone counts the calls and
+ * chunks, counters.h -- and the real call, nothing else; no index call, no
+ * fork bracket, no frame of their own (malloc keeps size in a register
+ * across the real malloc only because the header path shares its frame).
+ * Counting the allocator's usable size instead took a
  * malloc_usable_size at malloc and another at free (97 instructions per
  * pair over header, with the way here through malloc_meta); and a wild
  * pointer now reaches glibc's free, with its own check, not glibc's
@@ -785,11 +816,11 @@ static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot
 static __attribute__((noinline)) void *malloc_side_overdraft(struct thread_slot *s, size_t size, uintptr_t site)
 {
 	size_t counted = side_counted(size);
-	uncount_fast_malloc(s, counted);
+	uncount_fast_malloc(s, counted, side_records());
 	void *r = real.malloc(size);
 	if (unlikely(!r))
 		return fail(s, ENTRY_malloc);
-	count_fast_malloc(s, counted, size, 0);
+	count_fast_malloc(s, counted, size, 0, side_records());
 	return side_chunk(s, r, size, site);
 }
 
@@ -808,12 +839,13 @@ SIDE_PATH void *malloc_side(struct thread_slot *s, size_t size, uintptr_t site)
 {
 	struct thread_counters *k = &s->counters;
 	size_t counted = side_counted(size);
-	k->fast_mallocs++;
+	if (side_records()) /* without records the budget counts the call */
+		k->fast_mallocs++;
 	if (unlikely((k->budget_in -= (int64_t)counted + COUNTER_EVENT_WEIGHT) < 0))
 		return malloc_side_overdraft(s, size, site);
 	void *r = real.malloc(size);
 	if (unlikely(!r))
-		return malloc_failed(counted);
+		return malloc_failed(counted, side_records());
 	return side_chunk(s, r, size, site);
 }
 
@@ -828,9 +860,9 @@ static __attribute__((noinline)) void free_side_foreign(struct thread_slot *s, v
 #endif
 
 /* A side free whose out-budget ran out: the look, then the real free. */
-static __attribute__((noinline)) void free_side_overdraft(struct thread_slot *s, void *p)
+static __attribute__((noinline)) void free_side_overdraft(void *p, struct thread_slot *s)
 {
-	counters_check(s);
+	counters_check(s, side_records());
 	real.free(p);
 }
 
@@ -855,17 +887,27 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 		return free_side_foreign(s, p);
 #endif
 	struct thread_counters *k = &s->counters;
-	k->fast_frees++;
+	if (side_records()) /* as in malloc_side */
+		k->fast_frees++;
 	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return free_side_overdraft(s, p); /* a tail call, as the real free's */
+		return free_side_overdraft(p, s); /* a tail call, as the real free's */
 	real.free(p);
 }
 
 /* Calls with a flag set in the slot (threads.h): a placement's fast path
  * (side's first: the default of the indexes that take it) or the general
  * path.  Apart, so that malloc and free test the flags word and keep
- * nothing of it. */
-static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
+ * nothing of it; but for an index whose updates are empty (noop), whose
+ * side path keeps nothing either: inlined there, so that noop's default
+ * path makes no call of its own (-12 instructions per pair, make
+ * hook-cost). */
+#if INDEX_UPDATES_EMPTY
+#define FLAGGED_PATH static inline __attribute__((always_inline))
+#else
+#define FLAGGED_PATH static __attribute__((noinline))
+#endif
+
+FLAGGED_PATH void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t ret)
 {
 	unsigned flags = thread_flags(s);
 	if (likely(flags == HOOKS_SIDE))
@@ -876,7 +918,7 @@ static __attribute__((noinline)) void *malloc_flagged(struct thread_slot *s, siz
 }
 
 /* NULL and boot chunks take the general path in every placement. */
-static __attribute__((noinline)) void free_flagged(void *p, struct thread_slot *s)
+FLAGGED_PATH void free_flagged(void *p, struct thread_slot *s)
 {
 	unsigned flags = thread_flags(s);
 	if (likely(flags == HOOKS_SIDE) && likely(p != NULL) && likely(!is_boot(p)))
@@ -909,7 +951,7 @@ HOOK_EXPORT void *malloc(size_t size)
 		return malloc_overdraft(s, size, RETURN_ADDRESS());
 	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
 	if (unlikely(!r))
-		return malloc_failed(size);
+		return malloc_failed(size, 1);
 	return fast_chunk(s, r, size, RETURN_ADDRESS());
 }
 
@@ -1164,7 +1206,7 @@ static __attribute__((noinline)) void *malloc_trailer(struct thread_slot *s, siz
 	 * index's) are 0 in user space: no mask, as on the header's path. */
 	size_t counted = real.malloc_usable_size(r) - META_TRAILER_BYTES;
 	*(uint64_t *)(r + counted) = (uint64_t)site;
-	count_fast_malloc(s, counted, size, META_TRAILER_BYTES);
+	count_fast_malloc(s, counted, size, META_TRAILER_BYTES, 1);
 	FAST_ENTER(s);
 	INDEX_FN(insert)(chunk_of_user(r));
 	FAST_LEAVE(s);

@@ -41,7 +41,19 @@ extern size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
 /* 0 when the statistics count no bytes: side under an index without
  * records (noop), which has no size to count at free (hooks.c, the side
  * fast path); calls and chunks are counted all the same. */
-extern int hooks_counts_bytes;
+extern THREADS_HIDDEN int hooks_counts_bytes;
+/* The same where it can be known when compiled (the files built once per
+ * index): an index whose updates are not empty keeps records under side
+ * and so counts bytes under every placement, and its looks at the
+ * counters (counters.c) test nothing. */
+#ifdef HEAPINDEX_INDEX
+#include "index.h"
+#if INDEX_UPDATES_EMPTY
+#define HOOKS_COUNTS_BYTES hooks_counts_bytes
+#else
+#define HOOKS_COUNTS_BYTES 1
+#endif
+#endif
 extern const char *hooks_allocator;    /* file name of the library behind us */
 extern double hooks_start_seconds;     /* CLOCK_MONOTONIC at initialisation */
 /* With HOOKS_SERIAL: calls per entry point, counted under hooks_lock just
@@ -65,8 +77,18 @@ void free_chunk(void *p, enum hook_entry entry);
 
 /* Publish s's live deltas into the process totals and raise the peaks. */
 void counters_flush(struct thread_slot *s);
-/* s's budget ran out: flush if its deltas are beyond FLUSH_AT (counters.h). */
-void counters_check(struct thread_slot *s);
+/* s's budget ran out: flush if its deltas are beyond FLUSH_AT (counters.h).
+ * counts_bytes says how s counts (hooks_counts_bytes): a constant on the
+ * caller's path where it can be, so that the look tests nothing. */
+void counters_check_counting(struct thread_slot *s);
+void counters_check_budgeted(struct thread_slot *s);
+static inline void counters_check(struct thread_slot *s, int counts_bytes)
+{
+	if (counts_bytes)
+		counters_check_counting(s);
+	else
+		counters_check_budgeted(s);
+}
 
 struct hook_totals {
 	uint64_t calls[ENTRY_COUNT];

@@ -111,11 +111,16 @@ struct thread_slot *thread_attach(void)
 	spin_lock(&registry_lock);
 	s = claim();
 	if (s) {
-		s->tid = current_tid();
+		/* A slot no thread ever had (tid 0, as mmap made it) gets its
+		 * counters as a look leaves them; a retired one's were flushed at
+		 * its thread's end, and one fork freed keeps them as they stand:
+		 * its counts are those of every thread that had it. */
+		if (s->tid == 0)
+			thread_counters_init(&s->counters);
+		__atomic_store_n(&s->tid, current_tid(), __ATOMIC_RELEASE); /* after the counters */
 		s->flags = threads_slot_flags;
 		s->depth = 0;
 		s->hazards_used = 0;
-		(void)thread_counters_look(&s->counters);
 		set_state(s, SLOT_USED);
 	}
 	spin_unlock(&registry_lock);

@@ -181,6 +181,15 @@ static inline int hazard_readers_present(void)
 
 /* Every slot ever made (attached, retired or free), for summing counters. */
 struct thread_slot *threads_first(void);
+
+/* Has a thread ever had s?  A slot none had is as mmap made it, all zero,
+ * its counters not yet made (thread_counters_init, at its first attach):
+ * it has counted nothing. */
+static inline int thread_slot_ever_used(const struct thread_slot *s)
+{
+	return __atomic_load_n(&s->tid, __ATOMIC_ACQUIRE) != 0;
+}
+
 static inline struct thread_slot *threads_next(const struct thread_slot *s)
 {
 	return __atomic_load_n(&s->next, __ATOMIC_ACQUIRE);

@@ -6,8 +6,12 @@
  * The header is made unreadable (PROT_NONE on the page below a page-aligned
  * chunk), so a lookup that reads it faults and the test crashes. */
 #include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "index_params.h"
@@ -143,4 +147,125 @@ Test(bytemap_site, sizes_up_to_a_page_of_the_map_never_written)
 		}
 	}
 	munmap(mem, span);
+}
+
+/* --- lookups racing the writers of their stripe ------------------------------
+ * Lookups without the site read the map under the stripes' sequence counts,
+ * taking no lock (bytemap.c).  Here one thread removes and re-inserts, with
+ * ever-changing sizes, the chunks of every other slot of a 16 KiB stretch of
+ * one stripe, while this thread looks up random addresses of the stretch.
+ * The even slots hold chunks that never change, sharing map words with
+ * their churning neighbours (a writer rewrites whole words).  Every answer
+ * must be a chunk that was live: in an even slot exactly that chunk, found
+ * every time (a lookup whose reads raced a writer falls back to the locks,
+ * never to "nothing"); in an odd slot nothing, or the slot's chunk with one
+ * of the sizes it takes, containing the address (a read mixing the map
+ * before and after a writer gives a start of one size and an end of
+ * another).  Between the slots, in the headers: nothing.  One lookup in
+ * eight asks for the site, which the locked path reads from the header. */
+#define RACE_SLOT 1024
+#define RACE_SLOTS 16
+#define RACE_MS 1000
+
+static const size_t race_sizes[] = { 1008, 17, 500, 1, 333, 129, 992, 16, 640 };
+#define RACE_NSIZES (sizeof race_sizes / sizeof race_sizes[0])
+
+struct race {
+	unsigned char *stretch; /* slot k's user pointer: stretch + k * RACE_SLOT + 16 */
+	int stop;
+	uint64_t writes;
+};
+
+static uintptr_t race_user(const struct race *r, size_t k)
+{
+	return (uintptr_t)r->stretch + k * RACE_SLOT + CHUNK_HEADER_BYTES;
+}
+
+static size_t stable_size(size_t k) { return 100 + 7 * k; }
+
+static void *race_writer(void *arg)
+{
+	struct race *r = arg;
+	size_t turn = 0;
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		for (size_t k = 1; k < RACE_SLOTS; k += 2) {
+			struct chunk *c = chunk_of_user((void *)race_user(r, k));
+			d.ops->remove(c);
+			chunk_init(c, race_sizes[(k + turn) % RACE_NSIZES], CHUNK_HEADER_BYTES, SITE + k);
+			d.ops->insert(c);
+		}
+		turn++;
+		__atomic_store_n(&r->writes, r->writes + RACE_SLOTS / 2, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static int is_race_size(size_t size)
+{
+	for (size_t i = 0; i < RACE_NSIZES; i++)
+		if (size == race_sizes[i])
+			return 1;
+	return 0;
+}
+
+Test(bytemap_site, lookups_racing_writers_of_their_stripe, .timeout = 60)
+{
+	/* 16 KiB inside one 1 MiB-aligned stripe. */
+	size_t stripe = (size_t)1 << 20, span = RACE_SLOTS * RACE_SLOT;
+	unsigned char *mem = mmap(NULL, 2 * stripe, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	struct race r = { .stretch = (unsigned char *)(((uintptr_t)mem + stripe - 1) & ~(uintptr_t)(stripe - 1)) };
+	for (size_t k = 0; k < RACE_SLOTS; k++) {
+		struct chunk *c = chunk_of_user((void *)race_user(&r, k));
+		chunk_init(c, k % 2 ? race_sizes[0] : stable_size(k), CHUNK_HEADER_BYTES, SITE + k);
+		d.ops->insert(c);
+	}
+	pthread_t writer;
+	cr_assert_eq(pthread_create(&writer, NULL, race_writer, &r), 0);
+	uint64_t x = 0x2545f4914f6cdd1du, lookups = 0, found_odd = 0, failures = 0;
+	char first[200] = "";
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		for (int i = 0; i < 1024; i++, lookups++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			uintptr_t addr = (uintptr_t)r.stretch + x % span;
+			size_t k = (addr - (uintptr_t)r.stretch) / RACE_SLOT;
+			uintptr_t user = race_user(&r, k);
+			struct chunk_info info = { .no_site = (x >> 40) % 8 != 0 };
+			int answer = d.ops->lookup(addr, &info);
+			const char *wrong = NULL;
+			if (addr < user)
+				wrong = answer != INDEX_NONE ? "a header is found" : NULL;
+			else if (k % 2 == 0 && addr - user < stable_size(k))
+				wrong = answer != INDEX_FOUND || info.base != user || info.size != stable_size(k)
+				                ? "a chunk no writer touches is not found exactly"
+				                : NULL;
+			else if (k % 2 == 0)
+				wrong = answer != INDEX_NONE ? "found past a stable chunk's end" : NULL;
+			else if (answer == INDEX_FOUND) {
+				found_odd++;
+				wrong = info.base != user || !is_race_size(info.size) || addr - info.base >= info.size
+				                ? "a torn chunk"
+				                : NULL;
+			} else if (answer != INDEX_NONE)
+				wrong = "not known, with no reason to give up";
+			if (!wrong && answer == INDEX_FOUND && !info.no_site && info.site != SITE + k)
+				wrong = "a wrong site";
+			if (wrong && !failures++)
+				snprintf(first, sizeof first, "%s: lookup of slot %zu + %zu answered %d, base %+ld, size %zu",
+				         wrong, k, (size_t)(addr - user), answer,
+				         answer == INDEX_FOUND ? (long)(info.base - user) : 0L,
+				         answer == INDEX_FOUND ? info.size : 0);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < RACE_MS);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(writer, NULL);
+	cr_assert_eq(failures, 0, "%" PRIu64 " wrong of %" PRIu64 " lookups; first: %s", failures, lookups, first);
+	cr_assert_gt(r.writes, 1000, "the writer made only %" PRIu64 " updates", r.writes);
+	cr_assert_gt(found_odd, 1000, "only %" PRIu64 " lookups found a churning chunk", found_odd);
+	for (size_t k = 0; k < RACE_SLOTS; k++)
+		d.ops->remove(chunk_of_user((void *)race_user(&r, k)));
+	munmap(mem, 2 * stripe);
 }

@@ -548,33 +548,45 @@ static void calls_of(const char *line, char *out, size_t len)
 
 /* Side against header on one program: the same calls of every entry
  * point, the same live chunks at exit, and for an index with records the
- * same live bytes.  What side's fast path counts (one count per call
- * that is also the chunk, hooks.c) must add up as header's does. */
-static void expect_side_counts_as_header(const char *index, char *const argv[], const char *extra,
-                                         const char *sign)
+ * same live bytes, in every process's statistics line (the program's
+ * children first, if it waits for them).  What side's fast path counts
+ * (a count per call that is also the chunk; or, without records, only the
+ * budget, hooks/counters.h) must add up as header's does.  Returns side's
+ * lines (free them). */
+static char *expect_side_counts_as_header(const char *index, char *const argv[], const char *extra,
+                                          const char *sign)
 {
 	char *header, *side, header_calls[1024], side_calls[1024];
 	stats_of_run(index, "header", argv, extra, sign, &header);
 	stats_of_run(index, "side", argv, extra, sign, &side);
-	calls_of(header, header_calls, sizeof header_calls);
-	calls_of(side, side_calls, sizeof side_calls);
-	if ((index_caps(index) & (INDEX_SIDE_TELLS | INDEX_SIDE_RECORDS)) == INDEX_SIDE_TELLS) {
-		/* The program checks the lookups' usable sizes under side with
-		 * malloc_usable_size calls of its own (reported_size.h). */
-		char *at = strstr(side_calls, ",\"malloc_usable_size\"");
-		if (at)
+	const char *h = header, *v = side;
+	int lines = 0;
+	/* An index without records: the program checks the lookups' usable
+	 * sizes under side with malloc_usable_size calls of its own
+	 * (reported_size.h), which are left out of the comparison. */
+	int sizeless = (index_caps(index) & (INDEX_SIDE_TELLS | INDEX_SIDE_RECORDS)) == INDEX_SIDE_TELLS;
+	for (; *h && *v; h = strchr(h, '\n') + 1, v = strchr(v, '\n') + 1, lines++) {
+		calls_of(h, header_calls, sizeof header_calls);
+		calls_of(v, side_calls, sizeof side_calls);
+		char *at;
+		if (sizeless && (at = strstr(side_calls, ",\"malloc_usable_size\"")) != NULL)
 			*at = '\0';
-		if ((at = strstr(header_calls, ",\"malloc_usable_size\"")) != NULL)
+		if (sizeless && (at = strstr(header_calls, ",\"malloc_usable_size\"")) != NULL)
 			*at = '\0';
+		cr_expect_str_eq(side_calls, header_calls, "%s: calls under side and header (line %d)", index,
+		                 lines + 1);
+		cr_expect_eq(json_stat(v, "live_chunks"), json_stat(h, "live_chunks"),
+		             "%s: live chunks under side and header (line %d):\n%s%s", index, lines + 1, side,
+		             header);
+		if (index_caps(index) & INDEX_SIDE_RECORDS)
+			cr_expect_eq(json_stat(v, "live_bytes"), json_stat(h, "live_bytes"),
+			             "%s: live bytes under side and header (line %d):\n%s%s", index, lines + 1,
+			             side, header);
 	}
-	cr_expect_str_eq(side_calls, header_calls, "%s: calls under side and header", index);
-	cr_expect_eq(json_stat(side, "live_chunks"), json_stat(header, "live_chunks"),
-	             "%s: live chunks under side and header:\n%s%s", index, side, header);
-	if (index_caps(index) & INDEX_SIDE_RECORDS)
-		cr_expect_eq(json_stat(side, "live_bytes"), json_stat(header, "live_bytes"),
-		             "%s: live bytes under side and header:\n%s%s", index, side, header);
+	cr_assert(lines > 0 && !*h && !*v, "%s: statistics lines under side and header:\n%s%s", index, side,
+	          header);
 	free(header);
-	free(side);
+	return side;
 }
 
 /* Chunks made by the fast path and resized or freed by the general path,
@@ -584,7 +596,7 @@ ParameterizedTestParameters(hooks, side_realloc_between_paths) { return side_ind
 ParameterizedTest(struct index_name *param, hooks, side_realloc_between_paths, .timeout = 60)
 {
 	char *argv[] = { (char *)test_program("side_realloc"), NULL };
-	expect_side_counts_as_header(param->name, argv, NULL, "side_realloc ok");
+	free(expect_side_counts_as_header(param->name, argv, NULL, "side_realloc ok"));
 }
 
 /* The mix of side_counts, counted call by call. */
@@ -592,7 +604,25 @@ ParameterizedTestParameters(hooks, side_counts_every_call_as_header) { return si
 ParameterizedTest(struct index_name *param, hooks, side_counts_every_call_as_header, .timeout = 60)
 {
 	char *argv[] = { (char *)test_program("side_counts"), NULL };
-	expect_side_counts_as_header(param->name, argv, NULL, "side_counts");
+	free(expect_side_counts_as_header(param->name, argv, NULL, "side_counts"));
+}
+
+/* The same from threads that free each other's chunks and from the child
+ * of a fork made while they hold some (tests/progs/thread_counts.c): the
+ * child's statistics line, then the parent's.  Each also within the C
+ * library's few chunks of what the program says it left live. */
+ParameterizedTestParameters(hooks, side_counts_threads_and_fork_as_header) { return side_indexes(); }
+ParameterizedTest(struct index_name *param, hooks, side_counts_threads_and_fork_as_header, .timeout = 60)
+{
+	char *argv[] = { (char *)test_program("thread_counts"), NULL };
+	char *side = expect_side_counts_as_header(param->name, argv, NULL, "thread_counts:");
+	const char *parent = strchr(side, '\n') + 1;
+	long long child_live = json_stat(side, "live_chunks"), parent_live = json_stat(parent, "live_chunks");
+	cr_expect(child_live >= 5000 && child_live <= 5000 + 16, "%s: child: %lld live chunks, own 5000",
+	          param->name, child_live);
+	cr_expect(parent_live >= 280 && parent_live <= 280 + 16, "%s: parent: %lld live chunks, own 280",
+	          param->name, parent_live);
+	free(side);
 }
 
 /* glibc's own chunks given to free and realloc under side (foreign_pointers
@@ -613,7 +643,7 @@ ParameterizedTestParameters(hooks, side_counts_foreign_pointers_as_header) { ret
 ParameterizedTest(struct index_name *param, hooks, side_counts_foreign_pointers_as_header, .timeout = 60)
 {
 	char *argv[] = { (char *)test_program("foreign_pointers"), "libc", NULL };
-	expect_side_counts_as_header(param->name, argv, NULL, "libc ok");
+	free(expect_side_counts_as_header(param->name, argv, NULL, "libc ok"));
 }
 
 /* The placement the statistics name for index under env (no HEAPINDEX_META). */
