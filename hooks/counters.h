@@ -38,9 +38,10 @@
  * the fast paths; only the pad beyond that (aligned chunks) is counted
  * apart, as extra_meta, on the slow paths, which flush at once.
  *
- * Where the hooks count no bytes (hooks_counts_bytes 0: noop and the memtable under side),
- * every event spends just its weight, so the budgets alone count the fast
- * path's calls: that path makes one update per call, the budget's, and
+ * Where the hooks count no bytes (hooks_counts_bytes 0: noop and the
+ * memtable under side), every event spends just its weight, so the
+ * budgets alone count the fast path's calls: that path makes one update
+ * per call, the budget's, and
  * fast_mallocs and fast_frees are brought up to date at each look
  * (thread_figures).  A reader adding up another thread's slot while that
  * thread looks may then see the look's words half written, and count the
