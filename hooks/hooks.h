@@ -39,16 +39,18 @@ extern size_t hooks_header_bytes;      /* struct chunk + the index's links */
  * and their sum, the metadata the statistics count per chunk. */
 extern size_t hooks_meta_before, hooks_meta_after, hooks_meta_bytes;
 /* 0 when the statistics count no bytes: side under an index without
- * records (noop), which has no size to count at free (hooks.c, the side
- * fast path); calls and chunks are counted all the same. */
+ * records (noop; the memtable and the bitmap, which tell their chunks but
+ * keep no size, index.h), which has no size to count at free (hooks.c,
+ * the side fast path); calls and chunks are counted all the same. */
 extern THREADS_HIDDEN int hooks_counts_bytes;
 /* The same where it can be known when compiled (the files built once per
- * index): an index whose updates are not empty keeps records under side
- * and so counts bytes under every placement, and its looks at the
- * counters (counters.c) test nothing. */
+ * index): an index whose updates are not empty and that keeps sizes
+ * (not INDEX_SIDE_SIZELESS) keeps records under side and so counts bytes
+ * under every placement, and its looks at the counters (counters.c) test
+ * nothing. */
 #ifdef HEAPINDEX_INDEX
 #include "index.h"
-#if INDEX_UPDATES_EMPTY
+#if INDEX_UPDATES_EMPTY || INDEX_SIDE_SIZELESS
 #define HOOKS_COUNTS_BYTES hooks_counts_bytes
 #else
 #define HOOKS_COUNTS_BYTES 1
