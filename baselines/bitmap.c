@@ -48,7 +48,7 @@
  * to the big tree, its bit being another chunk's.  The same shared path as
  * the memtable's start masks (memtable/heap_index.c), but not the
  * bitmap's default (INDEX_SIDE_NOT_DEFAULT): make hook-cost, header /
- * side, 282.5 / 381.1 instructions per malloc+free pair, the usable size
+ * side, 282.4 / 378.0 instructions per malloc+free pair, the usable size
  * asked at every insert and the way through the generic insert and
  * remove; side bodies like the memtable's (which ask it only for a new
  * largest size) would take most of that back.

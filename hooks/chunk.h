@@ -119,8 +119,8 @@
  * tree over none, header / side: memtable pychurn +21.3% / +2.6%,
  * pycompile +8.5% / +2.9%; noop +19.2% / +1.1%, +6.5% / +1.4%.  Wall, side
  * over none, not resolved (pychurn 0.967 [0.770..1.215]).  make hook-cost
- * (header / side): memtable 263.5 / 300.0 instructions per pair, noop
- * 184.3 / 191.0.  cc1 on shell.c under callgrind (`bench --workloads gcc
+ * (header / side, after main's noop side path of issue 11): memtable
+ * 263.4 / 297.0 instructions per pair, noop 184.3 / 177.0.  cc1 on shell.c under callgrind (`bench --workloads gcc
  * --meta header,side --callgrind gcc`, the two-level table): none 3,871.3
  * M, memtable header 3,947.0 M, side 3,958.3 M (+0.29%); gcc RSS +1.5% /
  * +1.0%.  Lookups under side cost a malloc_usable_size each (glibc: one
@@ -128,8 +128,8 @@
  *
  * The bitmap takes side through the same path (its bits tell its chunks,
  * its lookups ask the usable size under their hazard), but not by default
- * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 282.5 /
- * 381.1 (it asks the usable size at every insert, having no side bodies);
+ * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 282.4 /
+ * 378.0 (it asks the usable size at every insert, having no side bodies);
  * `bench --indexes none,bitmap --meta header,side --runs 3`: pychurn RSS
  * +20.3% / +2.0%, pycompile +7.7% / +2.8%.
  *
@@ -158,8 +158,8 @@
  * (+2.6% against +21.3%).  What its default gives up: the allocation site
  * (lookups answer none, and heapindex_describe names "an unknown site"),
  * the exact requested size (lookups answer the allocator's usable size,
- * at least what was asked for), the statistics' bytes, and 36.5
- * instructions per malloc+free pair (300.0 against 263.5: the side path's
+ * at least what was asked for), the statistics' bytes, and 33.6
+ * instructions per malloc+free pair (297.0 against 263.4: the side path's
  * way through malloc_flagged and free_flagged, an atomic OR and a
  * compare-and-swap on the table byte where header's lock exchange and
  * store were), and +0.29% of cc1's instructions, which breaks the gcc

@@ -928,8 +928,8 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  * of the allocator's chunk header); the list form reads the header it
  * keeps itself.
  *
- * Cost of the updates (make hook-cost, side: 300.0 instructions per
- * malloc+free pair against header's 263.5; callgrind on malloc_pairs): the
+ * Cost of the updates (make hook-cost, side: 297.0 instructions per
+ * malloc+free pair against header's 263.4; callgrind on malloc_pairs): the
  * side bodies the hooks call (index.h, INDEX_SIDE_BODIES) are 28
  * instructions for insert (the covered-flat-aligned compare, the size
  * compare, the bin, the summary's bit test, the start bit and the locked
