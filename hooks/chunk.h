@@ -120,8 +120,9 @@
  * pycompile +8.5% / +2.9%; noop +19.2% / +1.1%, +6.5% / +1.4%.  Wall, side
  * over none, not resolved (pychurn 0.967 [0.770..1.215]).  make hook-cost
  * (header / side, after main's noop side path of issue 11): memtable
- * 263.4 / 297.0 instructions per pair, noop 184.3 / 177.0.  cc1 on shell.c under callgrind (`bench --workloads gcc
- * --meta header,side --callgrind gcc`, the two-level table): none 3,871.3
+ * 263.4 / 297.0 instructions per pair, noop 184.3 / 177.0.  cc1 on
+ * shell.c under callgrind (`bench --workloads gcc --meta header,side
+ * --callgrind gcc`, the two-level table, before the merge): none 3,871.3
  * M, memtable header 3,947.0 M, side 3,958.3 M (+0.29%); gcc RSS +1.5% /
  * +1.0%.  Lookups under side cost a malloc_usable_size each (glibc: one
  * read of its chunk header) and take the bin's lock bit.
