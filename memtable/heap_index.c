@@ -136,7 +136,7 @@ static struct big_chunks big;
  * the near path leaves, the headers of lists longer than one, the scans
  * of lookup_further).  Five counters updated on every lookup cost 0.8 ns
  * of a 17 ns hit at 10^4 chunks (workloads/scale/README.md). */
-#define NEAR_BINS 16
+#define NEAR_BINS 8
 static struct {
 	uint64_t near[NEAR_BINS];
 	uint64_t further_lookups, list_steps, bins_scanned;
@@ -153,7 +153,7 @@ static struct {
 
 static inline unsigned slot_of(uintptr_t user)
 {
-	return ((unsigned)(user >> 4) & 3u) + 1; /* PROTOTYPE: shift 6 */
+	return ((unsigned)(user >> 4) & slot_mask) + 1;
 }
 
 static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
@@ -199,82 +199,52 @@ CHUNK_INLINE void set_links(unsigned char *links, unsigned next, unsigned prev)
  * BIN_LOCKED if another thread holds it.  Insert and remove call their
  * contended forms as tail calls on BIN_LOCKED, so that the common path
  * keeps nothing in callee-saved registers. */
-/* PROTOTYPE (nibble table): bin b's head is the nibble (b & 1) of table
- * byte b >> 1, 3 bits (slots 1..4 at shift 6); bit 7 of the byte locks
- * both bins of the pair. */
-#define PAIR_LOCK 0x80u
-#define bin_shift_v 6u /* PROTOTYPE: shift 6 only, a constant */
-
-static inline size_t bin_of(uintptr_t addr)
+static inline unsigned bin_try_lock(unsigned char *e)
 {
-	return addr >> bin_shift_v;
+	unsigned head = __atomic_exchange_n(e, (unsigned char)BIN_LOCKED, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(head != BIN_LOCKED, 1))
+		LOCK_ANNOTATE_ACQUIRED(e);
+	return head;
 }
 
-static inline uintptr_t bin_base(size_t bin)
-{
-	return (uintptr_t)bin << bin_shift_v;
-}
-
-static inline unsigned nib_shift(size_t bin)
-{
-	return ((unsigned)bin & 1u) << 2;
-}
-
-/* One try from the byte value seen (no lock bit). */
-static inline unsigned bin_try_lock_from(unsigned char *e, size_t bin, unsigned char seen)
-{
-	if (__builtin_expect(!__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen | PAIR_LOCK), 0,
-	                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
-		return BIN_LOCKED;
-	LOCK_ANNOTATE_ACQUIRED(e);
-	return (seen >> nib_shift(bin)) & 7u;
-}
-
-static inline unsigned bin_try_lock(unsigned char *e, size_t bin)
-{
-	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
-	if (__builtin_expect(seen & PAIR_LOCK, 0))
-		return BIN_LOCKED;
-	return bin_try_lock_from(e, bin, seen);
-}
-
-static __attribute__((noinline)) unsigned bin_lock_contended(unsigned char *e, size_t bin)
+static __attribute__((noinline)) unsigned bin_lock_contended(unsigned char *e)
 {
 	unsigned spins = 0;
 	for (;;) {
-		while (__atomic_load_n(e, __ATOMIC_RELAXED) & PAIR_LOCK)
+		while (__atomic_load_n(e, __ATOMIC_RELAXED) == BIN_LOCKED)
 			spin_wait(&spins);
-		unsigned head = bin_try_lock(e, bin);
+		unsigned head = bin_try_lock(e);
 		if (head != BIN_LOCKED)
 			return head;
 	}
 }
 
-static inline unsigned bin_lock(unsigned char *e, size_t bin)
+/* Lock a bin by its table byte; returns the head slot it held. */
+static inline unsigned bin_lock(unsigned char *e)
 {
-	unsigned head = bin_try_lock(e, bin);
-	return __builtin_expect(head == BIN_LOCKED, 0) ? bin_lock_contended(e, bin) : head;
+	unsigned head = bin_try_lock(e);
+	return __builtin_expect(head == BIN_LOCKED, 0) ? bin_lock_contended(e) : head;
 }
 
-static inline void bin_unlock(unsigned char *e, size_t bin, unsigned head)
+static inline void bin_unlock(unsigned char *e, unsigned head)
 {
-	unsigned sh = nib_shift(bin);
-	unsigned held = __atomic_load_n(e, __ATOMIC_RELAXED);
-	lock_byte_release(e, (unsigned char)((held & ~(PAIR_LOCK | 7u << sh)) | head << sh));
+	lock_byte_release(e, (unsigned char)head);
 }
 
-static int bin_lock_for_lookup(unsigned char *e, size_t bin, unsigned *head)
+/* Lock a bin for a lookup: 0 with *head set, or -1 if it is locked and the
+ * lookup may not wait (index.h). */
+static int bin_lock_for_lookup(unsigned char *e, unsigned *head)
 {
 	if (__builtin_expect(index_lookup_may_wait(), 1)) {
-		*head = bin_lock(e, bin);
+		*head = bin_lock(e);
 		return 0;
 	}
 	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
-	while (!(seen & PAIR_LOCK)) {
-		if (__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen | PAIR_LOCK), 0,
+	while (seen != BIN_LOCKED) {
+		if (__atomic_compare_exchange_n(e, &seen, (unsigned char)BIN_LOCKED, 0,
 		                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 			LOCK_ANNOTATE_ACQUIRED(e);
-			*head = (seen >> nib_shift(bin)) & 7u;
+			*head = seen;
 			return 0;
 		}
 	}
@@ -285,7 +255,7 @@ static int bin_lock_for_lookup(unsigned char *e, size_t bin, unsigned *head)
  * never written (or its leaf is not mapped), one summary bit tested. */
 static inline unsigned char *written_entry_of(size_t bin)
 {
-	return memtable_written_byte(&table, bin >> 1);
+	return memtable_written_byte(&table, bin);
 }
 
 /* The table byte of bin for writing, marking its page written and mapping
@@ -293,7 +263,7 @@ static inline unsigned char *written_entry_of(size_t bin)
 static unsigned char *entry_for_write(size_t bin)
 {
 	unsigned char *e = written_entry_of(bin);
-	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&table, bin >> 1);
+	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&table, bin);
 }
 
 static void raise_max_small_size(size_t size)
@@ -315,12 +285,7 @@ static inline int is_big(const struct chunk *c, size_t size)
 
 int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
 {
-	if (cfg->bin_shift != 6) {
-		snprintf(err, errlen, "heapindex: nibble prototype: bin shift must be 6");
-		return -1;
-	}
-	/* bin_shift_v: 6 */
-	int e = memtable_init(&table, cfg->addr_bits, cfg->bin_shift + 1, 1,
+	int e = memtable_init(&table, cfg->addr_bits, cfg->bin_shift, 1,
 	                      (enum memtable_layout)cfg->table_levels);
 	if (e) {
 		snprintf(err, errlen,
@@ -363,20 +328,20 @@ CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsi
 	unsigned slot = slot_of(chunk_user(c));
 	unsigned char *links = links_of(c, meta);
 	if (head == SLOT_NONE) {
-		if (__builtin_expect(!memtable_bit_is_set(table.written.pages[0], (bin >> 1) >> MEMTABLE_PAGE_SHIFT), 0)) {
-			bin_unlock(e, bin, SLOT_NONE);
+		if (__builtin_expect(!memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 0)) {
+			bin_unlock(e, SLOT_NONE);
 			return 0;
 		}
 		set_links(links, SLOT_NONE, SLOT_NONE);
-		bin_unlock(e, bin, slot);
+		bin_unlock(e, slot);
 		return 1;
 	}
-	uintptr_t base = bin_base(bin);
+	uintptr_t base = memtable_bin_base(&table, bin);
 	struct chunk *h = chunk_at(base, head);
 	if (slot < head) {
 		links_of(h, meta)[1] = (unsigned char)slot;
 		set_links(links, head, SLOT_NONE);
-		bin_unlock(e, bin, slot);
+		bin_unlock(e, slot);
 		return 1;
 	}
 	unsigned next = next_slot(h, meta);
@@ -384,7 +349,7 @@ CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsi
 		links_of(chunk_at(base, next), meta)[1] = (unsigned char)slot;
 	set_links(links, next, head);
 	links_of(h, meta)[0] = (unsigned char)slot;
-	bin_unlock(e, bin, head);
+	bin_unlock(e, head);
 	return 1;
 }
 
@@ -393,7 +358,7 @@ static void link_chunk(struct chunk *c, size_t bin, unsigned char *e);
 /* link_locked found c's page never marked: mark it, and link again. */
 static __attribute__((noinline)) void link_marking(struct chunk *c, size_t bin, unsigned char *e)
 {
-	memtable_note_written_slow(&table, (bin >> 1) >> MEMTABLE_PAGE_SHIFT);
+	memtable_note_written_slow(&table, bin >> MEMTABLE_PAGE_SHIFT);
 	link_chunk(c, bin, e);
 }
 
@@ -401,7 +366,7 @@ static __attribute__((noinline)) void link_marking(struct chunk *c, size_t bin, 
  * waiting for the bin's lock. */
 static void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
 {
-	if (!link_locked(c, bin, e, bin_lock(e, bin), chunk_meta))
+	if (!link_locked(c, bin, e, bin_lock(e), chunk_meta))
 		link_marking(c, bin, e);
 }
 
@@ -416,7 +381,7 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
-	size_t bin = bin_of(chunk_user(c));
+	size_t bin = memtable_bin(&table, chunk_user(c));
 	unsigned char *e = entry_for_write(bin);
 	if (!e) { /* no memory for a two-level leaf */
 		__atomic_fetch_add(&counters.leaf_failures, 1, __ATOMIC_RELAXED);
@@ -442,11 +407,11 @@ CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta,
 	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
 	    __builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
 		return 0;
-	size_t bin = bin_of(user);
-	unsigned char *e = flat ? table.entries + (bin >> 1) : memtable_byte_address(&table, bin >> 1);
+	size_t bin = memtable_bin(&table, user);
+	unsigned char *e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
 	if (!flat && !e)
 		return 0;
-	unsigned head = bin_try_lock(e, bin);
+	unsigned head = bin_try_lock(e);
 	if (__builtin_expect(head == BIN_LOCKED, 0)) /* it exchanged 0xff for 0xff */
 		return 0;
 	return link_locked(c, bin, e, head, meta);
@@ -485,9 +450,8 @@ void memtable_index_insert(struct chunk *c)
  * the front, so the head is the bin's lowest chunk again, and unlock the
  * bin's byte e with it.  The rest lies in the same bin, a few cache lines.
  * Apart, so that remove's common path keeps nothing across a call. */
-static __attribute__((noinline)) void lowest_to_front(unsigned char *e, size_t bin, unsigned first)
+static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first)
 {
-	uintptr_t base = bin_base(bin);
 	enum chunk_meta meta = chunk_meta;
 	unsigned low = first;
 	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
@@ -503,7 +467,7 @@ static __attribute__((noinline)) void lowest_to_front(unsigned char *e, size_t b
 		links_of(chunk_at(base, first), meta)[1] = (unsigned char)low;
 	}
 	links_of(l, meta)[1] = SLOT_NONE;
-	bin_unlock(e, bin, low);
+	bin_unlock(e, low);
 }
 
 /* Unlink listed chunk c from bin, whose byte e is locked and held head,
@@ -523,25 +487,25 @@ CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *
 	 * is one test. */
 	unsigned links = *(const links_word *)links_of(c, meta);
 	if (links == 0) { /* next and prev none: c was alone, the head */
-		bin_unlock(e, bin, SLOT_NONE);
+		bin_unlock(e, SLOT_NONE);
 		return SLOT_NONE;
 	}
 	unsigned next = links & 0xffu, prev = links >> 8;
 	if (next == SLOT_NONE) {
-		links_of(chunk_at(bin_base(bin), prev), meta)[0] = SLOT_NONE;
-		bin_unlock(e, bin, head);
+		links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
+		bin_unlock(e, head);
 		return SLOT_NONE;
 	}
 	if (!flat && __builtin_expect(next == SLOT_OVERFLOW, 0)) { /* not listed: its leaf came later */
-		bin_unlock(e, bin, head);
+		bin_unlock(e, head);
 		return SLOT_OVERFLOW; /* the caller takes it out of the big tree */
 	}
 	if (prev == SLOT_NONE)
 		return next;
-	uintptr_t base = bin_base(bin);
+	uintptr_t base = memtable_bin_base(&table, bin);
 	links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
 	links_of(chunk_at(base, next), meta)[1] = (unsigned char)prev;
-	bin_unlock(e, bin, head);
+	bin_unlock(e, head);
 	return SLOT_NONE;
 }
 
@@ -557,15 +521,15 @@ static __attribute__((noinline)) void remove_general(struct chunk *c)
 {
 	if (is_big(c, chunk_size(c)))
 		return big_chunks_remove(&big, c);
-	size_t bin = bin_of(chunk_user(c));
-	unsigned char *e = memtable_byte_address(&table, bin >> 1);
+	size_t bin = memtable_bin(&table, chunk_user(c));
+	unsigned char *e = memtable_byte_address(&table, bin);
 	if (!e) /* small, but its leaf could not be mapped */
 		return big_chunks_remove(&big, c);
-	unsigned first = unlink_locked(c, bin, e, bin_lock(e, bin), chunk_meta, 0);
+	unsigned first = unlink_locked(c, bin, e, bin_lock(e), chunk_meta, 0);
 	if (first == SLOT_OVERFLOW)
 		big_chunks_remove(&big, c);
 	else if (first != SLOT_NONE)
-		lowest_to_front(e, bin, first);
+		lowest_to_front(e, memtable_bin_base(&table, bin), first);
 }
 
 /* The common remove, tried once: a small chunk whose bin's lock is free,
@@ -581,11 +545,11 @@ CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta,
 	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
 	    __builtin_expect(size > big_threshold, 0))
 		return 0;
-	size_t bin = bin_of(user);
-	*e = flat ? table.entries + (bin >> 1) : memtable_byte_address(&table, bin >> 1);
+	size_t bin = memtable_bin(&table, user);
+	*e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
 	if (!flat && !*e) /* small, but its leaf could not be mapped */
 		return 0;
-	unsigned head = bin_try_lock(*e, bin);
+	unsigned head = bin_try_lock(*e);
 	if (__builtin_expect(head == BIN_LOCKED, 0))
 		return 0;
 	*first = unlink_locked(c, bin, *e, head, meta, flat);
@@ -593,7 +557,7 @@ CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta,
 		return 1;
 	if (!flat && __builtin_expect(*first == SLOT_OVERFLOW, 0))
 		return 3;
-	*base = bin; /* PROTOTYPE: base carries the bin */
+	*base = memtable_bin_base(&table, bin);
 	return 2;
 }
 
@@ -688,11 +652,20 @@ struct chunk *memtable_index_remove_header(struct chunk *c, size_t size)
  * chunks lie above addr): look further down. */
 #define BIN_BELOW (INDEX_FOUND + 1)
 
-/* The answer of a bin locked by the caller (its pair byte held `held`
- * before the lock): ... PROTOTYPE.  Unlocks the pair. */
-CHUNK_INLINE int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned char held, const struct chunk *h,
+/* The answer of a bin locked by the caller (e held head, not SLOT_NONE;
+ * h is chunk_at(base, head), computed by the caller, which may have had it
+ * before the lock): the chunk of its list with the highest user pointer
+ * <= addr, copied out if it contains addr (INDEX_FOUND), INDEX_NONE if it
+ * does not (then no chunk further down can reach addr either), or
+ * BIN_BELOW if every chunk lies above addr (the head changed since the
+ * caller read the byte).  Unlocks the bin. */
+CHUNK_INLINE int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned head, const struct chunk *h,
                                  uintptr_t addr, struct chunk_info *out, int header_unnoted)
 {
+	/* The head is the bin's lowest chunk: the answer unless a later chunk
+	 * starts at or below addr too.  Most bins hold one chunk, and a
+	 * predicted branch lets the head's header be read before the list's
+	 * next link is (a select measured 5% slower at 10^3 chunks). */
 	const struct chunk *best = h;
 	uint64_t steps = 1;
 	enum chunk_meta meta = header_unnoted ? META_HEADER : chunk_meta;
@@ -715,91 +688,115 @@ CHUNK_INLINE int bin_walk_locked(unsigned char *e, uintptr_t base, unsigned char
 		                 : INDEX_NONE;
 	else
 		answer = chunk_contains(best, addr) ? chunk_info_copy(best, out) : INDEX_NONE;
-	lock_byte_release(e, held);
+	bin_unlock(e, head);
 	return answer;
 }
 
+/* Bin's answer for addr: bin_walk_locked's, or BIN_BELOW if the bin is
+ * empty, or INDEX_UNKNOWN.  The backward scan found bin's byte nonzero, so
+ * its page of the table was written: its address needs no summary test. */
 static int bin_answer(size_t bin, uintptr_t addr, struct chunk_info *out)
 {
-	unsigned char *e = memtable_entry_address(&table, bin >> 1);
-	if (!e)
-		return BIN_BELOW;
-	unsigned char b = __atomic_load_n(e, __ATOMIC_RELAXED);
-	if (!(b & PAIR_LOCK) && !((b >> nib_shift(bin)) & 7u))
+	unsigned char *e = memtable_entry_address(&table, bin);
+	if (!e || !__atomic_load_n(e, __ATOMIC_RELAXED))
 		return BIN_BELOW; /* emptied since the scan: never lock an empty bin */
 	unsigned head;
-	if (bin_lock_for_lookup(e, bin, &head))
+	if (bin_lock_for_lookup(e, &head))
 		return INDEX_UNKNOWN;
-	unsigned char held = (unsigned char)(__atomic_load_n(e, __ATOMIC_RELAXED) & ~PAIR_LOCK);
 	if (head == SLOT_NONE) {
-		lock_byte_release(e, held);
+		bin_unlock(e, head);
 		return BIN_BELOW;
 	}
-	uintptr_t base = bin_base(bin);
+	uintptr_t base = memtable_bin_base(&table, bin);
 	INDEX_STAT_ADD(counters.list_steps, 1);
-	return bin_walk_locked(e, base, held, chunk_at(base, head), addr, out, 0);
+	return bin_walk_locked(e, base, head, chunk_at(base, head), addr, out, 0);
 }
 
+/* The nearest nonzero bins at or below addr's, walked until one answers.
+ * One scan covers addr's own bin and the bins below it: most lookups test
+ * the written-pages summary once and read one word of the table.  addr may
+ * lie above the covered range while a small chunk starting just below the
+ * limit reaches it: the scan then starts at the last bin.  A small chunk
+ * covering addr starts above addr - max_small, which bounds the scan. */
 static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out)
 {
-	size_t abin = bin_of(memtable_covers(&table, addr) ? addr : table.limit - 1);
-	size_t top = abin >> 1;
-	size_t lowest = bin_of(addr > max_small ? addr - max_small : 0) >> 1;
-	size_t found = memtable_last_nonzero_byte_upto(&table, top, UINT8_MAX, lowest);
+	/* addr's own bin counts only if its head, its lowest chunk, starts at
+	 * or below addr (or it is locked, BIN_LOCKED: then the walk waits and
+	 * sees): the
+	 * byte tells, so a bin whose chunks all lie above addr costs no header
+	 * read.  Its byte, read once unlocked, was the lowest slot then, and a
+	 * chunk live throughout the lookup was on the list then. */
+	unsigned own_max = memtable_covers(&table, addr) ? slot_of(addr) : UINT8_MAX;
+	size_t top = memtable_bin(&table, memtable_covers(&table, addr) ? addr : table.limit - 1);
+	size_t lowest = memtable_bin(&table, addr > max_small ? addr - max_small : 0);
+	size_t found = memtable_last_nonzero_byte_upto(&table, top, own_max, lowest);
 	for (;;) {
 		uint64_t scanned = top + 1 - (found == SIZE_MAX ? lowest : found);
 		INDEX_STAT_ADD(counters.bins_scanned, scanned);
 		INDEX_STAT_MAX(counters.longest_backward_scan, scanned);
 		if (found == SIZE_MAX)
 			return INDEX_NONE;
-		for (size_t b = 2 * found + 1; b + 1 > 2 * found; b--) {
-			if (b > abin)
-				continue;
-			int answer = bin_answer(b, addr, out);
-			if (answer != BIN_BELOW)
-				return answer;
-		}
+		int answer = bin_answer(found, addr, out);
+		if (answer != BIN_BELOW) /* below: emptied meanwhile, or own bin changed */
+			return answer;
 		top = found - 1;
 		found = memtable_last_nonzero_byte(&table, found, lowest);
 	}
 }
 
+/* The near lookup: no chunk of the eight bins ending at addr's (the one
+ * table word memtable_scan_near reads) starts at or below addr, or the
+ * fast path could not take them: small_lookup decides. */
 #define LOOK_FURTHER (INDEX_FOUND + 2)
 
-/* PROTOTYPE: the near lookup over one table word = 16 bins. */
+/* The common case of a lookup, on the bins of one table word: addr's bin
+ * and the seven below it (512 bytes of heap at the default shift).  Most
+ * hits find their chunk there: its start is the highest nonzero byte of
+ * the word (addr's own byte counted only if its head starts at or below
+ * addr, as in small_lookup), and that byte, the head's slot, gives the
+ * head's address straight away: the header is prefetched before the bin's
+ * lock is taken and read after it without waiting for the exchange's
+ * result, which only confirms the slot (a different head is walked as
+ * usual).  The lock is tried, never waited for, so this path is safe in a
+ * signal handler without asking (index_lookup_may_wait); a busy bin, a
+ * word with no candidate, a page of the table never written, a word that
+ * would cross into the page below (bins 0..6 of a page) or the head
+ * gone from below addr meanwhile all go to small_lookup: LOOK_FURTHER.
+ * No lowest-bin bound is needed: a chunk found more than max_small_size
+ * below addr simply does not contain it, and then none further down does. */
 CHUNK_INLINE int near_lookup(uintptr_t addr, struct chunk_info *out, int header_unnoted)
 {
 	chunk_prefetch_header_guess(addr); /* before the table is read */
-	size_t bin = bin_of(addr), pair = bin >> 1;
-	if (__builtin_expect((pair & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
-	    !memtable_page_written(&table, pair >> MEMTABLE_PAGE_SHIFT))
+	size_t bin = memtable_bin(&table, addr);
+	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
+	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
 		return LOOK_FURTHER;
-	unsigned char *e = memtable_byte_address(&table, pair);
+	unsigned char *e = memtable_byte_address(&table, bin);
 	if (__builtin_expect(!e, 0))
 		return LOOK_FURTHER;
-	uint64_t word = memtable_load_word(e - 7);
-	/* addr's bin's nibble to the top (the odd neighbour above it, if
-	 * any, shifted out), cleared if its head lies above addr. */
-	unsigned odd = (unsigned)bin & 1u;
-	uint64_t heads = (word & UINT64_C(0x7777777777777777)) << (4 - 4 * odd);
-	heads &= ~(((uint64_t)0 - ((heads >> 60) > slot_of(addr))) << 60);
-	if (__builtin_expect(!heads, 0))
+	uint64_t word = memtable_scan_near(e, slot_of(addr));
+	if (__builtin_expect(!word, 0))
 		return LOOK_FURTHER;
-	unsigned lz = (unsigned)__builtin_clzll(heads) & ~3u;
-	size_t below = lz / 4; /* the found bin is addr's bin - below */
-	unsigned seen = (unsigned)(heads << lz >> 60);
-	unsigned byte = 7 - (unsigned)((below + 1 - odd) >> 1); /* its pair's byte in the word */
-	unsigned char held = (unsigned char)(word >> (8 * byte)) & 0x77u; /* a locked pair fails the CAS */
-	e -= 7 - byte;
-	uintptr_t base = bin_base(bin - below);
+	unsigned top_bit = (unsigned)(63 - __builtin_clzll(word)) & ~7u;
+	unsigned seen = (unsigned)(word >> top_bit); /* the bytes above it are zero */
+	if (__builtin_expect(seen == BIN_LOCKED, 0))
+		return LOOK_FURTHER;
+	size_t below = 7 - top_bit / 8; /* the found bin is addr's bin - below */
+	e -= below;
+	uintptr_t base = memtable_bin_base(&table, bin - below);
 	const struct chunk *h = chunk_at(base, seen);
 	__builtin_prefetch(h); /* a hint, not a read: h may be freed before the lock */
-	unsigned char expect = held;
-	if (__builtin_expect(!__atomic_compare_exchange_n(e, &expect, (unsigned char)(held | PAIR_LOCK), 0,
-	                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
-		return LOOK_FURTHER; /* locked, or changed since the load */
-	LOCK_ANNOTATE_ACQUIRED(e);
-	int answer = bin_walk_locked(e, base, held, h, addr, out, header_unnoted);
+	unsigned head = bin_try_lock(e);
+	if (__builtin_expect(head == BIN_LOCKED, 0))
+		return LOOK_FURTHER;
+	if (__builtin_expect(head != seen, 0)) { /* changed since the load: the head the lock saw */
+		if (head == SLOT_NONE) {
+			bin_unlock(e, head);
+			return LOOK_FURTHER;
+		}
+		h = chunk_at(base, head);
+	}
+	int answer = bin_walk_locked(e, base, head, h, addr, out, header_unnoted);
 	if (__builtin_expect(answer == BIN_BELOW, 0)) { /* counted apart: near[] counts answers */
 		INDEX_STAT_ADD(counters.bins_scanned, below + 1);
 		INDEX_STAT_MAX(counters.longest_backward_scan, below + 1);
