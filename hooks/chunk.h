@@ -124,8 +124,12 @@
  * shell.c under callgrind (`bench --workloads gcc --meta header,side
  * --callgrind gcc`, the two-level table, before the merge): none 3,871.3
  * M, memtable header 3,947.0 M, side 3,958.3 M (+0.29%); gcc RSS +1.5% /
- * +1.0%.  Lookups under side cost a malloc_usable_size each (glibc: one
- * read of its chunk header) and take the bin's lock bit.
+ * +1.0%.  Two threads of thread_churn (20M operations each, median of 9
+ * or 7 interleaved rounds): memtable side 1.41x uninstrumented (make
+ * hook-cost's table; bitmap 1.50x, noop 1.09x), header 1.57x against
+ * side's 1.41x when the two alternate.  Lookups under side cost a
+ * malloc_usable_size each (glibc: one read of its chunk header) and take
+ * the bin's lock bit.
  *
  * The bitmap takes side through the same path (its bits tell its chunks,
  * its lookups ask the usable size under their hazard), but not by default
