@@ -936,8 +936,16 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(thread_flags(s)))
+	if (unlikely(thread_flags(s))) {
+#if INDEX_SIDE_BODIES
+		/* The default placement of an index with side bodies (the
+		 * memtable): straight to side's path, not through
+		 * malloc_flagged's second call. */
+		if (likely(thread_flags(s) == HOOKS_SIDE))
+			return malloc_side(s, size, RETURN_ADDRESS());
+#endif
 		return malloc_flagged(s, size, RETURN_ADDRESS());
+	}
 	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
 	 * that would not fit the header, but no allocator grants it (user
 	 * space is 2^47 bytes): the real malloc fails first. */
@@ -958,8 +966,13 @@ HOOK_EXPORT void *malloc(size_t size)
 HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s)))
+	if (unlikely(!p) || unlikely(thread_flags(s))) {
+#if INDEX_SIDE_BODIES
+		if (likely(p != NULL) && likely(thread_flags(s) == HOOKS_SIDE) && likely(!is_boot(p)))
+			return free_side(s, p); /* as malloc's */
+#endif
 		return free_flagged(p, s);
+	}
 	struct chunk *c = chunk_of_user(p);
 	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
 	 * or one a lookup cache may hold (chunk.h), has another. */

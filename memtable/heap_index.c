@@ -928,15 +928,15 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  * of the allocator's chunk header); the list form reads the header it
  * keeps itself.
  *
- * Cost of the updates (make hook-cost, side: 297.0 instructions per
+ * Cost of the updates (make hook-cost, side: 287.0 instructions per
  * malloc+free pair against header's 263.4; callgrind on malloc_pairs): the
  * side bodies the hooks call (index.h, INDEX_SIDE_BODIES) are 28
  * instructions for insert (the covered-flat-aligned compare, the size
  * compare, the bin, the summary's bit test, the start bit and the locked
  * OR) and 37 for remove (the same tests, the byte's load and test, the
  * compare-and-swap, the answer), against the header bodies' 34 and 20; the
- * rest is the hooks' side path (malloc_flagged and free_flagged, 17, and
- * no header stores).  Kept though a chunk of ours always lies on a marked
+ * rest is the hooks' side path (reached from malloc and free directly:
+ * through malloc_flagged and free_flagged it was 297.0; no header stores).  Kept though a chunk of ours always lies on a marked
  * page: remove's written-pages test (8 instructions), so that a foreign
  * pointer's remove never reads, and so commits, a table page. */
 #define MASK_STARTS 0x0fu /* bits 0..3: slots 0..3 (fewer at shifts 4 and 5) */
