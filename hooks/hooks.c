@@ -917,11 +917,17 @@ FLAGGED_PATH void *malloc_flagged(struct thread_slot *s, size_t size, uintptr_t 
 	return malloc_slow(size, ret);
 }
 
-/* NULL and boot chunks take the general path in every placement. */
+/* Does side's path take this free?  NULL and boot chunks take the general
+ * path in every placement. */
+static inline int side_takes_free(const struct thread_slot *s, const void *p)
+{
+	return likely(thread_flags(s) == HOOKS_SIDE) && likely(p != NULL) && likely(!is_boot(p));
+}
+
 FLAGGED_PATH void free_flagged(void *p, struct thread_slot *s)
 {
 	unsigned flags = thread_flags(s);
-	if (likely(flags == HOOKS_SIDE) && likely(p != NULL) && likely(!is_boot(p)))
+	if (side_takes_free(s, p))
 		return free_side(s, p);
 	if (flags == HOOKS_TRAILER && p && !is_boot(p))
 		return free_trailer(s, p);
@@ -968,7 +974,7 @@ HOOK_EXPORT void free(void *p)
 	struct thread_slot *s = thread_self();
 	if (unlikely(!p) || unlikely(thread_flags(s))) {
 #if INDEX_SIDE_BODIES
-		if (likely(p != NULL) && likely(thread_flags(s) == HOOKS_SIDE) && likely(!is_boot(p)))
+		if (side_takes_free(s, p))
 			return free_side(s, p); /* as malloc's */
 #endif
 		return free_flagged(p, s);
