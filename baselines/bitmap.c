@@ -210,10 +210,7 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 static inline void insert_in_region(struct chunk *c, size_t size, size_t slot)
 {
 	uintptr_t user = chunk_user(c);
-	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
-	while (size > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, size, 1,
-	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-	}
+	index_raise_bound(&max_small_size, size);
 	size_t w = word_of(user);
 	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
 	/* Before the bit: lookups read only dirty pages.  Invariant: a nonzero

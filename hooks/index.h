@@ -139,6 +139,17 @@ static inline int chunk_info_copy_header_unnoted(const struct chunk *c, struct c
 	return INDEX_FOUND;
 }
 
+/* Raise *bound to at least v, atomically: the bounds an index only ever
+ * raises on insert (the largest small chunk, which bounds its lookups'
+ * backward scans), so that a concurrent raise to a larger value is never
+ * undone. */
+static inline void index_raise_bound(size_t *bound, size_t v)
+{
+	size_t seen = __atomic_load_n(bound, __ATOMIC_RELAXED);
+	while (v > seen && !__atomic_compare_exchange_n(bound, &seen, v, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+	}
+}
+
 /* Statistics an index counts in lookups, which run on any thread without a
  * lock: relaxed loads and stores, no atomic read-modify-write on the lookup
  * path.  Concurrent lookups may lose a count (figures are approximate while

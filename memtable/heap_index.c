@@ -270,14 +270,6 @@ static unsigned char *entry_for_write(size_t bin)
 	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&table, bin);
 }
 
-static void raise_max_small_size(size_t size)
-{
-	size_t seen = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
-	while (size > seen && !__atomic_compare_exchange_n(&max_small_size, &seen, size, 1,
-	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-	}
-}
-
 /* size is c's, read once by the caller (an atomic load, chunk.h: gcc does
  * not merge two of them). */
 static inline int is_big(const struct chunk *c, size_t size)
@@ -402,7 +394,7 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads it first. */
-	raise_max_small_size(chunk_size(c));
+	index_raise_bound(&max_small_size, chunk_size(c));
 	link_chunk(c, bin, e);
 }
 
@@ -976,7 +968,10 @@ static __attribute__((noinline)) int mask_clear_waiting(unsigned char *e, unsign
 	return 0;
 }
 
-CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
+/* One try: 1 if bit was set, the bin not held, and the compare-and-swap
+ * cleared it; 0 leaves the rest (a held bin, a race, a clear bit) to the
+ * caller's slow way. */
+CHUNK_INLINE int mask_try_clear(unsigned char *e, unsigned bit)
 {
 	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
 	if (__builtin_expect((seen & (bit | MASK_LOCK)) == bit, 1) &&
@@ -985,7 +980,12 @@ CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
 		LOCK_ANNOTATE_HAPPENS_AFTER(e);
 		return 1;
 	}
-	return mask_clear_waiting(e, bit);
+	return 0;
+}
+
+CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
+{
+	return mask_try_clear(e, bit) || mask_clear_waiting(e, bit);
 }
 
 static inline void mask_set(unsigned char *e, unsigned bit)
@@ -1008,12 +1008,13 @@ static size_t max_small_reach;
  * its usable size exceeds its class by less than 32. */
 #define MASK_REMAINDER_SLACK 32u
 
-static void raise_max_small_reach(size_t reach)
+/* The side bodies' common case: user in the flat table, 16-byte aligned,
+ * and its bin on a table page already marked written (so the byte can be
+ * read, and written, without marking). */
+CHUNK_INLINE int mask_fast_bin(uintptr_t user, size_t bin)
 {
-	size_t seen = __atomic_load_n(&max_small_reach, __ATOMIC_RELAXED);
-	while (reach > seen && !__atomic_compare_exchange_n(&max_small_reach, &seen, reach, 1,
-	                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-	}
+	return user < flat_limit && !(user % CHUNK_ALIGN) &&
+	       memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT);
 }
 
 /* Every insert but the common one: a page of the table not yet marked
@@ -1039,8 +1040,8 @@ static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t s
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads them first. */
-	raise_max_small_reach(usable + MASK_REMAINDER_SLACK);
-	raise_max_small_size(size);
+	index_raise_bound(&max_small_reach, usable + MASK_REMAINDER_SLACK);
+	index_raise_bound(&max_small_size, size);
 	mask_set(e, start_bit(user));
 }
 
@@ -1053,9 +1054,8 @@ void memtable_index_insert_side(struct chunk *c, size_t size)
 {
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(user < flat_limit && !(user % CHUNK_ALIGN) &&
-	                     size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
-	    __builtin_expect(memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 1))
+	if (__builtin_expect(size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
+	    __builtin_expect(mask_fast_bin(user, bin), 1))
 		return mask_set(table.entries + bin, start_bit(user));
 	mask_insert_slow(c, size);
 }
@@ -1100,17 +1100,13 @@ int memtable_index_remove_side(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
 	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(!(user < flat_limit && !(user % CHUNK_ALIGN)), 0) ||
-	    __builtin_expect(!memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT), 0))
+	if (__builtin_expect(!mask_fast_bin(user, bin), 0))
 		return mask_remove_slow(c);
-	unsigned char *e = table.entries + bin, bit = (unsigned char)start_bit(user);
-	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
-	if (__builtin_expect((seen & (bit | MASK_LOCK)) != bit, 0) ||
-	    __builtin_expect(!__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 0,
-	                                                  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
-		return mask_remove_contended(c, e, bit);
-	LOCK_ANNOTATE_HAPPENS_AFTER(e);
-	return 1;
+	unsigned char *e = table.entries + bin;
+	unsigned bit = start_bit(user);
+	if (__builtin_expect(mask_try_clear(e, bit), 1))
+		return 1;
+	return mask_remove_contended(c, e, bit);
 }
 
 /* The answer of bin, whose byte is e, for addr, counting the starts in
