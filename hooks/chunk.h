@@ -120,7 +120,7 @@
  * pycompile +8.5% / +2.9%; noop +19.2% / +1.1%, +6.5% / +1.4%.  Wall, side
  * over none, not resolved (pychurn 0.967 [0.770..1.215]).  make hook-cost
  * (header / side, after main's noop side path of issue 11): memtable
- * 263.4 / 297.0 instructions per pair (287.0 since malloc and free go
+ * 263.4 / 297.0 instructions per pair (286.0 since malloc and free go
  * straight to side's path for an index with side bodies, hooks.c), noop
  * 184.3 / 177.0.  cc1 on
  * shell.c under callgrind (`bench --workloads gcc --meta header,side
@@ -165,8 +165,8 @@
  * (+2.6% against +21.3%).  What its default gives up: the allocation site
  * (lookups answer none, and heapindex_describe names "an unknown site"),
  * the exact requested size (lookups answer the allocator's usable size,
- * at least what was asked for), the statistics' bytes, and 23.6
- * instructions per malloc+free pair (287.0 against 263.4: the side path's
+ * at least what was asked for), the statistics' bytes, and 22.6
+ * instructions per malloc+free pair (286.0 against 263.4: the side path's
  * frame and call, apart from malloc and free, an atomic OR and a
  * compare-and-swap on the table byte where header's lock exchange and
  * store were), and +0.29% of cc1's instructions, which breaks the gcc
