@@ -790,13 +790,33 @@ static inline __attribute__((always_inline)) size_t side_counted(size_t size)
 	return side_records() ? size : 0;
 }
 
+#if INDEX_SIDE_INLINE
+/* The index's inline common case of a side insert (index.h,
+ * INDEX_SIDE_INLINE) said no: its whole body, in the fork bracket.  The
+ * slot is read again here, so that malloc keeps only size across the real
+ * malloc. */
+static __attribute__((noinline)) void *side_insert_bracketed(void *r, size_t size)
+{
+	struct thread_slot *s = thread_self();
+	thread_enter(s);
+	INDEX_SIDE_INSERT(chunk_of_user(r), size);
+	thread_leave(s);
+	return r;
+}
+#endif
+
 /* The rest of a side malloc once the real malloc gave r: the index's
- * insert in the fork bracket (none for empty updates). */
+ * insert in the fork bracket (none for empty updates; outside it, inline,
+ * the common case of an index that declares it needs none). */
 static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot *s, void *r, size_t size,
                                                              uintptr_t site)
 {
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size, (void)site;
+#elif INDEX_SIDE_INLINE
+	(void)s, (void)site;
+	if (unlikely(!INDEX_SIDE_INSERT_FAST((uintptr_t)r, size)))
+		return side_insert_bracketed(r, size);
 #else
 #if INDEX_SIDE_BODIES
 	(void)site; /* given the size, it keeps no site (index.h) */
@@ -829,7 +849,7 @@ static __attribute__((noinline)) void *malloc_side_overdraft(struct thread_slot 
  * others, whose frame (the registers kept across the index call) would
  * otherwise be set up for the trailer's and the general path's calls too
  * (+16 instructions per pair under trailer, make hook-cost). */
-#if INDEX_UPDATES_EMPTY
+#if INDEX_UPDATES_EMPTY || INDEX_SIDE_INLINE
 #define SIDE_PATH static inline __attribute__((always_inline))
 #else
 #define SIDE_PATH static __attribute__((noinline))
@@ -866,10 +886,41 @@ static __attribute__((noinline)) void free_side_overdraft(void *p, struct thread
 	real.free(p);
 }
 
+/* The end of a side free once the index let go of p (size: what it
+ * handed back, 0 without records): the count, and the real free. */
+static inline __attribute__((always_inline)) void free_side_counted(struct thread_slot *s, void *p,
+                                                                   size_t size)
+{
+	struct thread_counters *k = &s->counters;
+	if (side_records()) /* as in malloc_side */
+		k->fast_frees++;
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return free_side_overdraft(p, s); /* a tail call, as the real free's */
+	real.free(p);
+}
+
+#if INDEX_SIDE_INLINE
+/* The index's inline common case of a side remove said no: its whole
+ * body, in the fork bracket, then the rest of free. */
+static __attribute__((noinline)) void free_side_bracketed(struct thread_slot *s, void *p)
+{
+	thread_enter(s);
+	int ours = INDEX_FN(remove_side)(chunk_of_user(p));
+	thread_leave(s);
+	if (unlikely(!ours))
+		return free_side_foreign(s, p);
+	free_side_counted(s, p, 0);
+}
+#endif
+
 SIDE_PATH void free_side(struct thread_slot *s, void *p)
 {
 	size_t size = 0;
-#if INDEX_SIDE_BODIES
+#if INDEX_SIDE_INLINE
+	/* Outside the fork bracket (index.h): one atomic compare-and-swap. */
+	if (unlikely(!INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
+		return free_side_bracketed(s, p);
+#elif INDEX_SIDE_BODIES
 	/* Keep p, not the chunk handle too, across the index call: one register. */
 	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
@@ -886,12 +937,7 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
 		return free_side_foreign(s, p);
 #endif
-	struct thread_counters *k = &s->counters;
-	if (side_records()) /* as in malloc_side */
-		k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return free_side_overdraft(p, s); /* a tail call, as the real free's */
-	real.free(p);
+	free_side_counted(s, p, size);
 }
 
 /* Calls with a flag set in the slot (threads.h): a placement's fast path
