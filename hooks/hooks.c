@@ -1019,7 +1019,14 @@ HOOK_EXPORT void free(void *p)
 {
 	struct thread_slot *s = thread_self();
 	if (unlikely(!p) || unlikely(thread_flags(s))) {
-#if INDEX_SIDE_BODIES
+#if INDEX_SIDE_INLINE
+		/* The index's common case first, with no test of the boot arena:
+		 * a boot chunk is never indexed, so its remove fails and it
+		 * takes free_flagged's way, as does every other failure. */
+		if (likely(thread_flags(s) == HOOKS_SIDE) && likely(p != NULL) &&
+		    likely(INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
+			return free_side_counted(s, p, 0);
+#elif INDEX_SIDE_BODIES
 		if (side_takes_free(s, p))
 			return free_side(s, p); /* as malloc's */
 #endif

@@ -86,13 +86,14 @@ static inline __attribute__((always_inline)) void mask_set(unsigned char *e, uns
 
 /* One try: 1 if bit was set, the bin not held, and the compare-and-swap
  * cleared it; 0 with nothing changed otherwise (a held bin, a race, a
- * clear bit).  Acquire: the free that follows comes after the unlock of
+ * clear bit).  No test before the compare-and-swap: it expects the byte
+ * as read but with bit set and the lock bit clear, so it fails in just
+ * those cases.  Acquire: the free that follows comes after the unlock of
  * any lookup that held the bin. */
 static inline __attribute__((always_inline)) int mask_try_clear(unsigned char *e, unsigned bit)
 {
-	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
-	if (__builtin_expect((seen & (bit | MASK_LOCK)) == bit, 1) &&
-	    __builtin_expect(__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 0,
+	unsigned char expect = (unsigned char)((__atomic_load_n(e, __ATOMIC_RELAXED) | bit) & ~MASK_LOCK);
+	if (__builtin_expect(__atomic_compare_exchange_n(e, &expect, (unsigned char)(expect ^ bit), 0,
 	                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) {
 		LOCK_ANNOTATE_HAPPENS_AFTER(e);
 		return 1;
