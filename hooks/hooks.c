@@ -7,7 +7,10 @@
  * side and trailer have their own (malloc_side and free_side, malloc_trailer
  * and free_trailer), reached through malloc_flagged and free_flagged (which
  * noop, whose default placement is side, has inlined into malloc and free;
- * the cost is given below).  Only
+ * the memtable, whose default is side too, has its side path inlined into
+ * them instead, with the common cases of its index, and for it the
+ * header's fast path is apart, malloc_header and free_header; the costs
+ * are given below).  Only
  * the index differs between libheapindex-<name>.so files: this file is
  * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
  * are direct.
@@ -554,8 +557,9 @@ static inline struct thread_slot *call_slot(void)
  * pointer, code, size, two stores), the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
  * the code test 2, the counters 5, the real pointer and the tail call 2.
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
- * pair.  An index that is called (memtable 263.4, +79.1 over noop; was
- * 273.5, +89.2): malloc 37 (three callee-saved registers, since size, the
+ * pair.  An index that is called (memtable 263.4, +79.1 over noop, was
+ * 273.5, +89.2; now 271.4, since its header path went apart for side's
+ * sake, below, and malloc and free reach it by a tail call): malloc 37 (three callee-saved registers, since size, the
  * chunk and the slot live across calls, 6; the bracket 4; the call with
  * its two arguments 3; the returned pointer 1), free 29 (one saved
  * register, the slot, 2; the bracket 4; the call and c's return 3; the
@@ -580,6 +584,32 @@ static inline struct thread_slot *call_slot(void)
  * malloc's shared frame keeps; gcc tests the flags word with a load and a
  * test, where a compare with memory would save one instruction in each of
  * malloc and free (the same micro-operations).
+ *
+ * The memtable under side, its default (issue 11: at most +50 over noop):
+ * 225.0 per pair, +48.0 over noop's side (was 286.0, +109.0).  Its side
+ * path is noop's with the index's common cases inline (index.h,
+ * INDEX_SIDE_INLINE; memtable/start_masks.h) and outside the fork
+ * bracket, which they do not need: one atomic OR or compare-and-swap of a
+ * table byte, no lock, nothing half done.  A case they refuse (a page of
+ * the table to mark, a bigger chunk than any so far, a big or foreign
+ * one, a held bin) goes to the index's body in the bracket
+ * (side_insert_bracketed, free_side_bracketed), which tries the common
+ * case again and then its slow path.  malloc is 41.6 instructions of ours:
+ * the hooks' 17 (as noop's, but size kept on the stack) and the insert's
+ * 24.6 (size against max_small_size 2; the pointer rotated right by 4 and
+ * one compare for covered, flat and aligned 4; the bin 3; the
+ * written-pages bit 8; the start bit 5; the locked OR 2); free is 40: the
+ * hooks' 12 (noop's less the boot arena's test: a boot chunk, never
+ * indexed, fails the remove and takes free_flagged's way) and the
+ * remove's 28 (the same tests but the size, the byte's load and the two
+ * bytes of the compare-and-swap 6, which expects the bit set and the lock
+ * bit clear, so needs no test of its own, and its test 2).  Steps (make
+ * hook-cost, side / header / trailer): the common cases inline and
+ * unbracketed 286.0 -> 239.0 (263.4 / 464.9), the compare-and-swap
+ * without its test 235.0, the boot test after the remove 231.0, the header
+ * path apart (so that malloc saves one register, not three, and free
+ * none) 225.0 / 271.4 / 456.9.  noop, bitmap and critnib, whose side path
+ * is not inline, are compiled as before.
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size

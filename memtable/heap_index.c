@@ -925,17 +925,21 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  * of the allocator's chunk header); the list form reads the header it
  * keeps itself.
  *
- * Cost of the updates (make hook-cost, side: 286.0 instructions per
- * malloc+free pair against header's 263.4; callgrind on malloc_pairs): the
- * side bodies the hooks call (index.h, INDEX_SIDE_BODIES) are 28
- * instructions for insert (the covered-flat-aligned compare, the size
- * compare, the bin, the summary's bit test, the start bit and the locked
- * OR) and 37 for remove (the same tests, the byte's load and test, the
- * compare-and-swap, the answer), against the header bodies' 34 and 20; the
- * rest is the hooks' side path (reached from malloc and free directly:
- * through malloc_flagged and free_flagged it was 297.0; no header stores).  Kept though a chunk of ours always lies on a marked
- * page: remove's written-pages test (8 instructions), so that a foreign
- * pointer's remove never reads, and so commits, a table page. */
+ * Cost of the updates (make hook-cost, side: 225.0 instructions per
+ * malloc+free pair, +48.0 over noop's 177.0; header 271.4; callgrind on
+ * malloc_pairs): the common cases of insert and remove (start_masks.h)
+ * are inline in the hooks' side path, outside its fork bracket (index.h,
+ * INDEX_SIDE_INLINE), 24.6 instructions for insert (the size compare, one
+ * compare of the pointer rotated right by 4 for covered, flat and aligned,
+ * the bin, the summary's bit test, the start bit and the locked OR) and
+ * 28 for remove (the same tests but the size, the byte's load, the
+ * compare-and-swap); the bodies below, memtable_index_insert_side and
+ * _remove_side, are those cases and the slow paths, called in the bracket
+ * when a common case refuses.  Were called bodies, inside the bracket: 28
+ * + 37 and the hooks' side path 79, 286.0 per pair.  Kept though a chunk
+ * of ours always lies on a marked page: remove's written-pages test (8
+ * instructions), so that a foreign pointer's remove never reads, and so
+ * commits, a table page. */
 #define WORD_STARTS UINT64_C(0x0f0f0f0f0f0f0f0f)
 
 _Static_assert(CONFIG_SIDE_BIN_SHIFT_MAX - 4 <= 2, "4 start bits at most: the slots of a 64-byte bin");
