@@ -559,7 +559,8 @@ static inline struct thread_slot *call_slot(void)
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
  * pair.  An index that is called (memtable 263.4, +79.1 over noop, was
  * 273.5, +89.2; now 271.4, since its header path went apart for side's
- * sake, below, and malloc and free reach it by a tail call): malloc 37 (three callee-saved registers, since size, the
+ * sake, below, and malloc and free reach it by a tail call): malloc 37
+ * (three callee-saved registers, since size, the
  * chunk and the slot live across calls, 6; the bracket 4; the call with
  * its two arguments 3; the returned pointer 1), free 29 (one saved
  * register, the slot, 2; the bracket 4; the call and c's return 3; the
