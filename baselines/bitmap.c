@@ -60,6 +60,7 @@
  *    (bigger than BIG_THRESHOLD, or its region could not be had);
  */
 #include "big_chunks.h"
+#include "bitmap_fast.h"
 #include "index.h"
 
 #include <errno.h>
@@ -69,35 +70,14 @@
 
 INDEX_DECLARE(bitmap)
 
-#define BIG_THRESHOLD ((size_t)128 << 10) /* glibc's default mmap threshold */
+#define MAX_REGIONS (BITMAP_SLOTS / 2)
 
-#define REGION_SHIFT 30
-#define REGION_BYTES ((uintptr_t)1 << REGION_SHIFT)
-#define BYTES_PER_BIT CHUNK_ALIGN
-#define BYTES_PER_WORD (BYTES_PER_BIT * 64)             /* 1 KiB of heap */
-#define BITMAP_WORDS (REGION_BYTES / BYTES_PER_WORD)     /* 2^20 words */
-#define BITMAP_BYTES (BITMAP_WORDS * sizeof(uint64_t))   /* 8 MiB */
-#define BITMAP_PAGE 4096u /* residency is counted in 4 KiB units */
-#define BITMAP_PAGES (BITMAP_BYTES / BITMAP_PAGE)
-
-/* The region table: at most half full, so probe runs stay short. */
-#define SLOT_BITS 8
-#define SLOTS (1u << SLOT_BITS)
-#define MAX_REGIONS (SLOTS / 2)
-
-static uintptr_t slot_span[SLOTS]; /* span number + 1; 0: empty slot (atomic) */
-static uint64_t *slot_bits[SLOTS]; /* that span's bitmap, set before slot_span */
-static size_t regions;             /* atomic */
-static spinlock_t region_lock;     /* serialises making regions */
-/* Bitmap pages ever written, per slot: what the kernel has committed,
- * counted without asking it.  A lookup reads a bitmap page only if it was
- * written: on a kernel without a shared zero page, the first read of an
- * untouched page commits it (1,092 page faults in 100,000 lookups near the
- * heap before this check). */
-static uint64_t slot_dirty_pages[SLOTS][BITMAP_PAGES / 64];
-static size_t dirty_pages;
-
-static size_t max_small_size; /* largest small chunk ever inserted (atomic) */
+/* The regions, the largest small chunk and the dirty-page notes
+ * (bitmap_fast.h). */
+struct bitmap_hot bitmap_hot;
+static size_t regions;         /* atomic */
+static spinlock_t region_lock; /* serialises making regions */
+static size_t dirty_pages;     /* bits set in bitmap_hot.dirty (atomic) */
 
 /* Big chunks, and small ones whose region could not be had. */
 static struct big_chunks big;
@@ -109,41 +89,19 @@ static struct {
 
 /* --- regions ---------------------------------------------------------------- */
 
-static inline size_t slot_hash(uintptr_t span)
-{
-	return (size_t)((span * UINT64_C(0x9e3779b97f4a7c15)) >> (64 - SLOT_BITS));
-}
-
-/* The slot of a span's region, or SLOTS if no chunk ever started there. */
-static inline size_t span_slot(uintptr_t span)
-{
-	for (size_t i = slot_hash(span);; i = (i + 1) & (SLOTS - 1)) {
-		uintptr_t seen = __atomic_load_n(&slot_span[i], __ATOMIC_ACQUIRE);
-		if (seen == span + 1)
-			return i;
-		if (seen == 0)
-			return SLOTS;
-	}
-}
-
-static inline uint64_t *span_bitmap(uintptr_t span)
-{
-	size_t i = span_slot(span);
-	return i < SLOTS ? __atomic_load_n(&slot_bits[i], __ATOMIC_RELAXED) : NULL;
-}
-
-/* The region of a span, made under region_lock; SLOTS if it cannot be.
+/* The region of a span, made under region_lock; BITMAP_SLOTS if it cannot be.
  * Out of line: once per span, and inlined it made every insert save five
  * registers. */
 static __attribute__((noinline)) size_t make_region(uintptr_t span)
 {
+	uintptr_t *slot_span = bitmap_hot.slot_span;
 	spin_lock(&region_lock);
-	size_t i = slot_hash(span);
-	for (; slot_span[i] != 0; i = (i + 1) & (SLOTS - 1))
+	size_t i = bitmap_slot_hash(span);
+	for (; slot_span[i] != 0; i = (i + 1) & (BITMAP_SLOTS - 1))
 		if (slot_span[i] == span + 1)
 			goto out; /* another thread made it meanwhile */
 	if (regions == MAX_REGIONS) {
-		i = SLOTS;
+		i = BITMAP_SLOTS;
 		goto out;
 	}
 	/* index_map_pages would commit-charge all 8 MiB; MAP_NORESERVE does not. */
@@ -152,49 +110,35 @@ static __attribute__((noinline)) size_t make_region(uintptr_t span)
 	                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	errno = saved;
 	if (bits == MAP_FAILED) {
-		i = SLOTS;
+		i = BITMAP_SLOTS;
 		goto out;
 	}
 	/* Exchanges, not stores: helgrind and drd take a plain store read
 	 * without the lock for a race; lookups need no lock here. */
 	__atomic_fetch_add(&regions, 1, __ATOMIC_RELAXED);
-	(void)__atomic_exchange_n(&slot_bits[i], (uint64_t *)bits, __ATOMIC_RELAXED);
+	(void)__atomic_exchange_n(&bitmap_hot.slot_bits[i], (uint64_t *)bits, __ATOMIC_RELAXED);
 	(void)__atomic_exchange_n(&slot_span[i], span + 1, __ATOMIC_RELEASE);
 out:
 	spin_unlock(&region_lock);
 	return i;
 }
 
+/* Two writes (the note, then the count): never in the hooks' unbracketed
+ * common case, where fork could part them. */
 static inline void note_dirty_page(size_t slot, size_t word)
 {
 	size_t page = word * sizeof(uint64_t) / BITMAP_PAGE;
-	uint64_t *mask = &slot_dirty_pages[slot][page / 64], bit = UINT64_C(1) << (page % 64);
+	uint64_t *mask = &bitmap_hot.dirty[slot][page / 64], bit = UINT64_C(1) << (page % 64);
 	if (!(__atomic_load_n(mask, __ATOMIC_RELAXED) & bit) &&
 	    !(__atomic_fetch_or(mask, bit, __ATOMIC_RELAXED) & bit))
 		__atomic_fetch_add(&dirty_pages, 1, __ATOMIC_RELAXED);
-}
-
-static inline int page_written(size_t slot, size_t word)
-{
-	size_t page = word * sizeof(uint64_t) / BITMAP_PAGE;
-	return (int)((__atomic_load_n(&slot_dirty_pages[slot][page / 64], __ATOMIC_ACQUIRE) >> (page % 64)) & 1);
 }
 
 /* Word w of a slot's bitmap, or 0 without reading it if its page was never
  * written. */
 static inline uint64_t bitmap_word(size_t slot, const uint64_t *bits, size_t w)
 {
-	return page_written(slot, w) ? __atomic_load_n(&bits[w], __ATOMIC_ACQUIRE) : 0;
-}
-
-static inline size_t word_of(uintptr_t addr)
-{
-	return (addr & (REGION_BYTES - 1)) / BYTES_PER_WORD;
-}
-
-static inline uint64_t bit_of(uintptr_t addr)
-{
-	return UINT64_C(1) << ((addr / BYTES_PER_BIT) % 64);
+	return bitmap_page_written(slot, w) ? __atomic_load_n(&bits[w], __ATOMIC_ACQUIRE) : 0;
 }
 
 /* --- the index ------------------------------------------------------------------- */
@@ -206,32 +150,27 @@ int bitmap_index_init(const struct heapindex_config *cfg, char *err, size_t errl
 	return 0;
 }
 
-/* Small chunk c joins the bitmap of region slot. */
+/* Small chunk c joins the bitmap of region slot: the slow path's way,
+ * which raises the bound and notes the page as needed. */
 static inline void insert_in_region(struct chunk *c, size_t size, size_t slot)
 {
 	uintptr_t user = chunk_user(c);
-	index_raise_bound(&max_small_size, size);
-	size_t w = word_of(user);
-	uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
-	/* Before the bit: lookups read only dirty pages.  Invariant: a nonzero
-	 * word lies on a page noted dirty, for the insert that set its first
-	 * bit found it zero and noted the page first (and notes are never
-	 * cleared); so only a zero word asks.  The load may commit the page:
-	 * an insert, unlike a lookup, is about to write it anyway. */
+	index_raise_bound(&bitmap_hot.max_small_size, size);
+	size_t w = bitmap_word_of(user);
+	uint64_t *bits = __atomic_load_n(&bitmap_hot.slot_bits[slot], __ATOMIC_RELAXED);
+	/* Before the bit: lookups read only dirty pages, and only a zero
+	 * word asks (bitmap_set's invariant). */
 	if (!__atomic_load_n(&bits[w], __ATOMIC_RELAXED))
 		note_dirty_page(slot, w);
-	/* Release: a lookup that sees the bit sees the header written before. */
-	LOCK_ANNOTATE_HAPPENS_BEFORE(c);
-	__atomic_fetch_or(&bits[w], bit_of(user), __ATOMIC_RELEASE);
+	bitmap_set(&bits[w], user, c);
 }
 
 /* The first small chunk of a span (once per span), or a span without a
- * region to be had: apart, so that insert's common path keeps nothing in
- * callee-saved registers. */
+ * region to be had. */
 static __attribute__((noinline)) void insert_new_span(struct chunk *c, size_t size)
 {
-	size_t slot = make_region(chunk_user(c) >> REGION_SHIFT);
-	if (slot == SLOTS) {
+	size_t slot = make_region(chunk_user(c) >> BITMAP_REGION_SHIFT);
+	if (slot == BITMAP_SLOTS) {
 		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
@@ -239,17 +178,25 @@ static __attribute__((noinline)) void insert_new_span(struct chunk *c, size_t si
 	insert_in_region(c, size, slot);
 }
 
-/* size: c's, read once by the caller (one atomic load, chunk.h). */
-static inline void insert_sized(struct chunk *c, size_t size)
+/* What the insert's common case refused (bitmap_fast.h): apart, so that
+ * insert's common path keeps nothing in callee-saved registers. */
+static __attribute__((noinline)) void insert_slow(struct chunk *c, size_t size)
 {
-	if (size > BIG_THRESHOLD) {
+	if (size > BITMAP_BIG_THRESHOLD) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
-	size_t slot = span_slot(chunk_user(c) >> REGION_SHIFT);
-	if (__builtin_expect(slot == SLOTS, 0))
+	size_t slot = bitmap_span_slot(chunk_user(c) >> BITMAP_REGION_SHIFT);
+	if (slot == BITMAP_SLOTS)
 		return insert_new_span(c, size);
 	insert_in_region(c, size, slot);
+}
+
+/* size: c's, read once by the caller (one atomic load, chunk.h). */
+static inline void insert_sized(struct chunk *c, size_t size)
+{
+	if (__builtin_expect(!bitmap_index_header_insert_fast(c, size), 0))
+		insert_slow(c, size);
 }
 
 /* remove_sized's calls, apart and returning c, so that it makes them as
@@ -260,24 +207,20 @@ static __attribute__((noinline)) struct chunk *remove_big(struct chunk *c)
 	return c;
 }
 
-static __attribute__((noinline)) struct chunk *remove_waiting(struct chunk *c)
+/* Lookups reading c's header finish before the hooks free it (threads.h;
+ * bitmap_fast.h says why this wait needs no fork bracket). */
+struct chunk *bitmap_remove_waiting(struct chunk *c)
 {
 	hazard_wait_readers(chunk_user(c));
 	return c;
 }
 
+/* The common case refuses just the chunks not in a bitmap, having changed
+ * nothing: those are the big tree's. */
 static inline struct chunk *remove_sized(struct chunk *c, size_t size)
 {
-	uintptr_t user = chunk_user(c);
-	uint64_t *bits = size <= BIG_THRESHOLD ? span_bitmap(user >> REGION_SHIFT) : NULL;
-	/* Only this chunk sets or clears its own bit while it is live. */
-	if (!bits || !(__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user)))
-		return remove_big(c);
-	/* Lookups reading c's header finish before the hooks free it
-	 * (threads.h; the wait apart). */
-	if (hazard_readers_present())
-		return remove_waiting(c);
-	return c;
+	struct chunk *done = bitmap_index_header_remove_fast(c, size);
+	return __builtin_expect(done != NULL, 1) ? done : remove_big(c);
 }
 
 /* Under side (see the top): the usable size bounds the lookups' scan, and
@@ -285,13 +228,13 @@ static inline struct chunk *remove_sized(struct chunk *c, size_t size)
 static __attribute__((noinline)) void insert_side(struct chunk *c, size_t size)
 {
 	size_t usable;
-	if (size > BIG_THRESHOLD || chunk_user(c) % CHUNK_ALIGN ||
-	    (usable = chunk_held_size(c)) > BIG_THRESHOLD) {
+	if (size > BITMAP_BIG_THRESHOLD || chunk_user(c) % CHUNK_ALIGN ||
+	    (usable = chunk_held_size(c)) > BITMAP_BIG_THRESHOLD) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
-	size_t slot = span_slot(chunk_user(c) >> REGION_SHIFT);
-	if (slot == SLOTS)
+	size_t slot = bitmap_span_slot(chunk_user(c) >> BITMAP_REGION_SHIFT);
+	if (slot == BITMAP_SLOTS)
 		return insert_new_span(c, usable);
 	insert_in_region(c, usable, slot);
 }
@@ -300,10 +243,10 @@ static __attribute__((noinline)) void insert_side(struct chunk *c, size_t size)
 static __attribute__((noinline)) int remove_side(struct chunk *c)
 {
 	uintptr_t user = chunk_user(c);
-	uint64_t *bits = user % CHUNK_ALIGN ? NULL : span_bitmap(user >> REGION_SHIFT);
-	if (bits && (__atomic_fetch_and(&bits[word_of(user)], ~bit_of(user), __ATOMIC_SEQ_CST) & bit_of(user))) {
+	uint64_t *bits = user % CHUNK_ALIGN ? NULL : bitmap_span_bits(user >> BITMAP_REGION_SHIFT);
+	if (bits && bitmap_clear(bits, user)) {
 		if (hazard_readers_present())
-			(void)remove_waiting(c);
+			(void)bitmap_remove_waiting(c);
 		return 1;
 	}
 	return big_chunks_remove(&big, c);
@@ -340,8 +283,8 @@ struct chunk *bitmap_index_remove_header(struct chunk *c, size_t size) { return 
  * below low may be returned too (their chunks cannot contain addr anyway). */
 static uintptr_t scan_back(size_t slot, const uint64_t *bits, uintptr_t low, uintptr_t addr)
 {
-	size_t w = word_of(addr), last = word_of(low);
-	unsigned top = (unsigned)((addr / BYTES_PER_BIT) % 64);
+	size_t w = bitmap_word_of(addr), last = bitmap_word_of(low);
+	unsigned top = (unsigned)((addr / BITMAP_BYTES_PER_BIT) % 64);
 	uint64_t word = bitmap_word(slot, bits, w) & (~UINT64_C(0) >> (63 - top)); /* bits 0..top */
 	uint64_t scanned = 1;
 	while (!word && w > last) {
@@ -352,9 +295,9 @@ static uintptr_t scan_back(size_t slot, const uint64_t *bits, uintptr_t low, uin
 	INDEX_STAT_MAX(counters.longest_scan, scanned);
 	if (!word)
 		return 0;
-	uintptr_t span_base = addr & ~(REGION_BYTES - 1);
+	uintptr_t span_base = addr & ~(BITMAP_REGION_BYTES - 1);
 	unsigned bit = 63u - (unsigned)__builtin_clzll(word);
-	return span_base + (w * 64 + bit) * BYTES_PER_BIT;
+	return span_base + (w * 64 + bit) * BITMAP_BYTES_PER_BIT;
 }
 
 /* The chunk starting at start (its bit was set in bits) is the nearest below
@@ -368,7 +311,7 @@ static int read_chunk(const uint64_t *bits, uintptr_t start, uintptr_t addr, str
 	if (h < 0)
 		return INDEX_UNKNOWN; /* nested too deep in signal handlers */
 	int answer = INDEX_NONE;
-	if (__atomic_load_n(&bits[word_of(start)], __ATOMIC_SEQ_CST) & bit_of(start)) {
+	if (__atomic_load_n(&bits[bitmap_word_of(start)], __ATOMIC_SEQ_CST) & bitmap_bit_of(start)) {
 		const struct chunk *c = chunk_of_user((void *)start);
 		LOCK_ANNOTATE_HAPPENS_AFTER(c);
 		if (addr - start < chunk_held_size(c)) /* under side: the allocator's, held by the hazard */
@@ -384,14 +327,14 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 	if (!__atomic_load_n(&regions, __ATOMIC_RELAXED))
 		return INDEX_NONE;
 	/* The lowest start a chunk containing addr can have. */
-	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	size_t max_small = __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED);
 	uintptr_t low = addr >= max_small ? addr - max_small + 1 : 0;
-	for (uintptr_t span = addr >> REGION_SHIFT;; span--) {
-		uintptr_t span_base = span << REGION_SHIFT;
-		size_t slot = span_slot(span);
-		if (slot < SLOTS) {
-			const uint64_t *bits = __atomic_load_n(&slot_bits[slot], __ATOMIC_RELAXED);
-			uintptr_t from = addr < span_base + REGION_BYTES ? addr : span_base + REGION_BYTES - 1;
+	for (uintptr_t span = addr >> BITMAP_REGION_SHIFT;; span--) {
+		uintptr_t span_base = span << BITMAP_REGION_SHIFT;
+		size_t slot = bitmap_span_slot(span);
+		if (slot < BITMAP_SLOTS) {
+			const uint64_t *bits = __atomic_load_n(&bitmap_hot.slot_bits[slot], __ATOMIC_RELAXED);
+			uintptr_t from = addr < span_base + BITMAP_REGION_BYTES ? addr : span_base + BITMAP_REGION_BYTES - 1;
 			uintptr_t start = scan_back(slot, bits, low > span_base ? low : span_base, from);
 			if (start)
 				return read_chunk(bits, start, addr, out);
@@ -414,16 +357,16 @@ void bitmap_index_write_stats(struct json_out *out)
 	size_t resident = __atomic_load_n(&dirty_pages, __ATOMIC_RELAXED) * BITMAP_PAGE;
 	size_t big_bytes = big_chunks_bytes(&big);
 	json_u64(out, "links_bytes", 0);
-	json_u64(out, "region_bytes", REGION_BYTES);
+	json_u64(out, "region_bytes", BITMAP_REGION_BYTES);
 	size_t n_regions = __atomic_load_n(&regions, __ATOMIC_RELAXED);
 	json_u64(out, "regions", n_regions);
 	json_u64(out, "bitmap_reserved_bytes", n_regions * BITMAP_BYTES);
 	json_u64(out, "bitmap_resident_bytes", resident);
-	json_u64(out, "big_threshold", BIG_THRESHOLD);
+	json_u64(out, "big_threshold", BITMAP_BIG_THRESHOLD);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "index_bytes", resident + big_bytes);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
-	json_u64(out, "max_small_size", __atomic_load_n(&max_small_size, __ATOMIC_RELAXED));
+	json_u64(out, "max_small_size", __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED));
 	json_u64(out, "lookups", counters.lookups);
 	json_u64(out, "words_scanned", counters.words_scanned);
 	json_f64(out, "words_per_lookup",

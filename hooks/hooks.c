@@ -669,9 +669,25 @@ static int is_boot(const void *p);
 #define FAST_PLAIN_BITS plain_pad_bits
 #endif
 
+#if INDEX_HEADER_INLINE
+/* The index's inline common case of a header insert (index.h,
+ * INDEX_HEADER_INLINE) said no: its whole body, in the fork bracket.  The
+ * slot is read again here, so that malloc keeps nothing but c across the
+ * common case. */
+static __attribute__((noinline)) void *header_insert_bracketed(struct chunk *c, size_t size)
+{
+	struct thread_slot *s = thread_self();
+	thread_enter(s);
+	INDEX_HEADER_INSERT(c, size);
+	thread_leave(s);
+	return c + 1;
+}
+#endif
+
 /* The rest of a fast-path malloc once the real malloc gave r: the header,
  * then the index in the fork bracket (no call at all for an index whose
- * updates are empty, index.h). */
+ * updates are empty; outside it, inline, the common case of an index that
+ * declares it needs none, index.h). */
 static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot *s, unsigned char *r,
                                                              size_t size, uintptr_t site)
 {
@@ -680,6 +696,10 @@ static inline __attribute__((always_inline)) void *fast_chunk(struct thread_slot
 	c->site_links = site; /* its top 16 bits, the index's, are 0 in user space */
 #if INDEX_UPDATES_EMPTY
 	(void)s;
+#elif INDEX_HEADER_INLINE
+	(void)s;
+	if (unlikely(!INDEX_HEADER_INSERT_FAST(c, size)))
+		return header_insert_bracketed(c, size);
 #else
 	/* Keep c, not r nor size, across the index call: one register. */
 	__asm__("" : "+r"(c));
@@ -712,7 +732,19 @@ static inline __attribute__((always_inline)) void fast_released(struct chunk *c)
 	real.free((unsigned char *)chunk_user(c) - FAST_HEADER_BYTES);
 }
 
-#if !INDEX_UPDATES_EMPTY
+#if INDEX_HEADER_INLINE
+/* The index's inline common case of a header remove (index.h,
+ * INDEX_HEADER_INLINE) said no, having changed nothing: its whole body, in
+ * the fork bracket, then the rest of free. */
+static __attribute__((noinline)) void header_release_bracketed(struct thread_slot *s, struct chunk *c,
+                                                               size_t size)
+{
+	thread_enter(s);
+	c = INDEX_HEADER_REMOVE(c, size);
+	thread_leave(s);
+	fast_released(c);
+}
+#elif !INDEX_UPDATES_EMPTY
 /* A fork is under way: wait in the bracket's way, apart, so that free
  * makes no call before the index's and keeps nothing but its slot across
  * that one. */
@@ -733,6 +765,12 @@ static inline __attribute__((always_inline)) void fast_release(struct thread_slo
 {
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size;
+#elif INDEX_HEADER_INLINE
+	/* Outside the fork bracket (index.h): one atomic AND. */
+	struct chunk *done = INDEX_HEADER_REMOVE_FAST(c, size);
+	if (unlikely(!done))
+		return header_release_bracketed(s, c, size);
+	c = done;
 #else
 	if (unlikely(FAST_ENTER_BEGIN(s)))
 		return release_forking(s, c, size);

@@ -291,29 +291,41 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * no state.  (Every other index has a lock or a multi-step update.) */
 #define INDEX_UNBRACKETED_noop 1
 
-/* An index whose side bodies (INDEX_SIDE_BODIES below) have common cases
- * that take no lock, wait for nothing and leave nothing half done -- a
- * single atomic read-modify-write of the index's memory after tests of
- * state written at init or only ever raised -- declares
- * INDEX_SIDE_INLINE_<name> (1) and names, as
- * INDEX_SIDE_INLINE_HEADER_<name>, a header of its own that defines them
- * as static inline functions:
+/* An index whose side bodies (INDEX_SIDE_BODIES below), or header bodies
+ * (INDEX_HEADER_BODIES below), have common cases that take no lock and
+ * leave nothing half done -- a single atomic read-modify-write of the
+ * index's memory after tests of state written before it is published or
+ * only ever raised -- declares INDEX_SIDE_INLINE_<name> (1), or
+ * INDEX_HEADER_INLINE_<name> (1), and names, as INDEX_INLINE_HEADER_<name>,
+ * a header of its own that defines them as static inline functions:
  *	int <name>_index_side_insert_fast(uintptr_t user, size_t size);
  *	int <name>_index_side_remove_fast(uintptr_t user);
- * each 1 if done, or 0 having changed nothing.  The hooks' side path of
- * that index's build includes the header and calls them outside the fork
- * bracket (threads.h), and on 0 calls insert_side or remove_side inside
- * it: so everything that locks, maps, marks or waits -- whatever fork
+ * each 1 if done, or 0 having changed nothing; or
+ *	int <name>_index_header_insert_fast(struct chunk *c, size_t size);
+ *	struct chunk *<name>_index_header_remove_fast(struct chunk *c, size_t size);
+ * insert as side's, remove c if done, NULL having changed nothing (c
+ * returned, as remove_header's, so that the hooks' free need not keep it
+ * across a call the remove makes).  The hooks' build for that index
+ * includes the header and calls them outside the fork bracket
+ * (threads.h), and on a refusal calls the body (insert_side, remove_side,
+ * insert_header, remove_header) inside it: so everything that locks, maps,
+ * marks or waits on what fork or this thread could hold -- whatever fork
  * could tear, or a signal handler's lookup wait for -- runs bracketed, as
  * every index call did before.  What the index must guarantee: fork taken
  * just before or after the one write leaves a whole index in the child
  * (the chunk is then indexed, or not, as its malloc or free never
  * returned there), and a lookup that interrupts a common case on its own
- * thread (a signal handler) never waits for it.  The memtable's start
- * masks (memtable/start_masks.h).  The index's own side bodies are the
- * same functions and their slow paths, so the logic is in one place. */
+ * thread (a signal handler) never waits for it.  A remove may, after its
+ * write, wait for lookups of other threads that hold the chunk's header
+ * (threads.h's hazard pointers): they are in fork brackets of their own,
+ * which fork waits for, and wait for nothing of the remover's.  The
+ * memtable's start masks (memtable/start_masks.h), the bitmap's bits
+ * (baselines/bitmap_fast.h).  The index's own bodies are the same
+ * functions and their slow paths, so the logic is in one place. */
 #define INDEX_SIDE_INLINE_memtable 1
-#define INDEX_SIDE_INLINE_HEADER_memtable "start_masks.h"
+#define INDEX_INLINE_HEADER_memtable "start_masks.h"
+#define INDEX_HEADER_INLINE_bitmap 1
+#define INDEX_INLINE_HEADER_bitmap "bitmap_fast.h"
 
 /* An index whose insert and remove test the placement (chunk.h) on every
  * call may also export <name>_index_insert_header(c, size) and
@@ -402,8 +414,15 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #endif
 #define INDEX_SIDE_BODIES INDEX_CAT(INDEX_SIDE_BODIES_, HEAPINDEX_INDEX)
 #define INDEX_SIDE_INLINE INDEX_CAT(INDEX_SIDE_INLINE_, HEAPINDEX_INDEX)
+#define INDEX_HEADER_INLINE INDEX_CAT(INDEX_HEADER_INLINE_, HEAPINDEX_INDEX)
+#if INDEX_SIDE_INLINE || INDEX_HEADER_INLINE
+#include INDEX_CAT(INDEX_INLINE_HEADER_, HEAPINDEX_INDEX)
+#endif
+#if INDEX_HEADER_INLINE
+#define INDEX_HEADER_INSERT_FAST(c, size) INDEX_FN(header_insert_fast)(c, size)
+#define INDEX_HEADER_REMOVE_FAST(c, size) INDEX_FN(header_remove_fast)(c, size)
+#endif
 #if INDEX_SIDE_INLINE
-#include INDEX_CAT(INDEX_SIDE_INLINE_HEADER_, HEAPINDEX_INDEX)
 #define INDEX_SIDE_INSERT_FAST(user, size) INDEX_FN(side_insert_fast)(user, size)
 #define INDEX_SIDE_REMOVE_FAST(user) INDEX_FN(side_remove_fast)(user)
 #endif
