@@ -2,10 +2,13 @@
  * lookups from reading (and committing) pages of its bitmaps that no insert
  * wrote.  An insert notes its word's page only when it finds the word zero
  * (baselines/bitmap.c, insert_in_region): these tests hold it to the
- * invariant that makes that enough, a nonzero word lies on a noted page. */
+ * invariant that makes that enough, a nonzero word lies on a noted page;
+ * and the common cases the hooks run outside the fork bracket
+ * (baselines/bitmap_fast.h) to refusing all but one write. */
 #include <criterion/criterion.h>
 #include <stdint.h>
 
+#include "bitmap_fast.h"
 #include "index_params.h"
 #include "inproc.h"
 
@@ -76,5 +79,76 @@ Test(bitmap_pages, first_chunk_of_a_zero_word_notes_its_page_before_it_is_found)
 	cr_assert_not(found(b + sizeof fresh, 0, 0));
 	cr_assert_eq(noted_bytes(), before + 4096, "a lookup noted a page");
 	d.ops->remove(a);
+	d.ops->remove(w);
+}
+
+/* The word holding user's bit, read without committing its page: 0 if
+ * the page was never written. */
+static uint64_t word_at(uintptr_t user)
+{
+	size_t slot = bitmap_span_slot(user >> BITMAP_REGION_SHIFT);
+	if (slot == BITMAP_SLOTS)
+		return 0;
+	size_t w = bitmap_word_of(user);
+	if (!bitmap_page_written(slot, w))
+		return 0;
+	return __atomic_load_n(&bitmap_hot.slot_bits[slot][w], __ATOMIC_RELAXED);
+}
+
+/* A chunk handle for user, its header left as it is: the common cases
+ * compute with the address alone and are given the size. */
+static struct chunk *handle(uintptr_t user)
+{
+	return chunk_of_user((void *)user);
+}
+
+/* The common cases change one bitmap word or nothing: every chunk the slow
+ * path must see (bigger than any so far, in a span without a region, the
+ * first bit of a page not yet noted, a big chunk, a bit not set) is
+ * refused, and a refusal writes nothing -- no bit, no note, no region. */
+Test(bitmap_pages, common_cases_refuse_all_but_one_write_to_a_noted_page)
+{
+	struct chunk *w = place((uintptr_t)warm + 16, 48); /* the span's region; max_small_size 48 */
+	size_t max = __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED);
+	cr_assert_eq(max, 48);
+	uintptr_t b = (uintptr_t)fresh + 8192; /* a word of a page no insert wrote */
+	uint64_t before = noted_bytes(), regions = index_stat(d.ops, "regions");
+
+	cr_assert_not(bitmap_index_header_insert_fast(handle(b), 16), "the first bit of an unnoted page taken");
+	cr_assert_eq(noted_bytes(), before, "a refused insert noted a page");
+	cr_assert_not(bitmap_index_header_insert_fast(handle((uintptr_t)warm + 128), max + 1),
+	              "a chunk larger than any so far taken");
+	cr_assert_eq(word_at((uintptr_t)warm + 128), bitmap_bit_of((uintptr_t)warm + 16),
+	             "a refused insert wrote the word");
+	uintptr_t far = (uintptr_t)1 << 46; /* a span no chunk of this process starts in */
+	cr_assert_eq(bitmap_span_slot(far >> BITMAP_REGION_SHIFT), BITMAP_SLOTS);
+	cr_assert_not(bitmap_index_header_insert_fast(handle(far), 16), "a chunk of a span without a region taken");
+	cr_assert_eq(index_stat(d.ops, "regions"), regions, "a refused insert made a region");
+	cr_assert_eq(__atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED), max,
+	             "a refused insert raised the bound");
+
+	/* The word nonzero: one OR, found; its bit cleared by one AND. */
+	chunk_init(handle((uintptr_t)warm + 128), 16, CHUNK_HEADER_BYTES, 0x5eed);
+	cr_assert(bitmap_index_header_insert_fast(handle((uintptr_t)warm + 128), 16));
+	cr_assert(found((uintptr_t)warm + 130, (uintptr_t)warm + 128, 16));
+	cr_assert_null(bitmap_index_header_remove_fast(handle((uintptr_t)warm + 144), 16), "a bit never set cleared");
+	cr_assert_null(bitmap_index_header_remove_fast(handle(far), 16), "a chunk of a span without a region removed");
+	cr_assert_null(bitmap_index_header_remove_fast(handle((uintptr_t)warm + 128), BITMAP_BIG_THRESHOLD + 1),
+	               "a big chunk removed from the bitmap");
+	cr_assert(found((uintptr_t)warm + 130, (uintptr_t)warm + 128, 16), "a refused remove cleared the bit");
+	cr_assert_eq(bitmap_index_header_remove_fast(handle((uintptr_t)warm + 128), 16),
+	             handle((uintptr_t)warm + 128));
+	cr_assert_not(found((uintptr_t)warm + 130, 0, 0));
+
+	/* A zero word on a page the slow path noted: taken without a note. */
+	struct chunk *a = place(b, 32); /* the slow path: notes the page */
+	cr_assert_eq(noted_bytes(), before + 4096);
+	d.ops->remove(a);
+	cr_assert_eq(word_at(b), 0);
+	chunk_init(handle(b), 16, CHUNK_HEADER_BYTES, 0x5eed);
+	cr_assert(bitmap_index_header_insert_fast(handle(b), 16), "a zero word on a noted page refused");
+	cr_assert(found(b + 15, b, 16));
+	cr_assert_eq(noted_bytes(), before + 4096);
+	d.ops->remove(handle(b));
 	d.ops->remove(w);
 }
