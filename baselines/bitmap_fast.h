@@ -80,7 +80,7 @@ extern __attribute__((visibility("hidden"))) struct bitmap_hot bitmap_hot;
 
 /* The remove's wait for lookups holding c's header (see the top), apart
  * and returning c, so that its callers make it as a tail call. */
-__attribute__((visibility("hidden"))) struct chunk *bitmap_remove_waiting(struct chunk *c);
+__attribute__((visibility("hidden"), returns_nonnull)) struct chunk *bitmap_remove_waiting(struct chunk *c);
 
 static inline size_t bitmap_slot_hash(uintptr_t span)
 {
