@@ -288,7 +288,9 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * wait for, declares INDEX_UNBRACKETED_<name> here (1): the hooks, compiled
  * once per index, then leave the fork bracket (threads.h) out of their fast
  * paths for it, which saves a quarter of what the hooks cost.  noop keeps
- * no state.  (Every other index has a lock or a multi-step update.) */
+ * no state.  (Every other index has a lock or a multi-step update; the
+ * memtable's and the bitmap's common cases leave the bracket all the same:
+ * INDEX_SIDE_INLINE and INDEX_HEADER_INLINE below.) */
 #define INDEX_UNBRACKETED_noop 1
 
 /* An index whose side bodies (INDEX_SIDE_BODIES below), or header bodies
