@@ -611,6 +611,23 @@ static inline struct thread_slot *call_slot(void)
  * path apart (so that malloc saves one register, not three, and free
  * none) 225.0 / 271.4 / 456.9.  noop, bitmap and critnib, whose side path
  * is not inline, are compiled as before.
+ *
+ * The bitmap under header, its default (issue 11: thread_churn at most
+ * 1.5x none at 2 threads): 254.4 per pair, +70.1 over noop's header (was
+ * 282.4, +98.1).  Its header path is the memtable's with the index's
+ * common cases inline (index.h, INDEX_HEADER_INLINE; baselines/
+ * bitmap_fast.h) and outside the fork bracket: one atomic OR of a bitmap
+ * word, one atomic AND and the load of hazard_readers; what they refuse
+ * (a new span, a page to note, a new largest chunk, a big one) goes to
+ * the body in the bracket (header_insert_bracketed,
+ * header_release_bracketed), which tries the common case again first.
+ * Steps (make hook-cost, header / side / trailer): inline and
+ * unbracketed 282.4 -> 260.5 (377.0 / 424.9, from 378.0 / 429.9); the
+ * remove's wait for lookups, its one call, declared to return c nonnull,
+ * so that free keeps nothing across it and saves no register: 254.4
+ * (371.0 / 418.9).  Tried and dropped: the region table's span and
+ * bitmap side by side in one array (262.4: the 16-byte stride costs a
+ * shift on every probe).
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
