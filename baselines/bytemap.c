@@ -301,42 +301,51 @@ static inline size_t last_bytes(unsigned header, unsigned last)
 	return (header & 8) + (last & 7) + (last >> 3);
 }
 
-/* Writes the nibbles of granules [hg, last] (a chunk's header granule, its
- * granules, w: the map word of hg, the words up to last's contiguous), or
- * with clear zeroes them.  Whole aligned words, so that a lookup loads each
- * word as stored: the nibbles of neighbouring chunks in the first and last
- * word are kept (the stripe lock keeps their writers out; a word never
- * spans two stripes).  Leaves and the flat table are page-aligned. */
-static inline void put_nibbles(unsigned char *w, size_t hg, size_t last, unsigned header, unsigned tail,
-                               int clear)
-{
-	unsigned lo = (unsigned)(hg & 15), end = lo + (unsigned)(last - hg); /* [lo, end] from w */
-	uint64_t fill = clear ? 0 : UINT64_MAX;
-	uint64_t first_fill = clear ? 0 : (UINT64_MAX & ~((uint64_t)0xf << (4 * lo))) | (uint64_t)header << (4 * lo);
-	if (end < 16) {
-		uint64_t mask = nibble_span(lo, end);
-		uint64_t v = first_fill;
-		if (!clear)
-			v = (v & ~((uint64_t)0xf << (4 * end))) | (uint64_t)tail << (4 * end);
-		word_store(w, (word_load_held(w) & ~mask) | (v & mask));
-		return;
-	}
-	uint64_t head = nibble_span(lo, 15);
-	word_store(w, (word_load_held(w) & ~head) | (first_fill & head));
-	for (w += 8, end -= 16; end >= 16; w += 8, end -= 16)
-		word_store(w, fill);
-	uint64_t mask = nibble_span(0, end), v = fill;
-	if (!clear)
-		v = (v & ~((uint64_t)0xf << (4 * end))) | (uint64_t)tail << (4 * end);
-	word_store(w, (word_load_held(w) & ~mask) | (v & mask));
-}
-
 /* Granule g's nibble, for a writer holding its stripe (or a remover whose
  * chunk's page was written); a page never written reads as free. */
 static inline unsigned nibble_held(size_t g)
 {
 	const unsigned char *b = memtable_entry(&map, g >> 1);
 	return (*b >> (4 * (g & 1))) & 0xfu;
+}
+
+/* Writes the nibbles of granules [hg, last] (a chunk's header granule and
+ * its granules; w: the map word of hg, the words up to last's contiguous),
+ * or with clear zeroes them.  Whole aligned words, so that a lookup loads
+ * each word as stored: the nibbles of neighbouring chunks in the first and
+ * last word are kept (the stripe lock keeps their writers out; a word never
+ * spans two stripes).  Leaves and the flat table are page-aligned.
+ *
+ * An insert (not clear) writes nothing and returns 0 unless the header
+ * granule and the one after last are free: with another chunk's granule on
+ * either side (an allocator that leaves no gap between chunks, under
+ * trailer) the boundary could not be read back.  Both are checked in the
+ * words loaded for the stores, but for last + 1 in the next word
+ * (nibble_held, which checks that word's page). */
+static inline int put_nibbles(unsigned char *w, size_t hg, size_t last, unsigned header, unsigned tail,
+                              int clear)
+{
+	unsigned lo = (unsigned)(hg & 15), end = lo + (unsigned)(last - hg); /* [lo, end] from w */
+	unsigned char *lw = w + 8 * (end / 16);
+	unsigned le = end & 15; /* last's nibble in lw */
+	uint64_t first_old = word_load_held(w), last_old = word_load_held(lw);
+	if (!clear && ((nibble_at(first_old, lo) & 7) ||
+	               (le < 15 ? nibble_at(last_old, le + 1) & 7 : nibble_held(last + 1) & 7)))
+		return 0;
+	uint64_t fill = clear ? 0 : UINT64_MAX;
+	uint64_t first_fill = clear ? 0 : (UINT64_MAX & ~((uint64_t)0xf << (4 * lo))) | (uint64_t)header << (4 * lo);
+	uint64_t last_fill = clear ? 0 : (UINT64_MAX & ~((uint64_t)0xf << (4 * le))) | (uint64_t)tail << (4 * le);
+	if (lw == w) {
+		uint64_t mask = nibble_span(lo, le);
+		word_store(w, (first_old & ~mask) | (first_fill & last_fill & mask));
+		return 1;
+	}
+	uint64_t head = nibble_span(lo, 15), tail_mask = nibble_span(0, le);
+	word_store(w, (first_old & ~head) | (first_fill & head));
+	for (w += 8; w != lw; w += 8)
+		word_store(w, fill);
+	word_store(lw, (last_old & ~tail_mask) | (last_fill & tail_mask));
+	return 1;
 }
 
 static inline void insert_sized(struct chunk *c, size_t size)
@@ -347,15 +356,11 @@ static inline void insert_sized(struct chunk *c, size_t size)
 	size_t first = granule_of(chunk_user(c)), last = first + ((size - 1) >> GRANULE_SHIFT);
 	if (in_map(c, size)) {
 		/* The stripes of the header granule to the one after the chunk,
-		 * which must both be free (nibble_held): with another chunk's
-		 * granule there (an allocator with no gap between chunks under
-		 * trailer), the boundary could not be read back. */
+		 * which put_nibbles checks are free. */
 		struct stripes_held h = write_begin(first - 1, last + 1);
 		w = bins_for_write((first - 1) >> 1, last >> 1);
-		if (w && !(nibble_held(first - 1) & 7) && !(nibble_held(last + 1) & 7))
-			put_nibbles(w - (((first - 1) >> 1) & 7), first - 1, last, header_nibble(size),
-			            last_nibble(size), 0);
-		else
+		if (w && !put_nibbles(w - (((first - 1) >> 1) & 7), first - 1, last, header_nibble(size),
+		                      last_nibble(size), 0))
 			w = NULL;
 		write_end(h);
 	} else if (size <= SMALL_MAX) {
@@ -380,8 +385,8 @@ static inline void remove_in_map(struct chunk *c, size_t size)
 		struct stripes_held h = write_begin(first - 1, last + 1);
 		in = (nibble_held(first) & 7) != 0;
 		if (in)
-			put_nibbles(memtable_entry_address(&map, (first - 1) >> 1) - (((first - 1) >> 1) & 7), first - 1,
-			            last, 0, 0, 1);
+			(void)put_nibbles(memtable_entry_address(&map, (first - 1) >> 1) - (((first - 1) >> 1) & 7),
+			                  first - 1, last, 0, 0, 1);
 		write_end(h);
 	}
 	if (!in)
