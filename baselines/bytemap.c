@@ -1,4 +1,4 @@
-/* bytemap.c - one byte of index per 16-byte granule of heap: an index whose
+/* bytemap.c - four bits of index per 16-byte granule of heap: an index whose
  * lookups answer base and size without reading the heap.
  *
  * Every other index here reads a chunk header in the heap on each lookup
@@ -8,50 +8,61 @@
  * (about 40 ns at 10^6 objects on this project's machines, against a
  * 190-320 ns floor for a random heap access).  A malloc interposer does not
  * know the allocator's layout, so this index keeps its own compact picture
- * of the heap: one byte per 16 bytes of address space, in a memtable
- * (memtable/memtable.h, shift 4: reads of never-written pages commit
- * nothing), 6.25% of the heap span the program uses.
+ * of the heap: a nibble per 16 bytes of address space, in a memtable
+ * (memtable/memtable.h, a byte per 32-byte bin, two granules; reads of
+ * never-written pages commit nothing), 3.1% of the heap span the program
+ * uses.  (It was a byte per granule, 6.25%: at 10^6 chunks the map spanned
+ * more 4 KiB pages than the TLB holds, and a hit cost ~2x GC_base's;
+ * workloads/scale/README.md.)
  *
- * The byte of granule g (addresses 16g .. 16g+15):
- *   bits 0-4  how many bytes of the granule belong to a live chunk's
- *             requested size, 0..16 (0: none);
- *   bit 7     a live chunk's user pointer is 16g (its first granule).
- * User pointers are 16-byte aligned, and every chunk has its 16-byte header
- * just below its user pointer, so between two chunks there is always at
- * least one granule with byte 0.  Hence, for an address a in granule g:
- *   a is in a chunk   iff  (byte[g] & 31) > a % 16;
- *   its base          =    the nearest granule at or below g with bit 7
- *                          (every granule in between is covered by the
- *                          same chunk, so nothing else can start there);
- *   its size          =    16 * (granules to the last covered one) + the
- *                          last granule's count, found scanning forward to
- *                          the first byte after the start that is not 16.
- * Both scans read eight bytes per load; a chunk in this map is at most
- * SMALL_MAX bytes, so a scan reads at most SMALL_MAX / 128 words.  Bigger
- * chunks (and any whose table page cannot be had) live in the shared big
- * array, as for the memtable and bitmap indexes.
+ * The nibble of granule g (addresses 16g .. 16g+15):
+ *   free (low three bits clear):  0, or 8 in a chunk's header granule
+ *                                 (the one below its first) to say the
+ *                                 chunk's last granule holds 9..16 bytes;
+ *   covered (low bits not clear): 15 in every granule of a chunk but its
+ *                                 last; in the last, holding r bytes
+ *                                 (1..16), (r - 1) % 8 + 1, or 15 for 8.
+ * A byte's 17 cases (free, or 1..16 bytes of a chunk) do not fit a nibble;
+ * the header granule lends the bit they lack.  That needs a free granule
+ * on both sides of every chunk in the map: under header the chunk's header
+ * is one (user pointers are 16-byte aligned, and the 16-byte header lies
+ * just below), and glibc leaves one under trailer; a chunk inserted where
+ * either neighbouring granule is covered (an allocator with no gap between
+ * chunks) goes to the big array below, as the map could not show where it
+ * ends.  Hence, for an address a in granule g, covered:
+ *   its chunk's header granule  = the nearest free granule below g;
+ *   its last granule            = the one below the nearest free above g;
+ *   its size                    = 16 * (last - header - 1) + r, r from the
+ *                                 last nibble and bit 3 of the header's;
+ * and a is in it iff a - base < size.  Both scans read 16 nibbles per
+ * load; a chunk in this map is at most SMALL_MAX bytes, so a scan reads at
+ * most SMALL_MAX / 256 + 1 words.  Bigger chunks (and any whose table page
+ * cannot be had) live in the shared big array, as for the memtable and
+ * bitmap indexes.
  *
- * Costs: insert and remove write size / 16 bytes, whole aligned words (one
- * or two for most chunks); a lookup of a small chunk whose start and end
- * share the word of addr's byte is one load of index memory (besides the
- * written-pages bits and a stripe count, which every lookup shares), and
- * one of its header if the caller wants the site (struct chunk_info's
- * no_site is 0).  At 10^6 live chunks the map is ~22 MiB (scale's heap),
- * so that load is mostly a miss beyond L2, where Boehm's GC_base reads
- * ~5 MiB of block headers (workloads/scale/README.md).
+ * Costs: insert and remove write the chunk's nibbles and its header
+ * granule's, whole aligned words (one for most chunks: a word is 256 bytes
+ * of heap); a lookup of a chunk whose header granule and the free granule
+ * after it share the word of addr's nibble is one load of index memory
+ * (besides the written-pages bits and a stripe count, which every lookup
+ * shares), and one of its header if the caller wants the site (struct
+ * chunk_info's no_site is 0).  At 10^6 live chunks the map is ~11 MiB for
+ * scale's heap, ~2,700 pages of 4 KiB, against ~1,400 for Boehm's GC_base
+ * (workloads/scale/README.md).
  *
  * Threads: the map is cut into stripes of 2^16 granules (1 MiB of heap),
  * each with a sequence count that is also its lock (64 counts, one line
  * each, a stripe's at stripe number % 64).  A writer takes the stripes its
- * chunk's bytes lie in (a compare-and-swap of the count from even to odd,
- * at most two, in increasing order), stores its words with release, and
- * makes the counts even again (a release store).  A lookup without the site
+ * chunk's nibbles lie in, its header granule and the one after included
+ * (a compare-and-swap of the count from even to odd, at most two, in
+ * increasing order), stores its words with release, and makes the counts
+ * even again (a release store).  A lookup without the site
  * takes nothing: it reads the counts of the stripes its reads may reach (up
  * to REACH granules around addr), the map words (acquire), and the counts
  * again, and keeps its answer if they were even and unchanged; else it
  * tries again, and after OPTIMISTIC_TRIES falls back to taking the stripes
  * as a writer does (which a signal handler's lookup only tries: index.h).
- * Racing a writer, its reads may mix old and new bytes: every scan is
+ * Racing a writer, its reads may mix old and new words: every scan is
  * bounded and checks each page of the map it steps onto, so a torn read is
  * only ever retried, never a fault or a read that commits memory.  A lookup
  * that wants the site takes the stripes, so the chunk it finds cannot be
@@ -97,9 +108,10 @@ static struct {
 	uint64_t torn_reads, locked_lookups;
 } counters;
 
-/* A word of eight map bytes.  Writers store whole aligned words (relaxed
- * under their lock would do for each other; release for the readers
- * below), lookups load them with acquire: on x86-64 both are plain moves.
+/* A word of eight map bytes, 16 nibbles.  Writers store whole aligned
+ * words (relaxed under their lock would do for each other; release for
+ * the readers below), lookups load them with acquire: on x86-64 both are
+ * plain moves.
  * may_alias: the same bytes are also read one at a time. */
 typedef uint64_t __attribute__((may_alias)) map_word;
 
