@@ -338,7 +338,7 @@ static inline int put_nibbles(unsigned char *w, size_t hg, size_t last, unsigned
                               int clear)
 {
 	unsigned lo = (unsigned)(hg & 15), end = lo + (unsigned)(last - hg); /* [lo, end] from w */
-	unsigned char *lw = w + 8 * (end / 16);
+	unsigned char *lw = w + (size_t)8 * (end / 16);
 	unsigned le = end & 15; /* last's nibble in lw */
 	uint64_t first_old = word_load_held(w), last_old = word_load_held(lw);
 	if (!clear && ((nibble_at(first_old, lo) & 7) ||
