@@ -22,6 +22,27 @@ __attribute__((noinline)) void timed_remove_batch(const struct index_ops *ops, s
 	}
 }
 
+__attribute__((noinline)) void timed_side_insert_batch(const struct index_ops *ops, struct chunk *const *c,
+                                                       const struct chunk_pending *rec, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		chunk_pending = rec[i]; /* readable during this insert only */
+		ops->insert(c[i]);
+	}
+}
+
+__attribute__((noinline)) size_t timed_side_remove_batch(const struct index_ops *ops, struct chunk *const *c,
+                                                         size_t n, int tells)
+{
+	size_t untold = 0;
+	for (size_t i = 0; i < n; i++) {
+		chunk_side_before_remove(c[i], tells);
+		ops->remove(c[i]);
+		untold += tells && chunk_pending.size == CHUNK_SIZE_NONE;
+	}
+	return untold;
+}
+
 __attribute__((noinline)) void timed_lookup_batch(const struct index_ops *ops, const uintptr_t *addr,
                                                   struct chunk_info *out, size_t n, uintptr_t zero,
                                                   int no_site)

@@ -17,6 +17,16 @@
 
 void timed_insert_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
 void timed_remove_batch(const struct index_ops *ops, struct chunk *const *c, size_t n);
+/* The same under side (chunk.h), where the chunk carries nothing and the
+ * hooks pass size and site through this thread's pending record, written
+ * just before each call: rec[i] becomes c[i]'s before its insert; before
+ * each remove the record says "not told" (chunk_side_before_remove), and
+ * the remove returns how many c[i] an index that tells its chunks (tells:
+ * INDEX_SIDE_RECORDS or INDEX_SIDE_TELLS) did not take for its own, the
+ * test the hooks' free makes (0 for one that cannot tell). */
+void timed_side_insert_batch(const struct index_ops *ops, struct chunk *const *c,
+                             const struct chunk_pending *rec, size_t n);
+size_t timed_side_remove_batch(const struct index_ops *ops, struct chunk *const *c, size_t n, int tells);
 /* n lookups, out[i].base 0 where nothing was found.  zero must be
  * runtime_zero: 0 at run time, unknown to the compiler, so that each address
  * depends on the previous answer and the lookups cannot overlap (the figure

@@ -27,12 +27,26 @@
  * and size but no site (struct chunk_info's no_site), as heapindex_lookup
  * with a NULL site does: an index that can answer those from its own memory
  * (bytemap) then reads no header, the nearest match to GC_base's question.
+ *
+ * Placements (HEAPINDEX_META, hooks/chunk.h): header (the default here) puts
+ * the header, and the largest index links, in front of each chunk; trailer
+ * asks malloc for 8 more bytes at the end; side asks for the size alone and
+ * writes nothing in the chunk, the hooks' way: size and site reach each
+ * insert through the thread's pending record, set just before it, and every
+ * remove says whether the index knew the chunk.  An index that does not take
+ * the placement is left out, by its caps.  What a hit must answer: the base,
+ * and as size what the index keeps (index.h): the size asked for under
+ * header and under side with records (critnib), usable - 8 under trailer,
+ * and the allocator's usable size under side without records (the memtable's
+ * start masks, the bitmap: malloc_usable_size, since the chunks are this
+ * process's glibc's).
  */
 #include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,6 +96,12 @@ static const char scale_usage[] =
 	"in front of every index, as heapindex_lookup does; the table (not the CSV)\n"
 	"then gives its hit rate over the hit and miss lookups.  Probes are random:\n"
 	"a cache's worst case.\n"
+	"\n"
+	"HEAPINDEX_META=header|trailer|side places every chunk's metadata as the hooks\n"
+	"do (default here: header); indexes that do not take it are left out.  A hit\n"
+	"must answer the base and the index's size: under side, the allocator's usable\n"
+	"size for an index without records (memtable, bitmap), the size asked for with\n"
+	"records (critnib).\n"
 	"\n"
 	"A table goes to stdout, progress to stderr.  Memory: about 0.7 KiB per chunk\n"
 	"at the largest step (heap plus chase buffer).\n";
@@ -187,6 +207,12 @@ static void *volatile chase_sink;
 
 /* --- the heap ---------------------------------------------------------------------- */
 
+/* The allocation site of chunk i: made up, distinct for 1021 neighbours. */
+static uintptr_t scale_site(uint64_t i)
+{
+	return 0x400000 + (uintptr_t)(i % 1021) * 16;
+}
+
 struct gap {
 	uintptr_t start;
 	size_t len;
@@ -196,6 +222,9 @@ struct heap {
 	struct chunk **chunk;
 	uint32_t *size;        /* chunk[i]'s size, kept apart: the lookup setup
 	                        * must not read headers (that would cache them) */
+	uint32_t *usable;      /* under side, chunk[i]'s malloc_usable_size (the
+	                        * size an index without records answers); else
+	                        * NULL */
 	uint64_t count, bytes; /* live chunks; their sizes plus headers */
 	size_t pad, after;     /* the placement's bytes before and after each chunk */
 	struct gap *gaps;      /* memory freed after this step's allocation */
@@ -203,6 +232,14 @@ struct heap {
 	uint64_t rng;
 	uintptr_t *gc_object;  /* with gcbase: chunk[i]'s twin in the GC heap */
 };
+
+/* Where chunk i's bytes end as a lookup may see them: its size, but under
+ * side the allocator's usable size, which an index without records answers
+ * and past which glibc's next chunk header lies. */
+static size_t chunk_end(const struct heap *h, uint64_t i)
+{
+	return h->usable ? h->usable[i] : h->size[i];
+}
 
 /* Grow to n chunks.  One allocation in eight gets a neighbour that is freed
  * once the step is allocated: the gaps misses are aimed at. */
@@ -220,9 +257,12 @@ static void heap_grow(struct heap *h, uint64_t n)
 		if (!real)
 			cli_usage_error("scale: out of memory at %" PRIu64 " chunks", h->count);
 		struct chunk *c = chunk_of_user(real + h->pad);
-		chunk_init(c, size, h->pad, 0x400000 + (h->count % 1021) * 16);
-		/* The size lookups answer: under trailer the usable size. */
+		chunk_init(c, size, h->pad, scale_site(h->count));
+		/* The size lookups answer: under trailer usable - 8; under
+		 * side the size asked for (what inserts are handed). */
 		h->size[h->count] = (uint32_t)chunk_size(c);
+		if (h->usable) /* at most 1 MiB and a page */
+			h->usable[h->count] = (uint32_t)malloc_usable_size(real);
 		h->chunk[h->count++] = c;
 		h->bytes += h->pad + size + h->after;
 		if (cli_next_random(&h->rng) % 8 == 0) {
@@ -256,6 +296,7 @@ static void heap_free(struct heap *h)
 struct buffers {
 	uintptr_t addr[LOOKUP_BLOCK];
 	uintptr_t expect[LOOKUP_BLOCK], got_base[LOOKUP_BLOCK]; /* bases; 0: none */
+	size_t expect_size[LOOKUP_BLOCK];                        /* of a hit */
 	struct chunk_info got[LOOKUP_BLOCK];
 	double rate[MAX_BLOCKS]; /* ns per op of each block */
 };
@@ -272,6 +313,13 @@ static uintptr_t subject_base(const struct heap *h, const struct subject *s, uin
 	return s->ops ? chunk_user(h->chunk[i]) : h->gc_object[i];
 }
 
+/* Under side an index without records answers the allocator's usable size
+ * (index.h); every other answer's size is chunk_size's, kept in h->size. */
+static int answers_usable(const struct subject *s)
+{
+	return s->ops && chunk_meta == META_SIDE && !(s->ops->caps & INDEX_SIDE_RECORDS);
+}
+
 /* ns per lookup: the median over blocks of LOOKUP_BLOCK lookups, up to n
  * lookups or the budget.  The random draws do not depend on the subject:
  * from the same rng state every subject gets the same (chunk, offset)
@@ -280,8 +328,9 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
                            double budget_s, int hits, uint64_t *rng, struct buffers *b,
                            uint64_t *done)
 {
-	/* noop finds nothing */
+	/* noop finds nothing; gcbase answers no size */
 	int verify = !hits || !s->ops || (s->ops->caps & INDEX_ANSWERS_LOOKUPS);
+	int verify_size = hits && s->ops && verify, usable = answers_usable(s);
 	uint64_t ns = 0, budget_ns = (uint64_t)(budget_s * 1e9);
 	size_t blocks = 0;
 	*done = 0;
@@ -294,12 +343,17 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 			if (hits) {
 				b->addr[k] = base + cli_next_random(rng) % size;
 				b->expect[k] = base;
+				b->expect_size[k] = usable ? h->usable[i] : size;
 			} else if (h->ngaps && cli_next_random(rng) % 2) {
 				const struct gap *g = &h->gaps[cli_next_random(rng) % h->ngaps];
 				b->addr[k] = g->start + cli_next_random(rng) % g->len;
 				b->expect[k] = 0;
 			} else {
-				b->addr[k] = base + size + cli_next_random(rng) % 16;
+				/* Past the end, before the next chunk's user bytes:
+				 * 16 bytes of header (and glibc's size word), or
+				 * under side only glibc's 8-byte size word, which
+				 * follows the usable size. */
+				b->addr[k] = base + chunk_end(h, i) + cli_next_random(rng) % (h->usable ? 8 : 16);
 				b->expect[k] = 0;
 			}
 		}
@@ -316,18 +370,30 @@ static double time_lookups(const struct heap *h, const struct subject *s, uint64
 		b->rate[blocks++] = (double)took / (double)m;
 		for (size_t k = 0; s->ops && k < m; k++)
 			b->got_base[k] = b->got[k].base;
-		for (size_t k = 0; verify && k < m; k++)
+		for (size_t k = 0; verify && k < m; k++) {
 			if (b->got_base[k] != b->expect[k])
 				cli_wrong("scale", "%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
 				            " (%s) returned %s0x%" PRIxPTR, s->name, h->count, b->addr[k],
 				            hits ? "inside a live chunk" : "outside every live chunk",
 				            b->got_base[k] ? "the chunk at " : "", b->got_base[k]);
+			if (verify_size && b->got[k].size != b->expect_size[k])
+				cli_wrong("scale", "%s answered wrongly at %" PRIu64 " chunks: lookup of 0x%" PRIxPTR
+				            " returned the chunk at 0x%" PRIxPTR " with size %zu, expected %zu (%s)",
+				            s->name, h->count, b->addr[k], b->got_base[k], b->got[k].size,
+				            b->expect_size[k], usable ? "the allocator's usable size" : "the chunk's size");
+		}
 		*done += m;
 	}
 	return cli_median(b->rate, blocks);
 }
 
 #define CHURN_BATCH 4096
+
+/* Under side: does ops's remove say whether a chunk was its own (index.h)? */
+static int tells_chunks(const struct index_ops *ops)
+{
+	return (ops->caps & (INDEX_SIDE_RECORDS | INDEX_SIDE_TELLS)) != 0;
+}
 
 /* Remove then re-insert a random subset, at least 3 times and until 20 ms
  * have passed; the medians of the per-round rates.  In batches of
@@ -338,6 +404,8 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
                        size_t m, double *insert_ns, double *remove_ns, struct buffers *b)
 {
 	static struct chunk *batch[CHURN_BATCH];
+	static struct chunk_pending rec[CHURN_BATCH]; /* under side: what each insert is handed */
+	int side = chunk_meta == META_SIDE, tells = tells_chunks(ops);
 	uint64_t total = 0;
 	size_t rounds = 0;
 	double *ins = b->rate, *rem = b->rate + MAX_BLOCKS / 2;
@@ -347,21 +415,35 @@ static void time_churn(const struct heap *h, const struct index_ops *ops, const 
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
 			for (size_t j = 0; j < k; j++) {
 				batch[j] = h->chunk[subset[s + j]];
-				warm_header(batch[j]);
+				if (!side) /* side's free reads nothing of the chunk */
+					warm_header(batch[j]);
 			}
+			size_t untold = 0;
 			uint64_t t0 = cli_cpu_ns();
-			timed_remove_batch(ops, batch, k);
+			if (side)
+				untold = timed_side_remove_batch(ops, batch, k, tells);
+			else
+				timed_remove_batch(ops, batch, k);
 			rem_ns += cli_cpu_ns() - t0;
+			if (untold)
+				cli_wrong("scale", "%s did not know %zu of %zu live chunks it was asked to remove at %" PRIu64
+				            " chunks (HEAPINDEX_META=side)", ops->name, untold, k, h->count);
 		}
 		for (size_t s = 0; s < m; s += CHURN_BATCH) {
 			size_t k = m - s < CHURN_BATCH ? m - s : CHURN_BATCH;
 			for (size_t j = 0; j < k; j++) {
-				struct chunk *c = h->chunk[subset[s + j]];
-				chunk_init(c, h->size[subset[s + j]], h->pad, chunk_site(c));
-				batch[j] = c;
+				uint32_t i = subset[s + j];
+				batch[j] = h->chunk[i];
+				if (side)
+					rec[j] = (struct chunk_pending){ h->size[i], scale_site(i) };
+				else
+					chunk_init(batch[j], h->size[i], h->pad, scale_site(i));
 			}
 			uint64_t t0 = cli_cpu_ns();
-			timed_insert_batch(ops, batch, k);
+			if (side)
+				timed_side_insert_batch(ops, batch, rec, k);
+			else
+				timed_insert_batch(ops, batch, k);
 			ins_ns += cli_cpu_ns() - t0;
 		}
 		rem[rounds] = (double)rem_ns / (double)m;
@@ -428,7 +510,9 @@ static const char *subject_answers(const struct subject *s)
 {
 	if (!s->ops)
 		return "base only";
-	return (s->ops->caps & INDEX_ANSWERS_LOOKUPS) ? "base,size" : "nothing";
+	if (!(s->ops->caps & INDEX_ANSWERS_LOOKUPS))
+		return "nothing";
+	return answers_usable(s) ? "base,usable size" : "base,size";
 }
 
 /* A figure in a table column of width w, "n/a" if the subject has none. */
@@ -500,6 +584,24 @@ static void measure_gcbase(const struct heap *h, const struct subject *s,
 	r->hit_ns = time_lookups(h, s, o->lookups, o->budget_s, 1, &lrng, b, &r->hits_done);
 }
 
+/* Under side, after the remove of chunk i by an index that tells its
+ * chunks: what it handed back (chunk.h, chunk_side_removed): with records
+ * the size and site chunk i was inserted with, without them size 0; never
+ * CHUNK_SIZE_NONE, "not mine". */
+static void check_side_removed(const struct heap *h, const struct index_ops *ops, uint64_t i)
+{
+	int records = (ops->caps & INDEX_SIDE_RECORDS) != 0;
+	size_t size = chunk_pending.size, want = records ? h->size[i] : 0;
+	uintptr_t site = (uintptr_t)chunk_pending.site_word;
+	if (size == CHUNK_SIZE_NONE)
+		cli_wrong("scale", "%s did not know the live chunk at 0x%" PRIxPTR " when asked to remove it at %" PRIu64
+		            " chunks (HEAPINDEX_META=side)", ops->name, chunk_user(h->chunk[i]), h->count);
+	if (size != want || (records && site != scale_site(i)))
+		cli_wrong("scale", "%s handed back size %zu, site 0x%" PRIxPTR " at the remove of the chunk at 0x%" PRIxPTR
+		            " (HEAPINDEX_META=side): expected size %zu%s", ops->name, size, site,
+		            chunk_user(h->chunk[i]), want, records ? " and its site" : "");
+}
+
 /* One index at one step: fill, hits, misses, churn, drain. */
 static void measure(const struct heap *h, const struct subject *s, const struct scale_options *o,
                     uint64_t n, const uint32_t *subset, size_t m, struct buffers *b, struct row *r)
@@ -509,11 +611,15 @@ static void measure(const struct heap *h, const struct subject *s, const struct 
 		measure_gcbase(h, s, o, n, b, r);
 		return;
 	}
-	for (uint64_t i = 0; i < n; i++) /* fresh headers: index bits cleared */
-		chunk_init(h->chunk[i], chunk_size(h->chunk[i]), h->pad, chunk_site(h->chunk[i]));
+	int side = chunk_meta == META_SIDE, tells = tells_chunks(ops);
+	for (uint64_t i = 0; !side && i < n; i++) /* fresh headers: index bits cleared */
+		chunk_init(h->chunk[i], chunk_size(h->chunk[i]), h->pad, scale_site(i));
 	uint64_t f0 = cli_now_ns();
-	for (uint64_t i = 0; i < n; i++)
+	for (uint64_t i = 0; i < n; i++) {
+		if (side) /* the pending record, read during this insert only */
+			chunk_init(h->chunk[i], h->size[i], 0, scale_site(i));
 		ops->insert(h->chunk[i]);
+	}
 	r->fill_s = (double)(cli_now_ns() - f0) * 1e-9;
 	uint64_t lrng = o->seed + n; /* the same lookups for every index and round */
 	/* The chunks are the same for every index: what the cache holds from
@@ -536,8 +642,12 @@ static void measure(const struct heap *h, const struct subject *s, const struct 
 	}
 	time_churn(h, ops, subset, m, &r->insert_ns, &r->remove_ns, b);
 	for (uint64_t i = 0; i < n; i++) {
+		if (side)
+			chunk_side_before_remove(h->chunk[i], tells);
 		ops->remove(h->chunk[i]);
 		lookup_cache_note_removed(h->chunk[i]);
+		if (side && tells)
+			check_side_removed(h, ops, i);
 	}
 }
 
@@ -594,6 +704,36 @@ static size_t select_subjects(const char *list, struct subject *out)
 	return n;
 }
 
+/* The subjects that take placement meta (gcbase, with a heap of its own,
+ * takes any), moved to the front: their count.  The others are left out
+ * with a line each; if none is left, that is the one error line. */
+static size_t keep_placement_takers(struct subject *chosen, size_t nsub, enum chunk_meta meta)
+{
+	size_t kept = 0;
+	for (size_t k = 0; k < nsub; k++)
+		if (!chosen[k].ops || (chosen[k].ops->caps & META_CAP(meta)))
+			kept++;
+	if (!kept) {
+		char takers[512] = "";
+		for (size_t i = 0; all_indexes[i]; i++)
+			if (all_indexes[i]->caps & META_CAP(meta))
+				snprintf(takers + strlen(takers), sizeof takers - strlen(takers), "%s, ",
+				         all_indexes[i]->name);
+		cli_usage_error("scale: no index given takes HEAPINDEX_META=%s: expected some of %sgcbase",
+		                chunk_meta_name(meta), takers);
+	}
+	kept = 0;
+	for (size_t k = 0; k < nsub; k++) {
+		if (chosen[k].ops && !(chosen[k].ops->caps & META_CAP(meta))) {
+			fprintf(stderr, "heapindex: scale: %s left out: it does not take HEAPINDEX_META=%s\n",
+			        chosen[k].ops->name, chunk_meta_name(meta));
+			continue;
+		}
+		chosen[kept++] = chosen[k];
+	}
+	return kept;
+}
+
 int cmd_scale(int argc, char **argv)
 {
 	struct scale_options o;
@@ -609,27 +749,9 @@ int cmd_scale(int argc, char **argv)
 		return 2;
 	}
 	/* HEAPINDEX_META: the placement of every chunk (hooks/chunk.h); an index
-	 * that cannot take it is left out, by its caps.  Side is not measured:
-	 * the indexes that take it answer from their own records, so their
-	 * lookups cost what they cost under header. */
-	if (cfg.meta == META_SIDE)
-		cli_usage_error("scale: HEAPINDEX_META=side is not measured in-process: expected header or trailer "
-		                "(side indexes answer from their own records, as under header)");
-	if (cfg.meta >= 0) {
-		size_t kept = 0;
-		for (size_t k = 0; k < nsub; k++) {
-			if (chosen[k].ops && !(chosen[k].ops->caps & META_CAP(cfg.meta))) {
-				fprintf(stderr, "heapindex: scale: %s left out: it does not take HEAPINDEX_META=%s\n",
-				        chosen[k].ops->name, chunk_meta_name((enum chunk_meta)cfg.meta));
-				continue;
-			}
-			chosen[kept++] = chosen[k];
-		}
-		nsub = kept;
-		if (!nsub)
-			cli_usage_error("scale: no index left under HEAPINDEX_META=%s",
-			                chunk_meta_name((enum chunk_meta)cfg.meta));
-	}
+	 * that cannot take it is left out, by its caps. */
+	if (cfg.meta >= 0)
+		nsub = keep_placement_takers(chosen, nsub, (enum chunk_meta)cfg.meta);
 	FILE *csv = NULL;
 	if (o.out) {
 		csv = fopen(o.out, "w");
@@ -662,6 +784,8 @@ int cmd_scale(int argc, char **argv)
 	                  .rng = o.seed };
 	h.chunk = cli_xmalloc("scale", o.max_chunks * sizeof(void *), "the chunk table"); /* pointers */
 	h.size = cli_xmalloc("scale", o.max_chunks * sizeof *h.size, "the size table");
+	if (chunk_meta == META_SIDE)
+		h.usable = cli_xmalloc("scale", o.max_chunks * sizeof *h.usable, "the usable size table");
 	if (with_gcbase)
 		h.gc_object = cli_xmalloc("scale", o.max_chunks * sizeof *h.gc_object, "the GC objects");
 	uint32_t *subset = cli_xmalloc("scale", o.max_chunks * sizeof *subset, "the churn subset");
@@ -718,6 +842,7 @@ int cmd_scale(int argc, char **argv)
 	heap_free(&h);
 	free(h.chunk);
 	free(h.size);
+	free(h.usable);
 	free(h.gc_object); /* the GC heap itself goes with the process */
 	free(subset);
 	free(b);

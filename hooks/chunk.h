@@ -85,8 +85,13 @@
  * before the memtable's near lookup and header prefetch of issue 12):
  * memtable 303.7 ns under header, 431.3 under trailer (a malloc_usable_size
  * per list step); critnib 641.5 and 580.3, the same work (its lookups read
- * only its own nodes and leaves: the gap is noise).  scale does not run
- * under side (cli/scale.c): critnib's lookups there are that same work.
+ * only its own nodes and leaves: the gap is noise).  scale runs under side
+ * too since (workloads/scale/README.md, "Placements at 10^6 chunks": 7
+ * runs each, alternated; the medians of those at a quiet L3), hit ns at
+ * 10^6, header / trailer / side: memtable 221 / 278 / 437 (side: a
+ * malloc_usable_size per answer, and no header-guess prefetch in the start
+ * masks' near lookup: 278-304 with it), bitmap 210 / 266 / 287, critnib
+ * 580 / 584 / 617 (the same work), bytemap 114 / 126 / -; gcbase 66-88.
  *
  * Then side got a fast path of its own (hooks.c, malloc_side and
  * free_side), and noop under side stopped counting bytes.  make hook-cost,

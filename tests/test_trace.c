@@ -593,3 +593,74 @@ Test(trace, scale_anchors)
 	cr_expect_eq(seen_critnib, 1);
 	program_result_free(&r);
 }
+
+/* The heap_bytes of the first CSV row of path, and the names of its rows
+ * in order, comma-separated, into names. */
+static unsigned long long scale_csv_rows(const char *path, char *names, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "no %s", path);
+	char line[512], name[32];
+	unsigned long long bytes = 0, b;
+	*names = 0;
+	cr_assert_not_null(fgets(line, sizeof line, f));
+	while (fgets(line, sizeof line, f)) {
+		cr_assert_eq(sscanf(line, "%31[^,],1000,%llu,", name, &b), 2, "row: %s", line);
+		cr_expect(!bytes || b == bytes, "rows of one step with different heaps: %s", line);
+		bytes = b;
+		snprintf(names + strlen(names), len - strlen(names), "%s%s", *names ? "," : "", name);
+	}
+	fclose(f);
+	return bytes;
+}
+
+/* HEAPINDEX_META=side: the indexes that take it are measured, on chunks
+ * that carry nothing (the heap is 16 bytes a chunk smaller than header's,
+ * from the same seed), bytemap left out with a line; every answer is
+ * checked, the size of the memtable's against malloc_usable_size, which
+ * the table says. */
+Test(trace, scale_under_side)
+{
+	const char *side_csv = in_dir("side.csv"), *header_csv = in_dir("header.csv");
+	const char *args[] = { "scale", "--index", "memtable,bytemap,bitmap,critnib,gcbase", "--max-chunks", "1000",
+		               "--lookups", "2000", "--budget", "0.05", "--out", side_csv, NULL };
+	const char *side_env[] = { "HEAPINDEX_META=side", NULL }, *header_env[] = { "HEAPINDEX_META=header", NULL };
+	struct program_result r = run(args, side_env);
+	cr_assert_eq(r.status, 0, "scale under side: exit %d: %s", r.status, r.err);
+	cr_expect_not_null(strstr(r.err, "bytemap left out: it does not take HEAPINDEX_META=side"), "%s", r.err);
+	cr_expect_null(strstr(r.err, "memtable left out"), "%s", r.err);
+	const char *row = strstr(r.out, "\nmemtable ");
+	cr_assert_not_null(row, "no memtable row: %s", r.out);
+	cr_expect(strstr(row, "base,usable size") && strstr(row, "base,usable size") < strchr(row + 1, '\n'),
+	          "the memtable's row does not say it answers the usable size: %s", r.out);
+	row = strstr(r.out, "\ncritnib ");
+	cr_assert_not_null(row, "no critnib row: %s", r.out);
+	cr_expect(strstr(row, "base,size") && strstr(row, "base,size") < strchr(row + 1, '\n'),
+	          "critnib's row does not say it answers the size: %s", r.out);
+	program_result_free(&r);
+	char names[256];
+	unsigned long long side_bytes = scale_csv_rows(side_csv, names, sizeof names);
+	cr_expect_str_eq(names, "memtable,bitmap,critnib,gcbase");
+
+	args[10] = header_csv;
+	r = run(args, header_env);
+	cr_assert_eq(r.status, 0, "scale under header: exit %d: %s", r.status, r.err);
+	program_result_free(&r);
+	unsigned long long header_bytes = scale_csv_rows(header_csv, names, sizeof names);
+	cr_expect_str_eq(names, "memtable,bytemap,bitmap,critnib,gcbase");
+	cr_expect_eq(header_bytes - side_bytes, 1000ull * 16, "heap bytes: header %llu, side %llu", header_bytes,
+	             side_bytes);
+}
+
+/* A placement no index given takes: one line naming those that do. */
+Test(trace, scale_placement_without_takers)
+{
+	const char *args[] = { "scale", "--index", "bytemap,vghash", "--max-chunks", "1000", NULL };
+	const char *env[] = { "HEAPINDEX_META=side", NULL };
+	struct program_result r = run(args, env);
+	cr_expect_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+	cr_expect_eq(count_lines(r.err), 1, "%s", r.err);
+	cr_expect_not_null(strstr(r.err, "no index given takes HEAPINDEX_META=side: expected some of memtable"),
+	                   "%s", r.err);
+	program_result_free(&r);
+}
