@@ -17,14 +17,13 @@
  *
  * The nibble of granule g (addresses 16g .. 16g+15):
  *   free (low three bits clear):  0, or 8 in a chunk's header granule
- *                                 (the one below its first) when the
- *                                 chunk's last granule holds 8 or 15 bytes;
+ *                                 (the one below its first) to say the
+ *                                 chunk's last granule holds 9..16 bytes;
  *   covered (low bits not clear): 15 in every granule of a chunk but its
  *                                 last; in the last, holding r bytes
- *                                 (1..16), r for 1..7 and 9..14, 15 for
- *                                 16, 13 for 8 and 14 for 15.
+ *                                 (1..16), (r - 1) % 8 + 1, or 15 for 8.
  * A byte's 17 cases (free, or 1..16 bytes of a chunk) do not fit a nibble;
- * the header granule lends the bit they lack (header_nibble, below).  That needs a free granule
+ * the header granule lends the bit they lack.  That needs a free granule
  * on both sides of every chunk in the map: under header the chunk's header
  * is one (user pointers are 16-byte aligned, and the 16-byte header lies
  * just below), and glibc leaves one under trailer; a chunk inserted where
@@ -34,8 +33,7 @@
  *   its chunk's header granule  = the nearest free granule below g;
  *   its last granule            = the one below the nearest free above g;
  *   its size                    = 16 * (last - header - 1) + r, r from the
- *                                 last nibble (and for 13 and 14 the
- *                                 header's);
+ *                                 last nibble and bit 3 of the header's;
  * and a is in it iff a - base < size.  Both scans read 16 nibbles per
  * load; a chunk in this map is at most SMALL_MAX bytes, so a scan reads at
  * most SMALL_MAX / 256 + 1 words.  Bigger chunks (and any whose table page
@@ -297,39 +295,22 @@ static inline uint64_t free_nibbles(uint64_t w)
 
 static inline unsigned nibble_at(uint64_t w, unsigned i) { return (unsigned)(w >> (4 * i)) & 0xfu; }
 
-/* The header and last nibbles of a chunk of size bytes (1..SMALL_MAX),
- * whose last granule holds r = (size - 1) % 16 + 1 bytes, 1..16.  The last
- * nibble has 14 covered values for r's 16: it says r alone for r = 1..7,
- * 9..12 (the nibble is r) and 16 (15); 13 stands for r = 13 or 8, 14 for
- * r = 14 or 15, and the header nibble, 8 rather than 0, for the second of
- * each pair.  So for most sizes the last nibble alone tells an address
- * past the end (read_map rejects those without looking for the header). */
-static inline unsigned last_bytes_of(size_t size) { return (unsigned)((size - 1) & 15) + 1; }
-
-static inline unsigned header_nibble(size_t size)
-{
-	unsigned r = last_bytes_of(size);
-	return r == 8 || r == 15 ? 8 : 0;
-}
+/* The header and last nibbles of a chunk of size bytes (1..SMALL_MAX):
+ * the last granule holds r = (size - 1) % 16 + 1 bytes, 1..16; r - 1 is
+ * 8 * hi + lo; the header granule says hi (8 or 0: free either way), the
+ * last granule lo + 1 (1..7), or 15 for lo = 7. */
+static inline unsigned header_nibble(size_t size) { return (unsigned)((size - 1) & 8); }
 
 static inline unsigned last_nibble(size_t size)
 {
-	unsigned r = last_bytes_of(size);
-	return r == 16 ? 15 : r == 8 ? 13 : r == 15 ? 14 : r;
+	unsigned lo = (unsigned)((size - 1) & 7);
+	return lo == 7 ? COVERED : lo + 1;
 }
-
-/* r - 1 for each last nibble (nibble v of the constant: v's), with a
- * header nibble of 0 and of 8; they differ only at 13 and 14. */
-#define LAST_BYTES_H0 UINT64_C(0xfdcba98065432100)
-#define LAST_BYTES_H8 UINT64_C(0xfe7ba98065432100)
-
-/* The last nibble tells r alone (not 13 or 14). */
-static inline int last_is_certain(unsigned last) { return last - 13 > 1; }
 
 /* The bytes a chunk covers in its last granule, from the two nibbles. */
 static inline size_t last_bytes(unsigned header, unsigned last)
 {
-	return (size_t)nibble_at(header & 8 ? LAST_BYTES_H8 : LAST_BYTES_H0, last) + 1;
+	return (header & 8) + (last & 7) + (last >> 3);
 }
 
 /* Granule g's nibble, for a writer holding its stripe (or a remover whose
@@ -553,15 +534,8 @@ static inline __attribute__((always_inline)) int read_map(uintptr_t addr, struct
 	uint64_t frees = free_nibbles(word);
 	uint64_t below = frees & ~(UINT64_MAX << (4 * at));
 	uint64_t above = frees & ((UINT64_MAX << (4 * at)) << 4); /* two shifts: at may be 15 */
-	if (__builtin_expect(!below || !above, 0)) {
-		/* Past the end in the chunk's last granule (the next is free)
-		 * when its nibble alone says so: no scan for the header. */
-		unsigned v = nibble_at(word, at);
-		if (at < 15 && ((frees >> (4 * at + 4)) & 1) && last_is_certain(v) &&
-		    (addr & (GRANULE - 1)) > nibble_at(LAST_BYTES_H0, v))
-			return MAP_NONE;
+	if (__builtin_expect(!below || !above, 0))
 		return read_across(addr, w, wg, word, out);
-	}
 	unsigned p = (unsigned)(63 - __builtin_clzll(below)) / 4, q = (unsigned)__builtin_ctzll(above) / 4;
 	return answer(addr, wg + p, nibble_at(word, p), wg + q - 1, nibble_at(word, q - 1), out);
 }
