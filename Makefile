@@ -100,10 +100,11 @@ $(B)/obj/index/%.o: $$(call index_src,$$*) $(wildcard hooks/*.h memtable/*.h bas
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BASE) -c $< -o $@
 
-# The hook sources, compiled once per index (HEAPINDEX_INDEX=<name>).
+# The hook sources, compiled once per index (HEAPINDEX_INDEX=<name>); the
+# memtable's build includes memtable/start_masks.h (hooks/index.h).
 hook_obj = $(patsubst hooks/%.c,$(B)/obj/hooks-$1/%.o,$(HOOK_SRC))
 define hook_obj_rule
-$(call hook_obj,$1): $(B)/obj/hooks-$1/%.o: hooks/%.c $(wildcard hooks/*.h include/*.h sites/*.h)
+$(call hook_obj,$1): $(B)/obj/hooks-$1/%.o: hooks/%.c $(wildcard hooks/*.h memtable/*.h include/*.h sites/*.h)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(BASE) $$(HOOKFLAGS) -DHEAPINDEX_INDEX=$1 -c $$< -o $$@
 endef

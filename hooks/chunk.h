@@ -138,6 +138,19 @@
  * malloc_usable_size each (glibc: one read of its chunk header) and take
  * the bin's lock bit.
  *
+ * Then (issues 11 and 15) the memtable's side updates went inline into
+ * malloc and free, outside the fork bracket (hooks.c; index.h,
+ * INDEX_SIDE_INLINE; memtable/start_masks.h), and for it the header's fast
+ * path apart: make hook-cost header / side / trailer 271.4 / 225.0 /
+ * 456.9 (were 263.4 / 286.0 / 462.9; noop 184.3 / 177.0 / 270.9, so side
+ * is +48.0 over noop's).  cc1 on shell.c under callgrind (`bench
+ * --workloads gcc --indexes none,memtable --meta header,side --runs 1
+ * --callgrind gcc`, the flat table): none 3,871.3 M, memtable header
+ * 3,949.5 M, side 3,929.6 M (-0.50%; before, on the same machine, header
+ * 3,946.8 M, side 3,952.8 M, +0.15%).  The whole sqlite3.c (`--size
+ * full`): none 19,521.5 M, memtable header 19,913.1 M, side 19,811.2 M
+ * (-0.51%; before, header 19,898.8 M, side 19,933.7 M, +0.18%).
+ *
  * The bitmap takes side through the same path (its bits tell its chunks,
  * its lookups ask the usable size under their hazard), but not by default
  * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 282.4 /
@@ -170,12 +183,13 @@
  * (+2.6% against +21.3%).  What its default gives up: the allocation site
  * (lookups answer none, and heapindex_describe names "an unknown site"),
  * the exact requested size (lookups answer the allocator's usable size,
- * at least what was asked for), the statistics' bytes, and 22.6
- * instructions per malloc+free pair (286.0 against 263.4: the side path's
- * frame and call, apart from malloc and free, an atomic OR and a
- * compare-and-swap on the table byte where header's lock exchange and
- * store were), and +0.29% of cc1's instructions, which breaks the gcc
- * rule as critnib's side does, traded for the same memory.
+ * at least what was asked for) and the statistics' bytes.  It costs no
+ * instructions: 225.0 per malloc+free pair against header's 271.4 (an
+ * atomic OR and a compare-and-swap on the table byte, inline, where
+ * header's lock exchange and store are in called bodies inside the fork
+ * bracket), and cc1 on shell.c 0.50% fewer than under header, so the gcc
+ * rule holds (it did not while side's bodies were called: 286.0 per pair,
+ * +0.29% of cc1's instructions).
  * HEAPINDEX_META=header gets sites and exact sizes back; the census and
  * the lookup cache select header by themselves, as does a bin shift above
  * 6 (tune).  The cost of the hooks the header indexes run -- the seed

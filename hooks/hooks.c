@@ -7,7 +7,10 @@
  * side and trailer have their own (malloc_side and free_side, malloc_trailer
  * and free_trailer), reached through malloc_flagged and free_flagged (which
  * noop, whose default placement is side, has inlined into malloc and free;
- * the cost is given below).  Only
+ * the memtable, whose default is side too, has its side path inlined into
+ * them instead, with the common cases of its index, and for it the
+ * header's fast path is apart, malloc_header and free_header; the costs
+ * are given below).  Only
  * the index differs between libheapindex-<name>.so files: this file is
  * compiled once per index with HEAPINDEX_INDEX=<name>, so the index calls
  * are direct.
@@ -554,8 +557,10 @@ static inline struct thread_slot *call_slot(void)
  * pointer, code, size, two stores), the return 1.  noop's free is 16: the slot 2, the NULL and flags tests 5,
  * the code test 2, the counters 5, the real pointer and the tail call 2.
  * The looks at the counters (one per ~30 chunks each way) add under 2 per
- * pair.  An index that is called (memtable 263.4, +79.1 over noop; was
- * 273.5, +89.2): malloc 37 (three callee-saved registers, since size, the
+ * pair.  An index that is called (memtable 263.4, +79.1 over noop, was
+ * 273.5, +89.2; now 271.4, since its header path went apart for side's
+ * sake, below, and malloc and free reach it by a tail call): malloc 37
+ * (three callee-saved registers, since size, the
  * chunk and the slot live across calls, 6; the bracket 4; the call with
  * its two arguments 3; the returned pointer 1), free 29 (one saved
  * register, the slot, 2; the bracket 4; the call and c's return 3; the
@@ -580,6 +585,32 @@ static inline struct thread_slot *call_slot(void)
  * malloc's shared frame keeps; gcc tests the flags word with a load and a
  * test, where a compare with memory would save one instruction in each of
  * malloc and free (the same micro-operations).
+ *
+ * The memtable under side, its default (issue 11: at most +50 over noop):
+ * 225.0 per pair, +48.0 over noop's side (was 286.0, +109.0).  Its side
+ * path is noop's with the index's common cases inline (index.h,
+ * INDEX_SIDE_INLINE; memtable/start_masks.h) and outside the fork
+ * bracket, which they do not need: one atomic OR or compare-and-swap of a
+ * table byte, no lock, nothing half done.  A case they refuse (a page of
+ * the table to mark, a bigger chunk than any so far, a big or foreign
+ * one, a held bin) goes to the index's body in the bracket
+ * (side_insert_bracketed, free_side_bracketed), which tries the common
+ * case again and then its slow path.  malloc is 41.6 instructions of ours:
+ * the hooks' 17 (as noop's, but size kept on the stack) and the insert's
+ * 24.6 (size against max_small_size 2; the pointer rotated right by 4 and
+ * one compare for covered, flat and aligned 4; the bin 3; the
+ * written-pages bit 8; the start bit 5; the locked OR 2); free is 40: the
+ * hooks' 12 (noop's less the boot arena's test: a boot chunk, never
+ * indexed, fails the remove and takes free_flagged's way) and the
+ * remove's 28 (the same tests but the size, the byte's load and the two
+ * bytes of the compare-and-swap 6, which expects the bit set and the lock
+ * bit clear, so needs no test of its own, and its test 2).  Steps (make
+ * hook-cost, side / header / trailer): the common cases inline and
+ * unbracketed 286.0 -> 239.0 (263.4 / 464.9), the compare-and-swap
+ * without its test 235.0, the boot test after the remove 231.0, the header
+ * path apart (so that malloc saves one register, not three, and free
+ * none) 225.0 / 271.4 / 456.9.  noop, bitmap and critnib, whose side path
+ * is not inline, are compiled as before.
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
@@ -790,13 +821,33 @@ static inline __attribute__((always_inline)) size_t side_counted(size_t size)
 	return side_records() ? size : 0;
 }
 
+#if INDEX_SIDE_INLINE
+/* The index's inline common case of a side insert (index.h,
+ * INDEX_SIDE_INLINE) said no: its whole body, in the fork bracket.  The
+ * slot is read again here, so that malloc keeps only size across the real
+ * malloc. */
+static __attribute__((noinline)) void *side_insert_bracketed(void *r, size_t size)
+{
+	struct thread_slot *s = thread_self();
+	thread_enter(s);
+	INDEX_SIDE_INSERT(chunk_of_user(r), size);
+	thread_leave(s);
+	return r;
+}
+#endif
+
 /* The rest of a side malloc once the real malloc gave r: the index's
- * insert in the fork bracket (none for empty updates). */
+ * insert in the fork bracket (none for empty updates; outside it, inline,
+ * the common case of an index that declares it needs none). */
 static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot *s, void *r, size_t size,
                                                              uintptr_t site)
 {
 #if INDEX_UPDATES_EMPTY
 	(void)s, (void)size, (void)site;
+#elif INDEX_SIDE_INLINE
+	(void)s, (void)site;
+	if (unlikely(!INDEX_SIDE_INSERT_FAST((uintptr_t)r, size)))
+		return side_insert_bracketed(r, size);
 #else
 #if INDEX_SIDE_BODIES
 	(void)site; /* given the size, it keeps no site (index.h) */
@@ -829,7 +880,7 @@ static __attribute__((noinline)) void *malloc_side_overdraft(struct thread_slot 
  * others, whose frame (the registers kept across the index call) would
  * otherwise be set up for the trailer's and the general path's calls too
  * (+16 instructions per pair under trailer, make hook-cost). */
-#if INDEX_UPDATES_EMPTY
+#if INDEX_UPDATES_EMPTY || INDEX_SIDE_INLINE
 #define SIDE_PATH static inline __attribute__((always_inline))
 #else
 #define SIDE_PATH static __attribute__((noinline))
@@ -866,10 +917,41 @@ static __attribute__((noinline)) void free_side_overdraft(void *p, struct thread
 	real.free(p);
 }
 
+/* The end of a side free once the index let go of p (size: what it
+ * handed back, 0 without records): the count, and the real free. */
+static inline __attribute__((always_inline)) void free_side_counted(struct thread_slot *s, void *p,
+                                                                   size_t size)
+{
+	struct thread_counters *k = &s->counters;
+	if (side_records()) /* as in malloc_side */
+		k->fast_frees++;
+	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return free_side_overdraft(p, s); /* a tail call, as the real free's */
+	real.free(p);
+}
+
+#if INDEX_SIDE_INLINE
+/* The index's inline common case of a side remove said no: its whole
+ * body, in the fork bracket, then the rest of free. */
+static __attribute__((noinline)) void free_side_bracketed(struct thread_slot *s, void *p)
+{
+	thread_enter(s);
+	int ours = INDEX_FN(remove_side)(chunk_of_user(p));
+	thread_leave(s);
+	if (unlikely(!ours))
+		return free_side_foreign(s, p);
+	free_side_counted(s, p, 0);
+}
+#endif
+
 SIDE_PATH void free_side(struct thread_slot *s, void *p)
 {
 	size_t size = 0;
-#if INDEX_SIDE_BODIES
+#if INDEX_SIDE_INLINE
+	/* Outside the fork bracket (index.h): one atomic compare-and-swap. */
+	if (unlikely(!INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
+		return free_side_bracketed(s, p);
+#elif INDEX_SIDE_BODIES
 	/* Keep p, not the chunk handle too, across the index call: one register. */
 	__asm__("" : "+r"(p));
 	FAST_ENTER(s);
@@ -886,12 +968,7 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 	if (unlikely((size = chunk_pending.size) == CHUNK_SIZE_NONE))
 		return free_side_foreign(s, p);
 #endif
-	struct thread_counters *k = &s->counters;
-	if (side_records()) /* as in malloc_side */
-		k->fast_frees++;
-	if (unlikely((k->budget_out -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return free_side_overdraft(p, s); /* a tail call, as the real free's */
-	real.free(p);
+	free_side_counted(s, p, size);
 }
 
 /* Calls with a flag set in the slot (threads.h): a placement's fast path
@@ -939,6 +1016,43 @@ FLAGGED_PATH void free_flagged(void *p, struct thread_slot *s)
 typedef uint16_t __attribute__((may_alias)) chunk_code_word;
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the pad code is bytes 6 and 7 of size_pad");
 
+/* The header's fast paths: inlined into malloc and free, but apart, as
+ * tail calls, for an index whose side path is inline (index.h,
+ * INDEX_SIDE_INLINE), so that malloc and free under side, its default
+ * placement, keep no more registers than that path needs: one across the
+ * real malloc, none in free (make hook-cost memtable side 231.0 -> 225.0;
+ * header 263.4 -> 271.4, trailer 464.9 -> 456.9).  Their arguments in the
+ * order malloc's and free's own arrive: no moves before the jump. */
+#if INDEX_SIDE_INLINE
+#define HEADER_PATH static __attribute__((noinline))
+#define HEADER_SITE(ret) (ret)
+#else
+/* Inlined, malloc_header reads malloc's return address itself, when it
+ * needs it: after the real malloc, so that it lives in no register across
+ * that call (noop's header path: -4 per pair). */
+#define HEADER_PATH static inline __attribute__((always_inline))
+#define HEADER_SITE(ret) ((void)(ret), RETURN_ADDRESS())
+#endif
+
+HEADER_PATH void *malloc_header(size_t size, struct thread_slot *s, uintptr_t ret)
+{
+	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
+	 * that would not fit the header, but no allocator grants it (user
+	 * space is 2^47 bytes): the real malloc fails first. */
+	if (unlikely(size > SIZE_MAX - FAST_HEADER_BYTES))
+		return fail(s, ENTRY_malloc);
+	/* Counted before the real malloc, so that an index with nothing to
+	 * update keeps only size across that call; undone if it fails. */
+	struct thread_counters *k = &s->counters;
+	k->fast_mallocs++;
+	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
+		return malloc_overdraft(s, size, HEADER_SITE(ret));
+	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
+	if (unlikely(!r))
+		return malloc_failed(size, 1);
+	return fast_chunk(s, r, size, HEADER_SITE(ret));
+}
+
 HOOK_EXPORT void *malloc(size_t size)
 {
 	struct thread_slot *s = thread_self();
@@ -952,33 +1066,11 @@ HOOK_EXPORT void *malloc(size_t size)
 #endif
 		return malloc_flagged(s, size, RETURN_ADDRESS());
 	}
-	/* Sizes that wrap fail; a size between CHUNK_SIZE_MAX (2^48) and
-	 * that would not fit the header, but no allocator grants it (user
-	 * space is 2^47 bytes): the real malloc fails first. */
-	if (unlikely(size > SIZE_MAX - FAST_HEADER_BYTES))
-		return fail(s, ENTRY_malloc);
-	/* Counted before the real malloc, so that an index with nothing to
-	 * update keeps only size across that call; undone if it fails. */
-	struct thread_counters *k = &s->counters;
-	k->fast_mallocs++;
-	if (unlikely((k->budget_in -= (int64_t)size + COUNTER_EVENT_WEIGHT) < 0))
-		return malloc_overdraft(s, size, RETURN_ADDRESS());
-	unsigned char *r = real.malloc(size + FAST_HEADER_BYTES);
-	if (unlikely(!r))
-		return malloc_failed(size, 1);
-	return fast_chunk(s, r, size, RETURN_ADDRESS());
+	return malloc_header(size, s, RETURN_ADDRESS());
 }
 
-HOOK_EXPORT void free(void *p)
+HEADER_PATH void free_header(void *p, struct thread_slot *s)
 {
-	struct thread_slot *s = thread_self();
-	if (unlikely(!p) || unlikely(thread_flags(s))) {
-#if INDEX_SIDE_BODIES
-		if (side_takes_free(s, p))
-			return free_side(s, p); /* as malloc's */
-#endif
-		return free_flagged(p, s);
-	}
 	struct chunk *c = chunk_of_user(p);
 	/* Only a plain chunk's exact code: an aligned, boot or foreign chunk,
 	 * or one a lookup cache may hold (chunk.h), has another. */
@@ -998,6 +1090,26 @@ HOOK_EXPORT void free(void *p)
 	c = chunk_of_user(p);
 #endif
 	fast_release(s, c, size);
+}
+
+HOOK_EXPORT void free(void *p)
+{
+	struct thread_slot *s = thread_self();
+	if (unlikely(!p) || unlikely(thread_flags(s))) {
+#if INDEX_SIDE_INLINE
+		/* The index's common case first, with no test of the boot arena:
+		 * a boot chunk is never indexed, so its remove fails and it
+		 * takes free_flagged's way, as does every other failure. */
+		if (likely(thread_flags(s) == HOOKS_SIDE) && likely(p != NULL) &&
+		    likely(INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
+			return free_side_counted(s, p, 0);
+#elif INDEX_SIDE_BODIES
+		if (side_takes_free(s, p))
+			return free_side(s, p); /* as malloc's */
+#endif
+		return free_flagged(p, s);
+	}
+	return free_header(p, s);
 }
 
 /* --- the general path ------------------------------------------------------------ */

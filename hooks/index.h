@@ -291,6 +291,30 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * no state.  (Every other index has a lock or a multi-step update.) */
 #define INDEX_UNBRACKETED_noop 1
 
+/* An index whose side bodies (INDEX_SIDE_BODIES below) have common cases
+ * that take no lock, wait for nothing and leave nothing half done -- a
+ * single atomic read-modify-write of the index's memory after tests of
+ * state written at init or only ever raised -- declares
+ * INDEX_SIDE_INLINE_<name> (1) and names, as
+ * INDEX_SIDE_INLINE_HEADER_<name>, a header of its own that defines them
+ * as static inline functions:
+ *	int <name>_index_side_insert_fast(uintptr_t user, size_t size);
+ *	int <name>_index_side_remove_fast(uintptr_t user);
+ * each 1 if done, or 0 having changed nothing.  The hooks' side path of
+ * that index's build includes the header and calls them outside the fork
+ * bracket (threads.h), and on 0 calls insert_side or remove_side inside
+ * it: so everything that locks, maps, marks or waits -- whatever fork
+ * could tear, or a signal handler's lookup wait for -- runs bracketed, as
+ * every index call did before.  What the index must guarantee: fork taken
+ * just before or after the one write leaves a whole index in the child
+ * (the chunk is then indexed, or not, as its malloc or free never
+ * returned there), and a lookup that interrupts a common case on its own
+ * thread (a signal handler) never waits for it.  The memtable's start
+ * masks (memtable/start_masks.h).  The index's own side bodies are the
+ * same functions and their slow paths, so the logic is in one place. */
+#define INDEX_SIDE_INLINE_memtable 1
+#define INDEX_SIDE_INLINE_HEADER_memtable "start_masks.h"
+
 /* An index whose insert and remove test the placement (chunk.h) on every
  * call may also export <name>_index_insert_header(c, size) and
  * _remove_header(c, size), bodies for the header placement alone that are
@@ -377,6 +401,12 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #define INDEX_HEADER_REMOVE(c, size) ((void)(size), INDEX_FN(remove)(c), (c))
 #endif
 #define INDEX_SIDE_BODIES INDEX_CAT(INDEX_SIDE_BODIES_, HEAPINDEX_INDEX)
+#define INDEX_SIDE_INLINE INDEX_CAT(INDEX_SIDE_INLINE_, HEAPINDEX_INDEX)
+#if INDEX_SIDE_INLINE
+#include INDEX_CAT(INDEX_SIDE_INLINE_HEADER_, HEAPINDEX_INDEX)
+#define INDEX_SIDE_INSERT_FAST(user, size) INDEX_FN(side_insert_fast)(user, size)
+#define INDEX_SIDE_REMOVE_FAST(user) INDEX_FN(side_remove_fast)(user)
+#endif
 #if INDEX_SIDE_BODIES
 void INDEX_FN(insert_side)(struct chunk *, size_t);
 int INDEX_FN(remove_side)(struct chunk *);

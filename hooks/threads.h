@@ -24,7 +24,9 @@
  * so forever in the child.  Per-bin locks cannot all be taken around fork,
  * so the hooks make sure no other thread is inside an index operation at
  * all: every index call is bracketed by thread_enter / thread_leave (but
- * on the fast path of an index that declares it needs none, index.h), which
+ * on the fast path of an index that declares it needs none, and around
+ * the memtable's side common cases, one atomic write each: index.h,
+ * INDEX_UNBRACKETED and INDEX_SIDE_INLINE), which
  * count `depth` in the slot and test THREAD_FORKING in its flags; the fork
  * prepare handler sets that flag in every slot, makes every depth visible with one
  * process-wide barrier (membarrier, the asymmetric Dekker of RCU and

@@ -112,6 +112,7 @@
 #include "big_chunks.h"
 #include "index.h"
 #include "memtable.h"
+#include "start_masks.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -121,14 +122,14 @@ INDEX_DECLARE(memtable)
 
 static struct memtable table;
 static size_t bin_bytes, big_threshold;
-static unsigned slot_mask; /* slots in a bin - 1: (bin_bytes >> 4) - 1 */
-static size_t max_small_size; /* largest small chunk ever indexed (atomic) */
-/* table.limit if the table is flat, else 0: the updates' common paths test
- * "covered and flat" with one compare of the user pointer against it, and
- * leave the two-level layout (never used on x86-64 with the default 47
- * address bits, unless the kernel refuses the flat reservation) and
- * uncovered chunks to their slow paths. */
-static uintptr_t flat_limit;
+/* The fields every update reads (start_masks.h), the hooks' side path
+ * too: slot_mask, max_small_size (the largest small chunk ever indexed,
+ * atomic) and flat_limit, table.limit if the table is flat, else 0: the
+ * updates' common paths test "covered and flat" with one compare of the
+ * user pointer against it, and leave the two-level layout (never used on
+ * x86-64 with the default 47 address bits, unless the kernel refuses the
+ * flat reservation) and uncovered chunks to their slow paths. */
+struct memtable_hot memtable_hot;
 
 /* Big chunks (and chunks above the covered range). */
 static struct big_chunks big;
@@ -157,7 +158,7 @@ static struct {
 
 static inline unsigned slot_of(uintptr_t user)
 {
-	return ((unsigned)(user >> 4) & slot_mask) + 1;
+	return ((unsigned)(user >> 4) & memtable_hot.slot_mask) + 1;
 }
 
 static inline struct chunk *chunk_at(uintptr_t bin_base, unsigned slot)
@@ -301,9 +302,13 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 		memtable_destroy(&table);
 		return -1;
 	}
-	flat_limit = memtable_is_flat(&table) ? table.limit : 0;
+	memtable_hot.flat_limit = memtable_is_flat(&table) ? table.limit : 0;
 	bin_bytes = (size_t)1 << cfg->bin_shift;
-	slot_mask = (unsigned)(bin_bytes >> 4) - 1;
+	memtable_hot.slot_mask = (unsigned)(bin_bytes >> 4) - 1;
+	memtable_hot.rotated_limit = memtable_hot.flat_limit >> 4;
+	memtable_hot.entries = table.entries;
+	memtable_hot.written = table.written.pages[0];
+	memtable_hot.rotated_shift = cfg->bin_shift - 4;
 	big_threshold = bin_bytes * 256;
 	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
 	return 0;
@@ -394,7 +399,7 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads it first. */
-	index_raise_bound(&max_small_size, chunk_size(c));
+	index_raise_bound(&memtable_hot.max_small_size, chunk_size(c));
 	link_chunk(c, bin, e);
 }
 
@@ -408,8 +413,8 @@ static __attribute__((noinline)) void insert_slow(struct chunk *c)
 CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta, int flat)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
-	    __builtin_expect(size > __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 0))
+	if (__builtin_expect(flat ? user >= memtable_hot.flat_limit : !memtable_covers(&table, user), 0) ||
+	    __builtin_expect(size > __atomic_load_n(&memtable_hot.max_small_size, __ATOMIC_RELAXED), 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
 	unsigned char *e = flat ? table.entries + bin : memtable_byte_address(&table, bin);
@@ -557,7 +562,7 @@ CHUNK_INLINE int remove_fast(struct chunk *c, size_t size, enum chunk_meta meta,
                              uintptr_t *base, unsigned *first)
 {
 	uintptr_t user = chunk_user(c);
-	if (__builtin_expect(flat ? user >= flat_limit : !memtable_covers(&table, user), 0) ||
+	if (__builtin_expect(flat ? user >= memtable_hot.flat_limit : !memtable_covers(&table, user), 0) ||
 	    __builtin_expect(size > big_threshold, 0))
 		return 0;
 	size_t bin = memtable_bin(&table, user);
@@ -832,7 +837,7 @@ CHUNK_INLINE int near_lookup(uintptr_t addr, struct chunk_info *out, int header_
 static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk_info *out)
 {
 	INDEX_STAT_ADD(counters.further_lookups, 1);
-	size_t max_small = __atomic_load_n(&max_small_size, __ATOMIC_RELAXED);
+	size_t max_small = __atomic_load_n(&memtable_hot.max_small_size, __ATOMIC_RELAXED);
 	int answer = INDEX_NONE;
 	if (memtable_covers(&table, addr) || memtable_covers(&table, addr - max_small))
 		answer = small_lookup(addr, max_small, out);
@@ -920,26 +925,28 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
  * of the allocator's chunk header); the list form reads the header it
  * keeps itself.
  *
- * Cost of the updates (make hook-cost, side: 286.0 instructions per
- * malloc+free pair against header's 263.4; callgrind on malloc_pairs): the
- * side bodies the hooks call (index.h, INDEX_SIDE_BODIES) are 28
- * instructions for insert (the covered-flat-aligned compare, the size
- * compare, the bin, the summary's bit test, the start bit and the locked
- * OR) and 37 for remove (the same tests, the byte's load and test, the
- * compare-and-swap, the answer), against the header bodies' 34 and 20; the
- * rest is the hooks' side path (reached from malloc and free directly:
- * through malloc_flagged and free_flagged it was 297.0; no header stores).  Kept though a chunk of ours always lies on a marked
- * page: remove's written-pages test (8 instructions), so that a foreign
- * pointer's remove never reads, and so commits, a table page. */
-#define MASK_STARTS 0x0fu /* bits 0..3: slots 0..3 (fewer at shifts 4 and 5) */
-#define MASK_LOCK 0x80u
+ * Cost of the updates (make hook-cost, side: 225.0 instructions per
+ * malloc+free pair, +48.0 over noop's 177.0; header 271.4; callgrind on
+ * malloc_pairs): the common cases of insert and remove (start_masks.h)
+ * are inline in the hooks' side path, outside its fork bracket (index.h,
+ * INDEX_SIDE_INLINE), 24.6 instructions for insert (the size compare, one
+ * compare of the pointer rotated right by 4 for covered, flat and aligned,
+ * the bin, the summary's bit test, the start bit and the locked OR) and
+ * 28 for remove (the same tests but the size, the byte's load, the
+ * compare-and-swap); the bodies below, memtable_index_insert_side and
+ * _remove_side, are those cases and the slow paths, called in the bracket
+ * when a common case refuses.  Were called bodies, inside the bracket: 28
+ * + 37 and the hooks' side path 79, 286.0 per pair.  Kept though a chunk
+ * of ours always lies on a marked page: remove's written-pages test (8
+ * instructions), so that a foreign pointer's remove never reads, and so
+ * commits, a table page. */
 #define WORD_STARTS UINT64_C(0x0f0f0f0f0f0f0f0f)
 
 _Static_assert(CONFIG_SIDE_BIN_SHIFT_MAX - 4 <= 2, "4 start bits at most: the slots of a 64-byte bin");
 
 static inline unsigned start_bit(uintptr_t user)
 {
-	return 1u << ((unsigned)(user >> 4) & slot_mask);
+	return 1u << ((unsigned)(user >> 4) & memtable_hot.slot_mask);
 }
 
 /* The start bits of addr's own bin that count for it: slots up to addr's. */
@@ -968,30 +975,9 @@ static __attribute__((noinline)) int mask_clear_waiting(unsigned char *e, unsign
 	return 0;
 }
 
-/* One try: 1 if bit was set, the bin not held, and the compare-and-swap
- * cleared it; 0 leaves the rest (a held bin, a race, a clear bit) to the
- * caller's slow way. */
-CHUNK_INLINE int mask_try_clear(unsigned char *e, unsigned bit)
-{
-	unsigned char seen = __atomic_load_n(e, __ATOMIC_RELAXED);
-	if (__builtin_expect((seen & (bit | MASK_LOCK)) == bit, 1) &&
-	    __builtin_expect(__atomic_compare_exchange_n(e, &seen, (unsigned char)(seen & ~bit), 0,
-	                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 1)) {
-		LOCK_ANNOTATE_HAPPENS_AFTER(e);
-		return 1;
-	}
-	return 0;
-}
-
 CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
 {
 	return mask_try_clear(e, bit) || mask_clear_waiting(e, bit);
-}
-
-static inline void mask_set(unsigned char *e, unsigned bit)
-{
-	LOCK_ANNOTATE_HAPPENS_BEFORE(e); /* the allocator's writes, before a lookup reads them */
-	__atomic_fetch_or(e, (unsigned char)bit, __ATOMIC_RELEASE);
 }
 
 /* How far above its start a byte of a small chunk may lie under side: the
@@ -1007,15 +993,6 @@ static size_t max_small_reach;
  * when what it would split off is below its minimum chunk (32 bytes), so
  * its usable size exceeds its class by less than 32. */
 #define MASK_REMAINDER_SLACK 32u
-
-/* The side bodies' common case: user in the flat table, 16-byte aligned,
- * and its bin on a table page already marked written (so the byte can be
- * read, and written, without marking). */
-CHUNK_INLINE int mask_fast_bin(uintptr_t user, size_t bin)
-{
-	return user < flat_limit && !(user % CHUNK_ALIGN) &&
-	       memtable_bit_is_set(table.written.pages[0], bin >> MEMTABLE_PAGE_SHIFT);
-}
 
 /* Every insert but the common one: a page of the table not yet marked
  * written, a two-level table, a chunk larger than any small one so far,
@@ -1041,23 +1018,21 @@ static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t s
 	}
 	/* Before c can be found: a lookup reaching back for c reads them first. */
 	index_raise_bound(&max_small_reach, usable + MASK_REMAINDER_SLACK);
-	index_raise_bound(&max_small_size, size);
+	index_raise_bound(&memtable_hot.max_small_size, size);
 	mask_set(e, start_bit(user));
 }
 
-/* The hooks' side fast path: a plain malloc of size bytes (index.h,
- * INDEX_SIDE_BODIES).  One compare for "covered, flat and aligned", one
- * with max_small_size, one bit test of the written-pages summary, and the
- * OR. */
+/* The insert of a plain malloc of size bytes under side (index.h,
+ * INDEX_SIDE_BODIES): the common case (start_masks.h: one compare with
+ * max_small_size, one for "covered, flat and aligned", one bit test of the
+ * written-pages summary, and the OR), else the slow path.  The hooks call
+ * it, in the fork bracket, when their inline copy of the common case
+ * failed (INDEX_SIDE_INLINE). */
 void memtable_index_insert_side(struct chunk *c, size_t size);
 void memtable_index_insert_side(struct chunk *c, size_t size)
 {
-	uintptr_t user = chunk_user(c);
-	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(size <= __atomic_load_n(&max_small_size, __ATOMIC_RELAXED), 1) &&
-	    __builtin_expect(mask_fast_bin(user, bin), 1))
-		return mask_set(table.entries + bin, start_bit(user));
-	mask_insert_slow(c, size);
+	if (__builtin_expect(!memtable_index_side_insert_fast(chunk_user(c), size), 0))
+		mask_insert_slow(c, size);
 }
 
 /* Every other insert under side (the hooks' general path, in-process
@@ -1067,8 +1042,9 @@ static void mask_insert(struct chunk *c)
 	mask_insert_slow(c, chunk_pending.size); /* under side, during insert (chunk.h) */
 }
 
-/* Every remove the flat table's test leaves: a two-level table, a page
- * never marked (a foreign pointer), a bit not set (big, foreign): 1 if c
+/* Every remove the common case leaves: a two-level table, a page never
+ * marked (a foreign pointer), a bit not set (big, foreign), a bin a lookup
+ * holds (mask_clear waits for it) or whose byte changed meanwhile: 1 if c
  * was a chunk of the index, else 0. */
 static __attribute__((noinline)) int mask_remove_slow(struct chunk *c)
 {
@@ -1081,13 +1057,6 @@ static __attribute__((noinline)) int mask_remove_slow(struct chunk *c)
 	       big_chunks_remove(&big, c);
 }
 
-/* The remove's compare-and-swap failed: a lookup holds the bin, another
- * thread changed its byte, or c's bit is not set. */
-static __attribute__((noinline)) int mask_remove_contended(struct chunk *c, unsigned char *e, unsigned bit)
-{
-	return mask_clear_waiting(e, bit) || mask_remove_slow(c);
-}
-
 /* The remove under side: the hooks' side fast path calls it directly
  * (INDEX_SIDE_BODIES), memtable_index_remove for the rest.  1 if c was a
  * chunk of the index, 0 if not (index.h).  One bit test of the
@@ -1098,15 +1067,7 @@ static __attribute__((noinline)) int mask_remove_contended(struct chunk *c, unsi
 int memtable_index_remove_side(struct chunk *c);
 int memtable_index_remove_side(struct chunk *c)
 {
-	uintptr_t user = chunk_user(c);
-	size_t bin = memtable_bin(&table, user);
-	if (__builtin_expect(!mask_fast_bin(user, bin), 0))
-		return mask_remove_slow(c);
-	unsigned char *e = table.entries + bin;
-	unsigned bit = start_bit(user);
-	if (__builtin_expect(mask_try_clear(e, bit), 1))
-		return 1;
-	return mask_remove_contended(c, e, bit);
+	return __builtin_expect(memtable_index_side_remove_fast(chunk_user(c)), 1) || mask_remove_slow(c);
 }
 
 /* The answer of bin, whose byte is e, for addr, counting the starts in
@@ -1233,7 +1194,7 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
-	json_u64(out, "max_small_size", __atomic_load_n(&max_small_size, __ATOMIC_RELAXED));
+	json_u64(out, "max_small_size", __atomic_load_n(&memtable_hot.max_small_size, __ATOMIC_RELAXED));
 	/* The near lookups' part of each figure, from their counts. */
 	uint64_t near = 0, near_bins = 0, near_longest = 0;
 	for (unsigned b = 0; b < NEAR_BINS; b++) {

@@ -15,6 +15,7 @@
 
 #include "index_params.h"
 #include "inproc.h"
+#include "start_masks.h"
 #include "support.h"
 
 static struct inproc d;
@@ -255,6 +256,70 @@ Test(memtable_masks, insert_into_a_held_bin_survives_the_unlock)
 	expect_chunk(b, 16);
 	expect_chunk(b + 48, 16);
 	expect_chunk(b, 16);
+}
+
+/* --- the common cases the hooks run outside the fork bracket ---------------------- */
+
+static uintptr_t remove_tried_at;
+static int remove_while_held;
+
+static void remove_during_lookup(uintptr_t user)
+{
+	(void)user;
+	while_locked = NULL;
+	remove_while_held = memtable_index_side_remove_fast(remove_tried_at);
+}
+
+static unsigned char table_byte(uintptr_t user)
+{
+	return __atomic_load_n(memtable_hot.entries + (user >> 6), __ATOMIC_RELAXED);
+}
+
+/* start_masks.h: the inline insert takes an aligned pointer of the flat
+ * table on a page already marked, no bigger than any small chunk so far,
+ * and the inline remove clears a start bit no lookup holds; everything
+ * else they refuse with the table byte unchanged, for the bodies' slow
+ * paths in the fork bracket: a misaligned pointer (one compare of the
+ * pointer rotated right by 4 rejects it with the uncovered ones), one
+ * past the table, a larger size, a start not set, a bin a lookup holds,
+ * NULL. */
+Test(memtable_masks, common_cases_refuse_all_but_one_write_to_a_marked_page, .timeout = 20)
+{
+	if (!memtable_hot.rotated_limit)
+		cr_skip_test("the table is two-level: the common cases refuse every pointer");
+	size_t b = 28672;
+	place(b, 48); /* marks the page, and max_small_size is 48 */
+	size_t max = __atomic_load_n(&memtable_hot.max_small_size, __ATOMIC_RELAXED);
+	cr_assert_eq(max, 48);
+	uintptr_t at = (uintptr_t)(region + b + 64); /* slot 0 of the next bin */
+	cr_assert_eq(table_byte(at), 0);
+	for (uintptr_t off = 1; off < 16; off++)
+		cr_assert_not(memtable_index_side_insert_fast(at + off, 16), "misaligned by %zu taken",
+		              (size_t)off);
+	cr_assert_not(memtable_index_side_insert_fast(at, max + 1), "a chunk larger than any so far taken");
+	cr_assert_not(memtable_index_side_insert_fast(memtable_hot.rotated_limit << 4, 16),
+	              "a pointer past the table taken");
+	cr_assert_eq(table_byte(at), 0, "a refused insert wrote the table");
+
+	placed_size[(b + 64) / 16] = 16;
+	cr_assert(memtable_index_side_insert_fast(at, 16));
+	cr_assert_eq(table_byte(at), 1);
+	expect_chunk(b + 64, 16);
+	expect_chunk(b, 48);
+
+	cr_assert_not(memtable_index_side_remove_fast(at + 16), "a start never set cleared");
+	cr_assert_not(memtable_index_side_remove_fast(at + 8), "a misaligned pointer removed");
+	cr_assert_not(memtable_index_side_remove_fast(0), "NULL removed");
+	remove_tried_at = at;
+	while_locked = remove_during_lookup;
+	expect_chunk(b + 64, 16);
+	cr_assert_not(remove_while_held, "the start cleared while a lookup held its bin");
+	cr_assert_eq(table_byte(at), 1, "a refused remove changed the byte");
+	cr_assert(memtable_index_side_remove_fast(at));
+	placed_size[(b + 64) / 16] = 0;
+	cr_assert_eq(table_byte(at), 0);
+	cr_assert_eq(answer_at(b + 64, NULL), -1);
+	expect_chunk(b, 48);
 }
 
 /* Only bins of at most 64 bytes have room for four starts and the lock. */
