@@ -45,7 +45,8 @@
  * nothing, comes here in the bracket (insert_slow, remove_big).  make
  * hook-cost, header / side / trailer: 282.4 / 378.0 / 429.9 -> 260.5 /
  * 377.0 / 424.9 (common cases inline and unbracketed) -> 254.4 / 371.0 /
- * 418.9 (the remove's wait returns nonnull: free saves no register).
+ * 418.9 (the remove's wait returns nonnull: free saves no register) ->
+ * 251.4 / 371.0 / 415.9 (the insert tests the page's note, not the word).
  *
  * Under side (no bytes in the chunk, hooks/chunk.h) the bitmap keeps no
  * size either: a bit tells its chunks at remove (index.h, INDEX_SIDE_TELLS)
@@ -57,7 +58,7 @@
  * to the big tree, its bit being another chunk's.  The same shared path as
  * the memtable's start masks (memtable/heap_index.c), but not the
  * bitmap's default (INDEX_SIDE_NOT_DEFAULT): make hook-cost, header /
- * side, 254.4 / 371.0 instructions per malloc+free pair, the usable size
+ * side, 251.4 / 371.0 instructions per malloc+free pair, the usable size
  * asked at every insert and the way through the generic insert and
  * remove; side bodies like the memtable's (which ask it only for a new
  * largest size) would take most of that back.

@@ -153,7 +153,7 @@
  *
  * The bitmap takes side through the same path (its bits tell its chunks,
  * its lookups ask the usable size under their hazard), but not by default
- * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 254.4 /
+ * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 251.4 /
  * 371.0, was 282.4 / 378.0 before its header common cases went inline
  * (it asks the usable size at every insert, having no side bodies);
  * `bench --indexes none,bitmap --meta header,side --runs 3`: pychurn RSS

@@ -613,7 +613,7 @@ static inline struct thread_slot *call_slot(void)
  * is not inline, are compiled as before.
  *
  * The bitmap under header, its default (issue 11: thread_churn at most
- * 1.5x none at 2 threads): 254.4 per pair, +70.1 over noop's header (was
+ * 1.5x none at 2 threads): 251.4 per pair, +67.1 over noop's header (was
  * 282.4, +98.1).  Its header path is the memtable's with the index's
  * common cases inline (index.h, INDEX_HEADER_INLINE; baselines/
  * bitmap_fast.h) and outside the fork bracket: one atomic OR of a bitmap
@@ -625,7 +625,9 @@ static inline struct thread_slot *call_slot(void)
  * unbracketed 282.4 -> 260.5 (377.0 / 424.9, from 378.0 / 429.9); the
  * remove's wait for lookups, its one call, declared to return c nonnull,
  * so that free keeps nothing across it and saves no register: 254.4
- * (371.0 / 418.9).  Tried and dropped: the region table's span and
+ * (371.0 / 418.9); the insert's test of the word's page note alone, not
+ * of the word first, so that the OR follows no load of its line: 251.4
+ * (371.0 / 415.9).  Tried and dropped: the region table's span and
  * bitmap side by side in one array (262.4: the 16-byte stride costs a
  * shift on every probe).
  */
