@@ -629,7 +629,11 @@ static inline struct thread_slot *call_slot(void)
  * of the word first, so that the OR follows no load of its line: 251.4
  * (371.0 / 415.9).  Tried and dropped: the region table's span and
  * bitmap side by side in one array (262.4: the 16-byte stride costs a
- * shift on every probe).
+ * shift on every probe).  The wall clock moved less than the count:
+ * thread_churn (mk/hook_cost.sh, ROUNDS=7, three runs) 1.46 / 1.46 / 1.46
+ * at 1 thread and 1.53 / 1.48 / 1.47 at 2 (was 1.49-1.52): what is left
+ * over noop's header (1.11) is mostly the two locked read-modify-writes,
+ * which the memtable's side path pays too, and its header's stores.
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
