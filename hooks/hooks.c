@@ -632,8 +632,9 @@ static inline struct thread_slot *call_slot(void)
  * shift on every probe).  The wall clock moved less than the count:
  * thread_churn (mk/hook_cost.sh, ROUNDS=7, three runs) 1.46 / 1.46 / 1.46
  * at 1 thread and 1.53 / 1.48 / 1.47 at 2 (was 1.49-1.52): what is left
- * over noop's header (1.11) is mostly the two locked read-modify-writes,
- * which the memtable's side path pays too, and its header's stores.
+ * over noop's header (1.11) looks like the two locked read-modify-writes
+ * (perf's cpu-clock samples in the bitmap build's free: 46% just after
+ * the lock btr; in malloc 22% just after the lock or), not instructions.
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size
