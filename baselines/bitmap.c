@@ -233,9 +233,12 @@ static inline struct chunk *remove_sized(struct chunk *c, size_t size)
 	return __builtin_expect(done != NULL, 1) ? done : remove_big(c);
 }
 
-/* Under side (see the top): the usable size bounds the lookups' scan, and
+/* Under side (see the top), every insert the common case refuses, and
+ * every chunk of the hooks' general path (memalign, calloc, realloc: their
+ * usable size may pass what their request's class gives): the usable size
+ * is asked, raises the side lookups' reach before the bit is set, and
  * decides small or big with the request; misaligned chunks are big. */
-static __attribute__((noinline)) void insert_side(struct chunk *c, size_t size)
+static __attribute__((noinline)) void insert_side_slow(struct chunk *c, size_t size)
 {
 	size_t usable;
 	if (size > BITMAP_BIG_THRESHOLD || chunk_user(c) % CHUNK_ALIGN ||
@@ -243,23 +246,32 @@ static __attribute__((noinline)) void insert_side(struct chunk *c, size_t size)
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
+	index_raise_reach(&bitmap_hot.max_small_reach, usable);
 	size_t slot = bitmap_span_slot(chunk_user(c) >> BITMAP_REGION_SHIFT);
 	if (slot == BITMAP_SLOTS)
-		return insert_new_span(c, usable);
-	insert_in_region(c, usable, slot);
+		return insert_new_span(c, size);
+	insert_in_region(c, size, slot);
 }
 
-/* 1 if c was the index's (its bit, or the big tree), 0 if not. */
-static __attribute__((noinline)) int remove_side(struct chunk *c)
+/* The insert of a plain malloc of size bytes under side (index.h,
+ * INDEX_SIDE_BODIES): the common case (bitmap_fast.h), else the slow path.
+ * The hooks call it, in the fork bracket, when their inline copy of the
+ * common case refused (INDEX_SIDE_INLINE). */
+void bitmap_index_insert_side(struct chunk *c, size_t size);
+void bitmap_index_insert_side(struct chunk *c, size_t size)
 {
-	uintptr_t user = chunk_user(c);
-	uint64_t *bits = user % CHUNK_ALIGN ? NULL : bitmap_span_bits(user >> BITMAP_REGION_SHIFT);
-	if (bits && bitmap_clear(bits, user)) {
-		if (hazard_readers_present())
-			(void)bitmap_remove_waiting(c);
-		return 1;
-	}
-	return big_chunks_remove(&big, c);
+	if (__builtin_expect(!bitmap_index_side_insert_fast(chunk_user(c), size), 0))
+		insert_side_slow(c, size);
+}
+
+/* The remove under side: 1 if c was the index's (its bit, or the big
+ * tree), 0 if not (index.h).  What the common case refuses is a bit not
+ * set (the big tree's, or a foreign pointer's) or a page never noted (a
+ * foreign pointer's). */
+int bitmap_index_remove_side(struct chunk *c);
+int bitmap_index_remove_side(struct chunk *c)
+{
+	return __builtin_expect(bitmap_index_side_remove_fast(chunk_user(c)), 1) || big_chunks_remove(&big, c);
 }
 
 /* insert and remove (under side apart, above), and the header bodies the
@@ -271,14 +283,14 @@ struct chunk *bitmap_index_remove_header(struct chunk *c, size_t size);
 void bitmap_index_insert(struct chunk *c)
 {
 	if (chunk_meta == META_SIDE)
-		return insert_side(c, chunk_size(c));
+		return insert_side_slow(c, chunk_size(c));
 	insert_sized(c, chunk_size(c));
 }
 
 void bitmap_index_remove(struct chunk *c)
 {
 	if (chunk_meta == META_SIDE) {
-		if (remove_side(c))
+		if (bitmap_index_remove_side(c))
 			chunk_side_told(); /* else CHUNK_SIZE_NONE stays: not ours */
 		return;
 	}
@@ -337,7 +349,10 @@ static int small_lookup(uintptr_t addr, struct chunk_info *out)
 	if (!__atomic_load_n(&regions, __ATOMIC_RELAXED))
 		return INDEX_NONE;
 	/* The lowest start a chunk containing addr can have. */
-	size_t max_small = __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED);
+	/* Under side the sizes a lookup answers are usable sizes: the reach. */
+	size_t max_small = __atomic_load_n(chunk_meta == META_SIDE ? &bitmap_hot.max_small_reach
+	                                                           : &bitmap_hot.max_small_size,
+	                                   __ATOMIC_RELAXED);
 	uintptr_t low = addr >= max_small ? addr - max_small + 1 : 0;
 	for (uintptr_t span = addr >> BITMAP_REGION_SHIFT;; span--) {
 		uintptr_t span_base = span << BITMAP_REGION_SHIFT;
@@ -377,6 +392,7 @@ void bitmap_index_write_stats(struct json_out *out)
 	json_u64(out, "index_bytes", resident + big_bytes);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
 	json_u64(out, "max_small_size", __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED));
+	json_u64(out, "max_small_reach", __atomic_load_n(&bitmap_hot.max_small_reach, __ATOMIC_RELAXED));
 	json_u64(out, "lookups", counters.lookups);
 	json_u64(out, "words_scanned", counters.words_scanned);
 	json_f64(out, "words_per_lookup",

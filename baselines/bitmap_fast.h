@@ -67,6 +67,10 @@ struct bitmap_hot {
 	uintptr_t slot_span[BITMAP_SLOTS]; /* span number + 1; 0: empty slot (atomic) */
 	uint64_t *slot_bits[BITMAP_SLOTS]; /* that span's bitmap, set before slot_span */
 	size_t max_small_size;             /* largest small chunk ever inserted (atomic) */
+	/* Under side: the largest usable size of a small chunk + the usable
+	 * slack (index.h, index_raise_reach), the side lookups' scan bound;
+	 * raised by the slow path alone, before the bit (atomic). */
+	size_t max_small_reach;
 	/* Bitmap pages ever written, per slot: what the kernel has
 	 * committed, counted without asking it.  A lookup reads a bitmap
 	 * page only if it was written: on a kernel without a shared zero
@@ -182,6 +186,40 @@ static inline __attribute__((always_inline)) struct chunk *bitmap_index_header_r
 	if (hazard_readers_present())
 		return bitmap_remove_waiting(c);
 	return c;
+}
+
+/* The side insert's common case (index.h, INDEX_SIDE_INLINE), for a
+ * plain malloc of size bytes at user: as the header's, and user 16-byte
+ * aligned (jemalloc's 8-byte class shares another chunk's bit: the slow
+ * path sends it to the big tree).  No usable size is asked: a plain
+ * malloc no bigger than the largest request the slow path saw gets a
+ * usable size within max_small_reach (index_raise_reach says why), so
+ * the side lookups' scan still reaches its start.  1 if indexed, 0 with
+ * nothing changed. */
+static inline __attribute__((always_inline)) int bitmap_index_side_insert_fast(uintptr_t user, size_t size)
+{
+	if (__builtin_expect(user % CHUNK_ALIGN != 0, 0))
+		return 0;
+	return bitmap_index_header_insert_fast(chunk_of_user((void *)user), size);
+}
+
+/* The side remove's common case: 1 if user's bit was set and is now clear
+ * (and no lookup holds it any more), 0 with nothing changed: a misaligned
+ * or foreign pointer, a span without a region, a page never noted (the AND
+ * would commit it: a foreign pointer's), a bit not set (the big tree's). */
+static inline __attribute__((always_inline)) int bitmap_index_side_remove_fast(uintptr_t user)
+{
+	if (__builtin_expect(user % CHUNK_ALIGN != 0, 0))
+		return 0;
+	size_t slot = bitmap_span_slot(user >> BITMAP_REGION_SHIFT);
+	if (__builtin_expect(slot == BITMAP_SLOTS, 0) || !bitmap_page_written(slot, bitmap_word_of(user)))
+		return 0;
+	uint64_t *bits = __atomic_load_n(&bitmap_hot.slot_bits[slot], __ATOMIC_RELAXED);
+	if (!bitmap_clear(bits, user))
+		return 0;
+	if (hazard_readers_present())
+		(void)bitmap_remove_waiting(chunk_of_user((void *)user));
+	return 1;
 }
 
 #endif /* HEAPINDEX_BITMAP_FAST_H */

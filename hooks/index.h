@@ -150,6 +150,23 @@ static inline void index_raise_bound(size_t *bound, size_t v)
 	}
 }
 
+/* Under side an index that asks the allocator a chunk's usable size only
+ * on its slow path (a new largest request, a general-path chunk) bounds
+ * its lookups' backward scan by a reach: the largest usable size asked +
+ * INDEX_USABLE_SLACK.  A plain malloc of at most the largest request seen
+ * gets a usable size within that: size classes grow with the request
+ * (jemalloc: no more), and glibc hands out a free chunk whole when what it
+ * would split off is below its minimum chunk (32 bytes), so its usable
+ * size exceeds its class by less than 32.  Raise the reach before the
+ * chunk can be found: a lookup reaching back for it reads the reach
+ * first.  The memtable's start masks and the bitmap's side bits. */
+#define INDEX_USABLE_SLACK 32u
+
+static inline void index_raise_reach(size_t *reach, size_t usable)
+{
+	index_raise_bound(reach, usable + INDEX_USABLE_SLACK);
+}
+
 /* Statistics an index counts in lookups, which run on any thread without a
  * lock: relaxed loads and stores, no atomic read-modify-write on the lookup
  * path.  Concurrent lookups may lose a count (figures are approximate while
@@ -327,6 +344,7 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_SIDE_INLINE_memtable 1
 #define INDEX_INLINE_HEADER_memtable "start_masks.h"
 #define INDEX_HEADER_INLINE_bitmap 1
+#define INDEX_SIDE_INLINE_bitmap 1
 #define INDEX_INLINE_HEADER_bitmap "bitmap_fast.h"
 
 /* An index whose insert and remove test the placement (chunk.h) on every
@@ -352,6 +370,7 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * chunk_pending.  Only for an index without records (INDEX_SIDE_TELLS):
  * otherwise what they do is what insert and remove do under side. */
 #define INDEX_SIDE_BODIES_memtable 1
+#define INDEX_SIDE_BODIES_bitmap 1
 
 /* An index whose updates need only the chunk and its size, written as
  * static insert_sized(c, size) and remove_sized(c, size), which returns c

@@ -984,15 +984,9 @@ CHUNK_INLINE int mask_clear(unsigned char *e, unsigned bit)
  * largest usable size of a small chunk (asked of the allocator whenever a
  * chunk sets a new largest requested size, and for every chunk of the
  * hooks' general path: memalign, calloc, realloc, whose usable size may
- * exceed what its size class gives) plus MASK_REMAINDER_SLACK.  The
+ * exceed what its size class gives) plus INDEX_USABLE_SLACK.  The
  * lookups' scan is bounded by it, as the list form's by max_small_size. */
-static size_t max_small_reach;
-/* A plain malloc of at most max_small_size bytes gets a usable size within
- * this of the largest one asked so far: size classes grow with the
- * request (jemalloc: none more), and glibc hands out a free chunk whole
- * when what it would split off is below its minimum chunk (32 bytes), so
- * its usable size exceeds its class by less than 32. */
-#define MASK_REMAINDER_SLACK 32u
+static size_t max_small_reach; /* why the slack suffices: index.h, index_raise_reach */
 
 /* Every insert but the common one: a page of the table not yet marked
  * written, a two-level table, a chunk larger than any small one so far,
@@ -1017,7 +1011,7 @@ static __attribute__((noinline)) void mask_insert_slow(struct chunk *c, size_t s
 		return;
 	}
 	/* Before c can be found: a lookup reaching back for c reads them first. */
-	index_raise_bound(&max_small_reach, usable + MASK_REMAINDER_SLACK);
+	index_raise_reach(&max_small_reach, usable);
 	index_raise_bound(&memtable_hot.max_small_size, size);
 	mask_set(e, start_bit(user));
 }

@@ -7,6 +7,7 @@
  * (baselines/bitmap_fast.h) to refusing all but one write. */
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <sys/mman.h>
 
 #include "bitmap_fast.h"
 #include "index_params.h"
@@ -150,5 +151,65 @@ Test(bitmap_pages, common_cases_refuse_all_but_one_write_to_a_noted_page)
 	cr_assert(found(b + 15, b, 16));
 	cr_assert_eq(noted_bytes(), before + 4096);
 	d.ops->remove(handle(b));
+	d.ops->remove(w);
+}
+
+/* 1 if the bitmap page holding user's bit is resident (mincore): a read
+ * or write of a page never noted would have committed it. */
+static int bitmap_word_resident(uintptr_t user)
+{
+	size_t slot = bitmap_span_slot(user >> BITMAP_REGION_SHIFT);
+	cr_assert_neq(slot, BITMAP_SLOTS);
+	uintptr_t at = (uintptr_t)(bitmap_hot.slot_bits[slot] + bitmap_word_of(user));
+	unsigned char vec = 0;
+	cr_assert_eq(mincore((void *)(at & ~(uintptr_t)(BITMAP_PAGE - 1)), BITMAP_PAGE, &vec), 0);
+	return vec & 1;
+}
+
+/* The side common cases (bitmap_fast.h, INDEX_SIDE_INLINE) change one
+ * bitmap word or nothing, as the header's: a misaligned pointer (another
+ * chunk's bit), a request bigger than any so far, a span without a region,
+ * the first bit of an unnoted page are refused by the insert; a misaligned
+ * or foreign pointer, a bit never set, a page never noted by the remove;
+ * and no refusal writes a bit, a note, a region or a bound. */
+Test(bitmap_pages, side_common_cases_refuse_all_but_one_write_to_a_noted_page)
+{
+	struct chunk *w = place((uintptr_t)warm + 16, 48); /* the span's region; max_small_size 48 */
+	size_t max = __atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED);
+	cr_assert_eq(max, 48);
+	uintptr_t b = (uintptr_t)fresh + 16384; /* a word of a page no insert wrote */
+	uintptr_t far = (uintptr_t)1 << 46;     /* a span no chunk of this process starts in */
+	uint64_t before = noted_bytes(), regions = index_stat(d.ops, "regions");
+	size_t reach = __atomic_load_n(&bitmap_hot.max_small_reach, __ATOMIC_RELAXED);
+	uint64_t warm_word = word_at((uintptr_t)warm + 128);
+	cr_assert_eq(warm_word, bitmap_bit_of((uintptr_t)warm + 16));
+
+	cr_assert_not(bitmap_word_resident(b), "the fresh page resident before any insert");
+	cr_assert_not(bitmap_index_side_insert_fast(b, 16), "the first bit of an unnoted page taken");
+	cr_assert_eq(noted_bytes(), before, "a refused insert noted a page");
+	cr_assert_not(bitmap_index_side_insert_fast((uintptr_t)warm + 136, 16), "a misaligned pointer taken");
+	cr_assert_not(bitmap_index_side_insert_fast((uintptr_t)warm + 128, max + 1),
+	              "a request larger than any so far taken");
+	cr_assert_not(bitmap_index_side_insert_fast(far, 16), "a chunk of a span without a region taken");
+	cr_assert_eq(word_at((uintptr_t)warm + 128), warm_word, "a refused insert wrote the word");
+	cr_assert_eq(index_stat(d.ops, "regions"), regions, "a refused insert made a region");
+	cr_assert_eq(__atomic_load_n(&bitmap_hot.max_small_size, __ATOMIC_RELAXED), max,
+	             "a refused insert raised the bound");
+	cr_assert_eq(__atomic_load_n(&bitmap_hot.max_small_reach, __ATOMIC_RELAXED), reach,
+	             "a refused insert raised the reach");
+
+	/* The word nonzero, its page noted: one OR; its bit cleared by one AND. */
+	cr_assert(bitmap_index_side_insert_fast((uintptr_t)warm + 128, 16));
+	cr_assert_eq(word_at((uintptr_t)warm + 128), warm_word | bitmap_bit_of((uintptr_t)warm + 128));
+	cr_assert_not(bitmap_index_side_remove_fast((uintptr_t)warm + 144), "a bit never set cleared");
+	cr_assert_not(bitmap_index_side_remove_fast((uintptr_t)warm + 136), "a misaligned pointer removed");
+	cr_assert_not(bitmap_index_side_remove_fast(far), "a chunk of a span without a region removed");
+	cr_assert_not(bitmap_index_side_remove_fast(b), "a pointer on a page never noted removed");
+	cr_assert_eq(noted_bytes(), before, "a refused remove noted a page");
+	cr_assert_not(bitmap_word_resident(b), "a refused remove touched (committed) a page never noted");
+	cr_assert_eq(word_at((uintptr_t)warm + 128), warm_word | bitmap_bit_of((uintptr_t)warm + 128),
+	             "a refused remove changed the word");
+	cr_assert(bitmap_index_side_remove_fast((uintptr_t)warm + 128));
+	cr_assert_eq(word_at((uintptr_t)warm + 128), warm_word);
 	d.ops->remove(w);
 }
