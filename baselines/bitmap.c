@@ -48,20 +48,22 @@
  * 418.9 (the remove's wait returns nonnull: free saves no register) ->
  * 251.4 / 371.0 / 415.9 (the insert tests the page's note, not the word).
  *
- * Under side (no bytes in the chunk, hooks/chunk.h) the bitmap keeps no
- * size either: a bit tells its chunks at remove (index.h, INDEX_SIDE_TELLS)
- * and a lookup asks the allocator for the usable size of the chunk it
- * holds under its hazard (chunk_held_size), and answers no site.  Insert
- * asks it too, so that max_small_size bounds the usable sizes the lookups
- * answer (an over-aligned chunk's may pass its request by far); a chunk
- * whose user pointer is not 16-byte aligned (jemalloc's 8-byte class) goes
- * to the big tree, its bit being another chunk's.  The same shared path as
- * the memtable's start masks (memtable/heap_index.c), but not the
- * bitmap's default (INDEX_SIDE_NOT_DEFAULT): make hook-cost, header /
- * side, 251.4 / 371.0 instructions per malloc+free pair, the usable size
- * asked at every insert and the way through the generic insert and
- * remove; side bodies like the memtable's (which ask it only for a new
- * largest size) would take most of that back.
+ * Under side (no bytes in the chunk, hooks/chunk.h), the bitmap's
+ * default, it keeps no size either: a bit tells its chunks at remove
+ * (index.h, INDEX_SIDE_TELLS) and a lookup asks the allocator for the
+ * usable size of the chunk it holds under its hazard (chunk_held_size):
+ * so lookups answer the usable size, not the request, and no site -- what
+ * the default gives up, as the memtable's does.  The side common cases
+ * (bitmap_fast.h, inline in the hooks as the memtable's start masks) ask
+ * no size: a plain malloc no bigger than the largest request so far, in a
+ * noted page, is one OR.  The slow path asks the usable size and raises
+ * max_small_reach (largest usable + the slack, index.h index_raise_reach),
+ * which bounds the side lookups' scan as max_small_size bounds header's; a
+ * chunk whose user pointer is not 16-byte aligned (jemalloc's 8-byte
+ * class) goes to the big tree, its bit being another chunk's.  make
+ * hook-cost, header / side / trailer: 251.4 / 371.0 / 415.9 with the
+ * usable size asked at every side insert -> 268.4 / 253.0 / 433.9 (side
+ * inline; the header path now apart in the hooks, as for the memtable).
  *
  * Invariants:
  *  - bit (a - span base) / 16 of a region is set iff a small chunk with user
@@ -401,4 +403,4 @@ void bitmap_index_write_stats(struct json_out *out)
 }
 
 INDEX_DEFINE_OPS(bitmap, 0, INDEX_ANSWERS_LOOKUPS | INDEX_META_HEADER | INDEX_META_TRAILER | INDEX_META_SIDE |
-                                INDEX_SIDE_TELLS | INDEX_SIDE_NOT_DEFAULT)
+                                INDEX_SIDE_TELLS)

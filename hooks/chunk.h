@@ -46,7 +46,7 @@
  *   and for inserts of the general path (calloc, realloc, memalign).
  *
  * Default (HEAPINDEX_META unset; config.h): side for every index that takes
- * it (noop, critnib, the memtable at bin shifts up to 6), header for the
+ * it (noop, critnib, the bitmap, the memtable at bin shifts up to 6), header for the
  * others, and header for all when the lookup cache is on (for noop and the
  * memtable with the census too: their freed chunks' sites are in no
  * record).  Measured on this machine (issue 15;
@@ -152,12 +152,18 @@
  * (-0.51%; before, header 19,898.8 M, side 19,933.7 M, +0.18%).
  *
  * The bitmap takes side through the same path (its bits tell its chunks,
- * its lookups ask the usable size under their hazard), but not by default
- * (index.h, INDEX_SIDE_NOT_DEFAULT): make hook-cost header / side 251.4 /
- * 371.0, was 282.4 / 378.0 before its header common cases went inline
- * (it asks the usable size at every insert, having no side bodies);
- * `bench --indexes none,bitmap --meta header,side --runs 3`: pychurn RSS
- * +20.3% / +2.0%, pycompile +7.7% / +2.8%.
+ * its lookups ask the usable size under their hazard): make hook-cost
+ * header / side 251.4 / 371.0 while its side path asked the usable size
+ * at every insert; then its side common cases went inline as the
+ * memtable's (baselines/bitmap_fast.h: one OR, one AND, the usable size
+ * asked only for a new largest request, raising the lookups' reach),
+ * and its header path apart: header / side / trailer 268.4 / 253.0 /
+ * 433.9.  thread_churn at 2 threads, 20M ops, median of 7 interleaved
+ * rounds: header 1.49x uninstrumented, side 1.34x; `bench --indexes
+ * none,bitmap --meta header,side --runs 3`: pychurn RSS +20.3% / +2.0%,
+ * pycompile +7.7% / +2.8%.  So side is its default too, giving up what
+ * the memtable's does: lookups answer the usable size, not the request,
+ * and no site.
  *
  * Why this default.  Side is the placement that brings a Python heap of
  * small objects near the uninstrumented one (noop pychurn: +1.3% against

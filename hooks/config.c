@@ -30,7 +30,7 @@ int config_meta_for(const struct heapindex_config *cfg, const char *index, unsig
 	if (cfg->meta < 0) {
 		/* The default (config.h): side for every index that takes it,
 		 * unless the lookup cache, whose mark lives in the header, is on. */
-		if ((caps & META_CAP(META_SIDE)) && !(caps & INDEX_SIDE_NOT_DEFAULT) && !cfg->lookup_cache)
+		if ((caps & META_CAP(META_SIDE)) && !cfg->lookup_cache)
 			return META_SIDE;
 		static const enum chunk_meta order[] = { META_HEADER, META_SIDE, META_TRAILER };
 		for (unsigned i = 0; i < sizeof order / sizeof *order; i++)

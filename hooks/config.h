@@ -38,14 +38,15 @@ struct heapindex_config {
  * records of its own (INDEX_SIDE_RECORDS: critnib), which then holds size
  * and site once, in the records, instead of twice; the memtable, whose
  * start masks tell its chunks (INDEX_SIDE_TELLS) at bin shifts up to
- * CONFIG_SIDE_BIN_SHIFT_MAX; and noop, which keeps nothing -- header for
+ * CONFIG_SIDE_BIN_SHIFT_MAX; the bitmap, whose bits tell its chunks; and
+ * noop, which keeps nothing -- header for
  * the others, and for every index when the lookup cache is on (its mark
  * lives in the header) or, for an index without records, the census
  * (below).  Why: chunk.h's opening comment, with the figures.  The
  * statistics line says which placement ran ("meta"). */
 #define CONFIG_META_NAMES "header, trailer or side"
 #define CONFIG_META_DEFAULT_TEXT "side for an index that takes it (noop, critnib,\n" \
-	"                       memtable), header for the others"
+	"                       memtable, bitmap), header for the others"
 /* The placement for an index with these caps (index.h): cfg->meta, or the
  * default; -1 with a one-line message in err if the index cannot take the
  * one asked for.  The census needs the site of a chunk being freed, which

@@ -609,11 +609,11 @@ static inline struct thread_slot *call_slot(void)
  * unbracketed 286.0 -> 239.0 (263.4 / 464.9), the compare-and-swap
  * without its test 235.0, the boot test after the remove 231.0, the header
  * path apart (so that malloc saves one register, not three, and free
- * none) 225.0 / 271.4 / 456.9.  noop, bitmap and critnib, whose side path
- * is not inline, are compiled as before.
+ * none) 225.0 / 271.4 / 456.9.  noop and critnib, whose side path is not
+ * inline, are compiled as before; the bitmap's is inline too (below).
  *
- * The bitmap under header, its default (issue 11: thread_churn at most
- * 1.5x none at 2 threads): 251.4 per pair, +67.1 over noop's header (was
+ * The bitmap under header, its default until its side path went inline
+ * (issue 11: thread_churn at most 1.5x none at 2 threads): 251.4 per pair, +67.1 over noop's header (was
  * 282.4, +98.1).  Its header path is the memtable's with the index's
  * common cases inline (index.h, INDEX_HEADER_INLINE; baselines/
  * bitmap_fast.h) and outside the fork bracket: one atomic OR of a bitmap
@@ -635,6 +635,15 @@ static inline struct thread_slot *call_slot(void)
  * over noop's header (1.11) looks like the two locked read-modify-writes
  * (perf's cpu-clock samples in the bitmap build's free: 46% just after
  * the lock btr; in malloc 22% just after the lock or), not instructions.
+ *
+ * The bitmap under side, its default now: its side common cases inline
+ * as the memtable's (index.h, INDEX_SIDE_INLINE; bitmap_fast.h), no
+ * usable size asked at insert: 371.0 -> 253.0 per pair, +76.0 over noop's
+ * side; its header path apart as the memtable's, header 251.4 -> 268.4,
+ * trailer 415.9 -> 433.9.  thread_churn (20M ops, median of 7 interleaved
+ * rounds, none / bitmap header / bitmap side at 2 threads): 0.381 / 0.569
+ * / 0.510 s, 1.49x and 1.34x; mk/hook_cost.sh's table under the
+ * defaults: 1.36x at 1 thread, 1.37x at 2.
  */
 
 /* The counters of a fast-path malloc (counted bytes joining the heap; size

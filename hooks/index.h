@@ -236,12 +236,6 @@ static inline int index_lookup_lock(spinlock_t *l)
  *                            side for a larger shift, and the default then
  *                            falls back to header. */
 #define INDEX_SIDE_SMALL_BINS 16u
-/*  INDEX_SIDE_NOT_DEFAULT    takes side when asked (HEAPINDEX_META=side)
- *                            but keeps header as its default: the bitmap,
- *                            whose side path asks the allocator for every
- *                            chunk's usable size at insert (chunk.h has the
- *                            figures). */
-#define INDEX_SIDE_NOT_DEFAULT 32u
 /* The metadata placements (chunk.h) the index works with; the hooks refuse
  * any other at start-up.  An index that keeps links_bytes in the chunk
  * needs header; one that threads the 16 link bits or reads size and site

@@ -665,8 +665,7 @@ static void expect_default_meta(const char *index, const char *setting, const ch
 }
 
 /* HEAPINDEX_META unset: side for every index that takes it (noop,
- * critnib, memtable; hooks/config.h) but the bitmap, which takes it only
- * when asked (INDEX_SIDE_NOT_DEFAULT), header for the others; header with
+ * critnib, memtable, bitmap; hooks/config.h), header for the others; header with
  * the lookup cache, whose mark lives in the header; with the census, side
  * still for an index with records, whose freed sites they hand back,
  * header for one without (noop, memtable); and for an index whose side
@@ -676,7 +675,7 @@ ParameterizedTestParameters(hooks, default_placement_by_index) { return index_pa
 ParameterizedTest(struct index_name *param, hooks, default_placement_by_index)
 {
 	unsigned caps = index_caps(param->name);
-	int side = (caps & INDEX_META_SIDE) && !(caps & INDEX_SIDE_NOT_DEFAULT),
+	int side = (caps & INDEX_META_SIDE) != 0,
 	    records = (caps & INDEX_SIDE_RECORDS) != 0;
 	expect_default_meta(param->name, NULL, side ? "side" : "header");
 	expect_default_meta(param->name, "HEAPINDEX_LOOKUP_CACHE=16", "header");
