@@ -1145,6 +1145,7 @@ static int mask_small_lookup(uintptr_t addr, size_t max_small, struct chunk_info
  * bin, a start gone meanwhile). */
 static int mask_near_lookup(uintptr_t addr, struct chunk_info *out)
 {
+	chunk_prefetch_header_guess(addr); /* before the table is read: the allocator's size word */
 	size_t bin = memtable_bin(&table, addr);
 	if (!memtable_covers(&table, addr) || (bin & (MEMTABLE_PAGE_BYTES - 1)) < 7 ||
 	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
