@@ -1,4 +1,4 @@
-/* bytemap.c - one byte of index per 16-byte granule of heap: an index whose
+/* bytemap.c - four bits of index per 16-byte granule of heap: an index whose
  * lookups answer base and size without reading the heap.
  *
  * Every other index here reads a chunk header in the heap on each lookup
@@ -8,50 +8,61 @@
  * (about 40 ns at 10^6 objects on this project's machines, against a
  * 190-320 ns floor for a random heap access).  A malloc interposer does not
  * know the allocator's layout, so this index keeps its own compact picture
- * of the heap: one byte per 16 bytes of address space, in a memtable
- * (memtable/memtable.h, shift 4: reads of never-written pages commit
- * nothing), 6.25% of the heap span the program uses.
+ * of the heap: a nibble per 16 bytes of address space, in a memtable
+ * (memtable/memtable.h, a byte per 32-byte bin, two granules; reads of
+ * never-written pages commit nothing), 3.1% of the heap span the program
+ * uses.  (It was a byte per granule, 6.25%: at 10^6 chunks the map spanned
+ * more 4 KiB pages than the TLB holds, and a hit cost ~2x GC_base's;
+ * workloads/scale/README.md.)
  *
- * The byte of granule g (addresses 16g .. 16g+15):
- *   bits 0-4  how many bytes of the granule belong to a live chunk's
- *             requested size, 0..16 (0: none);
- *   bit 7     a live chunk's user pointer is 16g (its first granule).
- * User pointers are 16-byte aligned, and every chunk has its 16-byte header
- * just below its user pointer, so between two chunks there is always at
- * least one granule with byte 0.  Hence, for an address a in granule g:
- *   a is in a chunk   iff  (byte[g] & 31) > a % 16;
- *   its base          =    the nearest granule at or below g with bit 7
- *                          (every granule in between is covered by the
- *                          same chunk, so nothing else can start there);
- *   its size          =    16 * (granules to the last covered one) + the
- *                          last granule's count, found scanning forward to
- *                          the first byte after the start that is not 16.
- * Both scans read eight bytes per load; a chunk in this map is at most
- * SMALL_MAX bytes, so a scan reads at most SMALL_MAX / 128 words.  Bigger
- * chunks (and any whose table page cannot be had) live in the shared big
- * array, as for the memtable and bitmap indexes.
+ * The nibble of granule g (addresses 16g .. 16g+15):
+ *   free (low three bits clear):  0, or 8 in a chunk's header granule
+ *                                 (the one below its first) to say the
+ *                                 chunk's last granule holds 9..16 bytes;
+ *   covered (low bits not clear): 15 in every granule of a chunk but its
+ *                                 last; in the last, holding r bytes
+ *                                 (1..16), (r - 1) % 8 + 1, or 15 for 8.
+ * A byte's 17 cases (free, or 1..16 bytes of a chunk) do not fit a nibble;
+ * the header granule lends the bit they lack.  That needs a free granule
+ * on both sides of every chunk in the map: under header the chunk's header
+ * is one (user pointers are 16-byte aligned, and the 16-byte header lies
+ * just below), and glibc leaves one under trailer; a chunk inserted where
+ * either neighbouring granule is covered (an allocator with no gap between
+ * chunks) goes to the big array below, as the map could not show where it
+ * ends.  Hence, for an address a in granule g, covered:
+ *   its chunk's header granule  = the nearest free granule below g;
+ *   its last granule            = the one below the nearest free above g;
+ *   its size                    = 16 * (last - header - 1) + r, r from the
+ *                                 last nibble and bit 3 of the header's;
+ * and a is in it iff a - base < size.  Both scans read 16 nibbles per
+ * load; a chunk in this map is at most SMALL_MAX bytes, so a scan reads at
+ * most SMALL_MAX / 256 + 1 words.  Bigger chunks (and any whose table page
+ * cannot be had) live in the shared big array, as for the memtable and
+ * bitmap indexes.
  *
- * Costs: insert and remove write size / 16 bytes, whole aligned words (one
- * or two for most chunks); a lookup of a small chunk whose start and end
- * share the word of addr's byte is one load of index memory (besides the
- * written-pages bits and a stripe count, which every lookup shares), and
- * one of its header if the caller wants the site (struct chunk_info's
- * no_site is 0).  At 10^6 live chunks the map is ~22 MiB (scale's heap),
- * so that load is mostly a miss beyond L2, where Boehm's GC_base reads
- * ~5 MiB of block headers (workloads/scale/README.md).
+ * Costs: insert and remove write the chunk's nibbles and its header
+ * granule's, whole aligned words (one for most chunks: a word is 256 bytes
+ * of heap); a lookup of a chunk whose header granule and the free granule
+ * after it share the word of addr's nibble is one load of index memory
+ * (besides the written-pages bits and a stripe count, which every lookup
+ * shares), and one of its header if the caller wants the site (struct
+ * chunk_info's no_site is 0).  At 10^6 live chunks the map is ~11 MiB for
+ * scale's heap, ~2,700 pages of 4 KiB, against ~1,400 for Boehm's GC_base
+ * (workloads/scale/README.md).
  *
  * Threads: the map is cut into stripes of 2^16 granules (1 MiB of heap),
  * each with a sequence count that is also its lock (64 counts, one line
  * each, a stripe's at stripe number % 64).  A writer takes the stripes its
- * chunk's bytes lie in (a compare-and-swap of the count from even to odd,
- * at most two, in increasing order), stores its words with release, and
- * makes the counts even again (a release store).  A lookup without the site
+ * chunk's nibbles lie in, its header granule and the one after included
+ * (a compare-and-swap of the count from even to odd, at most two, in
+ * increasing order), stores its words with release, and makes the counts
+ * even again (a release store).  A lookup without the site
  * takes nothing: it reads the counts of the stripes its reads may reach (up
  * to REACH granules around addr), the map words (acquire), and the counts
  * again, and keeps its answer if they were even and unchanged; else it
  * tries again, and after OPTIMISTIC_TRIES falls back to taking the stripes
  * as a writer does (which a signal handler's lookup only tries: index.h).
- * Racing a writer, its reads may mix old and new bytes: every scan is
+ * Racing a writer, its reads may mix old and new words: every scan is
  * bounded and checks each page of the map it steps onto, so a torn read is
  * only ever retried, never a fault or a read that commits memory.  A lookup
  * that wants the site takes the stripes, so the chunk it finds cannot be
@@ -70,9 +81,10 @@ INDEX_DECLARE(bytemap)
 
 #define GRANULE_SHIFT 4
 #define GRANULE ((uintptr_t)1 << GRANULE_SHIFT)
-#define COUNT_MASK 0x1fu
-#define START_BIT 0x80u
-#define SMALL_MAX ((size_t)16 << 10) /* 1 KiB of map, 128 words, per chunk at most */
+#define BIN_SHIFT (GRANULE_SHIFT + 1) /* a map byte: two granules' nibbles */
+#define COVERED 0xfu                   /* a granule of a chunk, not its last */
+#define NIBBLE_LOW_BITS UINT64_C(0x1111111111111111)
+#define SMALL_MAX ((size_t)16 << 10) /* 512 bytes of map, 64 words, per chunk at most */
 #define SMALL_GRANULES (SMALL_MAX >> GRANULE_SHIFT)
 #define STRIPE_SHIFT 16 /* granules per stripe: 1 MiB of heap */
 #define STRIPES 64      /* stripe numbers share these modulo STRIPES */
@@ -96,9 +108,10 @@ static struct {
 	uint64_t torn_reads, locked_lookups;
 } counters;
 
-/* A word of eight map bytes.  Writers store whole aligned words (relaxed
- * under their lock would do for each other; release for the readers
- * below), lookups load them with acquire: on x86-64 both are plain moves.
+/* A word of eight map bytes, 16 nibbles.  Writers store whole aligned
+ * words (relaxed under their lock would do for each other; release for
+ * the readers below), lookups load them with acquire: on x86-64 both are
+ * plain moves.
  * may_alias: the same bytes are also read one at a time. */
 typedef uint64_t __attribute__((may_alias)) map_word;
 
@@ -218,36 +231,37 @@ static int lock_for_lookup(struct stripe_pair p, struct stripes_held *h)
 	return 0;
 }
 
-/* The map bytes of granules [first, first + n), for writing, or NULL if a
- * two-level leaf cannot be had.  A chunk of at most SMALL_MAX bytes spans at
- * most 1,025 granules: within one table page, or across one page boundary
- * (pages hold 4,096 granules), and leaves are whole pages. */
-static unsigned char *byte_for_write(size_t g)
+/* The map bytes of bins [first, last] (a bin: two granules, one byte), for
+ * writing, contiguous, or NULL if a two-level leaf cannot be had.  A chunk
+ * of at most SMALL_MAX bytes, with its header granule and the one after
+ * it, spans at most 1,027 granules, 514 bins: within one table page, or
+ * across one page boundary (pages hold 4,096 bins), and leaves are whole
+ * pages. */
+static unsigned char *bin_for_write(size_t b)
 {
-	unsigned char *e = memtable_written_entry(&map, g);
+	unsigned char *e = memtable_written_byte(&map, b);
 	/* A two-level leaf spans many stripes: memtable.c maps it lock-free. */
-	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&map, g);
+	return __builtin_expect(e != NULL, 1) ? e : memtable_entry_for_write(&map, b);
 }
 
-static unsigned char *bytes_for_write(size_t first, size_t n)
+static unsigned char *bins_for_write(size_t first, size_t last)
 {
-	unsigned char *lo = byte_for_write(first);
-	size_t last = first + n - 1;
-	/* Most chunks' bytes lie in one page of the map: contiguous, and that
+	unsigned char *lo = bin_for_write(first);
+	/* Most chunks' bins lie in one page of the map: contiguous, and that
 	 * page is now marked written. */
 	if (!lo || memtable_page_of_bin(&map, last) == memtable_page_of_bin(&map, first))
 		return lo;
-	unsigned char *hi = byte_for_write(last);
+	unsigned char *hi = bin_for_write(last);
 	if (!hi)
 		return NULL;
-	return hi - lo == (ptrdiff_t)(n - 1) ? lo : NULL;
+	return hi - lo == (ptrdiff_t)(last - first) ? lo : NULL;
 }
 
 /* size is c's, read once by the caller (the header's size is an atomic
  * load, chunk.h, and the map writes below need it in a register). */
 static int in_map(const struct chunk *c, size_t size)
 {
-	return size <= SMALL_MAX && memtable_covers(&map, chunk_user(c) + size);
+	return size <= SMALL_MAX && memtable_covers(&map, chunk_user(c) + size + GRANULE);
 }
 
 int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
@@ -255,66 +269,116 @@ int bytemap_index_init(const struct heapindex_config *cfg, char *err, size_t err
 	if (map.limit) /* a second init (tests): the map is empty again by now */
 		return 0;
 	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
-	int e = memtable_init(&map, cfg->addr_bits, GRANULE_SHIFT, 1,
-	                      (enum memtable_layout)cfg->table_levels);
+	int e = memtable_init(&map, cfg->addr_bits, BIN_SHIFT, 1, (enum memtable_layout)cfg->table_levels);
 	if (e) {
 		snprintf(err, errlen,
 		         "heapindex: bytemap cannot reserve its map (%zu bytes for %u address bits): %s; "
 		         "allow overcommit (sysctl vm.overcommit_memory=0 or 1), raise ulimit -v, "
 		         "or lower HEAPINDEX_ADDR_BITS",
-		         memtable_reserved_bytes(cfg->addr_bits, GRANULE_SHIFT, 1), cfg->addr_bits,
-		         strerror(e));
+		         memtable_reserved_bytes(cfg->addr_bits, BIN_SHIFT, 1), cfg->addr_bits, strerror(e));
 		return -1;
 	}
 	return 0;
 }
 
-#define CONTINUATION_WORD UINT64_C(0x1010101010101010)
-
-/* Writes the bytes of a chunk of size bytes, n granules from granule first
- * (b: first's byte, the n bytes contiguous), or with size 0 clears them.
- * Whole aligned words, so that a lookup loads each word as stored: the
- * bytes of neighbouring chunks in the first and last word are kept (the
- * stripe lock keeps their writers out; a word never spans two stripes).
- * Leaves and the flat table are page-aligned, so b - first % 8 is the
- * aligned word of first.  A chunk's pattern in a word is the continuation
- * bytes (16) it covers, plus START_BIT in its first byte, less 16 - count
- * in its last (which borrows from nothing: every byte is at least 16). */
-static inline void put_bytes(unsigned char *b, size_t first, size_t n, size_t size)
+/* Nibbles i..j (0 <= i <= j < 16) of a word. */
+static inline uint64_t nibble_span(unsigned i, unsigned j)
 {
-	unsigned char *w = b - (first & 7);
-	size_t lo = first & 7, end = lo + n; /* the chunk's bytes: [lo, end) from w */
-	uint64_t head = UINT64_MAX << (8 * lo);         /* its bytes of the first word */
-	uint64_t tail = UINT64_MAX >> (8 * (-end & 7)); /* and of the last */
-	uint64_t fill = size ? CONTINUATION_WORD : 0, start = size ? (uint64_t)START_BIT << (8 * lo) : 0;
-	uint64_t short_by = size ? (uint64_t)((n << GRANULE_SHIFT) - size) << (8 * ((end - 1) & 7)) : 0;
-	if (end <= 8) {
-		uint64_t mask = head & tail;
-		word_store(w, (word_load_held(w) & ~mask) | ((fill & mask) + start - short_by));
-		return;
+	return (UINT64_MAX << (4 * i)) & (UINT64_MAX >> (60 - 4 * j));
+}
+
+/* Bit 4i set iff nibble i is free (its low three bits clear: 0 or 8). */
+static inline uint64_t free_nibbles(uint64_t w)
+{
+	return ~(w | w >> 1 | w >> 2) & NIBBLE_LOW_BITS;
+}
+
+static inline unsigned nibble_at(uint64_t w, unsigned i) { return (unsigned)(w >> (4 * i)) & 0xfu; }
+
+/* The header and last nibbles of a chunk of size bytes (1..SMALL_MAX):
+ * the last granule holds r = (size - 1) % 16 + 1 bytes, 1..16; r - 1 is
+ * 8 * hi + lo; the header granule says hi (8 or 0: free either way), the
+ * last granule lo + 1 (1..7), or 15 for lo = 7. */
+static inline unsigned header_nibble(size_t size) { return (unsigned)((size - 1) & 8); }
+
+static inline unsigned last_nibble(size_t size)
+{
+	unsigned lo = (unsigned)((size - 1) & 7);
+	return lo == 7 ? COVERED : lo + 1;
+}
+
+/* The bytes a chunk covers in its last granule, from the two nibbles. */
+static inline size_t last_bytes(unsigned header, unsigned last)
+{
+	return (header & 8) + (last & 7) + (last >> 3);
+}
+
+/* Granule g's nibble, for a writer holding its stripe (or a remover whose
+ * chunk's page was written); a page never written reads as free. */
+static inline unsigned nibble_held(size_t g)
+{
+	const unsigned char *b = memtable_entry(&map, g >> 1);
+	return (*b >> (4 * (g & 1))) & 0xfu;
+}
+
+/* Writes the nibbles of granules [hg, last] (a chunk's header granule and
+ * its granules; w: the map word of hg, the words up to last's contiguous),
+ * or with clear zeroes them.  Whole aligned words, so that a lookup loads
+ * each word as stored: the nibbles of neighbouring chunks in the first and
+ * last word are kept (the stripe lock keeps their writers out; a word never
+ * spans two stripes).  Leaves and the flat table are page-aligned.
+ *
+ * An insert (not clear) writes nothing and returns 0 unless the header
+ * granule and the one after last are free: with another chunk's granule on
+ * either side (an allocator that leaves no gap between chunks, under
+ * trailer) the boundary could not be read back.  Both are checked in the
+ * words loaded for the stores, but for last + 1 in the next word
+ * (nibble_held, which checks that word's page). */
+static inline int put_nibbles(unsigned char *w, size_t hg, size_t last, unsigned header, unsigned tail,
+                              int clear)
+{
+	unsigned lo = (unsigned)(hg & 15), end = lo + (unsigned)(last - hg); /* [lo, end] from w */
+	unsigned char *lw = w + (size_t)8 * (end / 16);
+	unsigned le = end & 15; /* last's nibble in lw */
+	uint64_t first_old = word_load_held(w), last_old = word_load_held(lw);
+	if (!clear && ((nibble_at(first_old, lo) & 7) ||
+	               (le < 15 ? nibble_at(last_old, le + 1) & 7 : nibble_held(last + 1) & 7)))
+		return 0;
+	uint64_t fill = clear ? 0 : UINT64_MAX;
+	uint64_t first_fill = clear ? 0 : (UINT64_MAX & ~((uint64_t)0xf << (4 * lo))) | (uint64_t)header << (4 * lo);
+	uint64_t last_fill = clear ? 0 : (UINT64_MAX & ~((uint64_t)0xf << (4 * le))) | (uint64_t)tail << (4 * le);
+	if (lw == w) {
+		uint64_t mask = nibble_span(lo, le);
+		word_store(w, (first_old & ~mask) | (first_fill & last_fill & mask));
+		return 1;
 	}
-	word_store(w, (word_load_held(w) & ~head) | (fill & head) | start);
-	for (w += 8, end -= 8; end > 8; w += 8, end -= 8)
+	uint64_t head = nibble_span(lo, 15), tail_mask = nibble_span(0, le);
+	word_store(w, (first_old & ~head) | (first_fill & head));
+	for (w += 8; w != lw; w += 8)
 		word_store(w, fill);
-	word_store(w, (word_load_held(w) & ~tail) | ((fill & tail) - short_by));
+	word_store(lw, (last_old & ~tail_mask) | (last_fill & tail_mask));
+	return 1;
 }
 
 static inline void insert_sized(struct chunk *c, size_t size)
 {
 	if (size == 0)
 		return; /* contains nothing, and remove writes nothing either */
-	unsigned char *b = NULL;
-	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
+	unsigned char *w = NULL;
+	size_t first = granule_of(chunk_user(c)), last = first + ((size - 1) >> GRANULE_SHIFT);
 	if (in_map(c, size)) {
-		struct stripes_held h = write_begin(first, first + n - 1);
-		b = bytes_for_write(first, n);
-		if (b)
-			put_bytes(b, first, n, size);
+		/* The stripes of the header granule to the one after the chunk,
+		 * which put_nibbles checks are free. */
+		struct stripes_held h = write_begin(first - 1, last + 1);
+		w = bins_for_write((first - 1) >> 1, last >> 1);
+		if (w && !put_nibbles(w - (((first - 1) >> 1) & 7), first - 1, last, header_nibble(size),
+		                      last_nibble(size), 0))
+			w = NULL;
 		write_end(h);
 	} else if (size <= SMALL_MAX) {
 		__atomic_fetch_add(&counters.uncovered_inserts, 1, __ATOMIC_RELAXED);
 	}
-	if (!b) {
+	if (!w) {
 		big_chunks_insert(&big, c); /* on failure: unindexed, never corrupt */
 		return;
 	}
@@ -325,14 +389,16 @@ static inline void remove_in_map(struct chunk *c, size_t size)
 {
 	if (size == 0)
 		return;
-	size_t first = granule_of(chunk_user(c)), n = (size + GRANULE - 1) >> GRANULE_SHIFT;
-	/* In the map iff its first byte says a chunk starts there. */
+	size_t first = granule_of(chunk_user(c)), last = first + ((size - 1) >> GRANULE_SHIFT);
+	/* In the map iff its first granule is covered: no other live chunk
+	 * covers it, and an insert that went to the big array wrote nothing. */
 	int in = 0;
 	if (in_map(c, size)) {
-		struct stripes_held h = write_begin(first, first + n - 1);
-		in = (*(const unsigned char *)memtable_entry(&map, first) & START_BIT) != 0;
+		struct stripes_held h = write_begin(first - 1, last + 1);
+		in = (nibble_held(first) & 7) != 0;
 		if (in)
-			put_bytes(memtable_entry_address(&map, first), first, n, 0);
+			(void)put_nibbles(memtable_entry_address(&map, (first - 1) >> 1) - (((first - 1) >> 1) & 7),
+			                  first - 1, last, 0, 0, 1);
 		write_end(h);
 	}
 	if (!in)
@@ -351,137 +417,127 @@ INDEX_DEFINE_SIZED_UPDATES(bytemap)
 
 /* --- lookups ------------------------------------------------------------------
  * Reading the map: read_map finds the chunk around addr from the map alone,
- * loading whole aligned words.  In a map no writer is changing (under the
- * stripe locks, or a sequence count unchanged across the reads) every byte
- * from a chunk's start to addr is covered, so the start is at most
- * SMALL_GRANULES - 1 below and its page was written; the size scan ends
- * within SMALL_GRANULES + 1 bytes of the start.  Racing a writer, the
- * bytes read may be any mix of old and new, so each scan is bounded
- * (SCAN_WORDS) and checks every page it steps onto (written, inside the
- * table, its leaf mapped): a torn read then costs a retry, never a fault
- * nor a read that commits memory, and the sequence count rejects its
- * answer. */
-#define START_BITS UINT64_C(0x8080808080808080)
-#define SCAN_WORDS (SMALL_GRANULES / 8 + 2) /* either scan, the word it starts in included */
+ * loading whole aligned words of 16 nibbles.  In a map no writer is
+ * changing (under the stripe locks, or a sequence count unchanged across
+ * the reads) the header granule (free) is at most SMALL_GRANULES below
+ * addr's and its page was written; the free granule after the chunk at
+ * most SMALL_GRANULES above.  Racing a writer, the nibbles read may be any
+ * mix of old and new, so each scan is bounded (SCAN_WORDS) and checks every
+ * page it steps onto (written, inside the table, its leaf mapped): a torn
+ * read then costs a retry, never a fault nor a read that commits memory,
+ * and the sequence count rejects its answer. */
+#define SCAN_WORDS (SMALL_GRANULES / 16 + 2) /* either scan, the word it starts in included */
 /* Every word a lookup of granule g reads lies within REACH granules of g:
  * the stripes whose counts (or locks) it takes. */
-#define REACH (8 * (SCAN_WORDS + 1))
+#define REACH (16 * (SCAN_WORDS + 1))
+#define PAGE_GRANULES (2 * MEMTABLE_PAGE_BYTES) /* granules per page of the map */
 
 enum map_read { MAP_NONE, MAP_FOUND, MAP_TORN };
 
-/* The aligned word of map bytes holding granule g's (g a multiple of 8 at
- * a page's start), or NULL if its page was never written (then it is all
- * zero, and reading it might commit memory) or lies past the table. */
-static inline const unsigned char *word_at_page_start(size_t g)
+/* The map word of granules [wg, wg + 16) (wg a multiple of 16), or NULL if
+ * its page was never written (then it is all zero, and reading it might
+ * commit memory), lies past the table, or its leaf is not visible yet. */
+static inline const unsigned char *word_of(size_t wg)
 {
-	if (g >= granule_of(map.limit) || !memtable_page_written(&map, memtable_page_of_bin(&map, g)))
+	if (wg >= granule_of(map.limit) || !memtable_page_written(&map, memtable_page_of_bin(&map, wg >> 1)))
 		return NULL;
-	return memtable_entry_address(&map, g); /* NULL: a leaf this thread cannot see yet */
+	return memtable_byte_address(&map, wg >> 1);
 }
 
-/* Base and size of the chunk whose start byte is byte `at` of word w,
- * loaded from granule wg's word: the first byte past the start that is not
- * 16 (a continuation) is the chunk's end e, its last granule if it holds a
- * count (1..15), else (0, or the next chunk's start) e - 1 is. */
-static __attribute__((noinline)) int size_forward(const unsigned char *w, size_t wg, uint64_t word,
-                                                  unsigned at, struct chunk_info *out)
+/* The answer from the chunk's header granule hg (free, holding header) and
+ * its last granule (covered, holding tail), if it contains addr. */
+static inline int answer(uintptr_t addr, size_t hg, unsigned header, size_t last, unsigned tail,
+                         struct chunk_info *out)
 {
-	size_t start = wg + at;
-	out->base = (uintptr_t)start << GRANULE_SHIFT;
-	unsigned first = (unsigned)(word >> (8 * at)) & COUNT_MASK;
-	if (first < 16) {
-		out->size = first;
-		return MAP_FOUND;
+	out->base = (uintptr_t)(hg + 1) << GRANULE_SHIFT;
+	out->size = ((last - hg - 1) << GRANULE_SHIFT) + last_bytes(header, tail);
+	return addr - out->base < out->size ? MAP_FOUND : MAP_NONE;
+}
+
+/* read_map when the chunk's header granule or the free granule after it
+ * lies outside addr's word (word, loaded from w, granules [wg, wg + 16)):
+ * scans a word at a time, down for the header, up for the end. */
+static __attribute__((noinline)) int read_across(uintptr_t addr, const unsigned char *w, size_t wg,
+                                                 uint64_t word, struct chunk_info *out)
+{
+	unsigned at = (unsigned)(granule_of(addr) & 15);
+	uint64_t frees = free_nibbles(word);
+	/* Down: the nearest free granule below addr's. */
+	const unsigned char *dw = w;
+	size_t dg = wg;
+	uint64_t dword = word, below = frees & ~(UINT64_MAX << (4 * at));
+	for (unsigned back = 0; !below;) {
+		if (++back == SCAN_WORDS || dg == 0)
+			return MAP_TORN;
+		if (dg % PAGE_GRANULES == 0) {
+			if (!(dw = word_of(dg - PAGE_GRANULES)))
+				return MAP_TORN;
+			dw += MEMTABLE_PAGE_BYTES - 8;
+		} else {
+			dw -= 8;
+		}
+		dg -= 16;
+		dword = word_load(dw);
+		below = free_nibbles(dword);
+		INDEX_STAT_ADD(counters.words_back, 1);
 	}
-	/* Bytes 0 .. at of the first word are the start and what lies below. */
-	uint64_t other = (word ^ CONTINUATION_WORD) & (at == 7 ? 0 : UINT64_MAX << (8 * (at + 1)));
-	for (unsigned words = 1; !other; words++) {
+	unsigned p = (unsigned)(63 - __builtin_clzll(below)) / 4;
+	size_t hg = dg + p;
+	unsigned header = nibble_at(dword, p);
+	/* Up: the nearest free granule above addr's, e; the chunk's last
+	 * granule is e - 1, in the word before e's if e is a word's first. */
+	uint64_t prev = word, above = frees & ((UINT64_MAX << (4 * at)) << 4);
+	size_t ug = wg;
+	for (unsigned words = 1; !above; words++) {
 		if (words == SCAN_WORDS)
 			return MAP_TORN;
-		wg += 8;
-		if (wg % MEMTABLE_PAGE_BYTES == 0) { /* onto the next page of the map */
-			if (wg >= granule_of(map.limit))
+		ug += 16;
+		prev = word;
+		if (ug % PAGE_GRANULES == 0) { /* onto the next page of the map */
+			if (ug >= granule_of(map.limit))
 				return MAP_TORN;
-			if (!memtable_page_written(&map, memtable_page_of_bin(&map, wg))) {
-				out->size = (wg - start) << GRANULE_SHIFT; /* e = wg, a 0 */
-				return MAP_FOUND;
+			if (!memtable_page_written(&map, memtable_page_of_bin(&map, ug >> 1))) {
+				word = 0; /* never written: all free */
+				above = NIBBLE_LOW_BITS;
+				break;
 			}
-			if (!(w = memtable_entry_address(&map, wg)))
+			if (!(w = memtable_byte_address(&map, ug >> 1)))
 				return MAP_TORN;
 		} else {
 			w += 8;
 		}
 		word = word_load(w);
-		other = word ^ CONTINUATION_WORD;
+		above = free_nibbles(word);
 	}
-	unsigned e_at = (unsigned)__builtin_ctzll(other) / 8;
-	unsigned last = (unsigned)(word >> (8 * e_at)) & 0xffu;
-	size_t e = wg + e_at;
-	out->size = ((e - start) << GRANULE_SHIFT) + ((last & START_BIT) ? 0 : (last & COUNT_MASK));
-	return MAP_FOUND;
-}
-
-/* read_map past the word of g: the start lies in a word below (w, loaded
- * from granule wg, holds none at or below g). */
-static __attribute__((noinline)) int start_below(const unsigned char *w, size_t wg,
-                                                 struct chunk_info *out)
-{
-	uint64_t word, starts;
-	unsigned back = 0;
-	do {
-		if (++back == SCAN_WORDS || wg == 0)
-			return MAP_TORN;
-		if (wg % MEMTABLE_PAGE_BYTES == 0) {
-			if (!(w = word_at_page_start(wg - MEMTABLE_PAGE_BYTES)))
-				return MAP_TORN;
-			w += MEMTABLE_PAGE_BYTES - 8;
-		} else {
-			w -= 8;
-		}
-		wg -= 8;
-		word = word_load(w);
-		starts = word & START_BITS;
-	} while (!starts);
-	INDEX_STAT_ADD(counters.words_back, back);
-	return size_forward(w, wg, word, (unsigned)(63 - __builtin_clzll(starts)) / 8, out);
+	unsigned q = (unsigned)__builtin_ctzll(above) / 4;
+	unsigned tail = q ? nibble_at(word, q - 1) : nibble_at(prev, 15);
+	return answer(addr, hg, header, ug + q - 1, tail, out);
 }
 
 /* The chunk containing addr, from the map alone (out's base and size).
- * Inline for the common case, a chunk whose start and end lie in the word
- * of addr's byte; the scans across words are calls. */
+ * Inline for the common case, a chunk whose header granule and the free
+ * granule after it lie in the word of addr's granule (256 bytes of heap);
+ * the scans across words are a call. */
 static inline __attribute__((always_inline)) int read_map(uintptr_t addr, struct chunk_info *out)
 {
-	size_t g = granule_of(addr), wg = g & ~(size_t)7;
-	/* 1-byte entries: the map page of g is g's 4,096-granule page. */
-	if (!memtable_page_written(&map, g >> MEMTABLE_PAGE_SHIFT))
+	size_t g = granule_of(addr), wg = g & ~(size_t)15;
+	/* 4 KiB of map, 8,192 granules, per page. */
+	if (!memtable_page_written(&map, g >> (MEMTABLE_PAGE_SHIFT + 1)))
 		return MAP_NONE;
-	const unsigned char *w = memtable_byte_address(&map, wg);
+	const unsigned char *w = memtable_byte_address(&map, wg >> 1);
 	if (__builtin_expect(!w, 0))
 		return MAP_NONE;
 	uint64_t word = word_load(w);
-	unsigned at = (unsigned)(g & 7);
-	if (((word >> (8 * at)) & COUNT_MASK) <= (addr & (GRANULE - 1)))
+	unsigned at = (unsigned)(g & 15);
+	if (!(nibble_at(word, at) & 7))
 		return MAP_NONE;
-	/* The nearest start at or below g: in this word, bytes 0 .. at. */
-	uint64_t starts = word & START_BITS & (UINT64_MAX >> (56 - 8 * at));
-	if (__builtin_expect(!starts, 0))
-		return start_below(w, wg, out);
-	unsigned sb = (unsigned)(63 - __builtin_clzll(starts)) / 8;
-	unsigned first = (unsigned)(word >> (8 * sb)) & COUNT_MASK;
-	/* Past the start, the first byte that is not 16 ends the chunk; two
-	 * shifts, as sb may be 7. */
-	uint64_t other = (word ^ CONTINUATION_WORD) & ((UINT64_MAX << (8 * sb)) << 8);
-	out->base = (uintptr_t)(wg + sb) << GRANULE_SHIFT;
-	if (first < 16) { /* one granule */
-		out->size = first;
-		return MAP_FOUND;
-	}
-	if (__builtin_expect(!other, 0))
-		return size_forward(w, wg, word, sb, out);
-	unsigned e_at = (unsigned)__builtin_ctzll(other) / 8;
-	unsigned last = (unsigned)(word >> (8 * e_at)) & 0xffu;
-	out->size = ((size_t)(e_at - sb) << GRANULE_SHIFT) + ((last & START_BIT) ? 0 : (last & COUNT_MASK));
-	return MAP_FOUND;
+	uint64_t frees = free_nibbles(word);
+	uint64_t below = frees & ~(UINT64_MAX << (4 * at));
+	uint64_t above = frees & ((UINT64_MAX << (4 * at)) << 4); /* two shifts: at may be 15 */
+	if (__builtin_expect(!below || !above, 0))
+		return read_across(addr, w, wg, word, out);
+	unsigned p = (unsigned)(63 - __builtin_clzll(below)) / 4, q = (unsigned)__builtin_ctzll(above) / 4;
+	return answer(addr, wg + p, nibble_at(word, p), wg + q - 1, nibble_at(word, q - 1), out);
 }
 
 /* Under HEAPINDEX_VALGRIND_ANNOTATE (helgrind, drd: lock.h) every lookup
