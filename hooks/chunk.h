@@ -90,7 +90,8 @@
  * runs each, alternated; the medians of those at a quiet L3), hit ns at
  * 10^6, header / trailer / side: memtable 221 / 278 / 437 (side: a
  * malloc_usable_size per answer, and no header-guess prefetch in the start
- * masks' near lookup: 278-304 with it), bitmap 210 / 266 / 287, critnib
+ * masks' near lookup then; with it since, 0.98-1.05x the bitmap's side
+ * hits in the same runs: workloads/scale/README.md), bitmap 210 / 266 / 287, critnib
  * 580 / 584 / 617 (the same work), bytemap 114 / 126 / -; gcbase 66-88.
  *
  * Then side got a fast path of its own (hooks.c, malloc_side and

@@ -239,6 +239,46 @@ Test(memtable_masks, a_held_bin_makes_removes_wait_and_nested_lookups_unknown, .
 	cr_assert_eq(answer_at(b + 40, NULL), -1);
 }
 
+/* A lookup that may wait (not nested) and finds its bin held waits for the
+ * unlock, out of the near path (mask_lock_waiting), then answers: neither
+ * before the holder is done nor "not known". */
+static size_t waiter_offset;
+static long waiter_answer = -2;
+static int waiter_done;
+static pthread_t waiter;
+
+static void *lookup_held(void *arg)
+{
+	(void)arg;
+	long got = answer_at(waiter_offset, NULL);
+	__atomic_store_n(&waiter_answer, got, __ATOMIC_RELAXED);
+	__atomic_store_n(&waiter_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void lookup_during_lookup(uintptr_t user)
+{
+	(void)user;
+	while_locked = NULL;
+	cr_assert_eq(pthread_create(&waiter, NULL, lookup_held, NULL), 0);
+	struct timespec pause = { 0, 50 * 1000 * 1000 };
+	nanosleep(&pause, NULL);
+	cr_assert_not(__atomic_load_n(&waiter_done, __ATOMIC_ACQUIRE),
+	              "a lookup answered while another held its bin");
+}
+
+Test(memtable_masks, a_lookup_of_a_held_bin_waits_for_the_unlock_then_answers, .timeout = 20)
+{
+	size_t b = 32768;
+	place(b + 16, 40);
+	waiter_offset = b + 16 + 30;
+	while_locked = lookup_during_lookup;
+	cr_assert_eq(answer_at(b + 16 + 8, NULL), (long)(b + 16));
+	cr_assert_eq(pthread_join(waiter, NULL), 0);
+	cr_assert_eq(__atomic_load_n(&waiter_answer, __ATOMIC_RELAXED), (long)(b + 16),
+	             "the waiting lookup answered %ld", waiter_answer);
+}
+
 /* An insert into a bin that a lookup holds is not lost: the unlock keeps
  * the start bits set meanwhile. */
 static void insert_during_lookup(uintptr_t user)
