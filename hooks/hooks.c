@@ -920,12 +920,8 @@ static inline __attribute__((always_inline)) void *side_chunk(struct thread_slot
 	if (unlikely(!INDEX_SIDE_INSERT_FAST((uintptr_t)r, size)))
 		return side_insert_bracketed(r, size);
 #else
-#if INDEX_SIDE_BODIES
-	(void)site; /* given the size, it keeps no site (index.h) */
-#else
 	chunk_pending.size = size;
 	chunk_pending.site_word = (uint64_t)site; /* top 16 bits 0 in user space, as in a header */
-#endif
 	FAST_ENTER(s);
 	INDEX_SIDE_INSERT(chunk_of_user(r), size);
 	FAST_LEAVE(s);
@@ -1022,14 +1018,6 @@ SIDE_PATH void free_side(struct thread_slot *s, void *p)
 	/* Outside the fork bracket (index.h): one atomic compare-and-swap. */
 	if (unlikely(!INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
 		return free_side_bracketed(s, p);
-#elif INDEX_SIDE_BODIES
-	/* Keep p, not the chunk handle too, across the index call: one register. */
-	__asm__("" : "+r"(p));
-	FAST_ENTER(s);
-	int ours = INDEX_FN(remove_side)(chunk_of_user(p)); /* no size (index.h) */
-	FAST_LEAVE(s);
-	if (unlikely(!ours))
-		return free_side_foreign(s, p);
 #elif !INDEX_UPDATES_EMPTY
 	side_before_remove(chunk_of_user(p));
 	__asm__("" : "+r"(p));
@@ -1174,9 +1162,6 @@ HOOK_EXPORT void free(void *p)
 		if (likely(thread_flags(s) == HOOKS_SIDE) && likely(p != NULL) &&
 		    likely(INDEX_SIDE_REMOVE_FAST((uintptr_t)p)))
 			return free_side_counted(s, p, 0);
-#elif INDEX_SIDE_BODIES
-		if (side_takes_free(s, p))
-			return free_side(s, p); /* as malloc's */
 #endif
 		return free_flagged(p, s);
 	}

@@ -441,6 +441,12 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #define INDEX_SIDE_INSERT_FAST(user, size) INDEX_FN(side_insert_fast)(user, size)
 #define INDEX_SIDE_REMOVE_FAST(user) INDEX_FN(side_remove_fast)(user)
 #endif
+/* Side bodies come with their inline common cases: the hooks' side path
+ * runs the common case inline and the body, bracketed, for the rest
+ * (hooks.c); no path calls the bodies alone. */
+#if INDEX_SIDE_BODIES != INDEX_SIDE_INLINE
+#error "an index declares INDEX_SIDE_BODIES_<name> and INDEX_SIDE_INLINE_<name> together"
+#endif
 #if INDEX_SIDE_BODIES
 void INDEX_FN(insert_side)(struct chunk *, size_t);
 int INDEX_FN(remove_side)(struct chunk *);
