@@ -147,6 +147,7 @@ static struct {
 	uint64_t further_lookups, list_steps, bins_scanned;
 	uint64_t longest_list_walked, longest_backward_scan;
 	uint64_t uncovered_inserts, leaf_failures;
+	uint64_t head_answers; /* lookups answered from head entries (no header read) */
 } counters;
 
 #define SLOT_NONE 0u
@@ -278,6 +279,62 @@ static inline int is_big(const struct chunk *c, size_t size)
 	return size > big_threshold || !memtable_covers(&table, chunk_user(c));
 }
 
+/* --- head entries ----------------------------------------------------------
+ * Under the header placement, beside the table (its shadow array,
+ * memtable.h), one 16-bit entry per bin says what a lookup that wants no
+ * site needs of the bin's head, so that it reads no heap: the head's slot
+ * in the low 4 bits and, when the head is alone in its bin and asked for
+ * at most HEAD_SIZE_MAX bytes, that requested size in the other 12; else
+ * size 0, "walk the list".  Entry 0: the bin is empty.  Slots must fit in
+ * 4 bits, so only shifts up to 7 keep entries (8 slots); other shifts, the
+ * two-level table, and the trailer and side placements (their answers
+ * come from elsewhere: the trailer's size from malloc_usable_size, side's
+ * from the start masks) keep none (memtable_hot.heads NULL).
+ *
+ * Invariant: at every moment a bin's lock is free, its entry is
+ * head_entry(its head, its size if alone else 0), or 0 if it is empty.
+ * Writers keep it so under the bin's lock, storing the entry before the
+ * unlock: whenever the head or the count of chunks (one, more) changes
+ * (link_locked, unlink_locked, lowest_to_front).  A remove stores before it
+ * returns, and the hooks free the chunk only after, so an entry read with
+ * a (relaxed) atomic load that names a chunk and its size names a chunk
+ * that was live, alone and of that size at the moment of the load: a
+ * lookup answering from it is linearizable at that load, and the pair
+ * (slot, size), one 16-bit store, is never torn.  The entries of eight
+ * bins are read as two 8-byte loads (head_entries_near): each entry is one
+ * 2-aligned 16-bit piece of a load, never split across two accesses
+ * (x86-64: a load within a line is one access, one split across lines is
+ * two, and a 2-aligned entry never straddles a line); entries of different
+ * bins may come from slightly different moments, as the table's bytes do
+ * in memtable_scan_near. */
+#define HEAD_SIZE_MAX 4095u
+#define HEAD_SLOT_BITS 4u
+#define HEAD_SHIFT_MAX 7u /* 8 slots: the largest shift whose slots fit in 4 bits */
+_Static_assert(((1u << (HEAD_SHIFT_MAX - 4)) < (1u << HEAD_SLOT_BITS)), "slots 1..2^(shift-4) in 4 bits");
+
+static inline uint16_t head_entry(unsigned slot, size_t size)
+{
+	return (uint16_t)(slot | (size <= HEAD_SIZE_MAX ? (unsigned)size << HEAD_SLOT_BITS : 0u));
+}
+
+/* Under the bin's lock, before its unlock.  meta: the placement, a
+ * constant in the hot bodies, where the trailer's test no entries. */
+CHUNK_INLINE void head_entry_store(enum chunk_meta meta, size_t bin, uint16_t entry)
+{
+	uint16_t *heads = memtable_hot.heads;
+	if (meta == META_HEADER && heads)
+		__atomic_store_n(&heads[bin], entry, __ATOMIC_RELAXED);
+}
+
+/* head_entry_store of listed chunk h, the head: alone (its size read from
+ * its header, only if entries are kept) or not. */
+CHUNK_INLINE void head_entry_store_head(enum chunk_meta meta, size_t bin, unsigned slot,
+                                        const struct chunk *h, int alone)
+{
+	if (meta == META_HEADER && memtable_hot.heads)
+		head_entry_store(meta, bin, head_entry(slot, alone ? chunk_size_in(h, META_HEADER) : 0));
+}
+
 /* --- the index ------------------------------------------------------------ */
 
 int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t errlen)
@@ -309,6 +366,11 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
 	memtable_hot.entries = table.entries;
 	memtable_hot.written = table.written.pages[0];
 	memtable_hot.rotated_shift = cfg->bin_shift - 4;
+	/* Head entries: a refused reservation only leaves them off. */
+	memtable_hot.heads = NULL;
+	if (chunk_meta == META_HEADER && cfg->bin_shift <= HEAD_SHIFT_MAX && memtable_is_flat(&table) &&
+	    !memtable_add_shadow(&table, sizeof *memtable_hot.heads))
+		memtable_hot.heads = (uint16_t *)(void *)table.shadow;
 	big_threshold = bin_bytes * 256;
 	LOCK_ANNOTATE_BENIGN_RACE(&counters, sizeof counters, "lookup statistics (INDEX_STAT_ADD)");
 	return 0;
@@ -331,7 +393,7 @@ int memtable_index_init(const struct heapindex_config *cfg, char *err, size_t er
  * marked pages.  Returns 1, or 0 when c would be the first chunk of a page
  * never marked: then the bin is unlocked unchanged (still 0), and the
  * caller marks the page (link_marking) and links again. */
-CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsigned head,
+CHUNK_INLINE int link_locked(struct chunk *c, size_t size, size_t bin, unsigned char *e, unsigned head,
                              enum chunk_meta meta)
 {
 	unsigned slot = slot_of(chunk_user(c));
@@ -342,6 +404,7 @@ CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsi
 			return 0;
 		}
 		set_links(links, SLOT_NONE, SLOT_NONE);
+		head_entry_store(meta, bin, head_entry(slot, size)); /* alone */
 		bin_unlock(e, slot);
 		return 1;
 	}
@@ -350,6 +413,7 @@ CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsi
 	if (slot < head) {
 		links_of(h, meta)[1] = (unsigned char)slot;
 		set_links(links, head, SLOT_NONE);
+		head_entry_store(meta, bin, head_entry(slot, 0)); /* a new head, of more */
 		bin_unlock(e, slot);
 		return 1;
 	}
@@ -358,6 +422,7 @@ CHUNK_INLINE int link_locked(struct chunk *c, size_t bin, unsigned char *e, unsi
 		links_of(chunk_at(base, next), meta)[1] = (unsigned char)slot;
 	set_links(links, next, head);
 	links_of(h, meta)[0] = (unsigned char)slot;
+	head_entry_store(meta, bin, head_entry(head, 0)); /* the head, no longer alone */
 	bin_unlock(e, head);
 	return 1;
 }
@@ -375,7 +440,7 @@ static __attribute__((noinline)) void link_marking(struct chunk *c, size_t bin, 
  * waiting for the bin's lock. */
 static void link_chunk(struct chunk *c, size_t bin, unsigned char *e)
 {
-	if (!link_locked(c, bin, e, bin_lock(e), chunk_meta))
+	if (!link_locked(c, chunk_size(c), bin, e, bin_lock(e), chunk_meta))
 		link_marking(c, bin, e);
 }
 
@@ -423,7 +488,7 @@ CHUNK_INLINE int insert_fast(struct chunk *c, size_t size, enum chunk_meta meta,
 	unsigned head = bin_try_lock(e);
 	if (__builtin_expect(head == BIN_LOCKED, 0)) /* it exchanged 0xff for 0xff */
 		return 0;
-	return link_locked(c, bin, e, head, meta);
+	return link_locked(c, size, bin, e, head, meta);
 }
 
 /* Every header insert that the flat table's insert_fast leaves: the
@@ -469,11 +534,14 @@ void memtable_index_insert(struct chunk *c)
 static __attribute__((noinline)) void lowest_to_front(unsigned char *e, uintptr_t base, unsigned first)
 {
 	enum chunk_meta meta = chunk_meta;
-	unsigned low = first;
-	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE; s = next_slot(chunk_at(base, s), meta))
+	unsigned low = first, left = 1;
+	for (unsigned s = next_slot(chunk_at(base, first), meta); s != SLOT_NONE;
+	     s = next_slot(chunk_at(base, s), meta), left++)
 		if (s < low)
 			low = s;
 	struct chunk *l = chunk_at(base, low);
+	/* The new head: alone (its size from its header) or of more. */
+	head_entry_store_head(meta, memtable_bin(&table, base), low, l, left == 1);
 	if (low != first) { /* unlink it (it has a predecessor), relink it before first */
 		unsigned next = next_slot(l, meta), prev = prev_slot(l, meta);
 		links_of(chunk_at(base, prev), meta)[0] = (unsigned char)next;
@@ -503,12 +571,16 @@ CHUNK_INLINE unsigned unlink_locked(struct chunk *c, size_t bin, unsigned char *
 	 * is one test. */
 	unsigned links = *(const links_word *)links_of(c, meta);
 	if (links == 0) { /* next and prev none: c was alone, the head */
+		head_entry_store(meta, bin, 0);
 		bin_unlock(e, SLOT_NONE);
 		return SLOT_NONE;
 	}
 	unsigned next = links & 0xffu, prev = links >> 8;
 	if (next == SLOT_NONE) {
-		links_of(chunk_at(memtable_bin_base(&table, bin), prev), meta)[0] = SLOT_NONE;
+		struct chunk *p = chunk_at(memtable_bin_base(&table, bin), prev);
+		links_of(p, meta)[0] = SLOT_NONE;
+		if (prev == head) /* the head is left alone: its size from its header */
+			head_entry_store_head(meta, bin, head, p, 1);
 		bin_unlock(e, head);
 		return SLOT_NONE;
 	}
@@ -844,6 +916,68 @@ static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk
 	return big_chunks_lookup_after(&big, answer, addr, out);
 }
 
+/* Four head entries from e (2-aligned) as one little-endian word: a plain
+ * load, which reads each entry whole (see "head entries"); under
+ * ThreadSanitizer four relaxed atomic loads, as memtable_load_word. */
+static inline uint64_t head_entries_load(const uint16_t *e)
+{
+	uint64_t word = 0;
+#if defined(__SANITIZE_THREAD__)
+	for (unsigned i = 0; i < 4; i++)
+		word |= (uint64_t)__atomic_load_n(e + i, __ATOMIC_RELAXED) << (16 * i);
+#else
+	__builtin_memcpy(&word, e, 8);
+#endif
+	return word;
+}
+
+/* head_lookup found no entry in its eight bins: the scan below them. */
+#define HEAD_SCAN (INDEX_FOUND + 3)
+
+/* The lookup from head entries (header placement, no site wanted,
+ * memtable_hot.heads set): the entries of addr's bin and the seven below
+ * it, the near lookup's bins, in two loads of index memory; the highest
+ * nonzero one (addr's own only if its slot is at most addr's, as in
+ * near_lookup) is the nearest bin holding a chunk that starts at or below
+ * addr.  If that head is alone with its size in the entry, the answer is
+ * that chunk if it contains addr, else none (no chunk further down reaches
+ * past a live one): no header read, no lock, no locked instruction.  What
+ * it leaves: a head of more or of a big size (LOOK_FURTHER: near_lookup,
+ * which walks the list), no entry in the eight bins (HEAD_SCAN: the scan
+ * below them, lookup_further), and, like near_lookup, a page never written
+ * or bins 0..6 of a page, whose eight bins would reach into the page below
+ * (LOOK_FURTHER). */
+static inline int head_lookup(const uint16_t *heads, uintptr_t addr, struct chunk_info *out)
+{
+	size_t bin = memtable_bin(&table, addr);
+	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
+	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+		return LOOK_FURTHER;
+	uint64_t high = head_entries_load(heads + bin - 3), low = head_entries_load(heads + bin - 7);
+	/* addr's own entry counts only if its head starts at or below addr */
+	unsigned own_slot = (unsigned)(high >> 48) & ((1u << HEAD_SLOT_BITS) - 1);
+	high &= own_slot > slot_of(addr) ? ~UINT64_C(0) >> 16 : ~UINT64_C(0);
+	uint64_t in_high = (uint64_t)0 - (high != 0); /* a select, as memtable_scan_step */
+	uint64_t word = (high & in_high) | (low & ~in_high);
+	if (__builtin_expect(!word, 0))
+		return HEAD_SCAN;
+	unsigned top_bit = (unsigned)(63 - __builtin_clzll(word)) & ~15u;
+	unsigned entry = (unsigned)(word >> top_bit) & 0xffffu;
+	size_t size = entry >> HEAD_SLOT_BITS;
+	if (__builtin_expect(!size, 0))
+		return LOOK_FURTHER;
+	size_t below = 3 - top_bit / 16 + (size_t)(4 & ~in_high); /* the found bin is addr's - below */
+	uintptr_t base = memtable_bin_base(&table, bin - below) +
+	                 ((uintptr_t)((entry & ((1u << HEAD_SLOT_BITS) - 1)) - 1) << 4);
+	INDEX_STAT_ADD(counters.head_answers, 1);
+	if (addr - base >= size)
+		return INDEX_NONE;
+	out->base = base;
+	out->size = size;
+	out->site = 0; /* not noted: no_site (index.h) */
+	return INDEX_FOUND;
+}
+
 /* Every lookup the common one below does not take: another placement
  * than header, or a lookup cache fill running on this thread (which the
  * answer must note, index.h), or addr not covered.  Side goes to
@@ -873,6 +1007,16 @@ int memtable_index_lookup(uintptr_t addr, struct chunk_info *out)
 	if (__builtin_expect(!chunk_likely_header() || thread_self()->lookup_filling != 0 ||
 	                     !memtable_covers(&table, addr), 0))
 		return chunk_meta == META_SIDE ? mask_lookup(addr, out) : lookup_general(addr, out);
+	const uint16_t *heads = memtable_hot.heads;
+	if (heads && out->no_site) {
+		int answer = head_lookup(heads, addr, out);
+		if (__builtin_expect(answer == INDEX_FOUND, 1))
+			return answer;
+		if (answer == INDEX_NONE)
+			return big_chunks_lookup_after(&big, answer, addr, out);
+		if (answer == HEAD_SCAN)
+			return lookup_further(addr, out);
+	}
 	int answer = near_lookup(addr, out, 1);
 	if (__builtin_expect(answer != LOOK_FURTHER, 1))
 		return big_chunks_lookup_after(&big, answer, addr, out);
@@ -1208,7 +1352,7 @@ void memtable_index_write_stats(struct json_out *out)
 {
 	size_t resident = memtable_resident_bytes(&table);
 	json_u64(out, "links_bytes", 0); /* the bin lists use the header's index bits */
-	json_u64(out, "index_bytes", resident + big_chunks_bytes(&big));
+	json_u64(out, "index_bytes", resident + memtable_shadow_resident_bytes(&table) + big_chunks_bytes(&big));
 	json_u64(out, "addr_bits", table.addr_bits);
 	json_u64(out, "bin_shift", table.shift);
 	json_str(out, "table_layout", memtable_is_flat(&table) ? "flat" : "two-level");
@@ -1216,6 +1360,7 @@ void memtable_index_write_stats(struct json_out *out)
 	json_u64(out, "table_leaves_mapped", table.leaves_mapped);
 	json_u64(out, "leaf_failures", counters.leaf_failures);
 	json_u64(out, "table_resident_bytes", resident);
+	json_u64(out, "head_entries_resident_bytes", memtable_shadow_resident_bytes(&table));
 	json_u64(out, "big_threshold", big_threshold);
 	big_chunks_write_stats(&big, out);
 	json_u64(out, "uncovered_inserts", counters.uncovered_inserts);
@@ -1233,7 +1378,8 @@ void memtable_index_write_stats(struct json_out *out)
 	uint64_t longest_list = counters.longest_list_walked;
 	if (steps && longest_list < 1)
 		longest_list = 1; /* only lists longer than one count themselves */
-	json_u64(out, "lookups", near + counters.further_lookups);
+	json_u64(out, "lookups", near + counters.further_lookups + counters.head_answers);
+	json_u64(out, "head_lookups", counters.head_answers); /* answered from head entries */
 	json_u64(out, "near_lookups", near); /* answered from one table word */
 	json_u64(out, "list_steps", steps);
 	json_u64(out, "longest_list_walked", longest_list);

@@ -81,6 +81,21 @@ static int set_bit(uint64_t *bits, size_t i)
 	return !(__atomic_fetch_or(&bits[i >> 6], mask, __ATOMIC_RELEASE) & mask);
 }
 
+/* Writes (commits) the shadow pages of the bins of table page `page`,
+ * before its bit is set: a reader that sees the bit reads them.  A
+ * read-modify-write that adds nothing, since another writer may be storing
+ * an entry there already (a bit set by a racing writer is set after its
+ * own touch, so whoever finds it set finds the pages written).  Also when
+ * the bit is set already: a writer that lost the race to set it does no
+ * harm touching again, and this is the slow path. */
+static void touch_shadow(struct memtable *t, size_t page)
+{
+	size_t per_page = t->shadow_entry_size >> t->entry_shift; /* shadow pages per table page */
+	unsigned char *first = t->shadow + page * per_page * MEMTABLE_PAGE_BYTES;
+	for (size_t i = 0; i < per_page; i++)
+		(void)__atomic_fetch_or(first + i * MEMTABLE_PAGE_BYTES, (unsigned char)0, __ATOMIC_RELAXED);
+}
+
 void memtable_note_written_slow(struct memtable *t, size_t page)
 {
 	struct memtable_written *w = &t->written;
@@ -90,6 +105,8 @@ void memtable_note_written_slow(struct memtable *t, size_t page)
 		__atomic_fetch_add(&w->count[2], 1, __ATOMIC_RELAXED);
 	if (set_bit(w->pages[1], in_pages0))
 		__atomic_fetch_add(&w->count[1], 1, __ATOMIC_RELAXED);
+	if (t->shadow)
+		touch_shadow(t, page);
 	if (set_bit(w->pages[0], page))
 		__atomic_fetch_add(&w->count[0], 1, __ATOMIC_RELAXED);
 }
@@ -167,11 +184,32 @@ void *memtable_entry_slow_write(struct memtable *t, size_t bin)
 	return leaf + ((bin & (((size_t)1 << t->leaf_bits) - 1)) << t->entry_shift);
 }
 
+static size_t shadow_bytes(const struct memtable *t)
+{
+	return memtable_reserved_bytes(t->addr_bits, t->shift, t->shadow_entry_size);
+}
+
+int memtable_add_shadow(struct memtable *t, size_t entry_size)
+{
+	if (!t->entries || t->shadow || t->written.count[0] || entry_size < t->entry_size ||
+	    entry_size > MEMTABLE_PAGE_BYTES || (entry_size & (entry_size - 1)))
+		return EINVAL;
+	t->shadow_entry_size = entry_size;
+	t->shadow = reserve(shadow_bytes(t));
+	if (!t->shadow) {
+		t->shadow_entry_size = 0;
+		return errno ? errno : ENOMEM;
+	}
+	return 0;
+}
+
 void memtable_destroy(struct memtable *t)
 {
 	size_t table_bytes = memtable_reserved_bytes(t->addr_bits, t->shift, t->entry_size);
 	if (t->entries)
 		munmap(t->entries, table_bytes);
+	if (t->shadow)
+		munmap(t->shadow, shadow_bytes(t));
 	if (t->leaves) {
 		size_t n = directory_bytes(t) / sizeof *t->leaves;
 		for (size_t i = 0; i < n && t->leaves_mapped; i++)
@@ -252,4 +290,12 @@ size_t memtable_resident_bytes(const struct memtable *t)
 	if (t->leaves) /* the directory: written only where a leaf was mapped */
 		total += resident_of(t->leaves, directory_bytes(t));
 	return total;
+}
+
+size_t memtable_shadow_resident_bytes(const struct memtable *t)
+{
+	if (!t->shadow) /* else touched with every table page marked */
+		return 0;
+	return __atomic_load_n(&t->written.count[0], __ATOMIC_RELAXED) * MEMTABLE_PAGE_BYTES *
+	       (t->shadow_entry_size >> t->entry_shift);
 }

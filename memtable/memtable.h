@@ -79,6 +79,15 @@ struct memtable {
 	                          * and its leaves (atomic) */
 	size_t leaves_mapped;    /* atomic: leaves are mapped by any writer, lock-free */
 	struct memtable_written written;
+	/* Optional, flat tables only (memtable_add_shadow): a second array
+	 * with one shadow_entry_size-byte entry per bin, for a user that
+	 * keeps more per bin than the entry holds.  It has no summary of its
+	 * own: marking a table page written first writes the shadow pages of
+	 * the same bins (memtable_note_written_slow), so a reader that finds
+	 * a table page marked may read the shadow entries of its bins, and
+	 * commits nothing by doing so. */
+	unsigned char *shadow;
+	size_t shadow_entry_size;
 };
 
 /* Bytes a flat table would reserve (for reports, and the seed's size rule). */
@@ -95,6 +104,13 @@ static inline size_t memtable_reserved_bytes(unsigned addr_bits, unsigned shift,
 int memtable_init(struct memtable *t, unsigned addr_bits, unsigned shift,
                   size_t entry_size, enum memtable_layout layout);
 void memtable_destroy(struct memtable *t);
+
+/* Reserves the shadow array (above) of a flat table on which nothing was
+ * written yet: 0, or an errno value (EINVAL: a two-level table, a table
+ * already written, an entry size not a power of two or larger than a page;
+ * ENOMEM: refused).  Its reservation is entry_size / t->entry_size times
+ * the table's, and it commits that many times the table's written pages. */
+int memtable_add_shadow(struct memtable *t, size_t entry_size);
 
 static inline int memtable_is_flat(const struct memtable *t)
 {
@@ -341,5 +357,10 @@ static inline size_t memtable_last_nonzero_byte(const struct memtable *t, size_t
  * iff it was written, with or without a shared zero page (and the table is
  * never backed by huge pages).  Does not allocate. */
 size_t memtable_resident_bytes(const struct memtable *t);
+
+/* Bytes the shadow array has committed (0 without one): its pages of the
+ * bins of every table page marked written, counted likewise; not part of
+ * memtable_resident_bytes. */
+size_t memtable_shadow_resident_bytes(const struct memtable *t);
 
 #endif /* HEAPINDEX_MEMTABLE_H */

@@ -51,6 +51,7 @@ struct memtable_hot {
 	unsigned rotated_shift;  /* the bin shift - 4: the bin of a rotated aligned pointer */
 	unsigned slot_mask;      /* slots in a bin - 1: (bin bytes >> 4) - 1 */
 	uintptr_t flat_limit;    /* table.limit if flat, else 0 (the list form's test) */
+	uint16_t *heads;         /* the list form's head entries, or NULL (heap_index.c) */
 };
 
 extern __attribute__((visibility("hidden"))) struct memtable_hot memtable_hot;

@@ -236,14 +236,32 @@ static void with_shift(unsigned shift)
 
 static void setup_default(void) { with_shift(9); }
 
-static int found(const void *addr, void *want_base, size_t want_size)
+/* One lookup: with the site asked for (the chunk's header read), or
+ * without (index memory alone where it can: the head entries). */
+static int lookup_as(const void *addr, void *want_base, size_t want_size, int want_site)
 {
 	void *base = NULL;
 	size_t size = 0;
-	int hit = inproc_lookup(&d, addr, &base, &size, NULL);
+	const void *site = NULL;
+	int hit = inproc_lookup(&d, addr, &base, &size, want_site ? &site : NULL);
 	if (hit && (base != want_base || size != want_size))
-		cr_assert_fail("lookup(%p) gave [%p, +%zu), want [%p, +%zu)", addr, base, size,
-		         want_base, want_size);
+		cr_assert_fail("lookup(%p)%s gave [%p, +%zu), want [%p, +%zu)", addr, want_site ? "" : " without site",
+		               base, size, want_base, want_size);
+	return hit;
+}
+
+/* The statistics' tests: one lookup, reading headers as it always did. */
+static int found_counted(const void *addr, void *want_base, size_t want_size)
+{
+	return lookup_as(addr, want_base, want_size, 1);
+}
+
+/* Both lookups, which must agree. */
+static int found(const void *addr, void *want_base, size_t want_size)
+{
+	int hit = lookup_as(addr, want_base, want_size, 1);
+	cr_assert_eq(lookup_as(addr, want_base, want_size, 0), hit, "lookup(%p): with and without site disagree",
+	             addr);
 	return hit;
 }
 
@@ -397,7 +415,7 @@ Test(memtable_bins, own_bin_above_the_address_is_skipped_unread, .init = setup_s
 	uintptr_t b = (uintptr_t)placed + 1024;
 	struct chunk *a = place(b + 32, 16), *c = place(b - 32, 48);
 	uint64_t before = list_steps();
-	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert(found_counted((void *)(b + 8), (void *)(b - 32), 48));
 	cr_assert_eq(list_steps() - before, 1, "headers read: %llu", (unsigned long long)(list_steps() - before));
 	/* The other order of insertion, and A's bin found from inside A. */
 	d.ops->remove(a);
@@ -405,9 +423,9 @@ Test(memtable_bins, own_bin_above_the_address_is_skipped_unread, .init = setup_s
 	c = place(b - 32, 48);
 	a = place(b + 32, 16);
 	before = list_steps();
-	cr_assert(found((void *)(b + 8), (void *)(b - 32), 48));
+	cr_assert(found_counted((void *)(b + 8), (void *)(b - 32), 48));
 	cr_assert_eq(list_steps() - before, 1);
-	cr_assert(found((void *)(b + 40), (void *)(b + 32), 16));
+	cr_assert(found_counted((void *)(b + 40), (void *)(b + 32), 16));
 	d.ops->remove(a);
 	d.ops->remove(c);
 }
@@ -515,14 +533,14 @@ Test(memtable_near, chunk_starting_at_the_address_its_last_byte_and_one_past)
 	uintptr_t r = near_region(), u = r + 64 * 100 + 16; /* slot 2 of bin 100 */
 	struct chunk *c = place(u, 32);
 	uint64_t before = list_steps();
-	cr_assert(found((void *)u, (void *)u, 32));
-	cr_assert(found((void *)(u + 31), (void *)u, 32));
+	cr_assert(found_counted((void *)u, (void *)u, 32));
+	cr_assert(found_counted((void *)(u + 31), (void *)u, 32));
 	cr_assert_eq(list_steps() - before, 2, "headers read: %llu", (unsigned long long)(list_steps() - before));
-	cr_assert_not(found((void *)(u + 32), NULL, 0)); /* same bin, past the end */
-	cr_assert_not(found((void *)(u - 1), NULL, 0));  /* same bin, below the head */
-	cr_assert_not(found((void *)(u - 16), NULL, 0)); /* slot 1 */
+	cr_assert_not(found_counted((void *)(u + 32), NULL, 0)); /* same bin, past the end */
+	cr_assert_not(found_counted((void *)(u - 1), NULL, 0));  /* same bin, below the head */
+	cr_assert_not(found_counted((void *)(u - 16), NULL, 0)); /* slot 1 */
 	d.ops->remove(c);
-	cr_assert_not(found((void *)u, NULL, 0));
+	cr_assert_not(found_counted((void *)u, NULL, 0));
 }
 
 /* addr's bin B: a chunk starting in bin B - 7 (the lowest bin of the word
@@ -537,17 +555,17 @@ Test(memtable_near, nearest_start_seven_and_eight_bins_below)
 		size_t size = (size_t)(addr - u) + 8;
 		struct chunk *c = place(u, size);
 		uint64_t before = list_steps();
-		cr_assert(found((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
-		cr_assert(found((void *)(u + size - 1), (void *)u, size), "chunk %zu bins below", (size_t)below);
+		cr_assert(found_counted((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
+		cr_assert(found_counted((void *)(u + size - 1), (void *)u, size), "chunk %zu bins below", (size_t)below);
 		cr_assert_eq(list_steps() - before, 2, "chunk %zu bins below: headers read %llu", (size_t)below,
 		             (unsigned long long)(list_steps() - before));
-		cr_assert_not(found((void *)(u + size), NULL, 0), "chunk %zu bins below", (size_t)below);
+		cr_assert_not(found_counted((void *)(u + size), NULL, 0), "chunk %zu bins below", (size_t)below);
 		d.ops->remove(c);
 	}
 	struct chunk *far = place(bin - 64 * 12, 64 * 4), *near = place(bin - 64 * 7 + 32, 16);
-	cr_assert_not(found((void *)(bin + 8), NULL, 0));
-	cr_assert(found((void *)(bin - 64 * 12 + 100), (void *)(bin - 64 * 12), 64 * 4));
-	cr_assert(found((void *)(bin - 64 * 7 + 40), (void *)(bin - 64 * 7 + 32), 16));
+	cr_assert_not(found_counted((void *)(bin + 8), NULL, 0));
+	cr_assert(found_counted((void *)(bin - 64 * 12 + 100), (void *)(bin - 64 * 12), 64 * 4));
+	cr_assert(found_counted((void *)(bin - 64 * 7 + 40), (void *)(bin - 64 * 7 + 32), 16));
 	d.ops->remove(near);
 	d.ops->remove(far);
 }
@@ -591,7 +609,7 @@ Test(memtable_near, statistics_count_the_bins_and_headers_read)
 		uint64_t before[4], after[4];
 		for (int i = 0; i < 4; i++)
 			before[i] = index_stat(d.ops, names[i]);
-		cr_assert(found((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
+		cr_assert(found_counted((void *)addr, (void *)u, size), "chunk %zu bins below", (size_t)below);
 		for (int i = 0; i < 4; i++)
 			after[i] = index_stat(d.ops, names[i]);
 		cr_assert_eq(after[0] - before[0], 1, "chunk %zu bins below: lookups", (size_t)below);
@@ -606,7 +624,7 @@ Test(memtable_near, statistics_count_the_bins_and_headers_read)
 	uintptr_t b = bin + 64 * 20;
 	struct chunk *low = place(b + 16, 16), *high = place(b + 48, 16);
 	uint64_t before = list_steps();
-	cr_assert(found((void *)(b + 50), (void *)(b + 48), 16));
+	cr_assert(found_counted((void *)(b + 50), (void *)(b + 48), 16));
 	cr_assert_eq(list_steps() - before, 2, "headers read: %llu", (unsigned long long)(list_steps() - before));
 	cr_assert_geq(index_stat(d.ops, "longest_list_walked"), 2);
 	d.ops->remove(low);
