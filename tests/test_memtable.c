@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "index_params.h"
 #include "inproc.h"
 #include "memtable.h"
+#include "start_masks.h"
 
 /* --- the generic table ----------------------------------------------------- */
 
@@ -679,4 +681,233 @@ Test(memtable_near, first_bins_of_a_page_read_nothing_below_it)
 	}
 	cr_assert_not(page_mapped(below), "a lookup read the table page below R's");
 	d.ops->remove(c);
+}
+
+/* --- head entries (heap_index.c) -------------------------------------------
+ * Under header at shifts up to 7, a bin's 16-bit entry beside the table:
+ * the head's slot (low 4 bits) and, when the head is alone and asked for at
+ * most 4095 bytes, its size (the other 12), else size 0; 0 for an empty
+ * bin.  A lookup without site answers from it alone. */
+static uint16_t head_entry_of(uintptr_t user)
+{
+	cr_assert_not_null(memtable_hot.heads, "no head entries at this shift");
+	return __atomic_load_n(&memtable_hot.heads[user >> 6], __ATOMIC_RELAXED);
+}
+
+static uint16_t entry(unsigned slot, size_t size)
+{
+	return (uint16_t)(slot | size << 4);
+}
+
+TestSuite(memtable_heads, .init = setup_shift6);
+
+Test(memtable_heads, entry_follows_the_bins_head_and_count)
+{
+	uintptr_t b = near_region() + 64 * 100;
+	cr_assert_eq(head_entry_of(b), 0, "a bin never written");
+	struct chunk *x = place(b + 16, 40); /* alone: slot 2, size 40 */
+	cr_assert_eq(head_entry_of(b), entry(2, 40));
+	struct chunk *y = place(b + 48, 8); /* a second, above the head: the head of more */
+	cr_assert_eq(head_entry_of(b), entry(2, 0));
+	struct chunk *w = place(b, 8); /* below the head: the new head, of more */
+	cr_assert_eq(head_entry_of(b), entry(1, 0));
+	d.ops->remove(y); /* the last of three, not the head: two left */
+	cr_assert_eq(head_entry_of(b), entry(1, 0));
+	d.ops->remove(w); /* the head of two: x is left alone, its size read */
+	cr_assert_eq(head_entry_of(b), entry(2, 40));
+	w = place(b, 8);
+	cr_assert_eq(head_entry_of(b), entry(1, 0));
+	d.ops->remove(x); /* not the head, the last: the head left alone */
+	cr_assert_eq(head_entry_of(b), entry(1, 8));
+	cr_assert(found((void *)(b + 7), (void *)b, 8));
+	cr_assert_not(found((void *)(b + 8), NULL, 0));
+	d.ops->remove(w);
+	cr_assert_eq(head_entry_of(b), 0, "an emptied bin");
+	cr_assert_not(found((void *)(b + 7), NULL, 0));
+	/* Three, the middle one removed, then the head: a head of more, then alone. */
+	w = place(b, 8), x = place(b + 16, 8), y = place(b + 32, 8);
+	d.ops->remove(x);
+	cr_assert_eq(head_entry_of(b), entry(1, 0));
+	d.ops->remove(w);
+	cr_assert_eq(head_entry_of(b), entry(3, 8));
+	cr_assert(found((void *)(b + 32), (void *)(b + 32), 8));
+	d.ops->remove(y);
+	cr_assert_eq(head_entry_of(b), 0);
+}
+
+/* Sizes above 4095 do not fit: the entry says "walk" (size 0), and the
+ * lookup reads the header. */
+Test(memtable_heads, sizes_over_4095_walk)
+{
+	uintptr_t b = near_region() + 64 * 200;
+	struct chunk *x = place(b + 16, 4095);
+	cr_assert_eq(head_entry_of(b), entry(2, 4095));
+	cr_assert(found((void *)(b + 16 + 4094), (void *)(b + 16), 4095));
+	d.ops->remove(x);
+	uint64_t before = list_steps();
+	x = place(b + 16, 4096);
+	cr_assert_eq(head_entry_of(b), entry(2, 0));
+	cr_assert(found((void *)(b + 16 + 100), (void *)(b + 16), 4096));
+	cr_assert_gt(list_steps(), before, "a size over 4095 answered without its header");
+	d.ops->remove(x);
+	cr_assert_eq(head_entry_of(b), 0);
+}
+
+/* A lookup without site reads no heap when the entry has the size: the
+ * chunk's page made inaccessible, it still answers (with the site asked
+ * for, it would fault reading the header). */
+Test(memtable_heads, lookup_without_site_reads_no_heap)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	uintptr_t u = (uintptr_t)p + page + 64 * 20 + 16; /* not in a table page's first 7 bins */
+	struct chunk *c = place(u, 100);
+	uint64_t heads_before = index_stat(d.ops, "head_lookups");
+	cr_assert_eq(mprotect(p + page, page, PROT_NONE), 0);
+	void *base = NULL;
+	size_t size = 0;
+	for (uintptr_t a = u; a < u + 100; a += 9) {
+		cr_assert(inproc_lookup(&d, (void *)a, &base, &size, NULL), "addr u + %zu", (size_t)(a - u));
+		cr_assert_eq((uintptr_t)base, u);
+		cr_assert_eq(size, 100);
+	}
+	cr_assert_not(inproc_lookup(&d, (void *)(u + 100), &base, &size, NULL));
+	cr_assert_eq(mprotect(p + page, page, PROT_READ | PROT_WRITE), 0);
+	cr_assert_eq(index_stat(d.ops, "head_lookups") - heads_before, 13);
+	d.ops->remove(c);
+	munmap(p, 2 * page);
+}
+
+/* Shift 8: 16 slots do not fit in 4 bits, so no entries; lookups as before. */
+static void setup_shift8(void) { with_shift(8); }
+
+Test(memtable_heads, none_where_slots_do_not_fit, .init = setup_shift8)
+{
+	cr_assert_null(memtable_hot.heads);
+	uintptr_t b = near_region() + 256 * 30;
+	struct chunk *x = place(b + 240, 24);
+	cr_assert(found((void *)(b + 263), (void *)(b + 240), 24));
+	cr_assert_eq(index_stat(d.ops, "head_lookups"), 0);
+	d.ops->remove(x);
+}
+
+Test(memtable_heads, kept_at_shift_7, .init = setup_shift7)
+{
+	uintptr_t b = near_region() + 128 * 30;
+	struct chunk *x = place(b + 112, 24); /* slot 8, the highest */
+	cr_assert_eq(__atomic_load_n(&memtable_hot.heads[(b + 112) >> 7], __ATOMIC_RELAXED), entry(8, 24));
+	cr_assert(found((void *)(b + 135), (void *)(b + 112), 24));
+	d.ops->remove(x);
+}
+
+/* Lookups racing with inserts and removes of the chunks of one bin, which
+ * pass through the states (slots of 16 bytes, bin B):
+ *   empty -> A [B, +60) -> empty -> B1 [B, +8) and C [B + 32, +20) -> B1
+ *   alone -> empty.
+ * The writer makes its state count odd while it changes the bin and even
+ * with the new state after; a lookup that saw the same even count before
+ * and after must give exactly that state's answer, any other one an
+ * answer of some state: never a torn pair (base of one, size of another),
+ * never a chunk gone. */
+enum bin_state { EMPTY, ONLY_A, B_AND_C, ONLY_B };
+static uint64_t race_count; /* state << 1 | changing, plus 4 per change */
+static uint64_t race_checked; /* the last count a lookup saw steady throughout */
+static int race_done, race_wait;
+static uintptr_t race_bin;
+
+/* When race_wait: wait until a lookup saw the new state steady, or gave
+ * it a few thousand chances, so that every state is checked exactly, the
+ * briefest too. */
+static void race_set(uint64_t *count, enum bin_state to)
+{
+	*count = (*count & ~(uint64_t)7) + 8 + ((uint64_t)to << 1);
+	__atomic_store_n(&race_count, *count, __ATOMIC_RELEASE);
+	for (int spins = 0; race_wait && spins < 5000 && __atomic_load_n(&race_checked, __ATOMIC_ACQUIRE) != *count;
+	     spins++)
+		sched_yield();
+}
+
+static void race_begin(uint64_t *count)
+{
+	__atomic_store_n(&race_count, *count | 1, __ATOMIC_RELEASE);
+}
+
+static void *race_writer(void *arg)
+{
+	(void)arg;
+	uintptr_t b = race_bin;
+	uint64_t count = 0;
+	race_set(&count, EMPTY);
+	for (int i = 0; i < 20000; i++) {
+		race_wait = i & 1; /* every other round free running: lookups across changes */
+		race_begin(&count);
+		struct chunk *a = place(b, 60);
+		race_set(&count, ONLY_A);
+		race_begin(&count);
+		d.ops->remove(a);
+		race_set(&count, EMPTY);
+		race_begin(&count);
+		struct chunk *b1 = place(b, 8), *c = place(b + 32, 20);
+		race_set(&count, B_AND_C);
+		race_begin(&count);
+		d.ops->remove(c);
+		race_set(&count, ONLY_B);
+		race_begin(&count);
+		d.ops->remove(b1);
+		race_set(&count, EMPTY);
+	}
+	__atomic_store_n(&race_done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* The answer for offset off in state s: the chunk's offset and size, or -1. */
+static long race_expect(enum bin_state s, size_t off, size_t *size)
+{
+	if (s == ONLY_A && off < 60)
+		return *size = 60, 0;
+	if ((s == B_AND_C || s == ONLY_B) && off < 8)
+		return *size = 8, 0;
+	if (s == B_AND_C && off >= 32 && off < 52)
+		return *size = 20, 32;
+	return -1;
+}
+
+Test(memtable_heads, lookups_racing_a_bins_changes_answer_a_whole_live_chunk, .timeout = 120)
+{
+	race_bin = near_region() + 64 * 400;
+	pthread_t w;
+	cr_assert_eq(pthread_create(&w, NULL, race_writer, NULL), 0);
+	static const size_t offs[] = { 4, 36, 50, 70 };
+	unsigned strict = 0, long_runs = 0;
+	for (uint64_t n = 0; !__atomic_load_n(&race_done, __ATOMIC_ACQUIRE); n++) {
+		size_t off = offs[n % 4];
+		uint64_t before = __atomic_load_n(&race_count, __ATOMIC_ACQUIRE);
+		void *base = NULL;
+		size_t size = 0;
+		const void *site = NULL;
+		int hit = inproc_lookup(&d, (void *)(race_bin + off), &base, &size, n & 4 ? &site : NULL);
+		uint64_t after = __atomic_load_n(&race_count, __ATOMIC_ACQUIRE);
+		long got = hit ? (long)((uintptr_t)base - race_bin) : -1;
+		if (before == after && !(before & 1)) {
+			size_t want_size = 0;
+			long want = race_expect((enum bin_state)((before >> 1) & 3), off, &want_size);
+			strict++;
+			__atomic_store_n(&race_checked, before, __ATOMIC_RELEASE);
+			cr_assert_eq(got, want, "offset %zu, state %u: found %ld, want %ld", off,
+			             (unsigned)((before >> 1) & 3), got, want);
+			if (hit)
+				cr_assert_eq(size, want_size, "offset %zu: size %zu, want %zu", off, size, want_size);
+		} else if (hit) {
+			long_runs++;
+			size_t s_size = 0;
+			int fits = 0;
+			for (unsigned s = EMPTY; s <= ONLY_B; s++)
+				fits |= race_expect((enum bin_state)s, off, &s_size) == got && s_size == size;
+			cr_assert(fits, "offset %zu: a torn answer, offset %ld size %zu", off, got, size);
+		}
+	}
+	pthread_join(w, NULL);
+	cr_assert_gt(strict, 1000, "too few lookups between changes: %u", strict);
+	cr_log_info("%u lookups in a steady state, %u hits across a change", strict, long_runs);
 }
