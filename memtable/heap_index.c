@@ -95,9 +95,10 @@
  * above unchanged.  Writers store the entry under the bin's lock, before
  * the unlock, so a remove has overwritten it before the hooks free the
  * chunk.  Measured (workloads/scale/README.md, "Head entries"): scale hit
- * ns memtable / bitmap 0.41-0.83 at 10^3..10^7 (main 0.89-1.09), at +16
+ * ns memtable / bitmap 0.36-0.84 at 10^3..10^7 (before 0.89-1.09), at +14
  * instructions per malloc+free pair (make hook-cost, header: 271.4 ->
- * 287.4) and an extra line per update, and twice the table's bytes.
+ * 285.4), one more line per update (+7-10 ns per insert or remove at 10^6
+ * in scale's random order), and twice the table's bytes.
  * The trailer and side placements keep none: their answers come from
  * malloc_usable_size and the start masks.
  *
@@ -340,7 +341,7 @@ static inline uint16_t head_entry(unsigned slot, size_t size)
 CHUNK_INLINE void head_entry_store(enum chunk_meta meta, size_t bin, uint16_t entry)
 {
 	uint16_t *heads = memtable_hot.heads;
-	if (meta == META_HEADER && heads)
+	if (meta == META_HEADER && __builtin_expect(heads != NULL, 1))
 		__atomic_store_n(&heads[bin], entry, __ATOMIC_RELAXED);
 }
 
@@ -349,7 +350,7 @@ CHUNK_INLINE void head_entry_store(enum chunk_meta meta, size_t bin, uint16_t en
 CHUNK_INLINE void head_entry_store_head(enum chunk_meta meta, size_t bin, unsigned slot,
                                         const struct chunk *h, int alone)
 {
-	if (meta == META_HEADER && memtable_hot.heads)
+	if (meta == META_HEADER && __builtin_expect(memtable_hot.heads != NULL, 1))
 		head_entry_store(meta, bin, head_entry(slot, alone ? chunk_size_in(h, META_HEADER) : 0));
 }
 
