@@ -82,12 +82,11 @@ static int set_bit(uint64_t *bits, size_t i)
 }
 
 /* Writes (commits) the shadow pages of the bins of table page `page`,
- * before its bit is set: a reader that sees the bit reads them.  A
- * read-modify-write that adds nothing, since another writer may be storing
- * an entry there already (a bit set by a racing writer is set after its
- * own touch, so whoever finds it set finds the pages written).  Also when
- * the bit is set already: a writer that lost the race to set it does no
- * harm touching again, and this is the slow path. */
+ * before its bit is set, so that a reader that sees the bit may read them.
+ * Invariant: a bit of pages[0] is set only after its shadow pages were
+ * written, by whichever writer set it; a writer that finds it set (and
+ * skips this) finds them written.  The write is a read-modify-write that
+ * adds nothing: another writer may be storing an entry there already. */
 static void touch_shadow(struct memtable *t, size_t page)
 {
 	size_t per_page = t->shadow_entry_size >> t->entry_shift; /* shadow pages per table page */
