@@ -3,6 +3,7 @@
  * chunks, frees, and addresses that are not heap at all. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -90,6 +91,37 @@ static void check_reads_commit_nothing(enum memtable_layout layout)
 
 Test(memtable, reads_commit_nothing_flat) { check_reads_commit_nothing(MEMTABLE_FLAT); }
 Test(memtable, reads_commit_nothing_two_level) { check_reads_commit_nothing(MEMTABLE_TWO_LEVEL); }
+
+/* The shadow array (memtable_add_shadow): only on a flat table not yet
+ * written; marking a table page written writes the shadow pages of the same
+ * bins first (two for 2-byte entries), and no other; counted apart from
+ * the table's bytes. */
+Test(memtable, shadow_pages_are_written_with_their_table_page)
+{
+#if defined(__SANITIZE_THREAD__)
+	cr_skip_test("a 2 TiB flat table does not fit ThreadSanitizer's address space");
+#endif
+	struct memtable t;
+	cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_TWO_LEVEL), 0);
+	cr_assert_eq(memtable_add_shadow(&t, 2), EINVAL, "a two-level table");
+	memtable_destroy(&t);
+	cr_assert_eq(memtable_init(&t, 47, 6, 1, MEMTABLE_FLAT), 0);
+	cr_assert_eq(memtable_add_shadow(&t, 3), EINVAL, "not a power of two");
+	cr_assert_eq(memtable_add_shadow(&t, 2), 0);
+	cr_assert_eq(memtable_add_shadow(&t, 2), EINVAL, "a second shadow");
+	size_t bin = ((size_t)5 << 30) + 4096 * 3 + 100; /* table page p: shadow pages 2p, 2p + 1 */
+	size_t p = bin >> MEMTABLE_PAGE_SHIFT;
+	const unsigned char *first = t.shadow + 2 * p * MEMTABLE_PAGE_BYTES;
+	cr_assert_not(page_mapped(first));
+	cr_assert_eq(memtable_shadow_resident_bytes(&t), 0);
+	*(unsigned char *)memtable_entry_for_write(&t, bin) = 1;
+	cr_assert(page_mapped(first) && page_mapped(first + MEMTABLE_PAGE_BYTES), "the shadow of a marked page");
+	cr_assert_not(page_mapped(first - MEMTABLE_PAGE_BYTES), "the shadow of the table page below");
+	cr_assert_not(page_mapped(first + 2 * MEMTABLE_PAGE_BYTES), "the shadow of the table page above");
+	cr_assert_eq(memtable_shadow_resident_bytes(&t), 2 * MEMTABLE_PAGE_BYTES);
+	cr_assert_eq(memtable_resident_bytes(&t), 3 * MEMTABLE_PAGE_BYTES, "the table's own: page and summary");
+	memtable_destroy(&t);
+}
 
 /* The backward scan over a wide range of never-written table: finds nothing,
  * maps nothing, and skips whole unwritten summary pages rather than walking
