@@ -320,7 +320,7 @@ static inline int is_big(const struct chunk *c, size_t size)
  * that was live, alone and of that size at the moment of the load: a
  * lookup answering from it is linearizable at that load, and the pair
  * (slot, size), one 16-bit store, is never torn.  The entries of eight
- * bins are read as two 8-byte loads (head_entries_near): each entry is one
+ * bins are read as two 8-byte loads (head_entries_load): each entry is one
  * 2-aligned 16-bit piece of a load, never split across two accesses
  * (x86-64: a load within a line is one access, one split across lines is
  * two, and a 2-aligned entry never straddles a line); entries of different
