@@ -167,6 +167,17 @@ static void check_once(uintptr_t addr, const char *what)
 	          hit ? "found" : "not found", (unsigned long)base, size, (unsigned long)site,
 	          want ? "found" : "not found", want ? (unsigned long)want->base : 0ul,
 	          want ? want->size : 0, want ? (unsigned long)want->site : 0ul);
+	/* Without the site: an index may answer from its own memory then
+	 * (bytemap, the memtable's head entries), and must agree. */
+	void *base_only = NULL;
+	size_t size_only = 0;
+	int hit_only = inproc_lookup(&index_under_test, (const void *)addr, &base_only, &size_only, NULL);
+	cr_assert(hit_only == hit && (!hit || (base_only == base && size_only == size)),
+	          "index %s, %s, seed %llu, operation %zu: lookup(%#lx) (%s) without site gave %s [%#lx, +%zu), "
+	          "with site %s [%#lx, +%zu)",
+	          index_name, model->name, (unsigned long long)seed, op, (unsigned long)addr, what,
+	          hit_only ? "found" : "not found", (unsigned long)base_only, size_only,
+	          hit ? "found" : "not found", (unsigned long)base, size);
 }
 
 static void check(uintptr_t addr, const char *what)
