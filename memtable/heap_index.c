@@ -320,7 +320,7 @@ static inline int is_big(const struct chunk *c, size_t size)
  * that was live, alone and of that size at the moment of the load: a
  * lookup answering from it is linearizable at that load, and the pair
  * (slot, size), one 16-bit store, is never torn.  The entries of eight
- * bins are read as two 8-byte loads (head_entries_load): each entry is one
+ * bins are read as two 8-byte loads (memtable_load_entries): each entry is one
  * 2-aligned 16-bit piece of a load, never split across two accesses
  * (x86-64: a load within a line is one access, one split across lines is
  * two, and a 2-aligned entry never straddles a line); entries of different
@@ -935,21 +935,6 @@ static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk
 	return big_chunks_lookup_after(&big, answer, addr, out);
 }
 
-/* Four head entries from e (2-aligned) as one little-endian word: a plain
- * load, which reads each entry whole (see "head entries"); under
- * ThreadSanitizer four relaxed atomic loads, as memtable_load_word. */
-static inline uint64_t head_entries_load(const uint16_t *e)
-{
-	uint64_t word = 0;
-#if defined(__SANITIZE_THREAD__)
-	for (unsigned i = 0; i < 4; i++)
-		word |= (uint64_t)__atomic_load_n(e + i, __ATOMIC_RELAXED) << (16 * i);
-#else
-	__builtin_memcpy(&word, e, 8);
-#endif
-	return word;
-}
-
 /* head_lookup found no entry in its eight bins: the scan below them. */
 #define HEAD_SCAN (INDEX_FOUND + 3)
 
@@ -972,7 +957,7 @@ static inline int head_lookup(const uint16_t *heads, uintptr_t addr, struct chun
 	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
 	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
 		return LOOK_FURTHER;
-	uint64_t high = head_entries_load(heads + bin - 3), low = head_entries_load(heads + bin - 7);
+	uint64_t high = memtable_load_entries(heads + bin - 3, 2), low = memtable_load_entries(heads + bin - 7, 2);
 	/* addr's own entry counts only if its head starts at or below addr */
 	unsigned own_slot = (unsigned)(high >> 48) & ((1u << HEAD_SLOT_BITS) - 1);
 	high &= own_slot > slot_of(addr) ? ~UINT64_C(0) >> 16 : ~UINT64_C(0);

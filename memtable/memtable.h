@@ -234,23 +234,33 @@ static inline void *memtable_entry_for_write(struct memtable *t, size_t bin)
 	return e;
 }
 
-/* Eight 1-byte entries from e as one little-endian word (e need not be
- * aligned).  A plain load, racy by design: other threads write single
- * entries with atomics, and a stale byte only sends the caller to a bin
- * that is then empty.  Under ThreadSanitizer the eight bytes are relaxed
- * atomic loads instead, so that it sees no race at all: a suppression by
- * function name needs both stacks of a race, and it cannot always restore
- * the reader's. */
-static inline uint64_t memtable_load_word(const unsigned char *e)
+/* Eight bytes of entries from e as one little-endian word (e need not be
+ * aligned; entries of entry_bytes, 1 or 2, each read whole: a 2-aligned
+ * 2-byte entry never straddles a line).  A plain load, racy by design:
+ * other threads write single entries with atomics, and a stale entry only
+ * sends the caller to a bin that is then empty.  Under ThreadSanitizer the
+ * entries are relaxed atomic loads instead, so that it sees no race at
+ * all: a suppression by function name needs both stacks of a race, and it
+ * cannot always restore the reader's. */
+static inline uint64_t memtable_load_entries(const void *e, unsigned entry_bytes)
 {
 	uint64_t word = 0;
 #if defined(__SANITIZE_THREAD__)
-	for (unsigned i = 0; i < 8; i++)
-		word |= (uint64_t)__atomic_load_n(e + i, __ATOMIC_RELAXED) << (8 * i);
+	for (unsigned i = 0; i < 8 / entry_bytes; i++)
+		word |= (entry_bytes == 2 ? (uint64_t)__atomic_load_n((const uint16_t *)e + i, __ATOMIC_RELAXED)
+		                          : (uint64_t)__atomic_load_n((const unsigned char *)e + i, __ATOMIC_RELAXED))
+		        << (8 * entry_bytes * i);
 #else
+	(void)entry_bytes;
 	__builtin_memcpy(&word, e, 8);
 #endif
 	return word;
+}
+
+/* Eight 1-byte entries from e (the table's own). */
+static inline uint64_t memtable_load_word(const unsigned char *e)
+{
+	return memtable_load_entries(e, 1);
 }
 
 /* One step of the backward scan over 1-byte entries e, from i down: the
