@@ -192,18 +192,20 @@
  * (lookups answer none, and heapindex_describe names "an unknown site"),
  * the exact requested size (lookups answer the allocator's usable size,
  * at least what was asked for) and the statistics' bytes.  It costs no
- * instructions: 225.0 per malloc+free pair against header's 271.4 (an
+ * instructions: 225.0 per malloc+free pair against header's 285.4 (an
  * atomic OR and a compare-and-swap on the table byte, inline, where
  * header's lock exchange and store are in called bodies inside the fork
  * bracket), and cc1 on shell.c 0.50% fewer than under header, so the gcc
  * rule holds (it did not while side's bodies were called: 286.0 per pair,
- * +0.29% of cc1's instructions).  And a little lookup speed: each answer
- * asks the allocator its usable size under the bin's lock bit (an atomic
- * pair), where header reads its own header; at 10^6 live chunks, one run
- * per placement (`HEAPINDEX_META=P heapindex scale --index
- * memtable,bitmap,critnib,bytemap,gcbase --max-chunks 1e6 --rounds 3`),
- * memtable hits 272.2 ns under header, 289.3 under side (bitmap 245.9 and
- * 278.4), the header's gain the smaller (6%) for the prefetch both make.
+ * +0.29% of cc1's instructions).  And lookup speed: each answer asks the
+ * allocator its usable size under the bin's lock bit (an atomic pair),
+ * where header, since its head entries (memtable/heap_index.c), answers a
+ * lookup that wants no site from index memory alone, reading no heap (the
+ * entry's store is 14 of header's 285.4 instructions per pair).  At 10^6
+ * live chunks (`heapindex scale --max-chunks 1e7 --rounds 3`, hit ns over
+ * gcbase's in the same run): the memtable 2.00x under header (143.3 ns,
+ * `--index all`), 3.70x under side (304.2, `HEAPINDEX_META=side --index
+ * memtable,bitmap,gcbase`); the bitmap 3.03x and 3.39x.
  * HEAPINDEX_META=header gets sites and exact sizes back; the census and
  * the lookup cache select header by themselves, as does a bin shift above
  * 6 (tune).  The cost of the hooks the header indexes run -- the seed
