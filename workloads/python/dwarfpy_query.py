@@ -84,12 +84,21 @@ def expected_chunk(obj):
 # address, or a stack key) and the size asked for.
 
 
+_malloc_usable_size = None
+
+
 def usable_size(base):
     """The allocator's usable size of the chunk at base (through the hooks,
-    which under side answer the allocator's own figure)."""
-    fn = ctypes.CDLL(None).malloc_usable_size
-    fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
-    return fn(base)
+    which under side answer the allocator's own figure).  The binding is
+    made once: a CDLL and a function object per call cost ~10 us, which
+    made every side run of this workload slower than its header run by the
+    check alone (0.587 against 0.539 s for the memtable)."""
+    global _malloc_usable_size
+    if _malloc_usable_size is None:
+        fn = ctypes.CDLL(None).malloc_usable_size
+        fn.restype, fn.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
+        _malloc_usable_size = fn
+    return _malloc_usable_size(base)
 
 
 def verify(obj, found, base, size, site):
