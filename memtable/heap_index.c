@@ -865,6 +865,16 @@ static int small_lookup(uintptr_t addr, size_t max_small, struct chunk_info *out
  * fast path could not take them: small_lookup decides. */
 #define LOOK_FURTHER (INDEX_FOUND + 2)
 
+/* The eight bins ending at bin, which the near lookups read in one word
+ * (of the table, or of the head entries), lie on one table page, and that
+ * page was written: reading them commits nothing (bins 0..6 of a page
+ * would reach into the page below). */
+static inline int near_bins_readable(size_t bin)
+{
+	return __builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) >= 7, 1) &&
+	       memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT);
+}
+
 /* The common case of a lookup, on the bins of one table word: addr's bin
  * and the seven below it (512 bytes of heap at the default shift).  Most
  * hits find their chunk there: its start is the highest nonzero byte of
@@ -884,8 +894,7 @@ CHUNK_INLINE int near_lookup(uintptr_t addr, struct chunk_info *out, int header_
 {
 	chunk_prefetch_header_guess(addr); /* before the table is read */
 	size_t bin = memtable_bin(&table, addr);
-	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
-	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+	if (!near_bins_readable(bin))
 		return LOOK_FURTHER;
 	unsigned char *e = memtable_byte_address(&table, bin);
 	if (__builtin_expect(!e, 0))
@@ -954,8 +963,7 @@ static __attribute__((noinline)) int lookup_further(uintptr_t addr, struct chunk
 static inline int head_lookup(const uint16_t *heads, uintptr_t addr, struct chunk_info *out)
 {
 	size_t bin = memtable_bin(&table, addr);
-	if (__builtin_expect((bin & (MEMTABLE_PAGE_BYTES - 1)) < 7, 0) ||
-	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+	if (!near_bins_readable(bin))
 		return LOOK_FURTHER;
 	uint64_t high = memtable_load_entries(heads + bin - 3, 2), low = memtable_load_entries(heads + bin - 7, 2);
 	/* addr's own entry counts only if its head starts at or below addr */
@@ -1313,8 +1321,7 @@ static int mask_near_lookup(uintptr_t addr, struct chunk_info *out)
 {
 	chunk_prefetch_header_guess(addr); /* before the table is read: the allocator's size word */
 	size_t bin = memtable_bin(&table, addr);
-	if (!memtable_covers(&table, addr) || (bin & (MEMTABLE_PAGE_BYTES - 1)) < 7 ||
-	    !memtable_page_written(&table, bin >> MEMTABLE_PAGE_SHIFT))
+	if (!memtable_covers(&table, addr) || !near_bins_readable(bin))
 		return LOOK_FURTHER;
 	unsigned char *e = memtable_byte_address(&table, bin);
 	if (!e)
