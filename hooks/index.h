@@ -354,8 +354,9 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
 #define INDEX_HEADER_BODIES_bitmap 1
 #define INDEX_HEADER_BODIES_bytemap 1
 
-/* An index with bodies for the side placement's fast path declares
- * INDEX_SIDE_BODIES_<name> (1) and exports <name>_index_insert_side(c,
+/* An index with inline side common cases (INDEX_SIDE_INLINE_<name>,
+ * above) has bodies for the side placement's fast path behind them
+ * (INDEX_SIDE_BODIES) and exports <name>_index_insert_side(c,
  * size) and _remove_side(c): the hooks' side fast path, which runs only
  * under side and only for a plain malloc of size bytes (its user pointer
  * the allocator's own), calls them with no test of the placement and no
@@ -363,8 +364,6 @@ static inline void *chunk_index_links(const struct chunk *c, size_t links_bytes)
  * index's chunk, 0 if not (a foreign pointer), and touches no
  * chunk_pending.  Only for an index without records (INDEX_SIDE_TELLS):
  * otherwise what they do is what insert and remove do under side. */
-#define INDEX_SIDE_BODIES_memtable 1
-#define INDEX_SIDE_BODIES_bitmap 1
 
 /* An index whose updates need only the chunk and its size, written as
  * static insert_sized(c, size) and remove_sized(c, size), which returns c
@@ -427,7 +426,6 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #define INDEX_HEADER_INSERT(c, size) ((void)(size), INDEX_FN(insert)(c))
 #define INDEX_HEADER_REMOVE(c, size) ((void)(size), INDEX_FN(remove)(c), (c))
 #endif
-#define INDEX_SIDE_BODIES INDEX_CAT(INDEX_SIDE_BODIES_, HEAPINDEX_INDEX)
 #define INDEX_SIDE_INLINE INDEX_CAT(INDEX_SIDE_INLINE_, HEAPINDEX_INDEX)
 #define INDEX_HEADER_INLINE INDEX_CAT(INDEX_HEADER_INLINE_, HEAPINDEX_INDEX)
 #if INDEX_SIDE_INLINE || INDEX_HEADER_INLINE
@@ -441,12 +439,10 @@ struct chunk *INDEX_FN(remove_header)(struct chunk *, size_t);
 #define INDEX_SIDE_INSERT_FAST(user, size) INDEX_FN(side_insert_fast)(user, size)
 #define INDEX_SIDE_REMOVE_FAST(user) INDEX_FN(side_remove_fast)(user)
 #endif
-/* Side bodies come with their inline common cases: the hooks' side path
+/* Side bodies come with the inline common cases: the hooks' side path
  * runs the common case inline and the body, bracketed, for the rest
  * (hooks.c); no path calls the bodies alone. */
-#if INDEX_SIDE_BODIES != INDEX_SIDE_INLINE
-#error "an index declares INDEX_SIDE_BODIES_<name> and INDEX_SIDE_INLINE_<name> together"
-#endif
+#define INDEX_SIDE_BODIES INDEX_SIDE_INLINE
 #if INDEX_SIDE_BODIES
 void INDEX_FN(insert_side)(struct chunk *, size_t);
 int INDEX_FN(remove_side)(struct chunk *);
