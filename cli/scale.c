@@ -707,12 +707,16 @@ static size_t select_subjects(const char *list, struct subject *out)
 /* The subjects that take placement meta (gcbase, with a heap of its own,
  * takes any), moved to the front: their count.  The others are left out
  * with a line each; if none is left, that is the one error line. */
+static int takes_placement(const struct subject *s, enum chunk_meta meta)
+{
+	return !s->ops || (s->ops->caps & META_CAP(meta));
+}
+
 static size_t keep_placement_takers(struct subject *chosen, size_t nsub, enum chunk_meta meta)
 {
 	size_t kept = 0;
 	for (size_t k = 0; k < nsub; k++)
-		if (!chosen[k].ops || (chosen[k].ops->caps & META_CAP(meta)))
-			kept++;
+		kept += takes_placement(&chosen[k], meta);
 	if (!kept) {
 		char takers[512] = "";
 		for (size_t i = 0; all_indexes[i]; i++)
@@ -724,7 +728,7 @@ static size_t keep_placement_takers(struct subject *chosen, size_t nsub, enum ch
 	}
 	kept = 0;
 	for (size_t k = 0; k < nsub; k++) {
-		if (chosen[k].ops && !(chosen[k].ops->caps & META_CAP(meta))) {
+		if (!takes_placement(&chosen[k], meta)) {
 			fprintf(stderr, "heapindex: scale: %s left out: it does not take HEAPINDEX_META=%s\n",
 			        chosen[k].ops->name, chunk_meta_name(meta));
 			continue;
